@@ -1,0 +1,57 @@
+package voluntree
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Error codes. Adapters translate them (httpapi maps each to one HTTP status).
+const (
+	EINVALID     = "invalid"     // the caller's input is wrong
+	EOVERLOADED  = "overloaded"  // a bounded queue is full; retry later
+	EUNAVAILABLE = "unavailable" // a dependency is down or shutting down
+	ENOTFOUND    = "not_found"
+	EINTERNAL    = "internal"
+)
+
+// Error is an error with a code and a message meant for the caller.
+type Error struct {
+	Code    string
+	Message string
+}
+
+// Error implements the error interface.
+func (e *Error) Error() string { return fmt.Sprintf("voluntree: %s: %s", e.Code, e.Message) }
+
+// Errorf returns an *Error with the given code and formatted message.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrorCode returns the code of the first *Error in err's chain, EINTERNAL for any other
+// non-nil error and "" for nil.
+func ErrorCode(err error) string {
+	var e *Error
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &e):
+		return e.Code
+	default:
+		return EINTERNAL
+	}
+}
+
+// ErrorMessage returns the caller-facing message of err: the *Error's message, or a generic
+// text for internal errors (whose details belong in logs, not in responses).
+func ErrorMessage(err error) string {
+	var e *Error
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &e):
+		return e.Message
+	default:
+		return "internal error"
+	}
+}

@@ -1,0 +1,173 @@
+package ml
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+
+	"github.com/voluntree/voluntree"
+)
+
+// ErrClosed is returned by Predict after Close.
+var ErrClosed = errors.New("ml: model is closed")
+
+// Model classifies a batch of texts in one forward pass. Implementations are safe for
+// concurrent use; the batching actor calls Predict from one goroutine at a time.
+type Model interface {
+	Predict(ctx context.Context, texts []string) ([]voluntree.Prediction, error)
+	Info() Info
+	Close() error
+}
+
+// Info describes a loaded model.
+type Info struct {
+	Kind       string           `json:"kind"` // "native" or "torchscript"
+	Path       string           `json:"path"`
+	Labels     []string         `json:"labels"`
+	Featurizer FeaturizerConfig `json:"featurizer"`
+	Dims       *Dims            `json:"dims,omitempty"`
+	Training   *TrainingInfo    `json:"training,omitempty"`
+}
+
+// Load opens a model file by its content: a native Voluntree model (written by `voluntree
+// train`) or a TorchScript module exported from PyTorch (a zip archive).
+func Load(path string) (Model, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("ml: open model: %w", err)
+	}
+	switch {
+	case bytes.HasPrefix(data, []byte(modelMagic)):
+		return LoadNative(path, data)
+	case bytes.HasPrefix(data, []byte("PK\x03\x04")):
+		return LoadTorchScript(path, DefaultFeaturizerConfig())
+	default:
+		return nil, fmt.Errorf("ml: %s is neither a Voluntree model nor a TorchScript archive", path)
+	}
+}
+
+// Native is a model trained by `voluntree train` and run through gotch.
+type Native struct {
+	info Info
+	feat FeaturizerConfig
+	net  *network
+}
+
+// LoadNative decodes a native model file held in data; path is only reported in Info.
+func LoadNative(path string, data []byte) (*Native, error) {
+	h, vals, err := readModel(bytes.NewReader(data))
+	if err != nil {
+		return nil, err
+	}
+	if err := checkLabels(h.Labels); err != nil {
+		return nil, err
+	}
+	if err := h.Featurizer.Validate(); err != nil {
+		return nil, err
+	}
+	if h.Dims.Buckets != int64(h.Featurizer.Buckets) || h.Dims.Classes != int64(len(h.Labels)) {
+		return nil, fmt.Errorf("ml: model dims %+v do not match featurizer or labels", h.Dims)
+	}
+	net, err := newNetwork(h.Dims, vals)
+	if err != nil {
+		return nil, err
+	}
+	d := h.Dims
+	return &Native{
+		info: Info{Kind: "native", Path: path, Labels: h.Labels, Featurizer: h.Featurizer, Dims: &d, Training: h.Training},
+		feat: h.Featurizer,
+		net:  net,
+	}, nil
+}
+
+func checkLabels(labels []string) error {
+	var want []string
+	for _, in := range voluntree.Intents() {
+		want = append(want, string(in))
+	}
+	if !slices.Equal(labels, want) {
+		return fmt.Errorf("ml: model labels %v, want %v", labels, want)
+	}
+	return nil
+}
+
+// Info implements Model.
+func (m *Native) Info() Info { return m.info }
+
+// Predict implements Model.
+func (m *Native) Predict(ctx context.Context, texts []string) ([]voluntree.Prediction, error) {
+	if m.net == nil {
+		return nil, ErrClosed
+	}
+	feats := featurizeAll(m.feat, texts)
+	rows, err := withoutGrad(func() ([][]float32, error) {
+		idx := padIndices(feats)
+		defer idx.MustDrop()
+		logits := m.net.forward(idx)
+		defer logits.MustDrop()
+		return softmaxRows(logits, len(m.info.Labels))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return predictions(rows), nil
+}
+
+// Save writes the model to path.
+func (m *Native) Save(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("ml: save model: %w", err)
+	}
+	err = writeModel(f, m.header(), m.net.values())
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("ml: save model: %w", cerr)
+	}
+	return err
+}
+
+func (m *Native) header() fileHeader {
+	h := fileHeader{Labels: m.info.Labels, Featurizer: m.feat, Dims: m.net.dims, Training: m.info.Training}
+	shapes := m.net.dims.shapes()
+	for _, name := range tensorNames {
+		h.Tensors = append(h.Tensors, tensorEntry{Name: name, Shape: shapes[name]})
+	}
+	return h
+}
+
+// Close frees the tensors. Predict fails afterwards.
+func (m *Native) Close() error {
+	if m.net != nil {
+		m.net.drop()
+		m.net = nil
+	}
+	return nil
+}
+
+// featurizeAll featurizes texts; each text yields at least one feature (a shape feature).
+func featurizeAll(cfg FeaturizerConfig, texts []string) [][]int64 {
+	out := make([][]int64, len(texts))
+	for i, t := range texts {
+		out[i] = cfg.Featurize(t)
+	}
+	return out
+}
+
+func predictions(rows [][]float32) []voluntree.Prediction {
+	intents := voluntree.Intents()
+	out := make([]voluntree.Prediction, len(rows))
+	for i, row := range rows {
+		p := voluntree.Prediction{Scores: make(map[voluntree.Intent]float32, len(intents))}
+		for j, v := range row {
+			p.Scores[intents[j]] = v
+			if v > p.Confidence || j == 0 {
+				p.Intent, p.Confidence = intents[j], v
+			}
+		}
+		out[i] = p
+	}
+	return out
+}

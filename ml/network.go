@@ -1,0 +1,166 @@
+package ml
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"runtime"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+)
+
+// Dims are the sizes of the intent network.
+type Dims struct {
+	Buckets int64 `json:"buckets"` // rows of the embedding table (= featurizer buckets)
+	Embed   int64 `json:"embed"`   // embedding width
+	Hidden  int64 `json:"hidden"`  // hidden layer width
+	Classes int64 `json:"classes"` // output columns (6)
+}
+
+// network is the intent classifier, fastText-like with one hidden layer:
+//
+//	indices [B,L] -> embedding [B,L,E] -> mean over non-padding -> Linear(E,H) -> ReLU -> Linear(H,C)
+//
+// Index 0 is padding: its embedding row is zero and it is left out of the mean.
+type network struct {
+	dims                Dims
+	emb, w1, b1, w2, b2 *ts.Tensor // emb [V,E], w1 [E,H], b1 [H], w2 [H,C], b2 [C]
+}
+
+// tensorNames is the order in which parameters are stored in a model file.
+var tensorNames = []string{"emb", "w1", "b1", "w2", "b2"}
+
+func (d Dims) shapes() map[string][]int64 {
+	return map[string][]int64{
+		"emb": {d.Buckets, d.Embed}, "w1": {d.Embed, d.Hidden}, "b1": {d.Hidden},
+		"w2": {d.Hidden, d.Classes}, "b2": {d.Classes},
+	}
+}
+
+func (n *network) params() map[string]**ts.Tensor {
+	return map[string]**ts.Tensor{"emb": &n.emb, "w1": &n.w1, "b1": &n.b1, "w2": &n.w2, "b2": &n.b2}
+}
+
+// initialValues returns seeded initial parameter values: small normal embeddings (zero padding
+// row), Kaiming-uniform linear weights, zero biases.
+func initialValues(d Dims, seed uint64) map[string][]float32 {
+	rng := rand.New(rand.NewPCG(seed, 0x766f6c756e74))
+	vals := make(map[string][]float32)
+	emb := make([]float32, d.Buckets*d.Embed)
+	for i := d.Embed; i < int64(len(emb)); i++ {
+		emb[i] = float32(rng.NormFloat64() * 0.1)
+	}
+	vals["emb"] = emb
+	uniform := func(n, fanIn int64) []float32 {
+		bound := math.Sqrt(6.0 / float64(fanIn))
+		out := make([]float32, n)
+		for i := range out {
+			out[i] = float32((rng.Float64()*2 - 1) * bound)
+		}
+		return out
+	}
+	vals["w1"] = uniform(d.Embed*d.Hidden, d.Embed)
+	vals["b1"] = make([]float32, d.Hidden)
+	vals["w2"] = uniform(d.Hidden*d.Classes, d.Hidden)
+	vals["b2"] = make([]float32, d.Classes)
+	return vals
+}
+
+// newNetwork builds a network from parameter values (no gradients).
+func newNetwork(d Dims, vals map[string][]float32) (*network, error) {
+	n := &network{dims: d}
+	shapes := d.shapes()
+	for _, name := range tensorNames {
+		v, shape := vals[name], shapes[name]
+		if want := numel(shape); int64(len(v)) != want {
+			n.drop()
+			return nil, fmt.Errorf("ml: tensor %s has %d values, want %d", name, len(v), want)
+		}
+		t, err := ts.OfSlice(v)
+		if err != nil {
+			n.drop()
+			return nil, fmt.Errorf("ml: tensor %s: %w", name, err)
+		}
+		*n.params()[name] = t.MustView(shape, true)
+	}
+	return n, nil
+}
+
+func numel(shape []int64) int64 {
+	n := int64(1)
+	for _, s := range shape {
+		n *= s
+	}
+	return n
+}
+
+// values copies the parameters out to Go slices.
+func (n *network) values() map[string][]float32 {
+	out := make(map[string][]float32)
+	for name, p := range n.params() {
+		v := make([]float32, (*p).Numel())
+		(*p).MustCopyData(v, uint((*p).Numel()))
+		out[name] = v
+	}
+	return out
+}
+
+func (n *network) drop() {
+	for _, p := range n.params() {
+		if *p != nil {
+			(*p).MustDrop()
+			*p = nil
+		}
+	}
+}
+
+// forward returns logits [B,C] for padded indices [B,L]. Intermediates are freed eagerly.
+func (n *network) forward(idx *ts.Tensor) *ts.Tensor {
+	e := ts.MustEmbedding(n.emb, idx, 0, false, false)
+	sum := e.MustSumDimIntlist([]int64{1}, false, gotch.Float, true)
+	mask := idx.MustNe(ts.IntScalar(0), false)
+	cnt := mask.MustSumDimIntlist([]int64{1}, true, gotch.Float, true).MustClampMin(ts.FloatScalar(1), true)
+	mean := sum.MustDiv(cnt, true)
+	cnt.MustDrop()
+	h := mean.MustMatmul(n.w1, true).MustAdd(n.b1, true).MustRelu(true)
+	return h.MustMatmul(n.w2, true).MustAdd(n.b2, true)
+}
+
+// padIndices packs per-text feature indices into a [B,L] int64 tensor padded with 0.
+func padIndices(feats [][]int64) *ts.Tensor {
+	width := 1
+	for _, f := range feats {
+		width = max(width, len(f))
+	}
+	flat := make([]int64, len(feats)*width)
+	for i, f := range feats {
+		copy(flat[i*width:], f)
+	}
+	return ts.MustOfSlice(flat).MustView([]int64{int64(len(feats)), int64(width)}, true)
+}
+
+// softmaxRows turns logits [B,C] into per-row probabilities in Go.
+func softmaxRows(logits *ts.Tensor, classes int) ([][]float32, error) {
+	probs := logits.MustSoftmax(-1, gotch.Float, false)
+	defer probs.MustDrop()
+	flat := make([]float32, probs.Numel())
+	if err := probs.CopyData(flat, probs.Numel()); err != nil {
+		return nil, fmt.Errorf("ml: read probabilities: %w", err)
+	}
+	rows := make([][]float32, len(flat)/classes)
+	for i := range rows {
+		rows[i] = flat[i*classes : (i+1)*classes]
+	}
+	return rows, nil
+}
+
+// withoutGrad runs fn on one OS thread with autograd off: libtorch's grad mode is
+// thread-local, and Go may move a goroutine between threads at any call.
+func withoutGrad[T any](fn func() (T, error)) (T, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	prev := ts.MustGradSetEnabled(false)
+	defer ts.MustGradSetEnabled(prev)
+	return fn()
+}
