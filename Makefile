@@ -1,0 +1,80 @@
+# Voluntree. The two commands of the README:
+#   make run    build and start the server on its embedded default (http://localhost:8080)
+#   make test   install what the tests need and run every test
+# Both install what is missing (Debian packages, the patched gotch) and skip what is present.
+
+SHELL := /bin/bash
+GO ?= $(shell command -v go || echo /usr/local/go/bin/go)
+GOFMT := $(dir $(GO))gofmt
+GOTCH_DIR := .build/gotch
+BIN := bin/voluntree
+
+# Debian packages: redis-server (embedded default and tests), libtorch-dev (gotch), g++ (cgo),
+# prometheus (promtool, to check /metrics in tests), curl (health probes in scripts).
+APT_RUN  := redis-server libtorch-dev g++ curl
+APT_TEST := $(APT_RUN) prometheus
+# python3-torch is only needed to regenerate ml/testdata (make testdata).
+APT_TESTDATA := python3-torch
+
+export CGO_ENABLED := 1
+# libtorch runs its own thread pool; Go's test parallelism is kept to the core count.
+GOTEST_FLAGS ?= -count=1 -timeout 15m
+
+.PHONY: run test build deps deps-test gotch gotch-discover train testdata bench clean help
+
+help:
+	@echo "make run | make test | make build | make train | make bench | make testdata | make clean"
+
+run: build
+	./$(BIN) serve
+
+build: deps gotch
+	$(GO) build -o $(BIN) ./cmd/voluntree
+
+test: deps-test gotch
+	@echo "== gofmt"; out=$$($(GOFMT) -l $$(find . -name '*.go' -not -path './.build/*')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@echo "== go vet"; $(GO) vet ./...
+	@echo "== go test"; $(GO) test $(GOTEST_FLAGS) ./...
+
+# Installs the listed Debian packages that are not installed yet (apt-get update only then).
+define apt_install
+	@missing=""; for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@command -v $(GO) >/dev/null || { echo "Go is required (https://go.dev/dl), see README"; exit 1; }
+endef
+
+deps:
+	$(call apt_install,$(APT_RUN))
+
+deps-test:
+	$(call apt_install,$(APT_TEST))
+
+# A CPU build of gotch against Debian's libtorch, in a git-ignored folder (see build/gotch).
+gotch: $(GOTCH_DIR)/.voluntree-stamp
+$(GOTCH_DIR)/.voluntree-stamp: build/gotch/prepare.sh build/gotch/stubs.txt
+	build/gotch/prepare.sh $(GOTCH_DIR)
+
+# Recompute the list of gotch functions that do not compile against the installed libtorch.
+gotch-discover: deps
+	build/gotch/prepare.sh --discover
+
+# Retrain the shipped model (seeded: the same data and seed give the same model).
+train: build
+	./$(BIN) train
+
+# Regenerate the TorchScript test model and its golden predictions with Debian's PyTorch.
+testdata: deps gotch
+	$(call apt_install,$(APT_TESTDATA))
+	/usr/bin/python3 ml/testdata/make_torchscript.py
+
+# Benchmarks of BENCHMARKS.md.
+bench: deps-test gotch
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./ml ./actors ./httpapi
+
+clean:
+	rm -rf bin .build

@@ -1,0 +1,75 @@
+// Command voluntree runs the Voluntree server and its tools.
+//
+//	voluntree serve      start the server (see README for configuration)
+//	voluntree train      train the intent model
+//	voluntree classify   classify texts from stdin, one per line, as JSON lines
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `usage: voluntree <command> [flags]
+
+commands:
+  serve      start the server (HTTP API, dashboard, actors)
+  train      train the intent model and print its validation scores
+  classify   read texts from stdin, one per line; print JSON lines {"text","intent","confidence"}
+
+Run 'voluntree <command> -h' for the flags of a command.
+`
+
+// usageError marks an error caused by how the command was called (exit status 2).
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = runServe(ctx, args[1:], stderr)
+	case "train":
+		err = runTrain(ctx, args[1:], stdout, stderr)
+	case "classify":
+		err = runClassify(ctx, args[1:], stdin, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "voluntree: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	var ue usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ue):
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(stderr, "voluntree %s: %v\n", args[0], err)
+		}
+		return 2
+	default:
+		fmt.Fprintf(stderr, "voluntree %s: %v\n", args[0], err)
+		return 1
+	}
+}

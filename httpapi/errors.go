@@ -1,0 +1,49 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/voluntree/voluntree"
+)
+
+// statusOf maps domain error codes to HTTP statuses: the one table for the whole API.
+var statusOf = map[string]int{
+	voluntree.EINVALID:     http.StatusBadRequest,
+	voluntree.ENOTFOUND:    http.StatusNotFound,
+	voluntree.EOVERLOADED:  http.StatusServiceUnavailable,
+	voluntree.EUNAVAILABLE: http.StatusServiceUnavailable,
+	voluntree.EINTERNAL:    http.StatusInternalServerError,
+}
+
+// errorBody is every error response: {"error": "..."}.
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+// errorHandler turns any handler error into a JSON error response. Domain errors keep their
+// message; Fiber's own (404, 405, 413) keep theirs; anything else is logged and hidden.
+func errorHandler(logger *slog.Logger) fiber.ErrorHandler {
+	return func(c *fiber.Ctx, err error) error {
+		var fe *fiber.Error
+		status, msg := http.StatusInternalServerError, "internal error"
+		switch {
+		case errors.As(err, &fe):
+			status, msg = fe.Code, fe.Message
+		case errors.Is(err, context.DeadlineExceeded):
+			status, msg = http.StatusGatewayTimeout, "request timed out"
+		case voluntree.ErrorCode(err) != voluntree.EINTERNAL:
+			status, msg = statusOf[voluntree.ErrorCode(err)], voluntree.ErrorMessage(err)
+		}
+		if voluntree.ErrorCode(err) == voluntree.EOVERLOADED {
+			c.Set(fiber.HeaderRetryAfter, "1")
+		}
+		if status >= 500 {
+			logger.Error("request failed", "action", "http_error", "method", c.Method(), "path", c.Path(), "status", status, "error", err)
+		}
+		return c.Status(status).JSON(errorBody{Error: msg})
+	}
+}

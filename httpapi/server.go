@@ -1,0 +1,141 @@
+package httpapi
+
+import (
+	"context"
+	"embed"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
+	"github.com/gofiber/fiber/v2/middleware/filesystem"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/voluntree/voluntree"
+	"github.com/voluntree/voluntree/metrics"
+)
+
+//go:embed static
+var static embed.FS
+
+// Defaults of Config.
+const (
+	DefaultBodyLimit      = 8 << 20 // 256 texts of 5,000 characters fit with room for escaping
+	DefaultRequestTimeout = 30 * time.Second
+)
+
+// HealthCheck reports whether one dependency works; /healthz runs them all.
+type HealthCheck struct {
+	Name  string
+	Check func(ctx context.Context) error
+}
+
+// Config wires the API to the rest of the node.
+type Config struct {
+	Classifier     voluntree.Classifier
+	Metrics        *metrics.Metrics
+	Gatherer       prometheus.Gatherer // what /metrics exposes
+	Health         []HealthCheck
+	Logger         *slog.Logger
+	BodyLimit      int
+	RequestTimeout time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.BodyLimit == 0 {
+		c.BodyLimit = DefaultBodyLimit
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Server is the node's HTTP front: REST API, metrics, health and the dashboard.
+type Server struct {
+	app *fiber.App
+	cfg Config
+}
+
+// New builds the Fiber app and its routes.
+func New(cfg Config) *Server {
+	cfg.setDefaults()
+	cfg.Logger = cfg.Logger.With("component", "httpapi")
+	app := fiber.New(fiber.Config{
+		AppName:               "voluntree",
+		BodyLimit:             cfg.BodyLimit,
+		ErrorHandler:          errorHandler(cfg.Logger),
+		DisableStartupMessage: true,
+		ReadTimeout:           cfg.RequestTimeout,
+		WriteTimeout:          cfg.RequestTimeout,
+		IdleTimeout:           2 * time.Minute,
+	})
+	s := &Server{app: app, cfg: cfg}
+	app.Use(s.observe)
+	app.Get("/healthz", s.healthz)
+	app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
+	api := app.Group("/api/v1")
+	api.Post("/classify", s.classify)
+	sub, _ := fs.Sub(static, "static")
+	app.Use("/", filesystem.New(filesystem.Config{Root: http.FS(sub), Index: "index.html"}))
+	app.Use(func(c *fiber.Ctx) error {
+		return fiber.NewError(fiber.StatusNotFound, "no route for "+c.Method()+" "+c.Path())
+	})
+	return s
+}
+
+// App returns the Fiber app (tests use App().Test).
+func (s *Server) App() *fiber.App { return s.app }
+
+// Serve accepts connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error { return s.app.Listener(ln) }
+
+// Shutdown stops accepting connections and waits for in-flight requests until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error { return s.app.ShutdownWithContext(ctx) }
+
+// observe records request counts and durations by route pattern (not raw path, which would
+// let clients create unbounded label values).
+func (s *Server) observe(c *fiber.Ctx) error {
+	start := time.Now()
+	if err := c.Next(); err != nil {
+		if herr := c.App().ErrorHandler(c, err); herr != nil {
+			_ = c.SendStatus(fiber.StatusInternalServerError)
+		}
+	}
+	route := c.Route().Path
+	if c.Response().StatusCode() == fiber.StatusNotFound {
+		route = "unmatched"
+	}
+	s.cfg.Metrics.HTTPRequests.WithLabelValues(route, c.Method(), strconv.Itoa(c.Response().StatusCode())).Inc()
+	s.cfg.Metrics.HTTPDuration.WithLabelValues(route, c.Method()).Observe(time.Since(start).Seconds())
+	return nil
+}
+
+type healthResponse struct {
+	Status string            `json:"status"`
+	Checks map[string]string `json:"checks"`
+}
+
+func (s *Server) healthz(c *fiber.Ctx) error {
+	ctx, cancel := context.WithTimeout(c.UserContext(), 2*time.Second)
+	defer cancel()
+	resp := healthResponse{Status: "ok", Checks: make(map[string]string)}
+	for _, h := range s.cfg.Health {
+		if err := h.Check(ctx); err != nil {
+			resp.Status = "unavailable"
+			resp.Checks[h.Name] = err.Error()
+			continue
+		}
+		resp.Checks[h.Name] = "ok"
+	}
+	if resp.Status != "ok" {
+		c.Status(fiber.StatusServiceUnavailable)
+	}
+	return c.JSON(resp)
+}
