@@ -74,9 +74,10 @@ func (c BatcherConfig) Validate() error {
 // Batcher is the typed front of the batching inference actor: callers use Classify and never
 // handle a PID. It implements voluntree.Classifier.
 type Batcher struct {
-	system *actor.ActorSystem
-	pid    *actor.PID
-	cfg    BatcherConfig
+	system  *actor.ActorSystem
+	pid     *actor.PID
+	cfg     BatcherConfig
+	metrics *metrics.Metrics
 }
 
 var _ voluntree.Classifier = (*Batcher)(nil)
@@ -96,7 +97,7 @@ func NewBatcher(system *actor.ActorSystem, model Predictor, cfg BatcherConfig, m
 	if err != nil {
 		return nil, fmt.Errorf("actors: spawn batcher: %w", err)
 	}
-	return &Batcher{system: system, pid: pid, cfg: cfg}, nil
+	return &Batcher{system: system, pid: pid, cfg: cfg, metrics: m}, nil
 }
 
 // Classify classifies texts in order, sharing model batches with concurrent callers. It

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -112,8 +113,11 @@ func (s *Server) observe(c *fiber.Ctx) error {
 	if c.Response().StatusCode() == fiber.StatusNotFound {
 		route = "unmatched"
 	}
-	s.cfg.Metrics.HTTPRequests.WithLabelValues(route, c.Method(), strconv.Itoa(c.Response().StatusCode())).Inc()
-	s.cfg.Metrics.HTTPDuration.WithLabelValues(route, c.Method()).Observe(time.Since(start).Seconds())
+	// Fiber's strings point into fasthttp buffers that are reused after the request: label
+	// values outlive it, so they must be copies.
+	method := strings.Clone(c.Method())
+	s.cfg.Metrics.HTTPRequests.WithLabelValues(strings.Clone(route), method, strconv.Itoa(c.Response().StatusCode())).Inc()
+	s.cfg.Metrics.HTTPDuration.WithLabelValues(strings.Clone(route), method).Observe(time.Since(start).Seconds())
 	return nil
 }
 
