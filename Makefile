@@ -17,6 +17,10 @@ APT_TEST := $(APT_RUN) prometheus
 APT_TESTDATA := python3-torch
 
 export CGO_ENABLED := 1
+# One libtorch intra-op thread: on a 2-core node the other core serves HTTP and featurizes,
+# and batches of 64 run faster per text this way (BENCHMARKS.md). Read by libgomp at start-up,
+# so it must be in the environment, not set from Go. Override: make run OMP_NUM_THREADS=2.
+export OMP_NUM_THREADS ?= 1
 # libtorch runs its own thread pool; Go's test parallelism is kept to the core count.
 GOTEST_FLAGS ?= -count=1 -timeout 15m
 

@@ -2,7 +2,6 @@ package ml
 
 import (
 	"fmt"
-	"hash/fnv"
 	"strings"
 	"unicode"
 )
@@ -19,8 +18,8 @@ type FeaturizerConfig struct {
 // Default featurizer settings.
 const (
 	DefaultBuckets     = 1 << 16
-	DefaultCharMin     = 2
-	DefaultCharMax     = 5
+	DefaultCharMin     = 3
+	DefaultCharMax     = 4
 	DefaultMaxFeatures = 1024
 )
 
@@ -54,7 +53,7 @@ func (c FeaturizerConfig) Validate() error {
 // ("can't" = "cant") irrelevant. An empty or symbol-only text still yields shape features.
 func (c FeaturizerConfig) Featurize(text string) []int64 {
 	toks := tokenize(text)
-	f := featureSet{cfg: c, seen: make(map[int64]struct{}, 64)}
+	f := newFeatureSet(c)
 	f.add("s:n", tokenCountBucket(len(toks.words)))
 	if len(toks.words) <= 3 {
 		f.add("s:all", strings.Join(toks.words, " "))
@@ -71,39 +70,72 @@ func (c FeaturizerConfig) Featurize(text string) []int64 {
 			f.add("b:", toks.words[i-1]+" "+w)
 		}
 	}
+	var starts []int // byte offset of each rune of "<word>", plus the end
 	for _, w := range toks.words {
 		if !isWord(w) {
 			continue
 		}
-		r := []rune("<" + w + ">")
+		b := "<" + w + ">"
+		starts = starts[:0]
+		for i := range b {
+			starts = append(starts, i)
+		}
+		starts = append(starts, len(b))
+		runes := len(starts) - 1
 		for n := c.CharMin; n <= c.CharMax; n++ {
-			for i := 0; i+n <= len(r); i++ {
-				f.add("c:", string(r[i:i+n]))
+			for i := 0; i+n <= runes; i++ {
+				f.add("c:", b[starts[i]:starts[i+n]])
 			}
 		}
 	}
 	return f.out
 }
 
+// featureSet collects distinct feature indices in first-seen order. Hashing is FNV-1a 64 of
+// prefix+s computed in place, and the dedupe set is an open-addressing table: featurizing is
+// on the request path, so it allocates little.
 type featureSet struct {
-	cfg  FeaturizerConfig
-	seen map[int64]struct{}
-	out  []int64
+	cfg   FeaturizerConfig
+	slots []int64 // 0 = empty; sized to a power of two at least twice MaxFeatures
+	out   []int64
 }
+
+func newFeatureSet(cfg FeaturizerConfig) *featureSet {
+	n := 64
+	for n < 2*cfg.MaxFeatures {
+		n <<= 1
+	}
+	return &featureSet{cfg: cfg, slots: make([]int64, n), out: make([]int64, 0, min(cfg.MaxFeatures, 256))}
+}
+
+const (
+	fnvOffset64 = 14695981039346656037
+	fnvPrime64  = 1099511628211
+)
 
 func (f *featureSet) add(prefix, s string) {
 	if len(f.out) >= f.cfg.MaxFeatures {
 		return
 	}
-	h := fnv.New64a()
-	h.Write([]byte(prefix))
-	h.Write([]byte(s))
-	idx := int64(1 + h.Sum64()%uint64(f.cfg.Buckets-1))
-	if _, dup := f.seen[idx]; dup {
-		return
+	h := uint64(fnvOffset64)
+	for i := 0; i < len(prefix); i++ {
+		h = (h ^ uint64(prefix[i])) * fnvPrime64
 	}
-	f.seen[idx] = struct{}{}
-	f.out = append(f.out, idx)
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint64(s[i])) * fnvPrime64
+	}
+	idx := int64(1 + h%uint64(f.cfg.Buckets-1))
+	mask := len(f.slots) - 1
+	for j := int(uint64(idx)*0x9E3779B97F4A7C15>>32) & mask; ; j = (j + 1) & mask {
+		switch f.slots[j] {
+		case idx:
+			return
+		case 0:
+			f.slots[j] = idx
+			f.out = append(f.out, idx)
+			return
+		}
+	}
 }
 
 type tokens struct {

@@ -20,9 +20,9 @@ type Dims struct {
 
 // network is the intent classifier, fastText-like with one hidden layer:
 //
-//	indices [B,L] -> embedding [B,L,E] -> mean over non-padding -> Linear(E,H) -> ReLU -> Linear(H,C)
+//	feature bags -> embedding_bag mean [B,E] -> Linear(E,H) -> ReLU -> Linear(H,C)
 //
-// Index 0 is padding: its embedding row is zero and it is left out of the mean.
+// Index 0 is never produced by the featurizer (it is TorchScript's padding); its row is zero.
 type network struct {
 	dims                Dims
 	emb, w1, b1, w2, b2 *ts.Tensor // emb [V,E], w1 [E,H], b1 [H], w2 [H,C], b2 [C]
@@ -115,19 +115,40 @@ func (n *network) drop() {
 	}
 }
 
-// forward returns logits [B,C] for padded indices [B,L]. Intermediates are freed eagerly.
-func (n *network) forward(idx *ts.Tensor) *ts.Tensor {
-	e := ts.MustEmbedding(n.emb, idx, 0, false, false)
-	sum := e.MustSumDimIntlist([]int64{1}, false, gotch.Float, true)
-	mask := idx.MustNe(ts.IntScalar(0), false)
-	cnt := mask.MustSumDimIntlist([]int64{1}, true, gotch.Float, true).MustClampMin(ts.FloatScalar(1), true)
-	mean := sum.MustDiv(cnt, true)
-	cnt.MustDrop()
+// forward returns logits [B,C] for a bag of features per row: flat holds every row's indices
+// back to back, offsets [B] where each row starts. embedding_bag takes the mean per row with
+// no padding, so a long comment in a batch costs only its own features.
+func (n *network) forward(flat, offsets *ts.Tensor) *ts.Tensor {
+	none := ts.NewTensor() // undefined tensor: no per-sample weights
+	mean, o1, o2, o3 := ts.MustEmbeddingBag(n.emb, flat, offsets, false, embeddingBagMean, false, none, false)
+	for _, t := range []*ts.Tensor{none, o1, o2, o3} {
+		t.MustDrop()
+	}
 	h := mean.MustMatmul(n.w1, true).MustAdd(n.b1, true).MustRelu(true)
 	return h.MustMatmul(n.w2, true).MustAdd(n.b2, true)
 }
 
-// padIndices packs per-text feature indices into a [B,L] int64 tensor padded with 0.
+// embeddingBagMean is mode 1 of aten::embedding_bag (0 sum, 1 mean, 2 max).
+const embeddingBagMean = 1
+
+// bagInputs packs per-text feature indices into embedding_bag's flat indices and offsets.
+// Every text has at least one feature (the featurizer always emits shape features).
+func bagInputs(feats [][]int64) (flat, offsets *ts.Tensor) {
+	total := 0
+	for _, f := range feats {
+		total += len(f)
+	}
+	all := make([]int64, 0, total)
+	offs := make([]int64, len(feats))
+	for i, f := range feats {
+		offs[i] = int64(len(all))
+		all = append(all, f...)
+	}
+	return ts.MustOfSlice(all), ts.MustOfSlice(offs)
+}
+
+// padIndices packs per-text feature indices into a [B,L] int64 tensor padded with 0: the
+// input of TorchScript models.
 func padIndices(feats [][]int64) *ts.Tensor {
 	width := 1
 	for _, f := range feats {

@@ -192,16 +192,16 @@ func fit(ctx context.Context, cfg TrainConfig, dims Dims, train []Example, col m
 				feats[i] = dropFeatures(rng, cfg.Featurizer.Featurize(text), cfg.FeatureDropout)
 				targets[i] = col[train[id].Intent]
 			}
-			idx := padIndices(feats)
+			flat, offsets := bagInputs(feats)
 			tgt := ts.MustOfSlice(targets)
-			logits := net.forward(idx)
+			logits := net.forward(flat, offsets)
 			loss := logits.CrossEntropyForLogits(tgt)
 			if err := opt.BackwardStep(loss); err != nil {
 				return nil, fmt.Errorf("ml: backward: %w", err)
 			}
 			lossSum += loss.Float64Values()[0]
 			batches++
-			for _, t := range []*ts.Tensor{idx, tgt, logits, loss} {
+			for _, t := range []*ts.Tensor{flat, offsets, tgt, logits, loss} {
 				t.MustDrop()
 			}
 		}

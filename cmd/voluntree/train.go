@@ -24,6 +24,10 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Float64Var(&cfg.LearningRate, "lr", ml.DefaultLearningRate, "AdamW learning rate")
 	fs.Int64Var(&cfg.Embed, "embed", ml.DefaultEmbed, "embedding width")
 	fs.Int64Var(&cfg.Hidden, "hidden", ml.DefaultHidden, "hidden layer width")
+	cfg.Featurizer = ml.DefaultFeaturizerConfig()
+	fs.IntVar(&cfg.Featurizer.Buckets, "buckets", ml.DefaultBuckets, "feature hash buckets (embedding rows)")
+	fs.IntVar(&cfg.Featurizer.CharMin, "char-min", ml.DefaultCharMin, "shortest character n-gram")
+	fs.IntVar(&cfg.Featurizer.CharMax, "char-max", ml.DefaultCharMax, "longest character n-gram")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}

@@ -39,8 +39,8 @@ import torch.nn.functional as F
 LABELS = ["interested", "question", "donate", "decline", "thanks", "other"]
 
 BUCKETS = 1 << 16
-CHAR_MIN = 2
-CHAR_MAX = 5
+CHAR_MIN = 3
+CHAR_MAX = 4
 MAX_FEATURES = 1024
 
 EMBED = 8
