@@ -76,9 +76,12 @@ testdata: deps gotch
 	$(call apt_install,$(APT_TESTDATA))
 	/usr/bin/python3 ml/testdata/make_torchscript.py
 
-# Benchmarks of BENCHMARKS.md.
+# Benchmarks of BENCHMARKS.md: 6 runs each (this kind of VM is noisy), summarised by benchstat.
+BENCH_COUNT ?= 6
 bench: deps-test gotch
-	$(GO) test -run '^$$' -bench . -benchtime 2s ./ml ./actors ./httpapi
+	GOBIN=$(CURDIR)/.build/bin $(GO) install golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
+	$(GO) test -run '^$$' -bench . -benchtime 2s -count $(BENCH_COUNT) ./ml ./actors ./httpapi | tee .build/bench.txt
+	.build/bin/benchstat .build/bench.txt
 
 clean:
 	rm -rf bin .build

@@ -35,7 +35,7 @@ const (
 	DefaultBatchSize      = 32
 	DefaultLearningRate   = 0.002
 	DefaultWeightDecay    = 1e-4
-	DefaultEmbed          = 32
+	DefaultEmbed          = 16
 	DefaultHidden         = 64
 	DefaultFeatureDropout = 0.2
 	DefaultAugmentProb    = 0.5
