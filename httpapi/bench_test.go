@@ -88,7 +88,9 @@ func BenchmarkClassifyHTTP(b *testing.B) {
 	b.StopTimer()
 	all := slices.Concat(lat...)
 	slices.Sort(all)
-	p := func(q float64) float64 { return float64(all[min(len(all)-1, int(q*float64(len(all))))].Microseconds()) / 1000 }
+	p := func(q float64) float64 {
+		return float64(all[min(len(all)-1, int(q*float64(len(all))))].Microseconds()) / 1000
+	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
 	b.ReportMetric(p(0.50), "p50-ms")
 	b.ReportMetric(p(0.99), "p99-ms")
