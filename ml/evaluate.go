@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"text/tabwriter"
 
 	"github.com/voluntree/voluntree"
@@ -19,9 +20,13 @@ type Score struct {
 
 // Report is a model's quality on a labelled set.
 type Report struct {
-	Items     int              `json:"items"`
-	Accuracy  float64          `json:"accuracy"`
-	MacroF1   float64          `json:"macro_f1"`
+	Items    int     `json:"items"`
+	Accuracy float64 `json:"accuracy"`
+	MacroF1  float64 `json:"macro_f1"`
+	// ECE is the expected calibration error over 10 confidence bins: how far the reported
+	// confidence is from the accuracy at that confidence (0 = calibrated).
+	ECE       float64          `json:"ece"`
+	MeanConf  float64          `json:"mean_confidence"`
 	PerIntent map[string]Score `json:"per_intent"`
 	// Confusion[i][j]: items of intent i predicted as j, in voluntree.Intents() order.
 	Confusion [][]int `json:"confusion"`
@@ -38,6 +43,11 @@ func Evaluate(ctx context.Context, m Model, examples []Example) (*Report, error)
 	for i := range conf {
 		conf[i] = make([]int, len(intents))
 	}
+	var bins [10]struct {
+		n       int
+		correct int
+		conf    float64
+	}
 	for start := 0; start < len(examples); start += 256 {
 		batch := examples[start:min(start+256, len(examples))]
 		texts := make([]string, len(batch))
@@ -50,9 +60,22 @@ func Evaluate(ctx context.Context, m Model, examples []Example) (*Report, error)
 		}
 		for i, p := range preds {
 			conf[col[batch[i].Intent]][col[p.Intent]]++
+			b := &bins[min(int(p.Confidence*10), 9)]
+			b.n++
+			b.conf += float64(p.Confidence)
+			if p.Intent == batch[i].Intent {
+				b.correct++
+			}
 		}
 	}
-	return scoreConfusion(conf), nil
+	r := scoreConfusion(conf)
+	for _, b := range bins {
+		if b.n > 0 && r.Items > 0 {
+			r.ECE += float64(b.n) / float64(r.Items) * math.Abs(float64(b.correct)/float64(b.n)-b.conf/float64(b.n))
+			r.MeanConf += b.conf / float64(r.Items)
+		}
+	}
+	return r, nil
 }
 
 func scoreConfusion(conf [][]int) *Report {
@@ -95,5 +118,6 @@ func (r *Report) Print(w io.Writer) {
 		fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%.3f\t%d\t\n", in, s.Precision, s.Recall, s.F1, s.Support)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "accuracy %.3f  macro-F1 %.3f  (%d items)\n", r.Accuracy, r.MacroF1, r.Items)
+	fmt.Fprintf(w, "accuracy %.3f  macro-F1 %.3f  mean confidence %.3f  ECE %.3f  (%d items)\n",
+		r.Accuracy, r.MacroF1, r.MeanConf, r.ECE, r.Items)
 }

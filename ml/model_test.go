@@ -89,6 +89,9 @@ func TestDefaultModelMeetsItsValidationFigures(t *testing.T) {
 	if rep.MacroF1 < 0.85 {
 		t.Fatalf("macro-F1 %.3f on validation, want >= 0.85", rep.MacroF1)
 	}
+	if rep.ECE > 0.1 {
+		t.Fatalf("expected calibration error %.3f: confidences do not track accuracy", rep.ECE)
+	}
 }
 
 func TestBatchingDoesNotChangePredictions(t *testing.T) {
