@@ -6,6 +6,8 @@
 SHELL := /bin/bash
 GO ?= $(shell command -v go || echo /usr/local/go/bin/go)
 GOFMT := $(dir $(GO))gofmt
+# Tests build the binary with `go`: make the toolchain found above visible to them.
+export PATH := $(dir $(GO)):$(PATH)
 GOTCH_DIR := .build/gotch
 BIN := bin/voluntree
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -78,6 +79,7 @@ type Batcher struct {
 	pid     *actor.PID
 	cfg     BatcherConfig
 	metrics *metrics.Metrics
+	stopped atomic.Bool
 }
 
 var _ voluntree.Classifier = (*Batcher)(nil)
@@ -113,6 +115,9 @@ func (b *Batcher) Classify(ctx context.Context, texts []string) ([]voluntree.Pre
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if b.stopped.Load() {
+		return nil, voluntree.Errorf(voluntree.EUNAVAILABLE, "classifier is stopped")
+	}
 	req := &pendingRequest{ctx: ctx, texts: texts, reply: make(chan classifyReply, 1)}
 	b.system.Root.Send(b.pid, &classifyRequest{req: req})
 	select {
@@ -125,6 +130,7 @@ func (b *Batcher) Classify(ctx context.Context, texts []string) ([]voluntree.Pre
 
 // Stop stops the batcher; queued requests fail with EUNAVAILABLE.
 func (b *Batcher) Stop(ctx context.Context) error {
+	b.stopped.Store(true)
 	done := make(chan error, 1)
 	go func() { done <- b.system.Root.StopFuture(b.pid).Wait() }()
 	select {

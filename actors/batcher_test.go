@@ -304,3 +304,16 @@ func TestRealModelThroughTheBatcher(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestClassifyAfterStopFailsAtOnce(t *testing.T) {
+	b, _ := newTestBatcher(t, &echoModel{}, BatcherConfig{})
+	if err := b.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := b.Classify(ctx, texts(0, 1))
+	if voluntree.ErrorCode(err) != voluntree.EUNAVAILABLE {
+		t.Fatalf("err = %v, want EUNAVAILABLE (not a wait for the context)", err)
+	}
+}

@@ -102,6 +102,9 @@ func (m *Native) Predict(ctx context.Context, texts []string) ([]voluntree.Predi
 	if m.net == nil {
 		return nil, ErrClosed
 	}
+	if len(texts) == 0 {
+		return nil, nil // gotch's Must* helpers would log.Fatal on an empty tensor
+	}
 	rows, err := m.forwardFeatures(featurizeAll(m.feat, texts))
 	if err != nil {
 		return nil, err

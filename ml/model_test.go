@@ -175,6 +175,18 @@ func TestLoadRejectsBadFiles(t *testing.T) {
 	}
 }
 
+func TestPredictEmptyBatch(t *testing.T) {
+	m, err := LoadDefault()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	preds, err := m.Predict(context.Background(), nil)
+	if err != nil || len(preds) != 0 {
+		t.Fatalf("Predict(nil) = %v, %v", preds, err)
+	}
+}
+
 func TestPredictAfterCloseFails(t *testing.T) {
 	m, err := LoadDefault()
 	if err != nil {

@@ -50,6 +50,9 @@ func (m *TorchScript) Predict(ctx context.Context, texts []string) ([]voluntree.
 	if m.mod == nil {
 		return nil, ErrClosed
 	}
+	if len(texts) == 0 {
+		return nil, nil
+	}
 	feats := featurizeAll(m.feat, texts)
 	rows, err := withoutGrad(func() ([][]float32, error) {
 		idx := padIndices(feats)

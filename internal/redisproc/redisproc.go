@@ -34,10 +34,10 @@ type Config struct {
 
 // Server is a running child redis-server.
 type Server struct {
-	cmd    *exec.Cmd
-	addr   string
-	exited chan struct{}
-	output *bytes.Buffer
+	cmd     *exec.Cmd
+	addr    string
+	exited  chan struct{}
+	logFile string
 }
 
 // Start launches redis-server and waits until it answers PING.
@@ -67,7 +67,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	args := []string{
 		"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
-		"--save", "", "--daemonize", "no", "--protected-mode", "yes", "--logfile", "",
+		"--save", "", "--daemonize", "no", "--protected-mode", "yes", "--logfile", "redis.log",
 	}
 	if cfg.AppendOnly {
 		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
@@ -75,15 +75,14 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		args = append(args, "--appendonly", "no")
 	}
 	cmd := exec.Command(bin, args...)
-	cmd.Dir = dir
-	out := &bytes.Buffer{}
-	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Dir = dir // redis.log and the AOF live here
 	// The child dies with us even if we are killed without a chance to stop it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("redisproc: start %s: %w", bin, err)
 	}
-	s := &Server{cmd: cmd, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), exited: make(chan struct{}), output: out}
+	s := &Server{cmd: cmd, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), exited: make(chan struct{}),
+		logFile: filepath.Join(dir, "redis.log")}
 	go func() { cmd.Wait(); close(s.exited) }()
 	if err := s.waitReady(ctx, cfg.StartWait); err != nil {
 		s.Stop()
@@ -123,7 +122,7 @@ func (s *Server) waitReady(ctx context.Context, wait time.Duration) error {
 		}
 		select {
 		case <-s.exited:
-			return fmt.Errorf("redisproc: redis-server exited at start: %s", bytes.TrimSpace(s.output.Bytes()))
+			return fmt.Errorf("redisproc: redis-server exited at start: %s", s.logTail())
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(10 * time.Millisecond):
@@ -132,6 +131,15 @@ func (s *Server) waitReady(ctx context.Context, wait time.Duration) error {
 			return fmt.Errorf("redisproc: redis-server not ready on %s after %s", s.addr, wait)
 		}
 	}
+}
+
+// logTail returns the end of redis.log, for start-up errors.
+func (s *Server) logTail() string {
+	data, _ := os.ReadFile(s.logFile)
+	if len(data) > 2048 {
+		data = data[len(data)-2048:]
+	}
+	return string(bytes.TrimSpace(data))
 }
 
 // ping speaks just enough RESP to know the server is up, without a client library.
