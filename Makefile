@@ -12,9 +12,10 @@ GOTCH_DIR := .build/gotch
 BIN := bin/voluntree
 
 # Debian packages: redis-server (embedded default and tests), libtorch-dev (gotch), g++ (cgo),
-# prometheus (promtool, to check /metrics in tests), curl (health probes in scripts).
+# prometheus (promtool, to check /metrics in tests), chromium (the page's browser test),
+# curl (health probes in scripts).
 APT_RUN  := redis-server libtorch-dev g++ curl
-APT_TEST := $(APT_RUN) prometheus
+APT_TEST := $(APT_RUN) prometheus chromium
 # python3-torch is only needed to regenerate ml/testdata (make testdata).
 APT_TESTDATA := python3-torch
 

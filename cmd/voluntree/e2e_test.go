@@ -336,3 +336,32 @@ func TestCLIUsageErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestPageClassifiesInABrowser loads / in headless Chromium (Debian's chromium) against a
+// running node and reads the DOM after the page's script has called the classify API.
+func TestPageClassifiesInABrowser(t *testing.T) {
+	browser, err := exec.LookPath("chromium")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("chromium is required under CI=true (apt-get install chromium)")
+		}
+		t.Skip("chromium not installed")
+	}
+	n := startServe(t, "VOLUNTREE_REDIS_URL="+redisSrv.URL(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--user-data-dir="+t.TempDir(), "--virtual-time-budget=10000", "--dump-dom", n.base+"/")
+	dom, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("chromium: %v", err)
+	}
+	for _, want := range []string{`class="intent interested"`, `class="intent question"`, `class="intent decline"`,
+		`class="intent donate"`, `class="intent thanks"`, `class="intent other"`, "all systems ok"} {
+		if !bytes.Contains(dom, []byte(want)) {
+			t.Errorf("rendered page lacks %s", want)
+		}
+	}
+	n.stop(t)
+}
