@@ -13,17 +13,13 @@ BIN := bin/voluntree
 
 # Debian packages: redis-server (embedded default and tests), libtorch-dev (gotch), g++ (cgo),
 # prometheus (promtool, to check /metrics in tests), chromium (the page's browser test),
-# curl (health probes in scripts).
-APT_RUN  := redis-server libtorch-dev g++ curl
+# curl (health probes in scripts), ca-certificates (the Go module proxy over TLS).
+APT_RUN  := redis-server libtorch-dev g++ curl ca-certificates
 APT_TEST := $(APT_RUN) prometheus chromium
 # python3-torch is only needed to regenerate ml/testdata (make testdata).
 APT_TESTDATA := python3-torch
 
 export CGO_ENABLED := 1
-# One libtorch intra-op thread: on a 2-core node the other core serves HTTP and featurizes,
-# and batches of 64 run faster per text this way (BENCHMARKS.md). Read by libgomp at start-up,
-# so it must be in the environment, not set from Go. Override: make run OMP_NUM_THREADS=2.
-export OMP_NUM_THREADS ?= 1
 # libtorch runs its own thread pool; Go's test parallelism is kept to the core count.
 GOTEST_FLAGS ?= -count=1 -timeout 15m
 
@@ -47,13 +43,13 @@ test: deps-test gotch
 
 # Installs the listed Debian packages that are not installed yet (apt-get update only then).
 define apt_install
+	@command -v $(GO) >/dev/null || { echo "Go is required (https://go.dev/dl), see README"; exit 1; }
 	@missing=""; for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
-	@command -v $(GO) >/dev/null || { echo "Go is required (https://go.dev/dl), see README"; exit 1; }
 endef
 
 deps:

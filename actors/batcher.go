@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -79,7 +79,7 @@ type Batcher struct {
 	pid     *actor.PID
 	cfg     BatcherConfig
 	metrics *metrics.Metrics
-	stopped atomic.Bool
+	done    chan struct{} // closed when the actor has stopped, by Stop or by its supervisor
 }
 
 var _ voluntree.Classifier = (*Batcher)(nil)
@@ -92,14 +92,27 @@ func NewBatcher(system *actor.ActorSystem, model Predictor, cfg BatcherConfig, m
 		return nil, err
 	}
 	logger = logger.With("component", "batcher")
+	done := make(chan struct{})
+	var once sync.Once
+	stopped := func() { once.Do(func() { close(done) }) }
 	props := actor.PropsFromProducer(func() actor.Actor {
-		return newBatcherActor(cfg, model, m, logger)
+		return newBatcherActor(cfg, model, m, logger, stopped)
 	}, actor.WithGuardian(restartStrategy()))
 	pid, err := system.Root.SpawnNamed(props, cfg.Name)
 	if err != nil {
 		return nil, fmt.Errorf("actors: spawn batcher: %w", err)
 	}
-	return &Batcher{system: system, pid: pid, cfg: cfg, metrics: m}, nil
+	return &Batcher{system: system, pid: pid, cfg: cfg, metrics: m, done: done}, nil
+}
+
+// Healthy reports an error once the batcher has stopped (for /healthz).
+func (b *Batcher) Healthy(context.Context) error {
+	select {
+	case <-b.done:
+		return voluntree.Errorf(voluntree.EUNAVAILABLE, "classifier is stopped")
+	default:
+		return nil
+	}
 }
 
 // Classify classifies texts in order, sharing model batches with concurrent callers. It
@@ -115,8 +128,8 @@ func (b *Batcher) Classify(ctx context.Context, texts []string) ([]voluntree.Pre
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if b.stopped.Load() {
-		return nil, voluntree.Errorf(voluntree.EUNAVAILABLE, "classifier is stopped")
+	if err := b.Healthy(ctx); err != nil {
+		return nil, err
 	}
 	req := &pendingRequest{ctx: ctx, texts: texts, reply: make(chan classifyReply, 1)}
 	b.system.Root.Send(b.pid, &classifyRequest{req: req})
@@ -125,12 +138,18 @@ func (b *Batcher) Classify(ctx context.Context, texts []string) ([]voluntree.Pre
 		return r.preds, r.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	case <-b.done: // stopped while (or before) our message was in its mailbox
+		select {
+		case r := <-req.reply:
+			return r.preds, r.err
+		default:
+			return nil, voluntree.Errorf(voluntree.EUNAVAILABLE, "classifier is stopped")
+		}
 	}
 }
 
 // Stop stops the batcher; queued requests fail with EUNAVAILABLE.
 func (b *Batcher) Stop(ctx context.Context) error {
-	b.stopped.Store(true)
 	done := make(chan error, 1)
 	go func() { done <- b.system.Root.StopFuture(b.pid).Wait() }()
 	select {

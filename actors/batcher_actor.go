@@ -20,17 +20,20 @@ type batcherActor struct {
 
 	queue    batchQueue
 	worker   *actor.PID
-	inFlight []queuedItem // the batch the worker is running; nil when idle
-	started  time.Time    // when inFlight was dispatched
+	inFlight []queuedItem    // the batch the worker is running; nil when idle
+	started  time.Time       // when inFlight was dispatched
+	current  *pendingRequest // the request being handled, failed too if handling panics
+	stopping bool
+	stopped  func() // called once the actor has stopped for good
 
 	timer    *time.Timer
 	timerGen uint64
 	timerAt  time.Time
 }
 
-func newBatcherActor(cfg BatcherConfig, model Predictor, m *metrics.Metrics, logger *slog.Logger) *batcherActor {
+func newBatcherActor(cfg BatcherConfig, model Predictor, m *metrics.Metrics, logger *slog.Logger, stopped func()) *batcherActor {
 	return &batcherActor{
-		cfg: cfg, model: model, metrics: m, logger: logger,
+		cfg: cfg, model: model, metrics: m, logger: logger, stopped: stopped,
 		queue: batchQueue{maxBatch: cfg.MaxBatch, maxDelay: cfg.MaxDelay, maxQueue: cfg.MaxQueue},
 	}
 }
@@ -40,7 +43,9 @@ func (a *batcherActor) Receive(ctx actor.Context) {
 	case *actor.Started:
 		a.onStarted(ctx)
 	case *classifyRequest:
+		a.current = msg.req
 		a.onClassify(ctx, msg)
+		a.current = nil
 	case *flushTick:
 		if msg.gen == a.timerGen {
 			a.timerAt = time.Time{}
@@ -48,8 +53,13 @@ func (a *batcherActor) Receive(ctx actor.Context) {
 		}
 	case *batchDone:
 		a.onBatchDone(ctx, msg)
-	case *actor.Restarting, *actor.Stopping:
-		a.failAll(voluntree.Errorf(EUnavailable, "classifier is restarting or stopping"))
+	case *actor.Restarting:
+		a.failAll(voluntree.Errorf(EUnavailable, "classifier is restarting"))
+	case *actor.Stopping:
+		a.stopping = true
+		a.failAll(voluntree.Errorf(EUnavailable, "classifier is stopping"))
+	case *actor.Stopped:
+		a.stopped()
 	}
 }
 
@@ -67,6 +77,10 @@ func (a *batcherActor) onStarted(ctx actor.Context) {
 
 func (a *batcherActor) onClassify(ctx actor.Context, msg *classifyRequest) {
 	req := msg.req
+	if a.stopping {
+		req.finish(nil, voluntree.Errorf(EUnavailable, "classifier is stopping"))
+		return
+	}
 	if !a.queue.push(a.cfg.Clock.Now(), req) {
 		a.metrics.BatcherRequests.WithLabelValues("overloaded").Inc()
 		a.metrics.BatcherRejected.Add(float64(len(req.texts)))
@@ -142,6 +156,9 @@ func (a *batcherActor) armTimer(ctx actor.Context, at time.Time) {
 }
 
 func (a *batcherActor) onBatchDone(ctx actor.Context, msg *batchDone) {
+	if a.inFlight == nil || !msg.worker.Equal(a.worker) {
+		return // from a worker stopped by a restart: its requests were failed then
+	}
 	batch := a.inFlight
 	a.inFlight = nil
 	a.metrics.InferenceDuration.Observe(msg.duration.Seconds())
@@ -181,6 +198,10 @@ func (a *batcherActor) failAll(err error) {
 			a.metrics.BatcherRequests.WithLabelValues("error").Inc()
 			it.req.finish(nil, err)
 		}
+	}
+	if a.current != nil { // handling it panicked: it may not be queued
+		a.current.finish(nil, err)
+		a.current = nil
 	}
 	a.inFlight = nil
 	a.metrics.QueueDepth.Set(0)

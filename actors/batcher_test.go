@@ -244,10 +244,11 @@ func TestModelErrorsAndPanicsFailOnlyTheirBatch(t *testing.T) {
 
 func TestCanceledCallerDoesNotBlockOthers(t *testing.T) {
 	model := &echoModel{}
-	b, _ := newTestBatcher(t, model, BatcherConfig{MaxBatch: 64, MaxDelay: 50 * time.Millisecond})
+	b, _ := newTestBatcher(t, model, BatcherConfig{MaxBatch: 64, MaxDelay: 200 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	got := make(chan error, 1)
 	go func() { _, err := b.Classify(ctx, texts(0, 3)); got <- err }()
+	waitQueued(t, b, 3) // queued in the actor, so only dropCanceled can keep them from the model
 	cancel()
 	if err := <-got; !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
@@ -256,10 +257,62 @@ func TestCanceledCallerDoesNotBlockOthers(t *testing.T) {
 	if err != nil || preds[0].Confidence != 9 {
 		t.Fatalf("%v %v", preds, err)
 	}
-	for _, n := range model.sizes() {
-		if n != 1 {
-			t.Fatalf("canceled texts reached the model: batches %v", model.sizes())
+	if s := model.sizes(); !slices.Equal(s, []int{1}) {
+		t.Fatalf("batches %v, want [1]: canceled texts reached the model", s)
+	}
+}
+
+func waitQueued(t *testing.T, b *Batcher, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for b.queued(t) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d texts queued, want %d", b.queued(t), n)
 		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestStopFailsQueuedAndInFlightRequests(t *testing.T) {
+	model := &echoModel{gate: make(chan struct{}), started: make(chan int, 10)}
+	b, _ := newTestBatcher(t, model, BatcherConfig{MaxBatch: 2, MaxDelay: time.Hour})
+	results := make(chan error, 2)
+	go func() { _, err := b.Classify(context.Background(), texts(0, 2)); results <- err }() // in flight
+	<-model.started
+	go func() { _, err := b.Classify(context.Background(), texts(10, 1)); results <- err }() // queued
+	waitQueued(t, b, 1)
+	stopped := make(chan error, 1)
+	go func() { stopped <- b.Stop(context.Background()) }()
+	for i := 0; i < 2; i++ {
+		select {
+		case err := <-results:
+			if voluntree.ErrorCode(err) != voluntree.EUNAVAILABLE {
+				t.Fatalf("err = %v, want EUNAVAILABLE", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a request waited through Stop")
+		}
+	}
+	close(model.gate) // the worker's late answer must be ignored, not crash anything
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFrontNoticesTheActorStopped(t *testing.T) {
+	// As when the supervisor gives up: the actor stops without the front's Stop.
+	b, _ := newTestBatcher(t, &echoModel{}, BatcherConfig{})
+	if err := b.Healthy(context.Background()); err != nil {
+		t.Fatalf("healthy batcher: %v", err)
+	}
+	b.system.Root.StopFuture(b.pid).Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := b.Classify(ctx, texts(0, 1)); voluntree.ErrorCode(err) != voluntree.EUNAVAILABLE {
+		t.Fatalf("err = %v, want EUNAVAILABLE", err)
+	}
+	if b.Healthy(ctx) == nil {
+		t.Fatal("Healthy() = nil for a stopped batcher")
 	}
 }
 

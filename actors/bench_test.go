@@ -18,6 +18,9 @@ import (
 
 func benchBatcher(b *testing.B, cfg BatcherConfig) (*Batcher, *metrics.Metrics) {
 	b.Helper()
+	if err := ml.SetThreads(1); err != nil { // as serve does by default
+		b.Fatal(err)
+	}
 	model, err := ml.LoadDefault()
 	if err != nil {
 		b.Fatal(err)

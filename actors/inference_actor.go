@@ -20,7 +20,9 @@ type inferenceActor struct {
 func (a *inferenceActor) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *runBatch:
-		ctx.Send(ctx.Parent(), a.onRunBatch(msg))
+		done := a.onRunBatch(msg)
+		done.worker = ctx.Self()
+		ctx.Send(ctx.Parent(), done)
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
+
 	"github.com/voluntree/voluntree"
 )
 
@@ -29,8 +31,13 @@ type classifyReply struct {
 	err   error
 }
 
+// finish answers the request; only the first answer counts (after a restart a request can be
+// failed by more than one path).
 func (r *pendingRequest) finish(preds []voluntree.Prediction, err error) {
-	r.reply <- classifyReply{preds: preds, err: err}
+	select {
+	case r.reply <- classifyReply{preds: preds, err: err}:
+	default:
+	}
 }
 
 // flushTick wakes the batcher when the oldest item's max delay is reached. gen tells a stale
@@ -44,8 +51,10 @@ type runBatch struct {
 	texts []string
 }
 
-// batchDone is the inference actor's answer to runBatch.
+// batchDone is the inference actor's answer to runBatch. worker tells a current worker's
+// answer from that of a worker stopped by a restart, which may still arrive.
 type batchDone struct {
+	worker   *actor.PID
 	preds    []voluntree.Prediction
 	err      error
 	duration time.Duration

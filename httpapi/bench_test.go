@@ -24,6 +24,9 @@ import (
 // as the server, so this is a lower bound of the server's capacity.
 func BenchmarkClassifyHTTP(b *testing.B) {
 	const clients = 64
+	if err := ml.SetThreads(1); err != nil { // as serve does by default
+		b.Fatal(err)
+	}
 	model, err := ml.LoadDefault()
 	if err != nil {
 		b.Fatal(err)

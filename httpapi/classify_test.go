@@ -146,6 +146,7 @@ func TestClassifierErrorsMapToStatuses(t *testing.T) {
 		{voluntree.Errorf(voluntree.EUNAVAILABLE, "stopping"), 503, "", "stopping"},
 		{context.DeadlineExceeded, 504, "", "timed out"},
 		{io.ErrUnexpectedEOF, 500, "", "internal error"}, // details stay in logs
+		{voluntree.Errorf("new_code", "unmapped"), 500, "", "unmapped"},
 	}
 	for _, tc := range cases {
 		s, _ := newTestServer(&fakeClassifier{err: tc.err})

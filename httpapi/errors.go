@@ -36,7 +36,10 @@ func errorHandler(logger *slog.Logger) fiber.ErrorHandler {
 		case errors.Is(err, context.DeadlineExceeded):
 			status, msg = http.StatusGatewayTimeout, "request timed out"
 		case voluntree.ErrorCode(err) != voluntree.EINTERNAL:
-			status, msg = statusOf[voluntree.ErrorCode(err)], voluntree.ErrorMessage(err)
+			msg = voluntree.ErrorMessage(err)
+			if st, ok := statusOf[voluntree.ErrorCode(err)]; ok {
+				status = st
+			}
 		}
 		if voluntree.ErrorCode(err) == voluntree.EOVERLOADED {
 			c.Set(fiber.HeaderRetryAfter, "1")

@@ -25,7 +25,9 @@ var static embed.FS
 
 // Defaults of Config.
 const (
-	DefaultBodyLimit      = 8 << 20 // 256 texts of 5,000 characters fit with room for escaping
+	// 256 texts of 5,000 characters fit even when every character is \u-escaped (12 bytes
+	// for an emoji's surrogate pair, as Python's json.dumps writes by default).
+	DefaultBodyLimit      = 16 << 20
 	DefaultRequestTimeout = 30 * time.Second
 )
 

@@ -6,6 +6,13 @@ import (
 	"testing"
 )
 
+// benchThreads uses one libtorch thread, as serve does by default (VOLUNTREE_TORCH_THREADS).
+func benchThreads(b *testing.B) {
+	if err := SetThreads(1); err != nil {
+		b.Fatal(err)
+	}
+}
+
 // benchTexts are validation texts, cycled: realistic lengths and content.
 func benchTexts(b *testing.B, n int) []string {
 	b.Helper()
@@ -23,6 +30,7 @@ func benchTexts(b *testing.B, n int) []string {
 // BenchmarkPredict measures the whole model path (featurize, pad, libtorch forward, softmax)
 // per batch size; items/s is the figure to compare across sizes.
 func BenchmarkPredict(b *testing.B) {
+	benchThreads(b)
 	m, err := LoadDefault()
 	if err != nil {
 		b.Fatal(err)
@@ -56,6 +64,7 @@ func BenchmarkFeaturize(b *testing.B) {
 // BenchmarkForward is the libtorch share of BenchmarkPredict: the model's forward pass and
 // softmax on already-featurized batches (as the batcher's worker runs them).
 func BenchmarkForward(b *testing.B) {
+	benchThreads(b)
 	m, err := LoadDefault()
 	if err != nil {
 		b.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"sync"
 
 	"github.com/voluntree/voluntree"
 )
@@ -53,12 +54,13 @@ func Load(path string) (Model, error) {
 type Native struct {
 	info Info
 	feat FeaturizerConfig
+	mu   sync.RWMutex // Predict reads net; Close frees it only when no Predict runs
 	net  *network
 }
 
 // LoadNative decodes a native model file held in data; path is only reported in Info.
 func LoadNative(path string, data []byte) (*Native, error) {
-	h, vals, err := readModel(bytes.NewReader(data))
+	h, vals, err := readModel(bytes.NewReader(data), int64(len(data)))
 	if err != nil {
 		return nil, err
 	}
@@ -99,6 +101,8 @@ func (m *Native) Info() Info { return m.info }
 
 // Predict implements Model.
 func (m *Native) Predict(ctx context.Context, texts []string) ([]voluntree.Prediction, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
 	if m.net == nil {
 		return nil, ErrClosed
 	}
@@ -126,11 +130,17 @@ func (m *Native) forwardFeatures(feats [][]int64) ([][]float32, error) {
 
 // Save writes the model to path.
 func (m *Native) Save(path string) error {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.net == nil {
+		return ErrClosed
+	}
+	vals, _ := onThread(func() (map[string][]float32, error) { return m.net.values(), nil })
 	f, err := os.Create(path)
 	if err != nil {
 		return fmt.Errorf("ml: save model: %w", err)
 	}
-	err = writeModel(f, m.header(), m.net.values())
+	err = writeModel(f, m.header(), vals)
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("ml: save model: %w", cerr)
 	}
@@ -148,8 +158,10 @@ func (m *Native) header() fileHeader {
 
 // Close frees the tensors. Predict fails afterwards.
 func (m *Native) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.net != nil {
-		m.net.drop()
+		onThread(func() (struct{}, error) { m.net.drop(); return struct{}{}, nil })
 		m.net = nil
 	}
 	return nil

@@ -1,6 +1,7 @@
 package ml
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"math"
@@ -83,7 +84,8 @@ func TestDefaultModelMeetsItsValidationFigures(t *testing.T) {
 		t.Fatal(err)
 	}
 	stored := m.Info().Training.Validation
-	if stored == nil || math.Abs(rep.Accuracy-stored.Accuracy) > 1e-9 {
+	// Another CPU may pick other vector instructions and flip a near-tie: allow 2 of 427.
+	if stored == nil || math.Abs(rep.Accuracy-stored.Accuracy) > 0.005 {
 		t.Fatalf("accuracy %.4f differs from the figure stored in the model file (%v)", rep.Accuracy, stored)
 	}
 	if rep.MacroF1 < 0.85 {
@@ -290,5 +292,58 @@ func TestLoadExamplesRejectsUnknownIntent(t *testing.T) {
 	os.WriteFile(path, []byte(`{"text":"hi","intent":"other"}`+"\n"+`{"text":"x","intent":"maybe"}`+"\n"), 0o644)
 	if _, err := LoadExamples(path); err == nil {
 		t.Fatal("want an error naming line 2")
+	}
+}
+
+// tamper rewrites the JSON header of a model file.
+func tamper(t *testing.T, good []byte, edit func(h *fileHeader)) []byte {
+	t.Helper()
+	h, vals, err := readModel(bytes.NewReader(good), int64(len(good)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit(&h)
+	var buf bytes.Buffer
+	if err := writeModel(&buf, h, vals); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func TestLoadRejectsHostileHeaders(t *testing.T) {
+	good, err := os.ReadFile("models/intent.vtm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]func(h *fileHeader){
+		"negative shape": func(h *fileHeader) { h.Tensors[1].Shape = []int64{-1, 64} },
+		"huge dims":      func(h *fileHeader) { h.Dims.Buckets = 1 << 40; h.Featurizer.Buckets = 1 << 40 },
+		"shape not dims": func(h *fileHeader) { h.Tensors[0].Shape = []int64{2, 2} },
+		"missing tensor": func(h *fileHeader) { h.Tensors = h.Tensors[:4] },
+		"wrong labels":   func(h *fileHeader) { h.Labels[0], h.Labels[1] = h.Labels[1], h.Labels[0] },
+	}
+	for name, edit := range cases {
+		t.Run(name, func(t *testing.T) {
+			data := tamper(t, good, edit)
+			if m, err := LoadNative(name, data); err == nil {
+				m.Close()
+				t.Fatal("loaded")
+			}
+		})
+	}
+}
+
+func TestSetThreads(t *testing.T) {
+	defer SetThreads(Threads())
+	for _, n := range []int{2, 1} {
+		if err := SetThreads(n); err != nil {
+			t.Fatal(err)
+		}
+		if got := Threads(); got != n {
+			t.Fatalf("Threads() = %d after SetThreads(%d)", got, n)
+		}
+	}
+	if SetThreads(0) == nil {
+		t.Fatal("SetThreads(0) accepted")
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"time"
 )
 
@@ -62,7 +63,8 @@ func writeModel(w io.Writer, h fileHeader, vals map[string][]float32) error {
 	return nil
 }
 
-func readModel(r io.Reader) (fileHeader, map[string][]float32, error) {
+// readModel decodes a model file of size bytes.
+func readModel(r io.Reader, size int64) (fileHeader, map[string][]float32, error) {
 	var h fileHeader
 	br := bufio.NewReader(r)
 	magic := make([]byte, len(modelMagic))
@@ -80,6 +82,9 @@ func readModel(r io.Reader) (fileHeader, map[string][]float32, error) {
 	if err := json.Unmarshal(hdr, &h); err != nil {
 		return h, nil, fmt.Errorf("ml: decode model header: %w", err)
 	}
+	if err := checkTensors(h, size-int64(len(modelMagic)+4+len(hdr))); err != nil {
+		return h, nil, err
+	}
 	vals := make(map[string][]float32, len(h.Tensors))
 	for _, t := range h.Tensors {
 		raw := make([]byte, numel(t.Shape)*4)
@@ -96,4 +101,28 @@ func readModel(r io.Reader) (fileHeader, map[string][]float32, error) {
 		return h, nil, fmt.Errorf("ml: trailing bytes after the last tensor")
 	}
 	return h, vals, nil
+}
+
+// checkTensors verifies, before anything is allocated, that the header lists exactly the
+// network's tensors with the shapes its dims imply, and that their data fits in the file.
+func checkTensors(h fileHeader, dataBytes int64) error {
+	d := h.Dims
+	if d.Buckets < 2 || d.Embed < 1 || d.Hidden < 1 || d.Classes < 1 || d.Buckets > 1<<26 || d.Embed > 4096 || d.Hidden > 4096 {
+		return fmt.Errorf("ml: implausible model dims %+v", d)
+	}
+	if len(h.Tensors) != len(tensorNames) {
+		return fmt.Errorf("ml: model has %d tensors, want %d", len(h.Tensors), len(tensorNames))
+	}
+	shapes := d.shapes()
+	var need int64
+	for i, t := range h.Tensors {
+		if t.Name != tensorNames[i] || !slices.Equal(t.Shape, shapes[t.Name]) {
+			return fmt.Errorf("ml: tensor %d is %s%v, want %s%v", i, t.Name, t.Shape, tensorNames[i], shapes[tensorNames[i]])
+		}
+		need += numel(t.Shape) * 4
+	}
+	if need != dataBytes {
+		return fmt.Errorf("ml: model file has %d bytes of weights, its header needs %d", dataBytes, need)
+	}
+	return nil
 }

@@ -69,6 +69,10 @@ func initialValues(d Dims, seed uint64) map[string][]float32 {
 
 // newNetwork builds a network from parameter values (no gradients).
 func newNetwork(d Dims, vals map[string][]float32) (*network, error) {
+	return onThread(func() (*network, error) { return buildNetwork(d, vals) })
+}
+
+func buildNetwork(d Dims, vals map[string][]float32) (*network, error) {
 	n := &network{dims: d}
 	shapes := d.shapes()
 	for _, name := range tensorNames {
@@ -176,12 +180,20 @@ func softmaxRows(logits *ts.Tensor, classes int) ([][]float32, error) {
 	return rows, nil
 }
 
-// withoutGrad runs fn on one OS thread with autograd off: libtorch's grad mode is
-// thread-local, and Go may move a goroutine between threads at any call.
-func withoutGrad[T any](fn func() (T, error)) (T, error) {
+// onThread runs fn on one OS thread. Every gotch call must: gotch keeps the last libtorch
+// error in a thread-local slot that it reads after the call, and Go may move a goroutine to
+// another thread between the two (the error is then lost, or surfaces in an unrelated call).
+func onThread[T any](fn func() (T, error)) (T, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	prev := ts.MustGradSetEnabled(false)
-	defer ts.MustGradSetEnabled(prev)
 	return fn()
+}
+
+// withoutGrad runs fn on one OS thread with autograd off (grad mode is thread-local too).
+func withoutGrad[T any](fn func() (T, error)) (T, error) {
+	return onThread(func() (T, error) {
+		prev := ts.MustGradSetEnabled(false)
+		defer ts.MustGradSetEnabled(prev)
+		return fn()
+	})
 }

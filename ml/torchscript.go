@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/sugarme/gotch/ts"
 	"github.com/voluntree/voluntree"
@@ -17,6 +18,7 @@ import (
 type TorchScript struct {
 	info Info
 	feat FeaturizerConfig
+	mu   sync.RWMutex // as in Native
 	mod  *ts.CModule
 }
 
@@ -25,18 +27,24 @@ func LoadTorchScript(path string, feat FeaturizerConfig) (*TorchScript, error) {
 	if err := feat.Validate(); err != nil {
 		return nil, err
 	}
-	mod, err := ts.ModuleLoad(path)
+	mod, err := onThread(func() (*ts.CModule, error) {
+		mod, err := ts.ModuleLoad(path)
+		if err != nil {
+			return nil, err
+		}
+		mod.SetEval()
+		return mod, ts.TorchErr()
+	})
 	if err != nil {
 		return nil, fmt.Errorf("ml: load torchscript %s: %w", path, err)
 	}
-	mod.SetEval()
 	var labels []string
 	for _, in := range voluntree.Intents() {
 		labels = append(labels, string(in))
 	}
 	m := &TorchScript{info: Info{Kind: "torchscript", Path: path, Labels: labels, Featurizer: feat}, feat: feat, mod: mod}
 	if _, err := m.Predict(context.Background(), []string{"probe", "a second probe text"}); err != nil {
-		mod.Drop()
+		m.Close()
 		return nil, fmt.Errorf("ml: torchscript %s does not follow the model contract: %w", path, err)
 	}
 	return m, nil
@@ -47,6 +55,8 @@ func (m *TorchScript) Info() Info { return m.info }
 
 // Predict implements Model.
 func (m *TorchScript) Predict(ctx context.Context, texts []string) ([]voluntree.Prediction, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
 	if m.mod == nil {
 		return nil, ErrClosed
 	}
@@ -79,8 +89,10 @@ func (m *TorchScript) Predict(ctx context.Context, texts []string) ([]voluntree.
 
 // Close frees the module.
 func (m *TorchScript) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.mod != nil {
-		m.mod.Drop()
+		onThread(func() (struct{}, error) { m.mod.Drop(); return struct{}{}, nil })
 		m.mod = nil
 	}
 	return nil

@@ -21,8 +21,16 @@ gen=libtch/torch_api_generated.cpp.h
 gotch_src() {
   # Download into the module cache from outside any module, so that our own go.mod's replace
   # directive (which points at OUT) is not consulted.
-  (cd "$(mktemp -d)" && GOFLAGS=-mod=mod go mod download -json "github.com/sugarme/gotch@$GOTCH_VERSION") |
-    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p'
+  local tmp json
+  tmp=$(mktemp -d)
+  if ! json=$(cd "$tmp" && GOFLAGS=-mod=mod go mod download -json "github.com/sugarme/gotch@$GOTCH_VERSION" 2>&1); then
+    rm -rf "$tmp"
+    echo "prepare.sh: could not download gotch $GOTCH_VERSION:" >&2
+    echo "$json" >&2
+    return 1
+  fi
+  rm -rf "$tmp"
+  sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p' <<< "$json"
 }
 
 cxx_flags=(-std=c++17 -D_GLIBCXX_USE_CXX11_ABI=1 -I/usr/include/torch/csrc/api/include -w)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -29,11 +30,15 @@ func runClassify(ctx context.Context, args []string, stdin io.Reader, stdout, st
 	fs := flag.NewFlagSet("classify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	modelPath := fs.String("model", os.Getenv("VOLUNTREE_MODEL"), "model file (default: the shipped model; env VOLUNTREE_MODEL)")
+	threads := fs.Int("torch-threads", 1, "libtorch intra-op threads")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Errorf("unexpected arguments %q: texts are read from stdin", fs.Args())}
+	}
+	if err := ml.SetThreads(*threads); err != nil {
+		return usageError{err}
 	}
 	model, err := ml.Open(*modelPath)
 	if err != nil {
@@ -62,9 +67,12 @@ func runClassify(ctx context.Context, args []string, stdin io.Reader, stdout, st
 		batch = batch[:0]
 		return out.Flush()
 	}
+	// The longest valid line is MaxTextRunes 4-byte characters; the scanner stops on a longer
+	// one with ErrTooLong, reported with its line number like any other too-long line.
 	sc := bufio.NewScanner(stdin)
-	sc.Buffer(make([]byte, 64*1024), 4*voluntree.MaxTextRunes+1024)
-	for line := 1; sc.Scan(); line++ {
+	sc.Buffer(make([]byte, 4096), 4*voluntree.MaxTextRunes+2)
+	line := 1
+	for ; sc.Scan(); line++ {
 		text := sc.Text()
 		if n := len([]rune(text)); n > voluntree.MaxTextRunes {
 			if err := flush(); err != nil {
@@ -80,7 +88,12 @@ func runClassify(ctx context.Context, args []string, stdin io.Reader, stdout, st
 		}
 	}
 	if err := sc.Err(); err != nil {
-		flush()
+		if ferr := flush(); ferr != nil {
+			return ferr
+		}
+		if errors.Is(err, bufio.ErrTooLong) {
+			return fmt.Errorf("line %d: text is longer than %d characters", line, voluntree.MaxTextRunes)
+		}
 		return fmt.Errorf("read stdin: %w", err)
 	}
 	return flush()

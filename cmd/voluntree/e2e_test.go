@@ -150,7 +150,7 @@ func TestServeEndToEnd(t *testing.T) {
 	n := startServe(t, "VOLUNTREE_REDIS_URL="+redisSrv.URL(t))
 
 	status, body := n.get(t, "/healthz")
-	if status != 200 || !strings.Contains(string(body), `"redis":"ok"`) {
+	if status != 200 || !strings.Contains(string(body), `"redis":"ok"`) || !strings.Contains(string(body), `"classifier":"ok"`) {
 		t.Fatalf("healthz %d %s", status, body)
 	}
 
@@ -306,6 +306,16 @@ func TestClassifyCLIRejectsOverlongLineAfterPrintingEarlierOnes(t *testing.T) {
 	}
 }
 
+func TestClassifyCLINamesAVeryLongLine(t *testing.T) {
+	code, out, errOut := runCLI(t, "ok\nfine\n"+strings.Repeat("😀", 30000)+"\n", "classify")
+	if code != 1 || !strings.Contains(errOut, "line 3") {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	if strings.Count(out, "\n") != 2 {
+		t.Fatalf("stdout %q: want the two earlier results", out)
+	}
+}
+
 func TestCLIUsageErrors(t *testing.T) {
 	cases := []struct {
 		args []string
@@ -319,6 +329,8 @@ func TestCLIUsageErrors(t *testing.T) {
 		{[]string{"classify", "extra"}, "", 2, "stdin"},
 		{[]string{"classify", "-model", "/does/not/exist"}, "", 1, "open model"},
 		{[]string{"serve", "-log-level", "loud"}, "", 2, "log-level"},
+		{[]string{"serve", "-max-queue", "100"}, "", 2, "max-queue"},
+		{[]string{"serve", "-torch-threads", "0"}, "", 2, "torch-threads"},
 		{[]string{"serve"}, "VOLUNTREE_REDIS_URL=bogus://x", 2, "VOLUNTREE_REDIS_URL"},
 	}
 	for _, tc := range cases {

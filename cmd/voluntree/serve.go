@@ -9,12 +9,14 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel"
 
+	"github.com/voluntree/voluntree"
 	"github.com/voluntree/voluntree/actors"
 	"github.com/voluntree/voluntree/httpapi"
 	"github.com/voluntree/voluntree/internal/logging"
@@ -30,6 +32,7 @@ type serveConfig struct {
 	DataDir   string
 	ModelPath string
 	Node      string
+	Threads   int
 	LogLevel  slog.Level
 	Batcher   actors.BatcherConfig
 }
@@ -51,6 +54,11 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.DataDir, "data", envOr("VOLUNTREE_DATA_DIR", "./data"), "data directory of the embedded redis-server (env VOLUNTREE_DATA_DIR)")
 	fs.StringVar(&c.ModelPath, "model", envOr("VOLUNTREE_MODEL", ""), "intent model file; empty uses the shipped model (env VOLUNTREE_MODEL)")
 	fs.StringVar(&c.Node, "node", envOr("VOLUNTREE_NODE", host), "node name in logs and metrics (env VOLUNTREE_NODE)")
+	threads, err := strconv.Atoi(envOr("VOLUNTREE_TORCH_THREADS", "1"))
+	if err != nil {
+		return c, usageError{fmt.Errorf("VOLUNTREE_TORCH_THREADS: %w", err)}
+	}
+	fs.IntVar(&c.Threads, "torch-threads", threads, "libtorch intra-op threads (env VOLUNTREE_TORCH_THREADS)")
 	level := fs.String("log-level", envOr("VOLUNTREE_LOG_LEVEL", "info"), "debug, info, warn or error (env VOLUNTREE_LOG_LEVEL)")
 	fs.IntVar(&c.Batcher.MaxBatch, "max-batch", actors.DefaultMaxBatch, "texts per model batch")
 	fs.DurationVar(&c.Batcher.MaxDelay, "max-delay", actors.DefaultMaxDelay, "longest wait of a queued text before a partial batch runs")
@@ -63,6 +71,12 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(*level)); err != nil {
 		return c, usageError{fmt.Errorf("-log-level: %w", err)}
+	}
+	if c.Batcher.MaxQueue < voluntree.MaxClassifyTexts {
+		return c, usageError{fmt.Errorf("-max-queue %d cannot hold one full classify request (%d texts)", c.Batcher.MaxQueue, voluntree.MaxClassifyTexts)}
+	}
+	if c.Threads < 1 {
+		return c, usageError{fmt.Errorf("-torch-threads must be at least 1, got %d", c.Threads)}
 	}
 	return c, nil
 }
@@ -109,6 +123,9 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("redis at %s: %w", opts.Addr, err)
 	}
 
+	if err := ml.SetThreads(cfg.Threads); err != nil {
+		return err
+	}
 	model, err := ml.Open(cfg.ModelPath)
 	if err != nil {
 		return err
@@ -141,6 +158,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		Logger:     logger,
 		Health: []httpapi.HealthCheck{
 			{Name: "redis", Check: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},
+			{Name: "classifier", Check: batcher.Healthy},
 		},
 	})
 	ln, err := net.Listen("tcp", cfg.Addr)

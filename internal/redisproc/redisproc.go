@@ -7,7 +7,6 @@
 package redisproc
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +15,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -34,14 +35,31 @@ type Config struct {
 
 // Server is a running child redis-server.
 type Server struct {
-	cmd     *exec.Cmd
-	addr    string
-	exited  chan struct{}
-	logFile string
+	cmd      *exec.Cmd
+	addr     string
+	exited   chan struct{}
+	logFile  string
+	logStart int64 // size of logFile before this run
+	stderr   *tail
 }
 
-// Start launches redis-server and waits until it answers PING.
+// Start launches redis-server and waits until it answers PING. With Port 0 it picks a free
+// port, and picks again if another process takes it first.
 func Start(ctx context.Context, cfg Config) (*Server, error) {
+	for attempt := 1; ; attempt++ {
+		s, err := start(ctx, cfg)
+		var race errPortTaken
+		if cfg.Port == 0 && attempt < 5 && errors.As(err, &race) {
+			continue
+		}
+		return s, err
+	}
+}
+
+// errPortTaken: redis-server exited at start because its port was in use.
+type errPortTaken struct{ error }
+
+func start(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Binary == "" {
 		cfg.Binary = "redis-server"
 	}
@@ -74,15 +92,21 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	} else {
 		args = append(args, "--appendonly", "no")
 	}
+	s := &Server{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), exited: make(chan struct{}),
+		logFile: filepath.Join(dir, "redis.log"), stderr: &tail{max: 4096}}
+	if st, err := os.Stat(s.logFile); err == nil {
+		s.logStart = st.Size() // the log is appended across runs: report only this run's lines
+	}
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir // redis.log and the AOF live here
+	// Config errors go to stderr, not to the log file.
+	cmd.Stdout, cmd.Stderr = s.stderr, s.stderr
 	// The child dies with us even if we are killed without a chance to stop it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("redisproc: start %s: %w", bin, err)
 	}
-	s := &Server{cmd: cmd, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), exited: make(chan struct{}),
-		logFile: filepath.Join(dir, "redis.log")}
+	s.cmd = cmd
 	go func() { cmd.Wait(); close(s.exited) }()
 	if err := s.waitReady(ctx, cfg.StartWait); err != nil {
 		s.Stop()
@@ -122,7 +146,12 @@ func (s *Server) waitReady(ctx context.Context, wait time.Duration) error {
 		}
 		select {
 		case <-s.exited:
-			return fmt.Errorf("redisproc: redis-server exited at start: %s", s.logTail())
+			out := s.output()
+			err := fmt.Errorf("redisproc: redis-server on %s exited at start: %s", s.addr, out)
+			if strings.Contains(out, "Address already in use") {
+				return errPortTaken{err}
+			}
+			return err
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(10 * time.Millisecond):
@@ -133,13 +162,45 @@ func (s *Server) waitReady(ctx context.Context, wait time.Duration) error {
 	}
 }
 
-// logTail returns the end of redis.log, for start-up errors.
-func (s *Server) logTail() string {
-	data, _ := os.ReadFile(s.logFile)
-	if len(data) > 2048 {
-		data = data[len(data)-2048:]
+// output returns what redis-server said in this run: stderr, then the end of its log.
+func (s *Server) output() string {
+	var b strings.Builder
+	b.WriteString(strings.TrimSpace(s.stderr.String()))
+	if f, err := os.Open(s.logFile); err == nil {
+		defer f.Close()
+		if st, err := f.Stat(); err == nil {
+			from := max(s.logStart, st.Size()-2048)
+			data := make([]byte, st.Size()-from)
+			if n, _ := f.ReadAt(data, from); n > 0 {
+				b.WriteString(" ")
+				b.WriteString(strings.TrimSpace(string(data[:n])))
+			}
+		}
 	}
-	return string(bytes.TrimSpace(data))
+	return strings.TrimSpace(b.String())
+}
+
+// tail is an io.Writer keeping the last max bytes written, safe for concurrent use.
+type tail struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+}
+
+func (t *tail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if over := len(t.buf) - t.max; over > 0 {
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
 }
 
 // ping speaks just enough RESP to know the server is up, without a client library.

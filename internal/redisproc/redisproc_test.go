@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -64,9 +63,30 @@ func TestStartOnABusyPortReportsRedisError(t *testing.T) {
 	if err == nil {
 		t.Fatalf("started on busy port %d", port)
 	}
-	if !strings.Contains(err.Error(), strconv.Itoa(port)) && !strings.Contains(err.Error(), "in use") {
-		t.Fatalf("error does not explain the failure: %v", err)
+	if !strings.Contains(err.Error(), "Address already in use") {
+		t.Fatalf("error does not carry redis-server's reason: %v", err)
 	}
+}
+
+func TestConfigErrorsReachTheCaller(t *testing.T) {
+	requireRedis(t)
+	// A bad option makes redis-server print to stderr and exit before it opens its log.
+	_, err := Start(context.Background(), Config{Dir: t.TempDir(), Binary: writeWrapper(t, "--no-such-option yes")})
+	if err == nil || !strings.Contains(err.Error(), "no-such-option") {
+		t.Fatalf("err = %v, want redis-server's complaint about the option", err)
+	}
+}
+
+// writeWrapper returns a script that runs redis-server with extra arguments appended.
+func writeWrapper(t *testing.T, extra string) string {
+	t.Helper()
+	real, _ := exec.LookPath("redis-server")
+	path := filepath.Join(t.TempDir(), "redis-wrapper")
+	script := "#!/bin/sh\nexec " + real + " \"$@\" " + extra + "\n"
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 func TestMissingBinary(t *testing.T) {
