@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/sugarme/gotch"
-	"github.com/sugarme/gotch/nn"
 	"github.com/sugarme/gotch/ts"
 	"github.com/voluntree/voluntree"
 )
@@ -141,29 +140,33 @@ func Train(ctx context.Context, cfg TrainConfig, train, valid []Example, progres
 }
 
 // fit runs the optimisation on one locked OS thread (autograd state is per thread) and
-// returns the trained parameter values.
+// returns the trained parameter values. Every native object it makes (parameters, optimizer
+// state, per-batch tensors) is freed before it returns, on success or error.
 func fit(ctx context.Context, cfg TrainConfig, dims Dims, train []Example, col map[voluntree.Intent]int64, progress func(Progress)) (map[string][]float32, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	prev := ts.MustGradSetEnabled(true)
 	defer ts.MustGradSetEnabled(prev)
 
-	vs := nn.NewVarStore(gotch.CPU)
 	net := &network{dims: dims}
+	defer net.drop()
 	init := initialValues(dims, cfg.Seed)
 	shapes := dims.shapes()
+	params := make([]ts.Tensor, 0, len(tensorNames))
 	for _, name := range tensorNames {
-		t := ts.MustOfSlice(init[name]).MustView(shapes[name], true)
-		v, err := vs.Root().Add(name, t, true)
+		p, err := ts.MustOfSlice(init[name]).MustView(shapes[name], true).SetRequiresGrad(true, true)
 		if err != nil {
-			return nil, fmt.Errorf("ml: add parameter %s: %w", name, err)
+			return nil, fmt.Errorf("ml: parameter %s: %w", name, err)
 		}
-		t.MustDrop()
-		*net.params()[name] = v
+		*net.params()[name] = p
+		params = append(params, *p)
 	}
-	defer net.drop()
-	opt, err := nn.NewAdamWConfig(0.9, 0.999, cfg.WeightDecay).Build(vs, cfg.LearningRate)
+	opt, err := ts.AdamW(cfg.LearningRate, 0.9, 0.999, cfg.WeightDecay)
 	if err != nil {
+		return nil, fmt.Errorf("ml: optimizer: %w", err)
+	}
+	defer opt.Drop()
+	if err := opt.AddParameters(params); err != nil {
 		return nil, fmt.Errorf("ml: optimizer: %w", err)
 	}
 
@@ -192,24 +195,41 @@ func fit(ctx context.Context, cfg TrainConfig, dims Dims, train []Example, col m
 				feats[i] = dropFeatures(rng, cfg.Featurizer.Featurize(text), cfg.FeatureDropout)
 				targets[i] = col[train[id].Intent]
 			}
-			flat, offsets := bagInputs(feats)
-			tgt := ts.MustOfSlice(targets)
-			logits := net.forward(flat, offsets)
-			loss := crossEntropy(logits, tgt)
-			if err := opt.BackwardStep(loss); err != nil {
-				return nil, fmt.Errorf("ml: backward: %w", err)
+			loss, err := step(net, opt, feats, targets)
+			if err != nil {
+				return nil, err
 			}
-			lossSum += loss.Float64Values()[0]
+			lossSum += loss
 			batches++
-			for _, t := range []*ts.Tensor{flat, offsets, tgt, logits, loss} {
-				t.MustDrop()
-			}
 		}
 		if progress != nil {
 			progress(Progress{Epoch: epoch, Epochs: cfg.Epochs, Loss: lossSum / float64(batches), Elapsed: time.Since(start)})
 		}
 	}
 	return net.values(), nil
+}
+
+// step runs one optimisation step on a batch and returns its loss.
+func step(net *network, opt *ts.COptimizer, feats [][]int64, targets []int64) (float64, error) {
+	flat, offsets := bagInputs(feats)
+	defer flat.MustDrop()
+	defer offsets.MustDrop()
+	tgt := ts.MustOfSlice(targets)
+	defer tgt.MustDrop()
+	logits := net.forward(flat, offsets)
+	defer logits.MustDrop()
+	loss := crossEntropy(logits, tgt)
+	defer loss.MustDrop()
+	if err := opt.ZeroGrad(); err != nil {
+		return 0, fmt.Errorf("ml: zero grad: %w", err)
+	}
+	if err := loss.Backward(); err != nil {
+		return 0, fmt.Errorf("ml: backward: %w", err)
+	}
+	if err := opt.Step(); err != nil {
+		return 0, fmt.Errorf("ml: optimizer step: %w", err)
+	}
+	return loss.Float64Values()[0], nil
 }
 
 // crossEntropy is the mean cross-entropy of logits against target intents. (gotch's
