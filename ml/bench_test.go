@@ -27,9 +27,18 @@ func benchTexts(b *testing.B, n int) []string {
 	return out
 }
 
-// BenchmarkPredict measures the whole model path (featurize, pad, libtorch forward, softmax)
+// BenchmarkPredict measures the whole model path (featurize, libtorch forward, softmax)
 // per batch size; items/s is the figure to compare across sizes.
 func BenchmarkPredict(b *testing.B) {
+	benchBySize(b, func(m *Native, texts []string) func() error {
+		ctx := context.Background()
+		return func() error { _, err := m.Predict(ctx, texts); return err }
+	})
+}
+
+// benchBySize runs the operation that prepare returns for batches of 1, 8, 64 and 256
+// validation texts, reporting items/s.
+func benchBySize(b *testing.B, prepare func(m *Native, texts []string) func() error) {
 	benchThreads(b)
 	m, err := LoadDefault()
 	if err != nil {
@@ -38,11 +47,10 @@ func BenchmarkPredict(b *testing.B) {
 	defer m.Close()
 	for _, size := range []int{1, 8, 64, 256} {
 		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
-			texts := benchTexts(b, size)
-			ctx := context.Background()
+			run := prepare(m, benchTexts(b, size))
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				if _, err := m.Predict(ctx, texts); err != nil {
+				if err := run(); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -64,22 +72,8 @@ func BenchmarkFeaturize(b *testing.B) {
 // BenchmarkForward is the libtorch share of BenchmarkPredict: the model's forward pass and
 // softmax on already-featurized batches (as the batcher's worker runs them).
 func BenchmarkForward(b *testing.B) {
-	benchThreads(b)
-	m, err := LoadDefault()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer m.Close()
-	for _, size := range []int{1, 8, 64, 256} {
-		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
-			feats := featurizeAll(m.feat, benchTexts(b, size))
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				if _, err := m.forwardFeatures(feats); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "items/s")
-		})
-	}
+	benchBySize(b, func(m *Native, texts []string) func() error {
+		feats := featurizeAll(m.feat, texts)
+		return func() error { _, err := m.forwardFeatures(feats); return err }
+	})
 }

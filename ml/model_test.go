@@ -32,12 +32,33 @@ var unseen = []struct {
 	{"Win a free iPhone!!! click the link in my bio", voluntree.IntentOther},
 }
 
-func TestDefaultModelClassifiesUnseenTexts(t *testing.T) {
+// openDefault loads the shipped model, closed when the test ends.
+func openDefault(t *testing.T) *Native {
+	t.Helper()
 	m, err := LoadDefault()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer m.Close()
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// validationReport scores m on the validation split.
+func validationReport(t *testing.T, m Model) *Report {
+	t.Helper()
+	valid, err := LoadExamples("data/valid.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Evaluate(context.Background(), m, valid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+func TestDefaultModelClassifiesUnseenTexts(t *testing.T) {
+	m := openDefault(t)
 	texts := make([]string, len(unseen))
 	for i, u := range unseen {
 		texts[i] = u.text
@@ -70,19 +91,8 @@ func TestDefaultModelClassifiesUnseenTexts(t *testing.T) {
 }
 
 func TestDefaultModelMeetsItsValidationFigures(t *testing.T) {
-	m, err := LoadDefault()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	valid, err := LoadExamples("data/valid.jsonl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := Evaluate(context.Background(), m, valid)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := openDefault(t)
+	rep := validationReport(t, m)
 	stored := m.Info().Training.Validation
 	// Another CPU may pick other vector instructions and flip a near-tie: allow 2 of 427.
 	if stored == nil || math.Abs(rep.Accuracy-stored.Accuracy) > 0.005 {
@@ -97,11 +107,7 @@ func TestDefaultModelMeetsItsValidationFigures(t *testing.T) {
 }
 
 func TestBatchingDoesNotChangePredictions(t *testing.T) {
-	m, err := LoadDefault()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := openDefault(t)
 	texts := []string{"ok", "Count me in for the 9am slot please, I will bring my brother along too", "🔥"}
 	batch, err := m.Predict(context.Background(), texts)
 	if err != nil {
@@ -121,11 +127,7 @@ func TestBatchingDoesNotChangePredictions(t *testing.T) {
 }
 
 func TestSaveLoadRoundTrip(t *testing.T) {
-	m, err := LoadDefault()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := openDefault(t)
 	path := filepath.Join(t.TempDir(), "m.vtm")
 	if err := m.Save(path); err != nil {
 		t.Fatal(err)
@@ -178,11 +180,7 @@ func TestLoadRejectsBadFiles(t *testing.T) {
 }
 
 func TestPredictEmptyBatch(t *testing.T) {
-	m, err := LoadDefault()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := openDefault(t)
 	preds, err := m.Predict(context.Background(), nil)
 	if err != nil || len(preds) != 0 {
 		t.Fatalf("Predict(nil) = %v, %v", preds, err)
@@ -241,14 +239,7 @@ func TestTorchScriptModelServesThroughTheModelInterface(t *testing.T) {
 			}
 		}
 	}
-	valid, err := LoadExamples("data/valid.jsonl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := Evaluate(context.Background(), m, valid)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := validationReport(t, m)
 	if math.Abs(rep.Accuracy-golden.Accuracy) > 0.005 {
 		t.Fatalf("validation accuracy through gotch %.4f, PyTorch measured %.4f", rep.Accuracy, golden.Accuracy)
 	}
