@@ -3,6 +3,7 @@
 //	voluntree serve      start the server (see README for configuration)
 //	voluntree train      train the intent model
 //	voluntree classify   classify texts from stdin, one per line, as JSON lines
+//	voluntree evaluate   score the model on labelled JSON-lines files
 package main
 
 import (
@@ -22,6 +23,7 @@ commands:
   serve      start the server (HTTP API, dashboard, actors)
   train      train the intent model and print its validation scores
   classify   read texts from stdin, one per line; print JSON lines {"text","intent","confidence"}
+  evaluate   score the model on labelled JSON-lines files (per-intent precision/recall/F1)
 
 Run 'voluntree <command> -h' for the flags of a command.
 `
@@ -52,6 +54,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = runTrain(ctx, args[1:], stdout, stderr)
 	case "classify":
 		err = runClassify(ctx, args[1:], stdin, stdout, stderr)
+	case "evaluate":
+		err = runEvaluate(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
