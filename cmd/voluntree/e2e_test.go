@@ -316,6 +316,18 @@ func TestClassifyCLINamesAVeryLongLine(t *testing.T) {
 	}
 }
 
+func TestEvaluateCLI(t *testing.T) {
+	code, out, errOut := runCLI(t, "", "evaluate", "-misses", "../../ml/data/valid.jsonl")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"valid.jsonl:", "interested", "macro-F1", "ECE", "(427 items)", " as "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
 func TestCLIUsageErrors(t *testing.T) {
 	cases := []struct {
 		args []string
@@ -328,6 +340,8 @@ func TestCLIUsageErrors(t *testing.T) {
 		{[]string{"classify", "-nope"}, "", 2, "flag provided but not defined"},
 		{[]string{"classify", "extra"}, "", 2, "stdin"},
 		{[]string{"classify", "-model", "/does/not/exist"}, "", 1, "open model"},
+		{[]string{"evaluate"}, "", 2, "at least one"},
+		{[]string{"evaluate", "/no/such.jsonl"}, "", 1, "open dataset"},
 		{[]string{"serve", "-log-level", "loud"}, "", 2, "log-level"},
 		{[]string{"serve", "-max-queue", "100"}, "", 2, "max-queue"},
 		{[]string{"serve", "-torch-threads", "0"}, "", 2, "torch-threads"},
