@@ -20,7 +20,6 @@ APT_TEST := $(APT_RUN) prometheus chromium
 APT_TESTDATA := python3-torch
 
 export CGO_ENABLED := 1
-# libtorch runs its own thread pool; Go's test parallelism is kept to the core count.
 GOTEST_FLAGS ?= -count=1 -timeout 15m
 
 .PHONY: run test build deps deps-test gotch gotch-discover train testdata bench clean help
@@ -80,7 +79,7 @@ testdata: deps gotch
 BENCH_COUNT ?= 6
 bench: deps-test gotch
 	GOBIN=$(CURDIR)/.build/bin $(GO) install golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
-	$(GO) test -run '^$$' -bench . -benchtime 2s -count $(BENCH_COUNT) ./ml ./actors ./httpapi | tee .build/bench.txt
+	set -o pipefail; $(GO) test -run '^$$' -bench . -benchtime 2s -count $(BENCH_COUNT) ./ml ./actors ./httpapi | tee .build/bench.txt
 	.build/bin/benchstat .build/bench.txt
 
 clean:
