@@ -21,7 +21,6 @@ type batcherActor struct {
 	queue    batchQueue
 	worker   *actor.PID
 	inFlight []queuedItem    // the batch the worker is running; nil when idle
-	started  time.Time       // when inFlight was dispatched
 	current  *pendingRequest // the request being handled, failed too if handling panics
 	stopping bool
 	stopped  func() // called once the actor has stopped for good
@@ -54,17 +53,14 @@ func (a *batcherActor) Receive(ctx actor.Context) {
 	case *batchDone:
 		a.onBatchDone(ctx, msg)
 	case *actor.Restarting:
-		a.failAll(voluntree.Errorf(EUnavailable, "classifier is restarting"))
+		a.failAll(voluntree.Errorf(voluntree.EUNAVAILABLE, "classifier is restarting"))
 	case *actor.Stopping:
 		a.stopping = true
-		a.failAll(voluntree.Errorf(EUnavailable, "classifier is stopping"))
+		a.failAll(voluntree.Errorf(voluntree.EUNAVAILABLE, "classifier is stopping"))
 	case *actor.Stopped:
 		a.stopped()
 	}
 }
-
-// EUnavailable aliases the domain code so call sites read naturally.
-const EUnavailable = voluntree.EUNAVAILABLE
 
 func (a *batcherActor) onStarted(ctx actor.Context) {
 	props := actor.PropsFromProducer(func() actor.Actor {
@@ -78,7 +74,7 @@ func (a *batcherActor) onStarted(ctx actor.Context) {
 func (a *batcherActor) onClassify(ctx actor.Context, msg *classifyRequest) {
 	req := msg.req
 	if a.stopping {
-		req.finish(nil, voluntree.Errorf(EUnavailable, "classifier is stopping"))
+		req.finish(nil, voluntree.Errorf(voluntree.EUNAVAILABLE, "classifier is stopping"))
 		return
 	}
 	if !a.queue.push(a.cfg.Clock.Now(), req) {
@@ -111,7 +107,7 @@ func (a *batcherActor) dispatch(ctx actor.Context) {
 			texts[i] = it.req.texts[it.index]
 			a.metrics.QueueDelay.Observe(now.Sub(it.enqueued).Seconds())
 		}
-		a.inFlight, a.started = batch, now
+		a.inFlight = batch
 		a.metrics.BatchSize.Observe(float64(len(batch)))
 		a.metrics.QueueDepth.Set(float64(a.queue.len()))
 		ctx.Send(a.worker, &runBatch{texts: texts})
