@@ -122,7 +122,10 @@ func (m *Native) forwardFeatures(feats [][]int64) ([][]float32, error) {
 		flat, offsets := bagInputs(feats)
 		defer flat.MustDrop()
 		defer offsets.MustDrop()
-		logits := m.net.forward(flat, offsets)
+		logits, err := m.net.forward(flat, offsets)
+		if err != nil {
+			return nil, err
+		}
 		defer logits.MustDrop()
 		return softmaxRows(logits, len(m.info.Labels))
 	})

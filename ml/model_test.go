@@ -338,3 +338,21 @@ func TestSetThreads(t *testing.T) {
 		t.Fatal("SetThreads(0) accepted")
 	}
 }
+
+// A libtorch error inside the forward pass must come back as an error: gotch's Must* helpers
+// would log.Fatal and take the server down with one bad batch.
+func TestLibtorchErrorsAreReturnedNotFatal(t *testing.T) {
+	dims := Dims{Buckets: 10, Embed: 4, Hidden: 4, Classes: 6} // 10 rows; features index up to 65,535
+	net, err := newNetwork(dims, initialValues(dims, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &Native{feat: DefaultFeaturizerConfig(), net: net, info: Info{Labels: make([]string, 6)}}
+	defer m.Close()
+	if _, err := m.Predict(context.Background(), []string{"count me in for saturday"}); err == nil {
+		t.Fatal("out-of-range embedding indices gave no error")
+	}
+	if _, err := m.Predict(context.Background(), []string{"and again"}); err == nil {
+		t.Fatal("second call gave no error")
+	}
+}

@@ -121,15 +121,37 @@ func (n *network) drop() {
 
 // forward returns logits [B,C] for a bag of features per row: flat holds every row's indices
 // back to back, offsets [B] where each row starts. embedding_bag takes the mean per row with
-// no padding, so a long comment in a batch costs only its own features.
-func (n *network) forward(flat, offsets *ts.Tensor) *ts.Tensor {
+// no padding, so a long comment in a batch costs only its own features. It uses gotch's
+// error-returning calls: its Must* variants log.Fatal, and a failed batch must not end the
+// server.
+func (n *network) forward(flat, offsets *ts.Tensor) (*ts.Tensor, error) {
 	none := ts.NewTensor() // undefined tensor: no per-sample weights
-	mean, o1, o2, o3 := ts.MustEmbeddingBag(n.emb, flat, offsets, false, embeddingBagMean, false, none, false)
-	for _, t := range []*ts.Tensor{none, o1, o2, o3} {
+	mean, o1, o2, o3, err := ts.EmbeddingBag(n.emb, flat, offsets, false, embeddingBagMean, false, none, false)
+	none.MustDrop()
+	if err != nil {
+		return nil, fmt.Errorf("ml: embedding_bag: %w", err)
+	}
+	for _, t := range []*ts.Tensor{o1, o2, o3} {
 		t.MustDrop()
 	}
-	h := mean.MustMatmul(n.w1, true).MustAdd(n.b1, true).MustRelu(true)
-	return h.MustMatmul(n.w2, true).MustAdd(n.b2, true)
+	// Each call with del=true frees its receiver, on success or error.
+	h, err := mean.Matmul(n.w1, true)
+	if err == nil {
+		h, err = h.Add(n.b1, true)
+	}
+	if err == nil {
+		h, err = h.Relu(true)
+	}
+	if err == nil {
+		h, err = h.Matmul(n.w2, true)
+	}
+	if err == nil {
+		h, err = h.Add(n.b2, true)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ml: forward: %w", err)
+	}
+	return h, nil
 }
 
 // embeddingBagMean is mode 1 of aten::embedding_bag (0 sum, 1 mean, 2 max).
@@ -167,7 +189,10 @@ func padIndices(feats [][]int64) *ts.Tensor {
 
 // softmaxRows turns logits [B,C] into per-row probabilities in Go.
 func softmaxRows(logits *ts.Tensor, classes int) ([][]float32, error) {
-	probs := logits.MustSoftmax(-1, gotch.Float, false)
+	probs, err := logits.Softmax(-1, gotch.Float, false)
+	if err != nil {
+		return nil, fmt.Errorf("ml: softmax: %w", err)
+	}
 	defer probs.MustDrop()
 	flat := make([]float32, probs.Numel())
 	if err := probs.CopyData(flat, probs.Numel()); err != nil {

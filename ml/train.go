@@ -216,7 +216,10 @@ func step(net *network, opt *ts.COptimizer, feats [][]int64, targets []int64) (f
 	defer offsets.MustDrop()
 	tgt := ts.MustOfSlice(targets)
 	defer tgt.MustDrop()
-	logits := net.forward(flat, offsets)
+	logits, err := net.forward(flat, offsets)
+	if err != nil {
+		return 0, err
+	}
 	defer logits.MustDrop()
 	loss := crossEntropy(logits, tgt)
 	defer loss.MustDrop()
