@@ -53,7 +53,7 @@ func (c FeaturizerConfig) Validate() error {
 // ("can't" = "cant") irrelevant. An empty or symbol-only text still yields shape features.
 func (c FeaturizerConfig) Featurize(text string) []int64 {
 	toks := tokenize(text)
-	f := newFeatureSet(c)
+	f := newFeatureSet(c, len(text))
 	f.add("s:n", tokenCountBucket(len(toks.words)))
 	if len(toks.words) <= 3 {
 		f.add("s:all", strings.Join(toks.words, " "))
@@ -100,13 +100,32 @@ type featureSet struct {
 	out   []int64
 }
 
-func newFeatureSet(cfg FeaturizerConfig) *featureSet {
-	n := 64
-	for n < 2*cfg.MaxFeatures {
+// newFeatureSet sizes the dedupe table from the text's length (about as many features as
+// n-gram lengths per byte), so a short comment does not pay for a table sized for
+// MaxFeatures. The estimate only sets the start: the table grows when half full.
+func newFeatureSet(cfg FeaturizerConfig, textBytes int) *featureSet {
+	guess := min(cfg.MaxFeatures, (cfg.CharMax-cfg.CharMin+3)*(textBytes+2)+8)
+	n := 16
+	for n < 2*guess {
 		n <<= 1
 	}
-	return &featureSet{cfg: cfg, slots: make([]int64, n), out: make([]int64, 0, min(cfg.MaxFeatures, 256))}
+	return &featureSet{cfg: cfg, slots: make([]int64, n), out: make([]int64, 0, guess)}
 }
+
+// grow doubles the table and reinserts what it holds.
+func (f *featureSet) grow() {
+	f.slots = make([]int64, 2*len(f.slots))
+	mask := len(f.slots) - 1
+	for _, idx := range f.out {
+		j := slotOf(idx, mask)
+		for f.slots[j] != 0 {
+			j = (j + 1) & mask
+		}
+		f.slots[j] = idx
+	}
+}
+
+func slotOf(idx int64, mask int) int { return int(uint64(idx)*0x9E3779B97F4A7C15>>32) & mask }
 
 const (
 	fnvOffset64 = 14695981039346656037
@@ -125,8 +144,11 @@ func (f *featureSet) add(prefix, s string) {
 		h = (h ^ uint64(s[i])) * fnvPrime64
 	}
 	idx := int64(1 + h%uint64(f.cfg.Buckets-1))
+	if 2*(len(f.out)+1) > len(f.slots) {
+		f.grow() // keeps the table at most half full, so probing always ends
+	}
 	mask := len(f.slots) - 1
-	for j := int(uint64(idx)*0x9E3779B97F4A7C15>>32) & mask; ; j = (j + 1) & mask {
+	for j := slotOf(idx, mask); ; j = (j + 1) & mask {
 		switch f.slots[j] {
 		case idx:
 			return

@@ -130,3 +130,23 @@ func TestFeaturizerConfigValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The dedupe table starts small for short texts and must grow, whatever the n-gram settings.
+func TestFeaturizeManyShortWordsWithWideNgramRange(t *testing.T) {
+	cfg := FeaturizerConfig{Buckets: 1 << 20, CharMin: 1, CharMax: 8, MaxFeatures: 100000}
+	var b strings.Builder
+	for i := 0; i < 3000; i++ {
+		b.WriteString(string(rune('a'+i%26)) + string(rune('a'+i/26%26)) + " ")
+	}
+	f := cfg.Featurize(b.String())
+	seen := map[int64]bool{}
+	for _, x := range f {
+		if seen[x] {
+			t.Fatalf("duplicate feature %d", x)
+		}
+		seen[x] = true
+	}
+	if len(f) < 676 {
+		t.Fatalf("%d features for 676 distinct words", len(f))
+	}
+}
