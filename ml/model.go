@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"sync"
@@ -36,18 +37,37 @@ type Info struct {
 // Load opens a model file by its content: a native Voluntree model (written by `voluntree
 // train`) or a TorchScript module exported from PyTorch (a zip archive).
 func Load(path string) (Model, error) {
-	data, err := os.ReadFile(path)
+	head, err := readHead(path, len(modelMagic))
 	if err != nil {
 		return nil, fmt.Errorf("ml: open model: %w", err)
 	}
 	switch {
-	case bytes.HasPrefix(data, []byte(modelMagic)):
+	case bytes.HasPrefix(head, []byte(modelMagic)):
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("ml: open model: %w", err)
+		}
 		return LoadNative(path, data)
-	case bytes.HasPrefix(data, []byte("PK\x03\x04")):
-		return LoadTorchScript(path, DefaultFeaturizerConfig())
+	case bytes.HasPrefix(head, []byte("PK\x03\x04")):
+		return LoadTorchScript(path, DefaultFeaturizerConfig()) // libtorch reads the archive itself
 	default:
 		return nil, fmt.Errorf("ml: %s is neither a Voluntree model nor a TorchScript archive", path)
 	}
+}
+
+// readHead returns up to n first bytes of the file at path.
+func readHead(path string, n int) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	head := make([]byte, n)
+	m, err := io.ReadFull(f, head)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return head[:m], nil
 }
 
 // Native is a model trained by `voluntree train` and run through gotch.
