@@ -22,10 +22,10 @@ APT_TESTDATA := python3-torch
 export CGO_ENABLED := 1
 GOTEST_FLAGS ?= -count=1 -timeout 15m
 
-.PHONY: run test build deps deps-test gotch gotch-discover train testdata bench clean help
+.PHONY: run test build deps deps-test gotch gotch-discover train testdata proto bench clean help
 
 help:
-	@echo "make run | make test | make build | make train | make bench | make testdata | make clean"
+	@echo "make run | make test | make build | make train | make bench | make testdata | make proto | make clean"
 
 run: build
 	./$(BIN) serve
@@ -74,6 +74,19 @@ train: build
 testdata: deps gotch
 	$(call apt_install,$(APT_TESTDATA))
 	/usr/bin/python3 ml/testdata/make_torchscript.py
+
+# Regenerate the grains' protobuf messages and typed grain clients (committed) after editing
+# cluster/grainpb/grains.proto. protoc-gen-go-grain is pinned to the protoactor-go version of go.mod.
+PROTOC_GEN_GO    := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+PROTOC_GEN_GRAIN := github.com/asynkron/protoactor-go/protobuf/protoc-gen-go-grain@v0.0.0-20240822202345-3c0e61ca19c9
+proto:
+	$(call apt_install,protobuf-compiler)
+	GOBIN=$(CURDIR)/.build/bin $(GO) install $(PROTOC_GEN_GO)
+	GOBIN=$(CURDIR)/.build/bin $(GO) install $(PROTOC_GEN_GRAIN)
+	PATH=$(CURDIR)/.build/bin:$$PATH protoc -I cluster/grainpb \
+	  --go_out=cluster/grainpb --go_opt=paths=source_relative \
+	  --go-grain_out=cluster/grainpb --go-grain_opt=paths=source_relative \
+	  cluster/grainpb/grains.proto
 
 # Benchmarks of BENCHMARKS.md: 6 runs each (this kind of VM is noisy), summarised by benchstat.
 BENCH_COUNT ?= 6

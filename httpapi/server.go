@@ -11,12 +11,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gofiber/contrib/websocket"
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/gofiber/fiber/v2/middleware/filesystem"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/voluntree/voluntree"
+	"github.com/voluntree/voluntree/actors"
 	"github.com/voluntree/voluntree/metrics"
 )
 
@@ -46,6 +48,15 @@ type Config struct {
 	Logger         *slog.Logger
 	BodyLimit      int
 	RequestTimeout time.Duration
+
+	// The live pipeline. Ingest is required for the webhook and the demo channel; Events
+	// for /ws/signups.
+	Ingest      Ingester
+	Events      *actors.EventHub
+	AppSecret   []byte      // VOLUNTREE_FB_APP_SECRET: webhook signatures
+	VerifyToken string      // VOLUNTREE_FB_VERIFY_TOKEN: webhook subscription handshake
+	Overloaded  func() bool // true when the ingest backlog is too long to accept more
+	Demo        *Demo       // nil: no demo channel
 }
 
 func (c *Config) setDefaults() {
@@ -83,8 +94,19 @@ func New(cfg Config) *Server {
 	app.Use(s.observe)
 	app.Get("/healthz", s.healthz)
 	app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
+	app.Get("/webhooks/facebook", s.webhookVerify)
+	app.Post("/webhooks/facebook", s.webhookReceive)
+	app.Get("/ws/signups", s.wsUpgrade, websocket.New(s.wsSignups, websocket.Config{
+		RecoverHandler: func(conn *websocket.Conn) {
+			if r := recover(); r != nil {
+				cfg.Logger.Error("websocket handler panic", "action", "ws", "panic", r)
+			}
+		},
+	}))
 	api := app.Group("/api/v1")
 	api.Post("/classify", s.classify)
+	api.Get("/demo", s.demoInfo)
+	api.Post("/demo/comments", s.demoComment)
 	sub, _ := fs.Sub(static, "static")
 	app.Use("/", filesystem.New(filesystem.Config{Root: http.FS(sub), Index: "index.html"}))
 	app.Use(func(c *fiber.Ctx) error {

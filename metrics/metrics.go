@@ -34,6 +34,33 @@ type Metrics struct {
 
 	// Model.
 	ModelInfo *prometheus.GaugeVec // 1 for the loaded model, by kind and path
+
+	// Webhook and ingest stream.
+	WebhookEvents     *prometheus.CounterVec // messages accepted, by kind
+	WebhookRejected   *prometheus.CounterVec // calls or events refused, by reason
+	WebhookDuplicates prometheus.Counter     // redelivered messages skipped
+	IngestLength      prometheus.Gauge
+	IngestPending     prometheus.Gauge
+	IngestLag         prometheus.Gauge
+	DeadLetterLength  prometheus.Gauge
+	EventsLength      prometheus.Gauge
+	IngestRead        prometheus.Counter   // entries delivered to this node's consumer
+	IngestReclaimed   prometheus.Counter   // entries taken over from idle consumers
+	IngestDeadLetters prometheus.Counter   // entries moved to the dead-letter stream
+	IngestFailures    prometheus.Counter   // entry processing attempts that failed
+	IngestBatchSize   prometheus.Histogram // entries per consumer read
+	IngestBatchTime   prometheus.Histogram // one read batch: classify + grains + ack
+
+	// Pipeline outcome.
+	Classified   *prometheus.CounterVec // new messages by intent
+	Interests    prometheus.Counter     // new interests stored (signup events)
+	EndToEnd     prometheus.Histogram   // webhook received -> event published
+	GrainRequest *prometheus.HistogramVec
+
+	// WebSockets.
+	WSClients    prometheus.Gauge
+	WSDropped    *prometheus.CounterVec // connections closed by the server, by reason
+	WSEventsSent prometheus.Counter
 }
 
 // New creates the collectors and registers them, with the Go and process collectors, on reg.
@@ -84,6 +111,13 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "The loaded intent model (value 1), by kind and file.",
 		}, []string{"kind", "path"}),
 	}
+	m.addPipeline()
+	reg.MustRegister(
+		m.WebhookEvents, m.WebhookRejected, m.WebhookDuplicates, m.IngestLength, m.IngestPending,
+		m.IngestLag, m.DeadLetterLength, m.EventsLength, m.IngestRead, m.IngestReclaimed,
+		m.IngestDeadLetters, m.IngestFailures, m.IngestBatchSize, m.IngestBatchTime,
+		m.Classified, m.Interests, m.EndToEnd, m.GrainRequest, m.WSClients, m.WSDropped, m.WSEventsSent,
+	)
 	reg.MustRegister(
 		m.BatcherRequests, m.BatcherItems, m.BatcherRejected, m.BatchSize, m.QueueDelay,
 		m.InferenceDuration, m.QueueDepth, m.HTTPRequests, m.HTTPDuration, m.ModelInfo,
@@ -102,4 +136,67 @@ func NewMeterProvider(reg prometheus.Registerer) (*sdkmetric.MeterProvider, erro
 		return nil, fmt.Errorf("metrics: otel prometheus exporter: %w", err)
 	}
 	return sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp)), nil
+}
+
+func counter(subsystem, name, help string) prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Subsystem: subsystem, Name: name, Help: help})
+}
+
+func gauge(subsystem, name, help string) prometheus.Gauge {
+	return prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Subsystem: subsystem, Name: name, Help: help})
+}
+
+// addPipeline creates the collectors of the live pipeline: webhook, ingest stream, grains,
+// events and WebSockets.
+func (m *Metrics) addPipeline() {
+	latency := []float64{.0005, .001, .002, .003, .005, .0075, .01, .015, .02, .03, .05, .075, .1, .2, .5, 1, 2, 5}
+	m.WebhookEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "webhook", Name: "events_total",
+		Help: "Messages accepted from webhook calls (and the demo channel) into the ingest stream, by kind.",
+	}, []string{"kind"})
+	m.WebhookRejected = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "webhook", Name: "rejected_total",
+		Help: "Webhook calls refused, by reason (no_signature, bad_signature, malformed, too_large, overloaded, unavailable, not_configured).",
+	}, []string{"reason"})
+	m.WebhookDuplicates = counter("webhook", "duplicates_total", "Redelivered messages skipped because their id was accepted before.")
+	m.IngestLength = gauge("ingest", "stream_length", "Entries in the ingest stream.")
+	m.IngestPending = gauge("ingest", "pending", "Ingest entries delivered to a consumer and not yet acknowledged.")
+	m.IngestLag = gauge("ingest", "consumer_lag", "Ingest entries not yet delivered to any consumer.")
+	m.DeadLetterLength = gauge("ingest", "dead_letter_length", "Entries in the dead-letter stream.")
+	m.EventsLength = gauge("events", "stream_length", "Entries in the events replay log.")
+	m.IngestRead = counter("ingest", "read_total", "Ingest entries delivered to this node's consumer (new, own pending and reclaimed).")
+	m.IngestReclaimed = counter("ingest", "reclaimed_total", "Ingest entries taken over from a consumer that left them idle.")
+	m.IngestDeadLetters = counter("ingest", "dead_lettered_total", "Ingest entries moved to the dead-letter stream.")
+	m.IngestFailures = counter("ingest", "failures_total", "Attempts to process an ingest entry that failed (it stays pending and is retried).")
+	m.IngestBatchSize = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: namespace, Subsystem: "ingest", Name: "batch_size",
+		Help:    "Entries per consumer read.",
+		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512},
+	})
+	m.IngestBatchTime = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: namespace, Subsystem: "ingest", Name: "batch_duration_seconds",
+		Help:    "Processing time of one consumer read: classify, grains, acknowledge.",
+		Buckets: latency,
+	})
+	m.Classified = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "pipeline", Name: "messages_total",
+		Help: "Messages classified and recorded (once per message id), by intent.",
+	}, []string{"intent"})
+	m.Interests = counter("pipeline", "signups_total", "Interests (signups) stored; each published one event.")
+	m.EndToEnd = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: namespace, Subsystem: "pipeline", Name: "end_to_end_seconds",
+		Help:    "From the webhook receiving a message to its signup event being published.",
+		Buckets: latency,
+	})
+	m.GrainRequest = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: namespace, Subsystem: "grain", Name: "request_duration_seconds",
+		Help:    "Grain request duration as the caller sees it, by kind and outcome.",
+		Buckets: latency,
+	}, []string{"kind", "outcome"})
+	m.WSClients = gauge("ws", "clients", "Open WebSocket connections on this node.")
+	m.WSDropped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "ws", Name: "dropped_total",
+		Help: "WebSocket connections closed by the server, by reason (slow: the send buffer filled up; error: a write failed).",
+	}, []string{"reason"})
+	m.WSEventsSent = counter("ws", "events_sent_total", "Events written to WebSocket clients.")
 }

@@ -10,6 +10,8 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,11 +20,13 @@ import (
 
 	"github.com/voluntree/voluntree"
 	"github.com/voluntree/voluntree/actors"
+	"github.com/voluntree/voluntree/cluster"
 	"github.com/voluntree/voluntree/httpapi"
 	"github.com/voluntree/voluntree/internal/logging"
 	"github.com/voluntree/voluntree/internal/redisproc"
 	"github.com/voluntree/voluntree/metrics"
 	"github.com/voluntree/voluntree/ml"
+	"github.com/voluntree/voluntree/redisstore"
 )
 
 // serveConfig is everything `voluntree serve` reads from its environment and flags.
@@ -35,10 +39,33 @@ type serveConfig struct {
 	Threads   int
 	LogLevel  slog.Level
 	Batcher   actors.BatcherConfig
+
+	AppSecret   string
+	VerifyToken string
+	Demo        string // auto, on, off
+	Cluster     cluster.Config
+	Peers       string
+	Ingest      actors.IngestConfig
+	Store       redisstore.Config
+	SendBuffer  int
 }
 
 func envOr(key, def string) string {
 	if v, ok := os.LookupEnv(key); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+func envInt(key string, def int) int {
+	if v, err := strconv.Atoi(envOr(key, "")); err == nil {
+		return v
+	}
+	return def
+}
+
+func envDuration(key string, def time.Duration) time.Duration {
+	if v, err := time.ParseDuration(envOr(key, "")); err == nil {
 		return v
 	}
 	return def
@@ -63,6 +90,18 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.IntVar(&c.Batcher.MaxBatch, "max-batch", actors.DefaultMaxBatch, "texts per model batch")
 	fs.DurationVar(&c.Batcher.MaxDelay, "max-delay", actors.DefaultMaxDelay, "longest wait of a queued text before a partial batch runs")
 	fs.IntVar(&c.Batcher.MaxQueue, "max-queue", actors.DefaultMaxQueue, "texts queued at most before requests are refused (503)")
+	fs.StringVar(&c.AppSecret, "fb-app-secret", envOr("VOLUNTREE_FB_APP_SECRET", ""), "Facebook app secret: verifies webhook signatures (env VOLUNTREE_FB_APP_SECRET)")
+	fs.StringVar(&c.VerifyToken, "fb-verify-token", envOr("VOLUNTREE_FB_VERIFY_TOKEN", ""), "token of the webhook subscription handshake (env VOLUNTREE_FB_VERIFY_TOKEN)")
+	fs.StringVar(&c.Demo, "demo", envOr("VOLUNTREE_DEMO", "auto"), "demo channel: on, off, or auto (on with the embedded redis) (env VOLUNTREE_DEMO)")
+	fs.StringVar(&c.Cluster.Host, "cluster-host", envOr("VOLUNTREE_CLUSTER_HOST", cluster.DefaultHost), "address other cluster members reach this node at (env VOLUNTREE_CLUSTER_HOST)")
+	fs.IntVar(&c.Cluster.Port, "cluster-port", envInt("VOLUNTREE_CLUSTER_PORT", 0), "cluster remoting port; 0 picks a free one (env VOLUNTREE_CLUSTER_PORT)")
+	fs.IntVar(&c.Cluster.HealthPort, "cluster-health-port", envInt("VOLUNTREE_CLUSTER_HEALTH_PORT", 0), "cluster membership (automanaged) port; 0 picks a free one (env VOLUNTREE_CLUSTER_HEALTH_PORT)")
+	fs.StringVar(&c.Peers, "cluster-peers", envOr("VOLUNTREE_CLUSTER_PEERS", ""), "comma-separated host:health-port of every member; empty: a one-node cluster (env VOLUNTREE_CLUSTER_PEERS)")
+	fs.DurationVar(&c.Ingest.ClaimIdle, "claim-idle", envDuration("VOLUNTREE_CLAIM_IDLE", actors.DefaultClaimIdle), "ingest entries pending this long under a dead consumer are reclaimed (env VOLUNTREE_CLAIM_IDLE)")
+	fs.IntVar(&c.Ingest.MaxDeliveries, "max-deliveries", actors.DefaultMaxDeliveries, "an ingest entry failing this many deliveries goes to the dead-letter stream")
+	fs.Int64Var(&c.Store.IngestMaxLen, "ingest-max-len", redisstore.DefaultIngestMaxLen, "approximate cap of the ingest stream; webhooks get 503 when the backlog nears it")
+	fs.Int64Var(&c.Store.EventsMaxLen, "events-max-len", redisstore.DefaultEventsMaxLen, "approximate cap of the events replay log")
+	fs.IntVar(&c.SendBuffer, "ws-send-buffer", actors.DefaultSendBuffer, "events queued per WebSocket before the client counts as too slow and is dropped")
 	if err := fs.Parse(args); err != nil {
 		return c, usageError{err}
 	}
@@ -74,6 +113,23 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	}
 	if c.Batcher.MaxQueue < voluntree.MaxClassifyTexts {
 		return c, usageError{fmt.Errorf("-max-queue %d cannot hold one full classify request (%d texts)", c.Batcher.MaxQueue, voluntree.MaxClassifyTexts)}
+	}
+	switch c.Demo {
+	case "auto", "on", "off":
+	default:
+		return c, usageError{fmt.Errorf("-demo must be on, off or auto, got %q", c.Demo)}
+	}
+	for _, p := range strings.Split(c.Peers, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			c.Cluster.Peers = append(c.Cluster.Peers, p)
+		}
+	}
+	c.Ingest.Consumer = c.Node
+	if c.Ingest.ClaimIdle < 10*time.Millisecond {
+		return c, usageError{fmt.Errorf("-claim-idle must be at least 10ms, got %s", c.Ingest.ClaimIdle)}
+	}
+	if c.Ingest.MaxDeliveries < 1 {
+		return c, usageError{fmt.Errorf("-max-deliveries must be at least 1, got %d", c.Ingest.MaxDeliveries)}
 	}
 	if c.Threads < 1 {
 		return c, usageError{fmt.Errorf("-torch-threads must be at least 1, got %d", c.Threads)}
@@ -135,6 +191,10 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	m.ModelInfo.WithLabelValues(info.Kind, info.Path).Set(1)
 	log.Info("model loaded", "action", "load_model", "kind", info.Kind, "path", info.Path)
 
+	store, err := redisstore.New(rdb, cfg.Store)
+	if err != nil {
+		return err
+	}
 	system := actors.NewSystem(logger, mp)
 	defer func() {
 		// Shutdown can hang after a peer died (FACTS): bound it.
@@ -150,12 +210,43 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	cfg.Cluster.Store, cfg.Cluster.Metrics, cfg.Cluster.Logger = store, m, logger
+	node, err := cluster.Start(ctx, system, cfg.Cluster)
+	if err != nil {
+		return err
+	}
+	consumer, err := actors.NewIngestConsumer(store, cluster.NewRouter(node, batcher, logger), cfg.Ingest, m, logger)
+	if err != nil {
+		return err
+	}
+	consumer.Start()
+	hub, err := actors.NewEventHub(ctx, system, store, actors.EventHubConfig{SendBuffer: cfg.SendBuffer}, m, logger)
+	if err != nil {
+		return err
+	}
+	var overloaded atomic.Bool
+	sampleCtx, stopSampling := context.WithCancel(ctx)
+	defer stopSampling()
+	go sampleStreams(sampleCtx, store, m, &overloaded, log)
 
+	var demo *httpapi.Demo
+	if cfg.Demo == "on" || (cfg.Demo == "auto" && cfg.RedisURL == "") {
+		demo = &httpapi.DefaultDemo
+	}
+	if cfg.AppSecret == "" {
+		log.Warn("VOLUNTREE_FB_APP_SECRET is not set: POST /webhooks/facebook answers 503", "action", "configure")
+	}
 	api := httpapi.New(httpapi.Config{
-		Classifier: batcher,
-		Metrics:    m,
-		Gatherer:   reg,
-		Logger:     logger,
+		Classifier:  batcher,
+		Metrics:     m,
+		Gatherer:    reg,
+		Logger:      logger,
+		Ingest:      store,
+		Events:      hub,
+		AppSecret:   []byte(cfg.AppSecret),
+		VerifyToken: cfg.VerifyToken,
+		Overloaded:  overloaded.Load,
+		Demo:        demo,
 		Health: []httpapi.HealthCheck{
 			{Name: "redis", Check: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},
 			{Name: "classifier", Check: batcher.Healthy},
@@ -165,7 +256,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	log.Info("listening", "action", "listen", "addr", ln.Addr().String())
+	log.Info("listening", "action", "listen", "addr", ln.Addr().String(), "demo", demo != nil)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- api.Serve(ln) }()
 
@@ -174,14 +265,55 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("http server: %w", err)
 	case <-ctx.Done():
 	}
+	// Reverse order: stop taking webhooks, finish and acknowledge the batch in hand, close
+	// sockets, leave the cluster, stop the model.
 	log.Info("shutting down", "action", "shutdown")
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if err := hub.Stop(sctx); err != nil {
+		log.Error("event hub stop", "action", "shutdown", "error", err)
+	}
 	if err := api.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		log.Error("http shutdown", "action", "shutdown", "error", err)
+	}
+	if err := consumer.Stop(sctx); err != nil {
+		log.Error("ingest consumer stop", "action", "shutdown", "error", err)
+	}
+	if err := node.Stop(sctx); err != nil {
+		log.Error("cluster stop", "action", "shutdown", "error", err)
 	}
 	if err := batcher.Stop(sctx); err != nil {
 		log.Error("batcher stop", "action", "shutdown", "error", err)
 	}
 	return nil
+}
+
+// sampleStreams reads the streams' lengths, pending count and lag into gauges every second,
+// and raises overloaded when the backlog nears the ingest stream's cap (trimming would
+// otherwise drop entries nobody has read yet).
+func sampleStreams(ctx context.Context, store *redisstore.Store, m *metrics.Metrics, overloaded *atomic.Bool, log *slog.Logger) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		st, err := store.Stats(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			log.Warn("stream stats", "action", "sample", "error", err)
+		} else {
+			m.IngestLength.Set(float64(st.Length))
+			m.IngestPending.Set(float64(st.Pending))
+			m.IngestLag.Set(float64(st.Lag))
+			m.DeadLetterLength.Set(float64(st.DeadLength))
+			m.EventsLength.Set(float64(st.Events))
+			backlog := st.Pending + max(st.Lag, 0)
+			overloaded.Store(backlog > store.IngestMaxLen()*9/10)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -1,0 +1,286 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/voluntree/voluntree"
+	"github.com/voluntree/voluntree/metrics"
+	"github.com/voluntree/voluntree/redisstore"
+)
+
+// Processor applies ingest messages' effects durably (cluster.Router does: classify, then
+// grains). It returns one error per message; nil means the effects are stored and the entry
+// may be acknowledged. It must be idempotent: an entry can be delivered more than once.
+type Processor interface {
+	Process(ctx context.Context, msgs []voluntree.Message) []error
+}
+
+// Ingest consumer defaults.
+const (
+	DefaultReadCount      = 256
+	DefaultReadBlock      = 100 * time.Millisecond
+	DefaultClaimIdle      = 30 * time.Second
+	DefaultMaxDeliveries  = 5
+	DefaultProcessTimeout = 30 * time.Second
+)
+
+// IngestConfig configures an IngestConsumer.
+type IngestConfig struct {
+	Consumer       string        // consumer name in the group; one per node, stable across restarts
+	ReadCount      int           // entries per read
+	Block          time.Duration // longest wait of one read (short: blocking reads ignore ctx)
+	ClaimIdle      time.Duration // entries pending this long under any consumer are reclaimed
+	ClaimEvery     time.Duration // how often to look for them; default min(ClaimIdle/2, 5s)
+	MaxDeliveries  int           // an entry failing this many deliveries is dead-lettered
+	ProcessTimeout time.Duration // one batch's processing
+}
+
+func (c *IngestConfig) setDefaults() {
+	if c.ReadCount == 0 {
+		c.ReadCount = DefaultReadCount
+	}
+	if c.Block == 0 {
+		c.Block = DefaultReadBlock
+	}
+	if c.ClaimIdle == 0 {
+		c.ClaimIdle = DefaultClaimIdle
+	}
+	if c.ClaimEvery == 0 {
+		c.ClaimEvery = min(c.ClaimIdle/2, 5*time.Second)
+	}
+	if c.MaxDeliveries == 0 {
+		c.MaxDeliveries = DefaultMaxDeliveries
+	}
+	if c.ProcessTimeout == 0 {
+		c.ProcessTimeout = DefaultProcessTimeout
+	}
+}
+
+// Validate reports an unusable configuration.
+func (c IngestConfig) Validate() error {
+	switch {
+	case c.Consumer == "":
+		return errors.New("actors: ingest consumer name is required")
+	case c.ReadCount < 1:
+		return fmt.Errorf("actors: ingest read count must be positive, got %d", c.ReadCount)
+	case c.Block < time.Millisecond:
+		return fmt.Errorf("actors: ingest read block must be at least 1ms, got %s", c.Block)
+	case c.ClaimIdle < 10*time.Millisecond:
+		return fmt.Errorf("actors: claim idle time must be at least 10ms, got %s", c.ClaimIdle)
+	case c.MaxDeliveries < 1:
+		return fmt.Errorf("actors: max deliveries must be positive, got %d", c.MaxDeliveries)
+	}
+	return nil
+}
+
+// IngestConsumer is the node's reader of the ingest stream (the asynq "janitor" shape: a
+// loop outside any actor, since blocking reads never belong in Receive). It reads new
+// entries with its consumer group, re-reads its own pending entries after a restart,
+// reclaims entries left idle by dead consumers, hands each batch to the Processor (which
+// feeds the batching actor and the grains), and acknowledges entries only once their effects
+// are durable. An entry that fails MaxDeliveries deliveries, or can never be decoded, goes to
+// the dead-letter stream with its error.
+type IngestConsumer struct {
+	store   *redisstore.Store
+	proc    Processor
+	cfg     IngestConfig
+	metrics *metrics.Metrics
+	log     *slog.Logger
+
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
+}
+
+// NewIngestConsumer returns a consumer; Start runs it.
+func NewIngestConsumer(store *redisstore.Store, proc Processor, cfg IngestConfig, m *metrics.Metrics, logger *slog.Logger) (*IngestConsumer, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &IngestConsumer{
+		store: store, proc: proc, cfg: cfg, metrics: m,
+		log:  logger.With("component", "ingest", "consumer", cfg.Consumer),
+		done: make(chan struct{}),
+	}, nil
+}
+
+// Start runs the loop until Stop.
+func (c *IngestConsumer) Start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	go func() {
+		defer close(c.done)
+		c.run(ctx)
+	}()
+}
+
+// Stop ends the loop after the batch in hand is processed and acknowledged, or when ctx ends.
+func (c *IngestConsumer) Stop(ctx context.Context) error {
+	c.once.Do(func() {
+		if c.cancel != nil {
+			c.cancel()
+		}
+	})
+	if c.cancel == nil {
+		return nil
+	}
+	select {
+	case <-c.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("actors: stop ingest consumer: %w", ctx.Err())
+	}
+}
+
+func (c *IngestConsumer) run(ctx context.Context) {
+	backoff := newBackoff()
+	for ctx.Err() == nil {
+		if err := c.store.EnsureGroup(ctx); err != nil {
+			c.log.Error("ingest group", "action", "start", "error", err)
+			backoff.wait(ctx)
+			continue
+		}
+		break
+	}
+	// Entries this consumer read before a restart and never acknowledged: one pass over them
+	// (those failing again stay pending and take the reclaim path, which counts deliveries).
+	after := "0"
+	for ctx.Err() == nil {
+		entries, err := c.store.ReadOwnPending(ctx, c.cfg.Consumer, after, c.cfg.ReadCount)
+		if err != nil {
+			c.log.Error("read own pending", "action", "read", "error", err)
+			backoff.wait(ctx)
+			continue
+		}
+		if len(entries) == 0 {
+			break
+		}
+		c.log.Info("re-reading own pending entries", "action", "recover", "entries", len(entries))
+		c.handle(ctx, entries)
+		after = entries[len(entries)-1].ID
+	}
+	nextClaim := time.Now()
+	for ctx.Err() == nil {
+		if !time.Now().Before(nextClaim) {
+			n, err := c.claim(ctx)
+			if err != nil {
+				c.log.Error("reclaim", "action", "claim", "error", err)
+			}
+			if n < c.cfg.ReadCount {
+				nextClaim = time.Now().Add(c.cfg.ClaimEvery)
+			}
+		}
+		entries, err := c.store.ReadNew(ctx, c.cfg.Consumer, c.cfg.ReadCount, c.cfg.Block)
+		if err != nil {
+			if ctx.Err() == nil {
+				c.log.Error("read ingest", "action", "read", "error", err)
+				backoff.wait(ctx)
+			}
+			continue
+		}
+		backoff.reset()
+		c.handle(ctx, entries)
+	}
+}
+
+// claim takes over entries idle past ClaimIdle and processes them; it returns how many.
+func (c *IngestConsumer) claim(ctx context.Context) (int, error) {
+	entries, err := c.store.Claim(ctx, c.cfg.Consumer, c.cfg.ClaimIdle, c.cfg.ReadCount)
+	if err != nil || len(entries) == 0 {
+		return 0, err
+	}
+	c.metrics.IngestReclaimed.Add(float64(len(entries)))
+	c.log.Info("reclaimed idle entries", "action", "claim", "entries", len(entries))
+	c.handle(ctx, entries)
+	return len(entries), nil
+}
+
+// handle processes one read's entries: undecodable ones and ones past MaxDeliveries go to
+// the dead letters, the rest to the Processor; successes are acknowledged in one call.
+func (c *IngestConsumer) handle(parent context.Context, entries []redisstore.Entry) {
+	if len(entries) == 0 {
+		return
+	}
+	start := time.Now()
+	c.metrics.IngestRead.Add(float64(len(entries)))
+	c.metrics.IngestBatchSize.Observe(float64(len(entries)))
+	// Finish the batch in hand even when the consumer is stopping: its effects are on
+	// their way, and acknowledging them now saves a redelivery.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), c.cfg.ProcessTimeout)
+	defer cancel()
+
+	var work []redisstore.Entry
+	for _, e := range entries {
+		switch {
+		case e.Err != nil:
+			c.deadLetter(ctx, e, fmt.Errorf("undecodable entry: %w", e.Err))
+		case e.Deliveries > int64(c.cfg.MaxDeliveries):
+			c.deadLetter(ctx, e, nil) // failed (or crashed its consumer) every delivery
+		default:
+			work = append(work, e)
+		}
+	}
+	if len(work) == 0 {
+		return
+	}
+	msgs := make([]voluntree.Message, len(work))
+	for i, e := range work {
+		msgs[i] = e.Message
+	}
+	errs := c.proc.Process(ctx, msgs)
+	var acks []string
+	for i, e := range work {
+		if errs[i] == nil {
+			acks = append(acks, e.ID)
+			continue
+		}
+		c.metrics.IngestFailures.Inc()
+		c.log.Warn("entry failed", "action", "process", "entry", e.ID, "message", e.Message.ID,
+			"delivery", e.Deliveries, "error", errs[i])
+		if e.Deliveries >= int64(c.cfg.MaxDeliveries) {
+			c.deadLetter(ctx, e, errs[i])
+			continue
+		}
+		if err := c.store.RecordFailure(ctx, e.ID, errs[i]); err != nil {
+			c.log.Error("record failure", "action", "process", "entry", e.ID, "error", err)
+		}
+	}
+	if err := c.store.Ack(ctx, acks...); err != nil {
+		// Effects are durable and idempotent: the entries are redelivered and change nothing.
+		c.log.Error("ack", "action", "ack", "entries", len(acks), "error", err)
+	}
+	c.metrics.IngestBatchTime.Observe(time.Since(start).Seconds())
+}
+
+func (c *IngestConsumer) deadLetter(ctx context.Context, e redisstore.Entry, cause error) {
+	if err := c.store.DeadLetter(ctx, e, cause); err != nil {
+		c.log.Error("dead-letter", "action", "dead_letter", "entry", e.ID, "error", err)
+		return
+	}
+	c.metrics.IngestDeadLetters.Inc()
+	c.log.Warn("entry dead-lettered", "action", "dead_letter", "entry", e.ID,
+		"deliveries", e.Deliveries, "error", cause)
+}
+
+// backoff waits 50 ms doubling to 2 s between failed attempts.
+type backoff struct{ d time.Duration }
+
+func newBackoff() *backoff { return &backoff{d: 50 * time.Millisecond} }
+
+func (b *backoff) reset() { b.d = 50 * time.Millisecond }
+
+func (b *backoff) wait(ctx context.Context) {
+	t := time.NewTimer(b.d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	b.d = min(2*b.d, 2*time.Second)
+}

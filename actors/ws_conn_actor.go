@@ -1,0 +1,304 @@
+package actors
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/voluntree/voluntree"
+	"github.com/voluntree/voluntree/redisstore"
+)
+
+// SubscribeOptions says which events a socket wants.
+type SubscribeOptions struct {
+	PostID string // only this post's events; "" for all
+	Since  string // replay every event after this id first
+	Tail   int    // or replay the last Tail events first (ignored when Since is set)
+}
+
+// Drop reasons of a Subscription.
+const (
+	DropSlow    = "slow"     // the send buffer filled up: the client does not read
+	DropStopped = "stopping" // the node is shutting down
+)
+
+// Subscription is one socket's feed: frames (JSON text) to write, in order, by exactly one
+// writer. Done is closed when the server drops the socket (Reason says why).
+type Subscription struct {
+	frames chan []byte
+	done   chan struct{}
+	once   sync.Once
+	reason string
+	pid    *actor.PID
+	system *actor.ActorSystem
+}
+
+// Frames returns the frames to write.
+func (s *Subscription) Frames() <-chan []byte { return s.frames }
+
+// Done is closed when the server drops the subscription.
+func (s *Subscription) Done() <-chan struct{} { return s.done }
+
+// Reason says why Done was closed.
+func (s *Subscription) Reason() string {
+	<-s.done
+	return s.reason
+}
+
+func (s *Subscription) drop(reason string) {
+	s.once.Do(func() { s.reason = reason; close(s.done) })
+}
+
+// Close ends the subscription (the client went away).
+func (s *Subscription) Close() {
+	s.drop("closed")
+	s.system.Root.Stop(s.pid)
+}
+
+// Subscribe starts a connection actor for one socket. The actor registers with the hub
+// before it reads the replay log, buffers live events while replaying, and then sends only
+// live events newer than the last replayed one: no gap, no duplicate.
+func (h *EventHub) Subscribe(ctx context.Context, opts SubscribeOptions) (*Subscription, error) {
+	if err := ValidateSubscribe(opts); err != nil {
+		return nil, err
+	}
+	select {
+	case <-h.done:
+		return nil, voluntree.Errorf(voluntree.EUNAVAILABLE, "events are shutting down")
+	default:
+	}
+	sub := &Subscription{frames: make(chan []byte, h.cfg.SendBuffer), done: make(chan struct{}), system: h.system}
+	props := actor.PropsFromProducer(func() actor.Actor {
+		return &connActor{hub: h, sub: sub, opts: opts}
+	})
+	sub.pid = h.system.Root.Spawn(props)
+	h.metrics.WSClients.Inc()
+	return sub, nil
+}
+
+// ValidateSubscribe checks options before a socket is upgraded.
+func ValidateSubscribe(opts SubscribeOptions) error {
+	if opts.Tail < 0 || opts.Tail > MaxTail {
+		return voluntree.Errorf(voluntree.EINVALID, "tail must be between 0 and %d", MaxTail)
+	}
+	if opts.Since != "" && !validStreamID(opts.Since) {
+		return voluntree.Errorf(voluntree.EINVALID, "since %q is not an event id (like 1732262400000-0)", opts.Since)
+	}
+	if len(opts.PostID) > voluntree.MaxIDLength {
+		return voluntree.Errorf(voluntree.EINVALID, "post is not a post id")
+	}
+	return nil
+}
+
+// Messages of the hub and connection actors (local only: plain structs).
+type (
+	eventPublished struct {
+		id, postID string
+		frame      []byte
+	}
+	registerConn   struct{ pid *actor.PID }
+	connRegistered struct{}
+	replayPage     struct {
+		start  string // the id the replay starts after (first page only)
+		events []voluntree.Event
+		gap    bool
+		final  bool
+		err    error
+	}
+)
+
+type connState int
+
+const (
+	stateRegistering connState = iota
+	stateReplaying
+	stateLive
+)
+
+// connActor feeds one Subscription.
+type connActor struct {
+	hub      *EventHub
+	sub      *Subscription
+	opts     SubscribeOptions
+	state    connState
+	last     string            // id of the newest event sent (or skipped by the filter)
+	buffered []*eventPublished // live events that arrived during the replay
+	replayed int
+	cancel   context.CancelFunc
+}
+
+func (a *connActor) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *actor.Started:
+		ctx.Request(a.hub.pid, &registerConn{pid: ctx.Self()})
+	case *connRegistered:
+		a.state = stateReplaying
+		a.startReplay(ctx)
+	case *replayPage:
+		a.onReplay(ctx, msg)
+	case *eventPublished:
+		switch a.state {
+		case stateLive:
+			a.send(ctx, msg.id, msg.postID, msg.frame)
+		default:
+			a.buffered = append(a.buffered, msg)
+			if len(a.buffered) > 64*a.hub.cfg.SendBuffer { // a replay this far behind will not catch up
+				a.dropSlow(ctx)
+			}
+		}
+	case *actor.Stopping:
+		if a.cancel != nil {
+			a.cancel()
+		}
+	case *actor.Stopped:
+		a.sub.drop(DropStopped)
+		a.hub.metrics.WSClients.Dec()
+	}
+}
+
+// startReplay reads the log in a goroutine (blocking I/O stays out of Receive) and sends the
+// pages back to this actor.
+func (a *connActor) startReplay(ctx actor.Context) {
+	rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	a.cancel = cancel
+	self, root, store, opts := ctx.Self(), a.hub.system.Root, a.hub.store, a.opts
+	go func() {
+		defer cancel()
+		after := opts.Since
+		if after == "" {
+			var err error
+			if opts.Tail > 0 {
+				after, err = tailStart(rctx, store, opts.Tail)
+			} else {
+				after, err = store.LastEventID(rctx)
+			}
+			if err != nil {
+				root.Send(self, &replayPage{err: err, final: true})
+				return
+			}
+		}
+		const page = 500
+		start := after
+		for {
+			r, err := store.EventsAfter(rctx, after, page)
+			if err != nil {
+				root.Send(self, &replayPage{err: err, final: true})
+				return
+			}
+			final := len(r.Events) < page
+			root.Send(self, &replayPage{start: start, events: r.Events, gap: r.Gap && after == opts.Since, final: final})
+			if final {
+				return
+			}
+			after = r.Events[len(r.Events)-1].ID
+		}
+	}()
+}
+
+// tailStart returns the id after which the last n events begin ("" for the log's start).
+func tailStart(ctx context.Context, store *redisstore.Store, n int) (string, error) {
+	return store.EventIDBeforeLast(ctx, n)
+}
+
+func (a *connActor) onReplay(ctx actor.Context, p *replayPage) {
+	if p.err != nil {
+		a.hub.log.Warn("replay failed", "action", "replay", "error", p.err)
+		a.sub.drop("replay failed")
+		ctx.Stop(ctx.Self())
+		return
+	}
+	if a.last == "" {
+		a.last = p.start
+	}
+	if p.gap {
+		a.sendControl(ctx, map[string]any{"type": "gap"})
+	}
+	for _, ev := range p.events {
+		frame, err := encodeEvent(ev)
+		if err != nil {
+			continue
+		}
+		a.replayed++
+		a.send(ctx, ev.ID, ev.PostID, frame)
+	}
+	if !p.final {
+		return
+	}
+	for _, ev := range a.buffered {
+		a.send(ctx, ev.id, ev.postID, ev.frame)
+	}
+	a.buffered = nil
+	a.state = stateLive
+	a.sendControl(ctx, map[string]any{"type": "ready", "replayed": a.replayed, "last_id": a.last})
+}
+
+// send queues an event frame unless it is not newer than the last one or filtered out.
+func (a *connActor) send(ctx actor.Context, id, postID string, frame []byte) {
+	if a.last != "" && redisstore.CompareIDs(id, a.last) <= 0 {
+		return
+	}
+	a.last = id
+	if a.opts.PostID != "" && postID != a.opts.PostID {
+		return
+	}
+	a.push(ctx, frame)
+}
+
+func (a *connActor) sendControl(ctx actor.Context, v map[string]any) {
+	b, _ := json.Marshal(v)
+	a.push(ctx, b)
+}
+
+func (a *connActor) push(ctx actor.Context, frame []byte) {
+	select {
+	case <-a.sub.done:
+	case a.sub.frames <- frame:
+	default:
+		a.dropSlow(ctx)
+	}
+}
+
+func (a *connActor) dropSlow(ctx actor.Context) {
+	a.hub.metrics.WSDropped.WithLabelValues(DropSlow).Inc()
+	a.hub.log.Info("dropping slow websocket client", "action", "drop", "buffer", cap(a.sub.frames))
+	a.sub.drop(DropSlow)
+	ctx.Stop(ctx.Self())
+}
+
+func encodeEvent(ev voluntree.Event) ([]byte, error) {
+	b, err := json.Marshal(ev)
+	if err != nil {
+		return nil, fmt.Errorf("encode event %s: %w", ev.ID, err)
+	}
+	return b, nil
+}
+
+func validStreamID(id string) bool {
+	ms, seq, ok := cutDash(id)
+	return ok && allDigits(ms) && allDigits(seq)
+}
+
+func cutDash(s string) (string, string, bool) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '-' {
+			return s[:i], s[i+1:], true
+		}
+	}
+	return s, "0", true // "1732262400000" means 1732262400000-0
+}
+
+func allDigits(s string) bool {
+	if s == "" || len(s) > 20 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,100 @@
+package cluster
+
+import (
+	"time"
+
+	protocluster "github.com/asynkron/protoactor-go/cluster"
+
+	"github.com/voluntree/voluntree"
+	"github.com/voluntree/voluntree/cluster/grainpb"
+	"github.com/voluntree/voluntree/redisstore"
+)
+
+// postGrain is one post (or a page's inbox, for Messenger interests with no post). It records
+// each classified message once — counted by intent, and stored as an interest with its event
+// when interested — and keeps the post's counts in memory, loaded on activation.
+type postGrain struct {
+	deps   *grainDeps
+	key    string
+	counts *redisstore.PostCounts // nil until loaded
+}
+
+var _ grainpb.Post = (*postGrain)(nil)
+
+func (g *postGrain) Init(ctx protocluster.GrainContext) {
+	g.key = ctx.Identity()
+	if err := g.load(); err != nil {
+		g.deps.log.Warn("load post", "action", "activate", "post", g.key, "error", err)
+	}
+}
+
+func (g *postGrain) Terminate(protocluster.GrainContext)      {}
+func (g *postGrain) ReceiveDefault(protocluster.GrainContext) {}
+
+func (g *postGrain) load() error {
+	ctx, cancel := g.deps.ctx()
+	defer cancel()
+	c, err := g.deps.store.Counts(ctx, g.key)
+	if err != nil {
+		return err
+	}
+	g.counts = &c
+	return nil
+}
+
+// Record stores the messages' effects in one Redis round trip; it is idempotent per message.
+func (g *postGrain) Record(req *grainpb.RecordRequest, _ protocluster.GrainContext) (*grainpb.RecordResponse, error) {
+	if g.counts == nil {
+		if err := g.load(); err != nil {
+			return nil, err
+		}
+	}
+	now := time.Now()
+	interests := make([]voluntree.Interest, len(req.Messages))
+	for i, m := range req.Messages {
+		interests[i] = interestOf(m, now)
+	}
+	ctx, cancel := g.deps.ctx()
+	defer cancel()
+	res, err := g.deps.store.Record(ctx, g.key, interests)
+	if err != nil {
+		return nil, err
+	}
+	published := time.Now()
+	resp := &grainpb.RecordResponse{}
+	for i, r := range res {
+		in := interests[i]
+		switch r.Outcome {
+		case redisstore.Duplicate:
+			resp.Duplicates++
+			continue
+		case redisstore.NewInterest:
+			resp.Interests++
+			g.counts.Interests++
+			g.deps.metrics.Interests.Inc()
+			if !in.ReceivedAt.IsZero() {
+				g.deps.metrics.EndToEnd.Observe(published.Sub(in.ReceivedAt).Seconds())
+			}
+		case redisstore.Counted:
+			resp.Counted++
+		}
+		g.counts.Intents[in.Intent]++
+		g.deps.metrics.Classified.WithLabelValues(string(in.Intent)).Inc()
+	}
+	return resp, nil
+}
+
+func interestOf(m *grainpb.Classified, recorded time.Time) voluntree.Interest {
+	in := voluntree.Interest{
+		ID: m.Id, PostID: m.PostId, PageID: m.PageId, SenderID: m.SenderId, SenderName: m.SenderName,
+		Kind: voluntree.MessageKind(m.Kind), Text: m.Text, Intent: voluntree.Intent(m.Intent),
+		Confidence: m.Confidence, RecordedAt: recorded,
+	}
+	if m.CreatedAtUnixNano != 0 {
+		in.CreatedAt = time.Unix(0, m.CreatedAtUnixNano).UTC()
+	}
+	if m.ReceivedAtUnixNano != 0 {
+		in.ReceivedAt = time.Unix(0, m.ReceivedAtUnixNano).UTC()
+	}
+	return in
+}

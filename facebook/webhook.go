@@ -1,0 +1,238 @@
+// Package facebook speaks Facebook's side of Voluntree: the webhook's payloads and signature
+// (this file) and, later, the Graph API client.
+//
+// A webhook call is verified and parsed in two steps:
+//
+//	if err := facebook.VerifySignature(secret, body, header); err != nil { ... } // 401/403
+//	msgs, err := facebook.ParseWebhook(body, time.Now())                        // 400
+package facebook
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/voluntree/voluntree"
+)
+
+// SignatureHeader carries HMAC-SHA256(app secret, raw body) as "sha256=<hex>".
+const SignatureHeader = "X-Hub-Signature-256"
+
+// Signature errors: a missing header is 401, a wrong one 403.
+var (
+	ErrNoSignature  = errors.New("facebook: missing " + SignatureHeader + " header")
+	ErrBadSignature = errors.New("facebook: " + SignatureHeader + " does not match the body")
+)
+
+// Sign returns the X-Hub-Signature-256 value of body under secret.
+func Sign(secret, body []byte) string {
+	mac := hmac.New(sha256.New, secret)
+	mac.Write(body)
+	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+// VerifySignature checks header against the raw body in constant time.
+func VerifySignature(secret, body []byte, header string) error {
+	if header == "" {
+		return ErrNoSignature
+	}
+	hexSum, ok := strings.CutPrefix(header, "sha256=")
+	if !ok {
+		return ErrBadSignature
+	}
+	got, err := hex.DecodeString(hexSum)
+	if err != nil || len(got) != sha256.Size {
+		return ErrBadSignature
+	}
+	mac := hmac.New(sha256.New, secret)
+	mac.Write(body)
+	if !hmac.Equal(got, mac.Sum(nil)) {
+		return ErrBadSignature
+	}
+	return nil
+}
+
+// Payload is a webhook call's body: one or more entries, each with feed changes or
+// Messenger events. The field names are Meta's.
+type Payload struct {
+	Object string  `json:"object"`
+	Entry  []Entry `json:"entry"`
+}
+
+// Entry is one page's batch of changes or Messenger events.
+type Entry struct {
+	ID        string      `json:"id"` // page id
+	Time      int64       `json:"time"`
+	Changes   []Change    `json:"changes,omitempty"`
+	Messaging []Messaging `json:"messaging,omitempty"`
+}
+
+// Change is one feed change (comments, posts, reactions...).
+type Change struct {
+	Field string      `json:"field"`
+	Value ChangeValue `json:"value"`
+}
+
+// ChangeValue is the value of a feed change; only comments are used.
+type ChangeValue struct {
+	Item        string `json:"item"` // comment, post, reaction, status...
+	Verb        string `json:"verb"` // add, edited, remove...
+	CommentID   string `json:"comment_id,omitempty"`
+	PostID      string `json:"post_id,omitempty"`
+	ParentID    string `json:"parent_id,omitempty"`
+	From        *User  `json:"from,omitempty"`
+	Message     string `json:"message,omitempty"`
+	CreatedTime int64  `json:"created_time,omitempty"` // unix seconds
+}
+
+// User is a sender or recipient.
+type User struct {
+	ID   string `json:"id"`
+	Name string `json:"name,omitempty"`
+}
+
+// Messaging is one Messenger event.
+type Messaging struct {
+	Sender    User              `json:"sender"`
+	Recipient User              `json:"recipient"`
+	Timestamp int64             `json:"timestamp"` // unix milliseconds
+	Message   *MessengerMessage `json:"message,omitempty"`
+	Postback  *Postback         `json:"postback,omitempty"`
+}
+
+// MessengerMessage is a text (attachments are ignored).
+type MessengerMessage struct {
+	MID        string      `json:"mid"`
+	Text       string      `json:"text,omitempty"`
+	IsEcho     bool        `json:"is_echo,omitempty"`
+	QuickReply *QuickReply `json:"quick_reply,omitempty"`
+}
+
+// QuickReply is the payload of a quick-reply button the person tapped.
+type QuickReply struct {
+	Payload string `json:"payload"`
+}
+
+// Postback is a button press.
+type Postback struct {
+	MID     string `json:"mid,omitempty"`
+	Title   string `json:"title"`
+	Payload string `json:"payload"`
+}
+
+// ParseWebhook decodes a webhook body into the messages Voluntree handles: added comments
+// (feed), Messenger texts and postbacks, from every entry, in order. Echoes of the page's own
+// messages, the page's own comments and other changes are skipped. It returns an EINVALID
+// error for malformed JSON, an object other than "page", or a handled event that fails
+// voluntree.Message.Validate; nothing is returned in that case, so a call is taken whole or
+// not at all. received stamps every message's ReceivedAt.
+func ParseWebhook(body []byte, received time.Time) ([]voluntree.Message, error) {
+	var p Payload
+	if err := json.Unmarshal(body, &p); err != nil {
+		return nil, voluntree.Errorf(voluntree.EINVALID, "malformed JSON: %v", err)
+	}
+	if p.Object != "page" {
+		return nil, voluntree.Errorf(voluntree.EINVALID, "object is %q, want \"page\"", p.Object)
+	}
+	var msgs []voluntree.Message
+	for i, e := range p.Entry {
+		for _, c := range e.Changes {
+			m, ok := fromChange(e.ID, c)
+			if !ok {
+				continue
+			}
+			m.ReceivedAt = received
+			if err := m.Validate(); err != nil {
+				return nil, fmt.Errorf("entry[%d]: %w", i, err)
+			}
+			msgs = append(msgs, m)
+		}
+		for _, ev := range e.Messaging {
+			m, ok := fromMessaging(e.ID, ev)
+			if !ok {
+				continue
+			}
+			m.ReceivedAt = received
+			if err := m.Validate(); err != nil {
+				return nil, fmt.Errorf("entry[%d]: %w", i, err)
+			}
+			msgs = append(msgs, m)
+		}
+	}
+	return msgs, nil
+}
+
+func fromChange(pageID string, c Change) (voluntree.Message, bool) {
+	v := c.Value
+	if c.Field != "feed" || v.Item != "comment" || v.Verb != "add" {
+		return voluntree.Message{}, false
+	}
+	m := voluntree.Message{
+		ID:        v.CommentID,
+		Kind:      voluntree.KindComment,
+		Source:    voluntree.SourceWebhook,
+		PageID:    pageID,
+		PostID:    v.PostID,
+		ParentID:  v.ParentID,
+		Text:      v.Message,
+		CreatedAt: time.Unix(v.CreatedTime, 0).UTC(),
+	}
+	if v.From != nil {
+		m.SenderID, m.SenderName = v.From.ID, v.From.Name
+	}
+	if m.SenderID == pageID { // the page answering in its own comments
+		return voluntree.Message{}, false
+	}
+	return m, true
+}
+
+func fromMessaging(pageID string, ev Messaging) (voluntree.Message, bool) {
+	m := voluntree.Message{
+		Source:    voluntree.SourceWebhook,
+		PageID:    pageID,
+		SenderID:  ev.Sender.ID,
+		CreatedAt: time.UnixMilli(ev.Timestamp).UTC(),
+	}
+	switch {
+	case ev.Message != nil:
+		if ev.Message.IsEcho || ev.Sender.ID == pageID {
+			return m, false
+		}
+		m.ID, m.Kind, m.Text = ev.Message.MID, voluntree.KindMessage, ev.Message.Text
+		if ev.Message.QuickReply != nil {
+			m.Payload = ev.Message.QuickReply.Payload
+		}
+		if m.Text == "" && m.Payload == "" { // attachments, stickers: nothing to classify
+			return m, false
+		}
+	case ev.Postback != nil:
+		m.Kind, m.Text, m.Payload = voluntree.KindPostback, ev.Postback.Title, ev.Postback.Payload
+		m.ID = ev.Postback.MID
+		if m.ID == "" { // older API versions: no mid on postbacks; sender+time is unique
+			m.ID = "pb." + ev.Sender.ID + "." + strconv.FormatInt(ev.Timestamp, 10)
+		}
+	default: // reads, deliveries, reactions, referrals
+		return m, false
+	}
+	return m, true
+}
+
+// CommentPayload builds the webhook body Facebook sends for one added comment: tests, the
+// demo channel and the load generator use it so that they exercise the real parser.
+func CommentPayload(pageID string, comments ...ChangeValue) Payload {
+	e := Entry{ID: pageID, Time: time.Now().Unix()}
+	for _, c := range comments {
+		c.Item, c.Verb = "comment", "add"
+		if c.ParentID == "" {
+			c.ParentID = c.PostID
+		}
+		e.Changes = append(e.Changes, Change{Field: "feed", Value: c})
+	}
+	return Payload{Object: "page", Entry: []Entry{e}}
+}

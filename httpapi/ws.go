@@ -1,0 +1,94 @@
+package httpapi
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/gofiber/contrib/websocket"
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/voluntree/voluntree"
+	"github.com/voluntree/voluntree/actors"
+)
+
+// WebSocket timing.
+const (
+	wsPingEvery    = 30 * time.Second
+	wsPongWait     = 75 * time.Second // a client silent this long (no pong) is gone
+	wsWriteTimeout = 10 * time.Second
+)
+
+// wsUpgrade checks GET /ws/signups before the upgrade, so bad parameters get a JSON error
+// rather than a socket that closes at once.
+func (s *Server) wsUpgrade(c *fiber.Ctx) error {
+	if s.cfg.Events == nil {
+		return voluntree.Errorf(voluntree.EUNAVAILABLE, "live events are not available on this node")
+	}
+	if !websocket.IsWebSocketUpgrade(c) {
+		return fiber.NewError(fiber.StatusUpgradeRequired, "GET /ws/signups is a WebSocket endpoint")
+	}
+	opts := actors.SubscribeOptions{PostID: c.Query("post"), Since: c.Query("since")}
+	if t := c.Query("tail"); t != "" {
+		n, err := strconv.Atoi(t)
+		if err != nil || n < 0 || n > actors.MaxTail {
+			return voluntree.Errorf(voluntree.EINVALID, "tail must be a number between 0 and %d", actors.MaxTail)
+		}
+		opts.Tail = n
+	}
+	if err := actors.ValidateSubscribe(opts); err != nil {
+		return err
+	}
+	c.Locals("opts", opts)
+	return c.Next()
+}
+
+// wsSignups runs one socket: this goroutine is its only writer (events, pings, the close
+// frame); a reader goroutine only watches for the client leaving and for pongs.
+func (s *Server) wsSignups(conn *websocket.Conn) {
+	sub, err := s.cfg.Events.Subscribe(context.Background(), conn.Locals("opts").(actors.SubscribeOptions))
+	if err != nil {
+		msg := websocket.FormatCloseMessage(websocket.CloseTryAgainLater, voluntree.ErrorMessage(err))
+		_ = conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+		return
+	}
+	defer sub.Close()
+	gone := make(chan struct{})
+	conn.SetReadLimit(4096)
+	_ = conn.SetReadDeadline(time.Now().Add(wsPongWait))
+	conn.SetPongHandler(func(string) error { return conn.SetReadDeadline(time.Now().Add(wsPongWait)) })
+	go func() {
+		defer close(gone)
+		for {
+			if _, _, err := conn.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+	ping := time.NewTicker(wsPingEvery)
+	defer ping.Stop()
+	for {
+		select {
+		case frame := <-sub.Frames():
+			_ = conn.SetWriteDeadline(time.Now().Add(wsWriteTimeout))
+			if err := conn.WriteMessage(websocket.TextMessage, frame); err != nil {
+				s.cfg.Metrics.WSDropped.WithLabelValues("error").Inc()
+				return
+			}
+			s.cfg.Metrics.WSEventsSent.Inc()
+		case <-ping.C:
+			if err := conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(wsWriteTimeout)); err != nil {
+				return
+			}
+		case <-sub.Done():
+			code, text := websocket.CloseGoingAway, "server shutting down"
+			if sub.Reason() == actors.DropSlow {
+				code, text = websocket.ClosePolicyViolation, "too slow: send buffer full; reconnect with since"
+			}
+			_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
+			return
+		case <-gone:
+			return
+		}
+	}
+}

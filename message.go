@@ -1,0 +1,115 @@
+package voluntree
+
+import (
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// MessageKind says where a Message came from on Facebook.
+type MessageKind string
+
+// The kinds of Message.
+const (
+	KindComment  MessageKind = "comment"  // a comment (or reply) on a page post
+	KindMessage  MessageKind = "message"  // a Messenger text message
+	KindPostback MessageKind = "postback" // a Messenger button press
+)
+
+// Sources of a Message: how it reached the ingest stream.
+const (
+	SourceWebhook = "webhook" // Facebook called POST /webhooks/facebook
+	SourceDemo    = "demo"    // the demo channel of the embedded default
+	SourcePoll    = "poll"    // the comment poller (when a webhook was missed)
+)
+
+// Limits of one Message.
+const (
+	MaxIDLength = 256 // bytes of any Facebook id (comment, mid, page, post, sender)
+)
+
+// Message is one thing a person said to a page: the unit of the ingest stream. Its ID is
+// Facebook's own (comment_id, or the Messenger mid), so a redelivery has the same ID.
+type Message struct {
+	ID         string      `json:"id"`
+	Kind       MessageKind `json:"kind"`
+	Source     string      `json:"source"`
+	PageID     string      `json:"page_id"`
+	PostID     string      `json:"post_id,omitempty"`   // comments only
+	ParentID   string      `json:"parent_id,omitempty"` // comments: the post or the comment replied to
+	SenderID   string      `json:"sender_id"`
+	SenderName string      `json:"sender_name,omitempty"`
+	Text       string      `json:"text"`
+	Payload    string      `json:"payload,omitempty"` // postbacks and quick replies
+	CreatedAt  time.Time   `json:"created_at"`        // when the person wrote it (Facebook's clock)
+	ReceivedAt time.Time   `json:"received_at"`       // when we accepted it (for end-to-end latency)
+}
+
+// ConversationID is the key of the person's private conversation with the page.
+func (m Message) ConversationID() string { return ConversationID(m.PageID, m.SenderID) }
+
+// ConversationID is the key of a conversation: page id and sender id.
+func ConversationID(pageID, senderID string) string { return pageID + ":" + senderID }
+
+// Validate checks a Message before it is enqueued: ids present and bounded, known kind, text
+// within MaxTextRunes.
+func (m Message) Validate() error {
+	switch m.Kind {
+	case KindComment, KindMessage, KindPostback:
+	default:
+		return Errorf(EINVALID, "message kind %q is not one of comment, message, postback", m.Kind)
+	}
+	ids := []struct{ name, v string }{{"id", m.ID}, {"page_id", m.PageID}, {"sender_id", m.SenderID}}
+	if m.Kind == KindComment {
+		ids = append(ids, struct{ name, v string }{"post_id", m.PostID})
+	}
+	for _, f := range ids {
+		if f.v == "" {
+			return Errorf(EINVALID, "%s %s: missing", m.Kind, f.name)
+		}
+		if len(f.v) > MaxIDLength || strings.ContainsAny(f.v, " \t\r\n{}") {
+			return Errorf(EINVALID, "%s %s: not a Facebook id: %.40q", m.Kind, f.name, f.v)
+		}
+	}
+	if !utf8.ValidString(m.Text) {
+		return Errorf(EINVALID, "%s %s: text is not UTF-8", m.Kind, m.ID)
+	}
+	if n := utf8.RuneCountInString(m.Text); n > MaxTextRunes {
+		return Errorf(EINVALID, "%s %s: text has %d characters, at most %d", m.Kind, m.ID, n, MaxTextRunes)
+	}
+	return nil
+}
+
+// Interest is one person's "I'm in" for a post: what the dashboard lists as a signup. It is
+// stored once per Message ID, however often the message is delivered.
+type Interest struct {
+	ID         string      `json:"id"` // the Message ID that expressed it
+	PostID     string      `json:"post_id,omitempty"`
+	PageID     string      `json:"page_id"`
+	SenderID   string      `json:"sender_id"`
+	SenderName string      `json:"sender_name,omitempty"`
+	Kind       MessageKind `json:"kind"`
+	Text       string      `json:"text"`
+	Intent     Intent      `json:"intent"`
+	Confidence float32     `json:"confidence"`
+	CreatedAt  time.Time   `json:"created_at"`  // when the person wrote it
+	ReceivedAt time.Time   `json:"received_at"` // when we accepted the message
+	RecordedAt time.Time   `json:"recorded_at"` // when the interest was stored
+}
+
+// EventType names what an Event reports.
+type EventType string
+
+// Event types.
+const (
+	EventInterest EventType = "interest" // a new Interest was stored
+)
+
+// Event is something admins see live: published to every node and kept in a capped replay
+// log. ID is the replay log's id (Redis stream id), increasing in publication order.
+type Event struct {
+	ID       string    `json:"id,omitempty"` // always set once published
+	Type     EventType `json:"type"`
+	PostID   string    `json:"post_id,omitempty"`
+	Interest *Interest `json:"interest,omitempty"`
+}

@@ -1,0 +1,105 @@
+package redisstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/voluntree/voluntree"
+)
+
+// DecodeEvent decodes an event as published on the Pub/Sub channel.
+func DecodeEvent(payload string) (voluntree.Event, error) {
+	var ev voluntree.Event
+	if err := json.Unmarshal([]byte(payload), &ev); err != nil {
+		return ev, fmt.Errorf("redisstore: decode event: %w", err)
+	}
+	if ev.ID == "" {
+		return ev, errors.New("redisstore: event without id")
+	}
+	return ev, nil
+}
+
+// Replay is a page of the events replay log read after some id.
+type Replay struct {
+	Events []voluntree.Event
+	// Gap is true when events after the requested id were trimmed from the capped log
+	// before they could be read: the reader missed some and should reload.
+	Gap bool
+}
+
+// EventsAfter returns up to count events with ids greater than after, oldest first. after ""
+// reads from the beginning of the log.
+func (s *Store) EventsAfter(ctx context.Context, after string, count int64) (Replay, error) {
+	start := "-"
+	if after != "" {
+		start = "(" + after
+	}
+	res, err := s.rdb.XRangeN(ctx, s.keys.Events(), start, "+", count).Result()
+	if err != nil {
+		return Replay{}, fmt.Errorf("redisstore: replay events: %w", err)
+	}
+	var r Replay
+	if after != "" {
+		// The log is capped: when an entry newer than after was ever trimmed, the reader
+		// missed events. (Redis 7 keeps the largest deleted id.)
+		info, err := s.rdb.XInfoStream(ctx, s.keys.Events()).Result()
+		if err != nil && !isNoStream(err) {
+			return Replay{}, fmt.Errorf("redisstore: replay events: %w", err)
+		}
+		if err == nil && info.MaxDeletedEntryID != "" && CompareIDs(info.MaxDeletedEntryID, after) > 0 {
+			r.Gap = true
+		}
+	}
+	for _, x := range res {
+		ev, err := eventFromEntry(x)
+		if err != nil {
+			return Replay{}, err
+		}
+		r.Events = append(r.Events, ev)
+	}
+	return r, nil
+}
+
+// LastEventID returns the id of the newest event, "" when there is none.
+func (s *Store) LastEventID(ctx context.Context) (string, error) {
+	res, err := s.rdb.XRevRangeN(ctx, s.keys.Events(), "+", "-", 1).Result()
+	if err != nil {
+		return "", fmt.Errorf("redisstore: last event: %w", err)
+	}
+	if len(res) == 0 {
+		return "", nil
+	}
+	return res[0].ID, nil
+}
+
+func eventFromEntry(x redis.XMessage) (voluntree.Event, error) {
+	data, _ := x.Values["data"].(string)
+	var ev voluntree.Event
+	if err := json.Unmarshal([]byte(data), &ev); err != nil {
+		return ev, fmt.Errorf("redisstore: event %s: %w", x.ID, err)
+	}
+	ev.ID = x.ID
+	return ev, nil
+}
+
+// Subscribe subscribes to the events channel. The caller reads with Receive and closes it.
+func (s *Store) Subscribe(ctx context.Context) *redis.PubSub {
+	return s.rdb.Subscribe(ctx, s.keys.EventsChannel())
+}
+
+// EventIDBeforeLast returns the id just before the last n events: replaying after it yields
+// those n events. It returns "" when the log holds n events or fewer.
+func (s *Store) EventIDBeforeLast(ctx context.Context, n int) (string, error) {
+	res, err := s.rdb.XRevRangeN(ctx, s.keys.Events(), "+", "-", int64(n)+1).Result()
+	if err != nil {
+		return "", fmt.Errorf("redisstore: tail events: %w", err)
+	}
+	if len(res) <= n {
+		return "", nil
+	}
+	return res[n].ID, nil
+}

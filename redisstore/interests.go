@@ -1,0 +1,187 @@
+package redisstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/voluntree/voluntree"
+)
+
+// recordScript records one classified message for a post, once per message id: it counts the
+// intent and, for an interest, stores the interest hash, indexes it, appends the event to the
+// replay log and publishes it, all atomically. A redelivered message finds its id in the
+// classified hash and changes nothing, so the event is published exactly once.
+//
+// KEYS[1] -> {post:P}:classified  (hash message id → intent)
+// KEYS[2] -> {post:P}:intents     (hash intent → count)
+// KEYS[3] -> {post:P}:interest:<message id> (hash)
+// KEYS[4] -> {post:P}:interests   (sorted set: message id by recording time)
+// KEYS[5] -> {events} stream
+// ARGV[1] -> message id
+// ARGV[2] -> intent
+// ARGV[3] -> "1" to store an interest, "0" to count only
+// ARGV[4] -> recording time, unix ms (index score)
+// ARGV[5] -> event JSON without its id: {"type":...}
+// ARGV[6] -> events stream approximate max length
+// ARGV[7] -> Pub/Sub channel
+// ARGV[8] -> post id of the event ("" for page-level interests)
+// ARGV[9...] -> the interest hash's field/value pairs
+// Returns the event id for a new interest, "counted" for another new message, false for a
+// message recorded before.
+var recordScript = redis.NewScript(`
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then
+  return false
+end
+redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+if ARGV[3] ~= '1' then
+  return 'counted'
+end
+redis.call('HSET', KEYS[3], unpack(ARGV, 9))
+redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
+local id = redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[6], '*', 'type', 'interest', 'post', ARGV[8], 'data', ARGV[5])
+redis.call('PUBLISH', ARGV[7], '{"id":"' .. id .. '",' .. string.sub(ARGV[5], 2))
+return id
+`)
+
+// Outcome says what recording a classified message did.
+type Outcome int
+
+// Outcomes of Record.
+const (
+	Duplicate   Outcome = iota // recorded before: nothing changed
+	Counted                    // a new message of another intent: counted
+	NewInterest                // a new interest: stored, indexed, event published
+)
+
+// Recorded is the outcome of one message of Record.
+type Recorded struct {
+	Outcome Outcome
+	EventID string // NewInterest only
+}
+
+// PageInbox is the post key of interests that came through Messenger from someone whose
+// conversation never named a post: they are kept per page.
+func PageInbox(pageID string) string { return "page:" + pageID }
+
+// Record records classified messages of one post (postKey: the post id, or PageInbox) in one
+// round trip. interests are the messages' interests as they will be stored, in the same order
+// as intents; an entry whose intent is not interested is only counted.
+func (s *Store) Record(ctx context.Context, postKey string, interests []voluntree.Interest) ([]Recorded, error) {
+	if len(interests) == 0 {
+		return nil, nil
+	}
+	maxLen := strconv.FormatInt(s.cfg.EventsMaxLen, 10)
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(interests))
+	for i, in := range interests {
+		keys := []string{
+			s.keys.PostClassified(postKey), s.keys.PostIntents(postKey),
+			s.keys.Interest(postKey, in.ID), s.keys.PostInterests(postKey), s.keys.Events(),
+		}
+		store := "0"
+		var event []byte
+		var fields []any
+		if in.Intent == voluntree.IntentInterested {
+			store = "1"
+			ev := voluntree.Event{Type: voluntree.EventInterest, PostID: in.PostID, Interest: &in}
+			b, err := json.Marshal(ev) // no id yet (omitempty): the script puts it in front
+			if err != nil {
+				return nil, fmt.Errorf("redisstore: encode event: %w", err)
+			}
+			event = b
+			fields = interestFields(in)
+		}
+		args := append([]any{in.ID, string(in.Intent), store, in.RecordedAt.UnixMilli(), event, maxLen,
+			s.keys.EventsChannel(), in.PostID}, fields...)
+		cmds[i] = recordScript.Eval(ctx, pipe, keys, args...)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("redisstore: record: %w", err)
+	}
+	out := make([]Recorded, len(interests))
+	for i, c := range cmds {
+		v, err := c.Text()
+		switch {
+		case errors.Is(err, redis.Nil):
+			out[i] = Recorded{Outcome: Duplicate}
+		case err != nil:
+			return nil, fmt.Errorf("redisstore: record %s: %w", interests[i].ID, err)
+		case v == "counted":
+			out[i] = Recorded{Outcome: Counted}
+		default:
+			out[i] = Recorded{Outcome: NewInterest, EventID: v}
+		}
+	}
+	return out, nil
+}
+
+func interestFields(in voluntree.Interest) []any {
+	return []any{
+		"id", in.ID, "post_id", in.PostID, "page_id", in.PageID,
+		"sender_id", in.SenderID, "sender_name", in.SenderName, "kind", string(in.Kind),
+		"text", in.Text, "intent", string(in.Intent),
+		"confidence", strconv.FormatFloat(float64(in.Confidence), 'f', 4, 32),
+		"created_at", in.CreatedAt.UTC().Format(time.RFC3339Nano),
+		"received_at", in.ReceivedAt.UTC().Format(time.RFC3339Nano),
+		"recorded_at", in.RecordedAt.UTC().Format(time.RFC3339Nano),
+	}
+}
+
+// PostCounts is what a post's classified messages add up to.
+type PostCounts struct {
+	Intents   map[voluntree.Intent]int64
+	Interests int64
+}
+
+// Counts returns a post's message counts by intent and its number of interests.
+func (s *Store) Counts(ctx context.Context, postKey string) (PostCounts, error) {
+	pipe := s.rdb.Pipeline()
+	h := pipe.HGetAll(ctx, s.keys.PostIntents(postKey))
+	n := pipe.ZCard(ctx, s.keys.PostInterests(postKey))
+	if _, err := pipe.Exec(ctx); err != nil {
+		return PostCounts{}, fmt.Errorf("redisstore: counts: %w", err)
+	}
+	pc := PostCounts{Intents: make(map[voluntree.Intent]int64), Interests: n.Val()}
+	for k, v := range h.Val() {
+		c, _ := strconv.ParseInt(v, 10, 64)
+		pc.Intents[voluntree.Intent(k)] = c
+	}
+	return pc, nil
+}
+
+// Interests returns a post's interests in recording order, from offset, at most limit.
+func (s *Store) Interests(ctx context.Context, postKey string, offset, limit int64) ([]voluntree.Interest, error) {
+	ids, err := s.rdb.ZRange(ctx, s.keys.PostInterests(postKey), offset, offset+limit-1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: interests: %w", err)
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.HGetAll(ctx, s.keys.Interest(postKey, id))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("redisstore: interests: %w", err)
+	}
+	out := make([]voluntree.Interest, 0, len(ids))
+	for _, c := range cmds {
+		h := c.Val()
+		conf, _ := strconv.ParseFloat(h["confidence"], 32)
+		in := voluntree.Interest{
+			ID: h["id"], PostID: h["post_id"], PageID: h["page_id"], SenderID: h["sender_id"],
+			SenderName: h["sender_name"], Kind: voluntree.MessageKind(h["kind"]), Text: h["text"],
+			Intent: voluntree.Intent(h["intent"]), Confidence: float32(conf),
+		}
+		in.CreatedAt, _ = time.Parse(time.RFC3339Nano, h["created_at"])
+		in.ReceivedAt, _ = time.Parse(time.RFC3339Nano, h["received_at"])
+		in.RecordedAt, _ = time.Parse(time.RFC3339Nano, h["recorded_at"])
+		out = append(out, in)
+	}
+	return out, nil
+}

@@ -1,0 +1,80 @@
+// Package redisstore keeps Voluntree's state in Redis: the ingest stream and its consumer
+// group, interests and per-post counts, the events replay log and Pub/Sub channel, and
+// conversation state. Every key is built in keys.go.
+//
+//	st, err := redisstore.New(rdb, redisstore.Config{})
+//	ids, err := st.Enqueue(ctx, msgs)             // webhook: durable before the 200
+//	entries, err := st.ReadNew(ctx, "node-1", 256, 100*time.Millisecond)
+package redisstore
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Defaults of Config.
+const (
+	DefaultIngestMaxLen = 1_000_000
+	DefaultEventsMaxLen = 100_000
+	DefaultDedupeTTL    = 36 * time.Hour // Facebook retries a webhook for up to 36 hours
+)
+
+// Config configures a Store.
+type Config struct {
+	Prefix       string        // key prefix; "" is DefaultPrefix
+	IngestMaxLen int64         // approximate cap of the ingest stream (MAXLEN ~)
+	EventsMaxLen int64         // approximate cap of the events replay log
+	DedupeTTL    time.Duration // how long an accepted message id is remembered
+}
+
+func (c *Config) setDefaults() {
+	if c.IngestMaxLen == 0 {
+		c.IngestMaxLen = DefaultIngestMaxLen
+	}
+	if c.EventsMaxLen == 0 {
+		c.EventsMaxLen = DefaultEventsMaxLen
+	}
+	if c.DedupeTTL == 0 {
+		c.DedupeTTL = DefaultDedupeTTL
+	}
+}
+
+// Validate reports an unusable configuration.
+func (c Config) Validate() error {
+	switch {
+	case c.IngestMaxLen < 1000:
+		return fmt.Errorf("redisstore: ingest max length must be at least 1000, got %d", c.IngestMaxLen)
+	case c.EventsMaxLen < 100:
+		return fmt.Errorf("redisstore: events max length must be at least 100, got %d", c.EventsMaxLen)
+	case c.DedupeTTL < time.Second:
+		return fmt.Errorf("redisstore: dedupe TTL must be at least 1s, got %s", c.DedupeTTL)
+	}
+	return nil
+}
+
+// Store is Voluntree's Redis state. It is safe for concurrent use.
+type Store struct {
+	rdb  redis.UniversalClient
+	keys Keys
+	cfg  Config
+}
+
+// New returns a Store on rdb.
+func New(rdb redis.UniversalClient, cfg Config) (*Store, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Store{rdb: rdb, keys: NewKeys(cfg.Prefix), cfg: cfg}, nil
+}
+
+// Keys returns the store's key builder.
+func (s *Store) Keys() Keys { return s.keys }
+
+// Client returns the Redis client (for Pub/Sub subscriptions and health checks).
+func (s *Store) Client() redis.UniversalClient { return s.rdb }
+
+// IngestMaxLen is the ingest stream's approximate cap.
+func (s *Store) IngestMaxLen() int64 { return s.cfg.IngestMaxLen }
