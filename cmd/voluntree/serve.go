@@ -99,6 +99,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.Peers, "cluster-peers", envOr("VOLUNTREE_CLUSTER_PEERS", ""), "comma-separated host:health-port of every member; empty: a one-node cluster (env VOLUNTREE_CLUSTER_PEERS)")
 	fs.DurationVar(&c.Ingest.ClaimIdle, "claim-idle", envDuration("VOLUNTREE_CLAIM_IDLE", actors.DefaultClaimIdle), "ingest entries pending this long under a dead consumer are reclaimed (env VOLUNTREE_CLAIM_IDLE)")
 	fs.IntVar(&c.Ingest.MaxDeliveries, "max-deliveries", actors.DefaultMaxDeliveries, "an ingest entry failing this many deliveries goes to the dead-letter stream")
+	fs.StringVar(&c.Store.Prefix, "redis-prefix", envOr("VOLUNTREE_REDIS_PREFIX", redisstore.DefaultPrefix), "prefix of every Redis key, to share one Redis between deployments (env VOLUNTREE_REDIS_PREFIX)")
 	fs.Int64Var(&c.Store.IngestMaxLen, "ingest-max-len", redisstore.DefaultIngestMaxLen, "approximate cap of the ingest stream; webhooks get 503 when the backlog nears it")
 	fs.Int64Var(&c.Store.EventsMaxLen, "events-max-len", redisstore.DefaultEventsMaxLen, "approximate cap of the events replay log")
 	fs.IntVar(&c.SendBuffer, "ws-send-buffer", actors.DefaultSendBuffer, "events queued per WebSocket before the client counts as too slow and is dropped")
@@ -196,7 +197,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	system := actors.NewSystem(logger, mp)
-	defer func() {
+	stopActors := func() {
 		// Shutdown can hang after a peer died (FACTS): bound it.
 		done := make(chan struct{})
 		go func() { system.Shutdown(); close(done) }()
@@ -205,7 +206,8 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		case <-time.After(5 * time.Second):
 			log.Warn("actor system shutdown timed out", "action", "stop")
 		}
-	}()
+	}
+	defer func() { stopActors() }()
 	batcher, err := actors.NewBatcher(system, model, cfg.Batcher, m, logger)
 	if err != nil {
 		return err
@@ -214,6 +216,13 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	node, err := cluster.Start(ctx, system, cfg.Cluster)
 	if err != nil {
 		return err
+	}
+	stopActors = func() { // leaving the cluster shuts the actor system down too
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := node.Stop(sctx); err != nil {
+			log.Error("cluster stop", "action", "shutdown", "error", err)
+		}
 	}
 	consumer, err := actors.NewIngestConsumer(store, cluster.NewRouter(node, batcher, logger), cfg.Ingest, m, logger)
 	if err != nil {
@@ -265,8 +274,8 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("http server: %w", err)
 	case <-ctx.Done():
 	}
-	// Reverse order: stop taking webhooks, finish and acknowledge the batch in hand, close
-	// sockets, leave the cluster, stop the model.
+	// Reverse order: close sockets, stop taking webhooks, finish and acknowledge the batch in
+	// hand, stop the model; leaving the cluster (deferred) stops the actors.
 	log.Info("shutting down", "action", "shutdown")
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -278,9 +287,6 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	if err := consumer.Stop(sctx); err != nil {
 		log.Error("ingest consumer stop", "action", "shutdown", "error", err)
-	}
-	if err := node.Stop(sctx); err != nil {
-		log.Error("cluster stop", "action", "shutdown", "error", err)
 	}
 	if err := batcher.Stop(sctx); err != nil {
 		log.Error("batcher stop", "action", "shutdown", "error", err)

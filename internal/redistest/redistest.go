@@ -91,3 +91,12 @@ func (s *Server) require(t testing.TB) {
 	}
 	t.Skipf("redistest: no redis-server: %v", s.err)
 }
+
+// Open returns a client of the server for code that runs outside a test (TestMain), or the
+// reason there is no server. The caller closes it.
+func (s *Server) Open() (*redis.Client, error) {
+	if s.err != nil {
+		return nil, s.err
+	}
+	return redis.NewClient(&redis.Options{Addr: s.srv.Addr()}), nil
+}

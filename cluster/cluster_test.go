@@ -1,0 +1,300 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/voluntree/voluntree"
+	"github.com/voluntree/voluntree/actors"
+	"github.com/voluntree/voluntree/cluster/grainpb"
+	"github.com/voluntree/voluntree/internal/redistest"
+	"github.com/voluntree/voluntree/metrics"
+	"github.com/voluntree/voluntree/redisstore"
+)
+
+// One cluster member per test process: Proto.Actor's generated grain code and providers keep
+// package-level state, and two members in one process break -race (FACTS). Tests share it
+// and keep apart by using their own page, post and sender ids.
+var (
+	redisSrv *redistest.Server
+	env      *testEnv
+	seq      atomic.Int64
+)
+
+type testEnv struct {
+	store   *redisstore.Store
+	node    *Node
+	metrics *metrics.Metrics
+	router  *Router
+	err     error
+}
+
+func TestMain(m *testing.M) {
+	redisSrv = redistest.Start()
+	env = startEnv()
+	code := m.Run()
+	if env.node != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		env.node.Stop(ctx)
+		cancel()
+	}
+	redisSrv.Stop()
+	os.Exit(code)
+}
+
+func startEnv() *testEnv {
+	e := &testEnv{}
+	rdb, err := redisSrv.Open()
+	if err != nil {
+		e.err = err
+		return e
+	}
+	e.store, _ = redisstore.New(rdb, redisstore.Config{Prefix: "clustertest"})
+	e.metrics = metrics.New(prometheus.NewRegistry())
+	logger := slog.New(slog.DiscardHandler)
+	system := actors.NewSystem(logger, sdkmetric.NewMeterProvider())
+	e.node, e.err = Start(context.Background(), system, Config{Store: e.store, Metrics: e.metrics, Logger: logger})
+	if e.err == nil {
+		e.router = NewRouter(e.node, prefixClassifier{}, logger)
+	}
+	return e
+}
+
+func requireEnv(t *testing.T) *testEnv {
+	t.Helper()
+	if env.err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("cluster test environment: %v", env.err)
+		}
+		t.Skipf("cluster test environment: %v", env.err)
+	}
+	return env
+}
+
+// prefixClassifier reads the intent off the text: "question: when?" is a question. It keeps
+// these tests about routing and state, not the model (which has its own tests).
+type prefixClassifier struct{}
+
+func (prefixClassifier) Classify(_ context.Context, texts []string) ([]voluntree.Prediction, error) {
+	out := make([]voluntree.Prediction, len(texts))
+	for i, t := range texts {
+		name, _, _ := strings.Cut(t, ":")
+		in, err := voluntree.ParseIntent(name)
+		if err != nil {
+			in = voluntree.IntentOther
+		}
+		out[i] = voluntree.Prediction{Intent: in, Confidence: 0.9}
+	}
+	return out, nil
+}
+
+func uid(*testing.T) string { return fmt.Sprintf("t%d", seq.Add(1)) }
+
+func comment(id, page, post, sender, text string) voluntree.Message {
+	return voluntree.Message{ID: id, Kind: voluntree.KindComment, Source: voluntree.SourceWebhook,
+		PageID: page, PostID: post, SenderID: sender, SenderName: "Name " + sender, Text: text,
+		CreatedAt: time.Now(), ReceivedAt: time.Now()}
+}
+
+func messenger(id, page, sender, text string) voluntree.Message {
+	return voluntree.Message{ID: id, Kind: voluntree.KindMessage, Source: voluntree.SourceWebhook,
+		PageID: page, SenderID: sender, Text: text, CreatedAt: time.Now(), ReceivedAt: time.Now()}
+}
+
+func noErrors(t *testing.T, errs []error) {
+	t.Helper()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+	}
+}
+
+func TestRedeliveryHasOneEffect(t *testing.T) {
+	e := requireEnv(t)
+	ctx := context.Background()
+	u := uid(t)
+	page, post := "page"+u, "page"+u+"_1"
+	msg := comment(post+"_c1", page, post, "s"+u, "interested: count me in")
+	before := testutil.ToFloat64(e.metrics.Interests)
+	for range 3 {
+		noErrors(t, e.router.Process(ctx, []voluntree.Message{msg}))
+	}
+	counts, err := e.store.Counts(ctx, post)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts.Interests != 1 || counts.Intents[voluntree.IntentInterested] != 1 {
+		t.Fatalf("after 3 deliveries: %+v, want one interest", counts)
+	}
+	if got := testutil.ToFloat64(e.metrics.Interests) - before; got != 1 {
+		t.Fatalf("signups counted %v times, want 1", got)
+	}
+	st := conversationState(t, e, voluntree.ConversationID(page, "s"+u))
+	if st.Messages != 1 || st.Stage != StageInterested || st.LastPostId != post {
+		t.Fatalf("conversation after 3 deliveries: messages %d stage %q last post %q", st.Messages, st.Stage, st.LastPostId)
+	}
+}
+
+func TestMessengerFollowsTheConversationsPost(t *testing.T) {
+	e := requireEnv(t)
+	ctx := context.Background()
+	u := uid(t)
+	page, post := "page"+u, "page"+u+"_7"
+	batch := []voluntree.Message{
+		comment(post+"_c1", page, post, "s1"+u, "question: how long is a shift?"),
+		messenger("m.1"+u, page, "s1"+u, "interested: ok I'm in"), // same person, later, in Messenger
+		messenger("m.2"+u, page, "s2"+u, "interested: sign me up"), // never commented
+	}
+	noErrors(t, e.router.Process(ctx, batch))
+	got, err := e.store.Interests(ctx, post, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].ID != "m.1"+u || got[0].PostID != post || got[0].Kind != voluntree.KindMessage {
+		t.Fatalf("post interests = %+v, want the Messenger message attributed to %s", got, post)
+	}
+	inbox, err := e.store.Interests(ctx, redisstore.PageInbox(page), 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(inbox) != 1 || inbox[0].ID != "m.2"+u || inbox[0].PostID != "" {
+		t.Fatalf("page inbox = %+v, want the unattributed Messenger interest", inbox)
+	}
+	counts, _ := e.store.Counts(ctx, post)
+	if counts.Intents[voluntree.IntentQuestion] != 1 {
+		t.Fatalf("post counts %+v, want the question counted", counts)
+	}
+}
+
+// A consumer that read entries and died before XACK: another reclaims them, and each message
+// takes effect exactly once through the real router and grains.
+func TestAbandonedEntriesAreReclaimedExactlyOnce(t *testing.T) {
+	e := requireEnv(t)
+	ctx := context.Background()
+	u := uid(t)
+	page := "page" + u
+	const n = 300
+	var msgs []voluntree.Message
+	for i := range n {
+		post := fmt.Sprintf("%s_%d", page, i%5)
+		text := "interested: yes"
+		if i%3 == 0 {
+			text = "thanks: great work"
+		}
+		msgs = append(msgs, comment(fmt.Sprintf("%s_c%d", post, i), page, post, fmt.Sprintf("s%d%s", i%40, u), text))
+	}
+	// The shared store's group is shared by the package's tests: use a store of our own.
+	rdb, prefix := redisSrv.Client(t)
+	st, err := redisstore.New(rdb, redisstore.Config{Prefix: strings.TrimSuffix(prefix, ":")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.EnsureGroup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Enqueue(ctx, msgs); err != nil {
+		t.Fatal(err)
+	}
+	dead, err := st.ReadNew(ctx, "dead-node", 120, 10*time.Millisecond)
+	if err != nil || len(dead) != 120 {
+		t.Fatalf("dead consumer read %d entries (%v), want 120", len(dead), err)
+	}
+	// Half of what the dead node read had already taken effect before it died.
+	var half []voluntree.Message
+	for _, d := range dead[:60] {
+		half = append(half, d.Message)
+	}
+	noErrors(t, e.router.Process(ctx, half))
+
+	c, err := actors.NewIngestConsumer(st, e.router, actors.IngestConfig{
+		Consumer: "alive-node", Block: 20 * time.Millisecond, ClaimIdle: 200 * time.Millisecond, ClaimEvery: 50 * time.Millisecond,
+	}, e.metrics, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Start()
+	t.Cleanup(func() { c.Stop(context.Background()) })
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		s, err := st.Stats(ctx)
+		if err == nil && s.Pending == 0 && s.Lag == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("entries left: %+v (%v)", s, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var interests, thanks int64
+	for i := range 5 {
+		counts, err := e.store.Counts(ctx, fmt.Sprintf("%s_%d", page, i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		interests += counts.Interests
+		thanks += counts.Intents[voluntree.IntentThanks]
+		if counts.Interests != counts.Intents[voluntree.IntentInterested] {
+			t.Fatalf("post %d: %d interests stored but %d counted", i, counts.Interests, counts.Intents[voluntree.IntentInterested])
+		}
+	}
+	if interests != 200 || thanks != 100 {
+		t.Fatalf("interests %d thanks %d, want 200 and 100: every message exactly once", interests, thanks)
+	}
+}
+
+func TestConversationStateSurvivesActivation(t *testing.T) {
+	e := requireEnv(t)
+	u := uid(t)
+	deps := &grainDeps{store: e.store, metrics: e.metrics, timeout: time.Second, log: slog.New(slog.DiscardHandler)}
+	id := voluntree.ConversationID("page"+u, "s"+u)
+	req := func(ids ...string) *grainpb.ConversationRequest {
+		r := &grainpb.ConversationRequest{}
+		for _, mid := range ids {
+			r.Messages = append(r.Messages, &grainpb.Classified{Id: mid, Kind: "comment", PageId: "page" + u,
+				PostId: "page" + u + "_1", SenderId: "s" + u, Intent: "interested"})
+		}
+		return r
+	}
+	g1 := &conversationGrain{deps: deps, id: id}
+	if _, err := g1.Handle(req("a", "b"), nil); err != nil {
+		t.Fatal(err)
+	}
+	// A new activation (another node, or after passivation) starts from Redis.
+	g2 := &conversationGrain{deps: deps, id: id}
+	resp, err := g2.Handle(req("b", "c"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.PostIds[0] != "page"+u+"_1" {
+		t.Fatalf("post ids %v", resp.PostIds)
+	}
+	st := conversationState(t, e, id)
+	if st.Messages != 3 || st.Intents["interested"] != 3 || len(st.RecentIds) != 3 {
+		t.Fatalf("state %+v, want 3 messages (b counted once)", st)
+	}
+}
+
+func conversationState(t *testing.T, e *testEnv, id string) *grainpb.ConversationState {
+	t.Helper()
+	b, err := e.store.LoadConversation(context.Background(), id)
+	if err != nil || b == nil {
+		t.Fatalf("conversation %s: %v (found %v)", id, err, b != nil)
+	}
+	st := &grainpb.ConversationState{}
+	if err := proto.Unmarshal(b, st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
