@@ -154,7 +154,7 @@ func TestMessengerFollowsTheConversationsPost(t *testing.T) {
 	page, post := "page"+u, "page"+u+"_7"
 	batch := []voluntree.Message{
 		comment(post+"_c1", page, post, "s1"+u, "question: how long is a shift?"),
-		messenger("m.1"+u, page, "s1"+u, "interested: ok I'm in"), // same person, later, in Messenger
+		messenger("m.1"+u, page, "s1"+u, "interested: ok I'm in"),  // same person, later, in Messenger
 		messenger("m.2"+u, page, "s2"+u, "interested: sign me up"), // never commented
 	}
 	noErrors(t, e.router.Process(ctx, batch))
