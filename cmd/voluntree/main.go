@@ -4,6 +4,7 @@
 //	voluntree train      train the intent model
 //	voluntree classify   classify texts from stdin, one per line, as JSON lines
 //	voluntree evaluate   score the model on labelled JSON-lines files
+//	voluntree loadgen    open-loop load test of a running server (webhooks in, events out)
 package main
 
 import (
@@ -24,6 +25,8 @@ commands:
   train      train the intent model and print its validation scores
   classify   read texts from stdin, one per line; print JSON lines {"text","intent","confidence"}
   evaluate   score the model on labelled JSON-lines files (per-intent precision/recall/F1)
+  loadgen    open-loop load test of a running server: signed comment webhooks in, WebSocket
+             events out; reports throughput, latency, lost and duplicated events
 
 Run 'voluntree <command> -h' for the flags of a command.
 `
@@ -56,6 +59,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = runClassify(ctx, args[1:], stdin, stdout, stderr)
 	case "evaluate":
 		err = runEvaluate(ctx, args[1:], stdout, stderr)
+	case "loadgen":
+		err = runLoadgen(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -1,0 +1,1254 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fasthttp/websocket"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/voluntree/voluntree"
+	"github.com/voluntree/voluntree/facebook"
+)
+
+// `voluntree loadgen` drives a running server the way Facebook would, open loop: comment i is
+// due at start + i/rate whatever the server does, one comment per signed webhook call, and
+// every comment is a text the server's own model classifies `interested`, so each
+// acknowledged comment must come back exactly once as an "interest" event on /ws/signups.
+// Latencies are measured from the due time (no coordinated omission), figures exclude the
+// warmup, and the exit status is 1 when an acknowledged comment was lost or an event
+// duplicated.
+
+const (
+	loadgenLate           = 10 * time.Millisecond // a send this much after its due time is late
+	loadgenRequestTimeout = 10 * time.Second      // one webhook or classify call
+	loadgenReadyWait      = 2 * time.Second       // for the WebSocket's "ready" frame
+	loadgenInterruptDrain = 2 * time.Second       // drain cap after Ctrl-C
+	loadgenSettle         = time.Second           // extra wait for duplicates once all arrived
+	loadgenMaxComments    = 10_000_000            // rate × (warmup + duration) cap (memory)
+	loadgenMinTexts       = 5
+	loadgenMinRate        = 0.01
+	loadgenMaxRate        = 1e6
+	loadgenMaxPageID      = 200
+	loadgenBenchRequests  = 200000
+	loadgenBenchPipeline  = 16
+	loadgenRunIDLen       = 8
+)
+
+// loadgenTexts are volunteer-interest comments as people write them (typos included). Before
+// a run they go through /api/v1/classify and only the ones the server calls `interested` are
+// sent, so that every comment is expected to produce exactly one event.
+var loadgenTexts = []string{
+	"Count me in!",
+	"I'd love to help out on Saturday",
+	"Sign me up please",
+	"I want to volunteer",
+	"Put me down for the morning shift",
+	"I can help!",
+	"Me and my sister would love to volunteer",
+	"Id love to help",
+	"count me in 🙌",
+	"I'm interested in volunteering",
+	"Sign me up!",
+	"I would like to join",
+	"Yes! I'll be there to help",
+	"I can come and help with the setup",
+	"Happy to help, sign me up",
+	"I'm available, count me in",
+	"interested!",
+	"I'd like to volunteer for this",
+	"I want to sign up to help",
+	"I volunteer!",
+	"Please add me to the volunteer list",
+	"I'll help out",
+	"Definitely in, see you there",
+	"wanna help!! sign me up",
+	"Count me and my husband in",
+	"I'm down to help",
+	"I'd be glad to volunteer on Sunday",
+	"Add me as a volunteer please",
+	"I want to join the cleanup crew",
+	"I'd love to be part of this, sign me up",
+	"Ill be there to help",
+	"sign me upp",
+	"I'm keen to volunteer",
+	"Put my name down please",
+	"I can volunteer a few hours",
+	"Yes please, I'd like to help",
+	"Interested in helping out!",
+	"I'll bring a friend and we'll both help",
+	"Im in!",
+	"Voluntering sounds great, count me in",
+	"id like to volunter pls sign me up",
+	"I can help in the afternoon, count me in",
+}
+
+type loadgenConfig struct {
+	URL         string
+	Endpoints   loadgenEndpoints
+	Secret      []byte
+	Rate        float64 // comments per second
+	Duration    time.Duration
+	Warmup      time.Duration
+	Posts       int
+	Senders     int
+	Page        string
+	Concurrency int
+	Drain       time.Duration
+	RedisURL    string
+	JSON        bool
+}
+
+// runLoadgen implements `voluntree loadgen`.
+func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseLoadgenFlags(args, os.Getenv, stderr)
+	if err != nil {
+		return err
+	}
+	return loadgenRun(ctx, cfg, stdout, stderr)
+}
+
+func parseLoadgenFlags(args []string, getenv func(string) string, stderr io.Writer) (loadgenConfig, error) {
+	var c loadgenConfig
+	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `usage: voluntree loadgen [flags]
+
+Open-loop load test of a running server: signed Facebook comment webhooks at -rate per second,
+each expected back exactly once as an "interest" event on /ws/signups. Progress goes to stderr,
+the report to stdout; exit status 1 when an acknowledged comment was lost or an event duplicated.
+
+flags:
+`)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&c.URL, "url", "http://127.0.0.1:8080", "server base URL (the WebSocket URL is derived from it)")
+	secret := fs.String("secret", "", "Facebook app secret that signs the webhooks (default: env VOLUNTREE_FB_APP_SECRET)")
+	fs.Float64Var(&c.Rate, "rate", 1000, "target comments per second (open loop)")
+	fs.DurationVar(&c.Duration, "duration", 30*time.Second, "measured sending time, after the warmup")
+	fs.DurationVar(&c.Warmup, "warmup", 3*time.Second, "sending time before the measured window (excluded from the figures)")
+	fs.IntVar(&c.Posts, "posts", 10, "posts the comments are spread over")
+	fs.IntVar(&c.Senders, "senders", 10000, "distinct commenters")
+	fs.StringVar(&c.Page, "page", "loadgen-page", "page id of the webhooks")
+	fs.IntVar(&c.Concurrency, "concurrency", 512, "max in-flight webhook requests")
+	fs.DurationVar(&c.Drain, "drain", 10*time.Second, "max wait for outstanding events after the last send")
+	fs.StringVar(&c.RedisURL, "redis-url", "", "also measure raw XADD/s of this Redis with redis-benchmark (e.g. redis://127.0.0.1:6379)")
+	fs.BoolVar(&c.JSON, "json", false, "also print the report as JSON: JSON to stdout, the text report to stderr")
+	if err := fs.Parse(args); err != nil {
+		return c, usageError{err}
+	}
+	bad := func(format string, a ...any) (loadgenConfig, error) {
+		return c, usageError{fmt.Errorf(format, a...)}
+	}
+	if fs.NArg() > 0 {
+		return bad("unexpected arguments %q", fs.Args())
+	}
+	if *secret == "" {
+		*secret = getenv("VOLUNTREE_FB_APP_SECRET")
+	}
+	if *secret == "" {
+		return bad("-secret is required (or set VOLUNTREE_FB_APP_SECRET): the server rejects unsigned webhooks")
+	}
+	c.Secret = []byte(*secret)
+	ep, err := newLoadgenEndpoints(c.URL)
+	if err != nil {
+		return c, usageError{err}
+	}
+	c.Endpoints = ep
+	switch {
+	case math.IsNaN(c.Rate) || c.Rate < loadgenMinRate || c.Rate > loadgenMaxRate:
+		return bad("-rate must be between %g and %g comments per second, not %v", loadgenMinRate, loadgenMaxRate, c.Rate)
+	case c.Duration <= 0:
+		return bad("-duration must be positive, not %v", c.Duration)
+	case c.Warmup < 0:
+		return bad("-warmup must not be negative, not %v", c.Warmup)
+	case c.Drain < 0:
+		return bad("-drain must not be negative, not %v", c.Drain)
+	case c.Posts < 1:
+		return bad("-posts must be at least 1, not %d", c.Posts)
+	case c.Senders < 1:
+		return bad("-senders must be at least 1, not %d", c.Senders)
+	case c.Concurrency < 1 || c.Concurrency > 100000:
+		return bad("-concurrency must be between 1 and 100000, not %d", c.Concurrency)
+	case c.Page == "" || len(c.Page) > loadgenMaxPageID || strings.ContainsAny(c.Page, " \t\r\n{}"):
+		return bad("-page %q is not a page id: 1 to %d bytes, no spaces or braces", c.Page, loadgenMaxPageID)
+	}
+	total := c.Warmup + c.Duration
+	if total < c.Duration { // overflow
+		return bad("-warmup + -duration is too long")
+	}
+	if n := c.Rate * total.Seconds(); n > loadgenMaxComments {
+		return bad("-rate × (-warmup + -duration) = %.0f comments, more than the %d one run can track", n, loadgenMaxComments)
+	}
+	if scheduleCount(c.Rate, total) <= scheduleCount(c.Rate, c.Warmup) {
+		return bad("no comment is due in the measured window at -rate %v for -duration %v", c.Rate, c.Duration)
+	}
+	if c.RedisURL != "" {
+		if _, err := redis.ParseURL(c.RedisURL); err != nil {
+			return bad("-redis-url: %v", err)
+		}
+	}
+	return c, nil
+}
+
+// loadgenEndpoints are the server's URLs, derived from -url.
+type loadgenEndpoints struct {
+	Webhook  string
+	Classify string
+	Signups  string // ws:// or wss://
+}
+
+func newLoadgenEndpoints(base string) (loadgenEndpoints, error) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return loadgenEndpoints{}, fmt.Errorf("-url: %w", err)
+	}
+	var wsScheme string
+	switch u.Scheme {
+	case "http":
+		wsScheme = "ws"
+	case "https":
+		wsScheme = "wss"
+	default:
+		return loadgenEndpoints{}, fmt.Errorf("-url %q: the scheme must be http or https", base)
+	}
+	if u.Host == "" {
+		return loadgenEndpoints{}, fmt.Errorf("-url %q: no host", base)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return loadgenEndpoints{}, fmt.Errorf("-url %q: give the base URL only, without query or fragment", base)
+	}
+	prefix := strings.TrimRight(u.Path, "/")
+	at := func(scheme, path string) string {
+		v := *u
+		v.Scheme, v.Path, v.RawPath = scheme, prefix+path, ""
+		return v.String()
+	}
+	return loadgenEndpoints{
+		Webhook:  at(u.Scheme, "/webhooks/facebook"),
+		Classify: at(u.Scheme, "/api/v1/classify"),
+		Signups:  at(wsScheme, "/ws/signups"),
+	}, nil
+}
+
+// scheduleOffset is when comment i is due, counted from the start of the run.
+func scheduleOffset(i int, rate float64) time.Duration {
+	return time.Duration(float64(i) * float64(time.Second) / rate)
+}
+
+// scheduleCount is how many comments are due before d: the least n with
+// scheduleOffset(n) >= d. It is also the index of the first comment due at or after d.
+func scheduleCount(rate float64, d time.Duration) int {
+	if d <= 0 {
+		return 0
+	}
+	n := int(math.Ceil(d.Seconds() * rate))
+	for n > 0 && scheduleOffset(n-1, rate) >= d {
+		n--
+	}
+	for scheduleOffset(n, rate) < d {
+		n++
+	}
+	return n
+}
+
+// latencySummary holds exact percentiles of recorded samples.
+type latencySummary struct {
+	N                  int
+	P50, P95, P99, Max time.Duration
+}
+
+// summarizeLatencies sorts samples in place and returns their nearest-rank percentiles.
+func summarizeLatencies(samples []time.Duration) latencySummary {
+	slices.Sort(samples)
+	return latencySummary{
+		N:   len(samples),
+		P50: percentile(samples, 50),
+		P95: percentile(samples, 95),
+		P99: percentile(samples, 99),
+		Max: percentile(samples, 100),
+	}
+}
+
+// percentile returns the nearest-rank p-th percentile (0 < p <= 100) of sorted: the smallest
+// sample with at least p% of the samples at or below it. It is 0 for no samples.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	n := len(sorted)
+	if n == 0 {
+		return 0
+	}
+	rank := int(math.Ceil(p*float64(n)/100 - 1e-9))
+	rank = max(1, min(n, rank))
+	return sorted[rank-1]
+}
+
+// latencyJSON is latencySummary in JSON: milliseconds, to the microsecond.
+type latencyJSON struct {
+	N   int     `json:"n"`
+	P50 float64 `json:"p50_ms"`
+	P95 float64 `json:"p95_ms"`
+	P99 float64 `json:"p99_ms"`
+	Max float64 `json:"max_ms"`
+}
+
+func (s latencySummary) MarshalJSON() ([]byte, error) {
+	ms := func(d time.Duration) float64 { return math.Round(float64(d)/1e3) / 1e3 }
+	return json.Marshal(latencyJSON{s.N, ms(s.P50), ms(s.P95), ms(s.P99), ms(s.Max)})
+}
+
+func (s *latencySummary) UnmarshalJSON(b []byte) error {
+	var j latencyJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	d := func(ms float64) time.Duration { return time.Duration(math.Round(ms * 1e6)) }
+	*s = latencySummary{N: j.N, P50: d(j.P50), P95: d(j.P95), P99: d(j.P99), Max: d(j.Max)}
+	return nil
+}
+
+func (s latencySummary) String() string {
+	if s.N == 0 {
+		return "no samples"
+	}
+	return fmt.Sprintf("p50 %s  p95 %s  p99 %s  max %s", fmtLatency(s.P50), fmtLatency(s.P95), fmtLatency(s.P99), fmtLatency(s.Max))
+}
+
+func fmtLatency(d time.Duration) string {
+	ms := float64(d) / float64(time.Millisecond)
+	switch {
+	case ms < 10:
+		return fmt.Sprintf("%.2fms", ms)
+	case ms < 1000:
+		return fmt.Sprintf("%.1fms", ms)
+	default:
+		return fmt.Sprintf("%.2fs", ms/1000)
+	}
+}
+
+// loadgenNames builds the ids of one run: posts <page>_<n>, comments
+// <post>_<run id><seq>, senders lg<run id>-<k>. A comment id maps back to its seq.
+type loadgenNames struct {
+	Page    string
+	RunID   string // loadgenRunIDLen characters of [0-9a-z]
+	Posts   int
+	Senders int
+}
+
+func newLoadgenRunID() string {
+	const alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
+	b := make([]byte, loadgenRunIDLen)
+	rand.Read(b) // never fails (crypto/rand)
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b)
+}
+
+func (n loadgenNames) postID(i int) string {
+	return n.Page + "_" + strconv.Itoa(i%n.Posts+1)
+}
+
+func (n loadgenNames) commentID(i int) string {
+	return n.postID(i) + "_" + n.RunID + strconv.Itoa(i)
+}
+
+func (n loadgenNames) sender(i int) (id, name string) {
+	k := (i / n.Posts) % n.Senders
+	return "lg" + n.RunID + "-" + strconv.Itoa(k), "Loadgen Volunteer " + strconv.Itoa(k)
+}
+
+// seq returns the sequence number of a comment id of this run.
+func (n loadgenNames) seq(commentID string) (int, bool) {
+	k := strings.LastIndexByte(commentID, '_')
+	if k < 0 {
+		return 0, false
+	}
+	digits, ok := strings.CutPrefix(commentID[k+1:], n.RunID)
+	if !ok || digits == "" || digits[0] < '0' || digits[0] > '9' {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(digits, 10, 62)
+	if err != nil || n.commentID(int(v)) != commentID {
+		return 0, false
+	}
+	return int(v), true
+}
+
+// comment is the webhook change of comment i, written at created.
+func (n loadgenNames) comment(i int, texts []string, created time.Time) facebook.ChangeValue {
+	sid, sname := n.sender(i)
+	return facebook.ChangeValue{
+		CommentID:   n.commentID(i),
+		PostID:      n.postID(i),
+		From:        &facebook.User{ID: sid, Name: sname},
+		Message:     texts[i%len(texts)],
+		CreatedTime: created.Unix(),
+	}
+}
+
+// Bits of lgComment.state: whoever sets the second bit counts the comment as matched.
+const (
+	lgAcked uint32 = 1 << iota
+	lgEvent
+)
+
+// lgStatusError is the status of a webhook call that got no HTTP response.
+const lgStatusError = -1
+
+// lgComment is what happened to one comment. Worker fields are written by the one worker that
+// sent it, reader fields by the WebSocket reader; both are read once those goroutines ended.
+// state is the only field shared while running.
+type lgComment struct {
+	sentNs  int64 // worker: when the request started, ns since loadgen.base
+	ackNs   int64 // worker: request start to response
+	status  int32 // worker: HTTP status, lgStatusError, 0 = never sent
+	events  int32 // reader: events received for it
+	eventNs int64 // reader: when the first event arrived, ns since loadgen.base
+	state   atomic.Uint32
+}
+
+type loadgen struct {
+	cfg    loadgenConfig
+	names  loadgenNames
+	texts  []string
+	client *http.Client
+	stderr io.Writer
+
+	base    time.Time    // zero of every *Ns
+	startNs atomic.Int64 // when comment 0 was due, ns since base
+	n       int          // comments of a complete run
+	first   int          // first comment of the measured window
+	recs    []lgComment
+
+	sent, finished, acked, rejected, matched, events atomic.Int64
+
+	// reader only, read after it ended
+	foreign, badFrames int
+	control            map[string]int
+
+	mu       sync.Mutex
+	recent   []time.Duration // e2e latencies of events since the last progress line
+	firstErr string          // first transport error of a webhook call
+}
+
+func newLoadgen(cfg loadgenConfig, runID string, texts []string, stderr io.Writer) *loadgen {
+	n := scheduleCount(cfg.Rate, cfg.Warmup+cfg.Duration)
+	return &loadgen{
+		cfg:     cfg,
+		names:   loadgenNames{Page: cfg.Page, RunID: runID, Posts: cfg.Posts, Senders: cfg.Senders},
+		texts:   texts,
+		client:  newLoadgenClient(cfg.Concurrency),
+		stderr:  stderr,
+		base:    time.Now(),
+		n:       n,
+		first:   scheduleCount(cfg.Rate, cfg.Warmup),
+		recs:    make([]lgComment, n),
+		control: map[string]int{},
+	}
+}
+
+func newLoadgenClient(conns int) *http.Client {
+	return &http.Client{
+		Timeout: loadgenRequestTimeout,
+		Transport: &http.Transport{
+			Proxy:               nil, // measure the server, not a proxy
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns:        conns,
+			MaxIdleConnsPerHost: conns,
+			IdleConnTimeout:     90 * time.Second,
+			TLSHandshakeTimeout: 5 * time.Second,
+			DisableCompression:  true,
+		},
+	}
+}
+
+func (g *loadgen) since() int64 { return int64(time.Since(g.base)) }
+
+// dueNs is when comment i was due, ns since base.
+func (g *loadgen) dueNs(i int) int64 { return g.startNs.Load() + int64(scheduleOffset(i, g.cfg.Rate)) }
+
+func loadgenRun(ctx context.Context, cfg loadgenConfig, stdout, stderr io.Writer) error {
+	if cfg.RedisURL != "" {
+		if _, err := exec.LookPath("redis-benchmark"); err != nil {
+			return fmt.Errorf("-redis-url needs redis-benchmark (Debian: redis-tools): %w", err)
+		}
+	}
+	client := newLoadgenClient(4)
+	client.Timeout = 30 * time.Second // the first batch may load the model
+	texts, err := loadgenPickTexts(ctx, client, cfg.Endpoints.Classify, loadgenTexts, stderr)
+	client.CloseIdleConnections()
+	if err != nil {
+		return err
+	}
+	g := newLoadgen(cfg, newLoadgenRunID(), texts, stderr)
+	defer g.client.CloseIdleConnections()
+
+	dialer := websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 64 << 10}
+	conn, resp, err := dialer.DialContext(ctx, cfg.Endpoints.Signups, nil)
+	if err != nil {
+		if resp != nil {
+			return fmt.Errorf("subscribe to %s: HTTP %s: %w", cfg.Endpoints.Signups, resp.Status, err)
+		}
+		return fmt.Errorf("subscribe to %s: %w", cfg.Endpoints.Signups, err)
+	}
+	conn.SetReadLimit(4 << 20)
+	ready := make(chan struct{})
+	wsDone := make(chan struct{})
+	var wsErr error
+	var closing atomic.Bool
+	go func() {
+		defer close(wsDone)
+		err := g.read(conn, ready)
+		if !closing.Load() {
+			wsErr = err
+		}
+	}()
+	stopWS := func() {
+		closing.Store(true)
+		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+		conn.Close()
+		<-wsDone
+	}
+	select {
+	case <-ready:
+	case <-time.After(loadgenReadyWait):
+		fmt.Fprintf(stderr, "loadgen: no \"ready\" frame on %s within %v; starting anyway\n", cfg.Endpoints.Signups, loadgenReadyWait)
+	case <-wsDone:
+		conn.Close()
+		return fmt.Errorf("%s closed before the run: %w", cfg.Endpoints.Signups, wsErr)
+	case <-ctx.Done():
+		stopWS()
+		return ctx.Err()
+	}
+
+	fmt.Fprintf(stderr, "loadgen run %s: %g comments/s for %v warmup + %v measured, %d posts, %d senders, %d texts, concurrency %d → %s\n",
+		g.names.RunID, cfg.Rate, cfg.Warmup, cfg.Duration, cfg.Posts, cfg.Senders, len(texts), cfg.Concurrency, cfg.Endpoints.Webhook)
+
+	runCtx, cancelRun := context.WithCancelCause(ctx)
+	defer cancelRun(nil)
+	go func() {
+		select {
+		case <-wsDone:
+			cancelRun(fmt.Errorf("%s closed during the run: %w", cfg.Endpoints.Signups, wsErr))
+		case <-runCtx.Done():
+		}
+	}()
+
+	progressDone := make(chan struct{})
+	progressStop := make(chan struct{})
+	g.startNs.Store(g.since())
+	go func() {
+		defer close(progressDone)
+		g.progress(progressStop)
+	}()
+	jobs := make(chan int)
+	var workers sync.WaitGroup
+	for range cfg.Concurrency {
+		workers.Go(func() {
+			for i := range jobs {
+				g.send(i)
+			}
+		})
+	}
+	scheduled := g.schedule(runCtx, jobs)
+	schedEnd := g.since()
+	workers.Wait()
+
+	stopped := ""
+	drain := cfg.Drain
+	drainCtx := runCtx
+	switch {
+	case ctx.Err() != nil:
+		stopped = "interrupted"
+		drain = min(drain, loadgenInterruptDrain)
+		drainCtx = context.Background() // still collect what is on its way, briefly
+	case runCtx.Err() != nil:
+		stopped = context.Cause(runCtx).Error()
+	}
+	if stopped == "" || stopped == "interrupted" {
+		if !g.drain(drainCtx, drain, wsDone) && ctx.Err() != nil && stopped == "" {
+			stopped = "interrupted while draining"
+		}
+	}
+	close(progressStop)
+	<-progressDone
+	select {
+	case <-wsDone:
+		if stopped == "" && wsErr != nil {
+			stopped = fmt.Sprintf("%s closed while draining: %v", cfg.Endpoints.Signups, wsErr)
+		}
+	default:
+	}
+	stopWS()
+
+	rep := g.report(scheduled, schedEnd, stopped)
+	var problems []string
+	if cfg.RedisURL != "" && stopped == "" {
+		fmt.Fprintf(stderr, "loadgen: redis-benchmark XADD on %s ...\n", redactRedisURL(cfg.RedisURL))
+		bench, err := loadgenRedisBench(ctx, cfg.RedisURL, "loadgen:bench:"+g.names.RunID)
+		if err != nil {
+			problems = append(problems, err.Error())
+			bench = &loadgenBench{Error: err.Error()}
+		} else if bench.XADDPerSec > 0 {
+			bench.Ratio = rep.Sustained / bench.XADDPerSec
+		}
+		rep.Redis = bench
+	}
+	if cfg.JSON {
+		rep.print(stderr)
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(rep); err != nil {
+			return fmt.Errorf("write report: %w", err)
+		}
+	} else {
+		rep.print(stdout)
+	}
+	return rep.verdict(problems)
+}
+
+// loadgenPickTexts classifies candidates on the server and keeps the ones it calls interested.
+func loadgenPickTexts(ctx context.Context, client *http.Client, classifyURL string, candidates []string, stderr io.Writer) ([]string, error) {
+	body, err := json.Marshal(map[string][]string{"texts": candidates})
+	if err != nil {
+		return nil, fmt.Errorf("encode texts: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, classifyURL, bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("classify texts: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("classify texts at %s: %w", classifyURL, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, fmt.Errorf("classify texts at %s: read response: %w", classifyURL, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("classify texts at %s: HTTP %s: %s", classifyURL, resp.Status, bytes.TrimSpace(data[:min(len(data), 300)]))
+	}
+	var out struct {
+		Results []struct {
+			Intent     voluntree.Intent `json:"intent"`
+			Confidence float64          `json:"confidence"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(data, &out); err != nil {
+		return nil, fmt.Errorf("classify texts at %s: decode response: %w", classifyURL, err)
+	}
+	if len(out.Results) != len(candidates) {
+		return nil, fmt.Errorf("classify texts at %s: %d results for %d texts", classifyURL, len(out.Results), len(candidates))
+	}
+	var keep []string
+	for i, r := range out.Results {
+		if r.Intent == voluntree.IntentInterested {
+			keep = append(keep, candidates[i])
+		} else {
+			fmt.Fprintf(stderr, "loadgen: not sending %q: classified %s (%.2f)\n", candidates[i], r.Intent, r.Confidence)
+		}
+	}
+	fmt.Fprintf(stderr, "loadgen: %d of %d built-in texts classified interested\n", len(keep), len(candidates))
+	if len(keep) < loadgenMinTexts {
+		return nil, fmt.Errorf("only %d of the %d built-in texts are classified interested by %s, need at least %d: is the right model loaded?",
+			len(keep), len(candidates), classifyURL, loadgenMinTexts)
+	}
+	return keep, nil
+}
+
+// schedule hands each comment to a worker at its due time and returns how many it handed out.
+// It never waits for the server: when every worker is busy the comment waits for one, and its
+// latency still counts from its due time. It stops early when ctx is done.
+func (g *loadgen) schedule(ctx context.Context, jobs chan<- int) int {
+	defer close(jobs)
+	start := g.base.Add(time.Duration(g.startNs.Load()))
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for i := 0; i < g.n; i++ {
+		if wait := time.Until(start.Add(scheduleOffset(i, g.cfg.Rate))); wait > 0 {
+			timer.Reset(wait)
+			select {
+			case <-timer.C:
+			case <-ctx.Done():
+				return i
+			}
+		}
+		select {
+		case jobs <- i:
+		case <-ctx.Done():
+			return i
+		}
+	}
+	return g.n
+}
+
+// send posts comment i as one signed webhook call and records the outcome.
+func (g *loadgen) send(i int) {
+	rec := &g.recs[i]
+	due := g.base.Add(time.Duration(g.dueNs(i)))
+	body, err := json.Marshal(facebook.CommentPayload(g.cfg.Page, g.names.comment(i, g.texts, due)))
+	status := lgStatusError
+	sent := g.since()
+	g.sent.Add(1)
+	if err == nil {
+		status, err = g.post(body)
+	}
+	rec.sentNs, rec.ackNs, rec.status = sent, g.since()-sent, int32(status)
+	if status == http.StatusOK {
+		g.acked.Add(1)
+		if rec.state.Or(lgAcked)&lgEvent != 0 {
+			g.matched.Add(1)
+		}
+	} else {
+		g.rejected.Add(1)
+	}
+	if err != nil {
+		g.mu.Lock()
+		if g.firstErr == "" {
+			g.firstErr = err.Error()
+		}
+		g.mu.Unlock()
+	}
+	g.finished.Add(1)
+}
+
+func (g *loadgen) post(body []byte) (int, error) {
+	req, err := http.NewRequest(http.MethodPost, g.cfg.Endpoints.Webhook, bytes.NewReader(body))
+	if err != nil {
+		return lgStatusError, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(facebook.SignatureHeader, facebook.Sign(g.cfg.Secret, body))
+	resp, err := g.client.Do(req)
+	if err != nil {
+		return lgStatusError, err
+	}
+	_, err = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // drain: keep the connection
+	resp.Body.Close()
+	if err != nil {
+		return lgStatusError, fmt.Errorf("read response: %w", err)
+	}
+	return resp.StatusCode, nil
+}
+
+// lgFrame is the part of a /ws/signups frame the reader needs.
+type lgFrame struct {
+	Type     string `json:"type"`
+	Interest *struct {
+		ID string `json:"id"`
+	} `json:"interest"`
+}
+
+// read records every interest event of this run until the connection fails; ready is closed
+// on the first "ready" frame.
+func (g *loadgen) read(conn *websocket.Conn, ready chan struct{}) error {
+	for {
+		typ, data, err := conn.ReadMessage()
+		if err != nil {
+			return err
+		}
+		now := g.since()
+		if typ != websocket.TextMessage {
+			continue
+		}
+		var f lgFrame
+		if err := json.Unmarshal(data, &f); err != nil {
+			g.badFrames++
+			continue
+		}
+		if f.Type != string(voluntree.EventInterest) {
+			g.control[f.Type]++
+			if f.Type == "ready" && ready != nil {
+				close(ready)
+				ready = nil
+			}
+			continue
+		}
+		if f.Interest == nil {
+			g.badFrames++
+			continue
+		}
+		i, ok := g.names.seq(f.Interest.ID)
+		if !ok || i >= len(g.recs) {
+			g.foreign++ // another run, the replay log, real traffic
+			continue
+		}
+		rec := &g.recs[i]
+		rec.events++
+		if rec.events > 1 {
+			continue
+		}
+		rec.eventNs = now
+		g.events.Add(1)
+		if rec.state.Or(lgEvent)&lgAcked != 0 {
+			g.matched.Add(1)
+		}
+		g.mu.Lock()
+		g.recent = append(g.recent, time.Duration(now-g.dueNs(i)))
+		g.mu.Unlock()
+	}
+}
+
+// drain waits until every acknowledged comment has its event (then loadgenSettle more, for
+// late duplicates), limit passed, ctx is done or the WebSocket failed. It reports whether
+// it ended on its own (everything arrived or limit passed).
+func (g *loadgen) drain(ctx context.Context, limit time.Duration, wsDone <-chan struct{}) bool {
+	deadline := time.NewTimer(limit)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for g.matched.Load() < g.acked.Load() {
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			return true
+		case <-ctx.Done():
+			return false
+		case <-wsDone:
+			return false
+		}
+	}
+	settle := time.NewTimer(min(limit, loadgenSettle))
+	defer settle.Stop()
+	select {
+	case <-settle.C:
+	case <-deadline.C:
+	case <-ctx.Done():
+	case <-wsDone:
+	}
+	return true
+}
+
+// progress prints one line a second to stderr until stop is closed.
+func (g *loadgen) progress(stop <-chan struct{}) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	var lastSent int64
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		elapsed := time.Duration(g.since() - g.startNs.Load())
+		phase := "drain"
+		switch {
+		case elapsed < g.cfg.Warmup:
+			phase = "warmup"
+		case elapsed < g.cfg.Warmup+g.cfg.Duration:
+			phase = "measure"
+		}
+		g.mu.Lock()
+		recent := g.recent
+		g.recent = nil
+		g.mu.Unlock()
+		p99 := "-"
+		if len(recent) > 0 {
+			slices.Sort(recent)
+			p99 = fmtLatency(percentile(recent, 99))
+		}
+		sent, finished := g.sent.Load(), g.finished.Load()
+		fmt.Fprintf(g.stderr, "%7.1fs %-7s sent/s %6d  acked %8d  rejected %6d  events %8d  in-flight %5d  e2e p99(1s) %s\n",
+			elapsed.Seconds(), phase, sent-lastSent, g.acked.Load(), g.rejected.Load(), g.events.Load(), sent-finished, p99)
+		lastSent = sent
+	}
+}
+
+// loadgenCounts are the outcomes of a range of comments.
+type loadgenCounts struct {
+	Sent       int            `json:"sent"`
+	Acked      int            `json:"acked"`
+	Rejected   int            `json:"rejected"`
+	RejectedBy map[string]int `json:"rejected_by_status,omitempty"` // "503", "error" (no response)
+	Events     int            `json:"events"`                       // comments with at least one event
+	Lost       int            `json:"lost"`                         // acked, no event
+	Duplicated int            `json:"duplicated"`                   // events beyond the first per comment
+	Unexpected int            `json:"events_for_rejected"`          // events of comments not acked
+	LateSends  int            `json:"late_sends"`                   // sent > 10 ms after due
+}
+
+type loadgenBench struct {
+	Addr       string  `json:"addr,omitempty"`
+	XADDPerSec float64 `json:"xadd_per_s,omitempty"`
+	Ratio      float64 `json:"sustained_to_raw,omitempty"`
+	Error      string  `json:"error,omitempty"`
+}
+
+type loadgenReport struct {
+	RunID       string  `json:"run_id"`
+	URL         string  `json:"url"`
+	TargetRate  float64 `json:"target_rate"`
+	Warmup      float64 `json:"warmup_s"`
+	Duration    float64 `json:"duration_s"`
+	Window      float64 `json:"measured_window_s"` // Duration, or less when stopped early
+	Posts       int     `json:"posts"`
+	Senders     int     `json:"senders"`
+	Concurrency int     `json:"concurrency"`
+	Texts       int     `json:"texts"`
+	Stopped     string  `json:"stopped,omitempty"` // why the run ended early
+
+	Total    loadgenCounts `json:"total"`    // warmup included
+	Measured loadgenCounts `json:"measured"` // comments due in the measured window
+
+	// Sustained: events of the comments whose webhook call started in the measured window
+	// (whenever the event arrived, drain included) ÷ the window. Sends are open loop at
+	// TargetRate, so a server that answers the webhook slower than that sends fewer.
+	Sustained float64 `json:"sustained_events_per_s"`
+	// Delivered: events (of any comment of the run) received in the window ÷ the window; a
+	// pipeline that acks fast but processes slower than TargetRate shows here.
+	Delivered float64 `json:"delivered_events_per_s"`
+
+	E2E latencySummary `json:"e2e_latency"` // due time → WebSocket event, measured window
+	Ack latencySummary `json:"ack_latency"` // request start → 200, measured window
+
+	ForeignEvents  int            `json:"foreign_events"`
+	ControlFrames  map[string]int `json:"control_frames,omitempty"`
+	BadFrames      int            `json:"bad_frames,omitempty"`
+	TransportError string         `json:"first_transport_error,omitempty"`
+
+	Redis *loadgenBench `json:"redis_benchmark,omitempty"`
+}
+
+// report computes the figures once every goroutine that writes recs has ended: scheduled
+// comments were handed out, the scheduler returned at schedEndNs, stopped says why the run
+// ended early ("" if it did not).
+func (g *loadgen) report(scheduled int, schedEndNs int64, stopped string) *loadgenReport {
+	cfg := g.cfg
+	r := &loadgenReport{
+		RunID: g.names.RunID, URL: cfg.URL, TargetRate: cfg.Rate,
+		Warmup: cfg.Warmup.Seconds(), Duration: cfg.Duration.Seconds(),
+		Posts: cfg.Posts, Senders: cfg.Senders, Concurrency: cfg.Concurrency, Texts: len(g.texts),
+		Stopped: stopped, ForeignEvents: g.foreign, BadFrames: g.badFrames, TransportError: g.firstErr,
+	}
+	if len(g.control) > 0 {
+		r.ControlFrames = g.control
+	}
+	// The window is [warmup, warmup + duration) after the start, cut short when the
+	// scheduler stopped early (Ctrl-C, WebSocket lost) at schedEndNs.
+	window := cfg.Duration
+	if scheduled < g.n {
+		window = time.Duration(schedEndNs - g.startNs.Load() - int64(cfg.Warmup))
+		window = max(0, min(cfg.Duration, window))
+	}
+	r.Window = window.Seconds()
+	end := min(scheduled, g.n)
+	mEnd := max(g.first, end)
+	r.Total = g.count(0, end)
+	r.Measured = g.count(g.first, mEnd)
+
+	var e2e, ack []time.Duration
+	for i := g.first; i < mEnd; i++ {
+		rec := &g.recs[i]
+		if rec.status == http.StatusOK {
+			ack = append(ack, time.Duration(rec.ackNs))
+			if rec.events > 0 {
+				e2e = append(e2e, time.Duration(rec.eventNs-g.dueNs(i)))
+			}
+		}
+	}
+	r.E2E, r.Ack = summarizeLatencies(e2e), summarizeLatencies(ack)
+
+	if window > 0 {
+		from := g.startNs.Load() + int64(cfg.Warmup)
+		to := from + int64(window)
+		sustained, delivered := 0, 0
+		for i := range end {
+			rec := &g.recs[i]
+			if rec.events == 0 {
+				continue
+			}
+			if rec.sentNs >= from && rec.sentNs < to {
+				sustained++
+			}
+			if rec.eventNs >= from && rec.eventNs < to {
+				delivered++
+			}
+		}
+		r.Sustained = float64(sustained) / window.Seconds()
+		r.Delivered = float64(delivered) / window.Seconds()
+	}
+	return r
+}
+
+func (g *loadgen) count(from, to int) loadgenCounts {
+	var c loadgenCounts
+	for i := from; i < to; i++ {
+		rec := &g.recs[i]
+		if rec.status == 0 {
+			continue // never handed to a worker (stopped early)
+		}
+		c.Sent++
+		if rec.sentNs-g.dueNs(i) > int64(loadgenLate) {
+			c.LateSends++
+		}
+		if rec.events > 0 {
+			c.Events++
+			c.Duplicated += int(rec.events) - 1
+		}
+		if rec.status == http.StatusOK {
+			c.Acked++
+			if rec.events == 0 {
+				c.Lost++
+			}
+			continue
+		}
+		c.Rejected++
+		if c.RejectedBy == nil {
+			c.RejectedBy = map[string]int{}
+		}
+		key := "error"
+		if rec.status != lgStatusError {
+			key = strconv.Itoa(int(rec.status))
+		}
+		c.RejectedBy[key]++
+		if rec.events > 0 {
+			c.Unexpected++
+		}
+	}
+	return c
+}
+
+func (r *loadgenReport) print(w io.Writer) {
+	fmt.Fprintf(w, "voluntree loadgen run %s → %s\n", r.RunID, r.URL)
+	fmt.Fprintf(w, "  load         open loop at %g comments/s: %gs warmup + %gs measured; %d posts, %d senders, %d texts, concurrency %d\n",
+		r.TargetRate, r.Warmup, r.Duration, r.Posts, r.Senders, r.Texts, r.Concurrency)
+	if r.Stopped != "" {
+		fmt.Fprintf(w, "  STOPPED      %s: the measured window is %.2fs\n", r.Stopped, r.Window)
+	}
+	fmt.Fprintf(w, "  %-22s %10s %10s\n", "", "total", "measured")
+	row := func(name string, a, b int) { fmt.Fprintf(w, "  %-22s %10d %10d\n", name, a, b) }
+	t, m := r.Total, r.Measured
+	row("sent", t.Sent, m.Sent)
+	row("acked (200)", t.Acked, m.Acked)
+	row("rejected", t.Rejected, m.Rejected)
+	row("events", t.Events, m.Events)
+	row("lost", t.Lost, m.Lost)
+	row("duplicated", t.Duplicated, m.Duplicated)
+	row("late sends (>10ms)", t.LateSends, m.LateSends)
+	if t.Rejected > 0 {
+		keys := make([]string, 0, len(t.RejectedBy))
+		for k := range t.RejectedBy {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		parts := make([]string, len(keys))
+		for i, k := range keys {
+			name := "HTTP " + k
+			if k == "error" {
+				name = "no response"
+			}
+			parts[i] = fmt.Sprintf("%s: %d", name, t.RejectedBy[k])
+		}
+		fmt.Fprintf(w, "  rejected by  %s (not expected to produce events)\n", strings.Join(parts, ", "))
+		if r.TransportError != "" {
+			fmt.Fprintf(w, "  first error  %s\n", r.TransportError)
+		}
+	}
+	if t.Unexpected > 0 {
+		fmt.Fprintf(w, "  note         %d events for comments that were not acknowledged (e.g. a timed-out call the server did enqueue)\n", t.Unexpected)
+	}
+	pct := 0.0
+	if r.TargetRate > 0 {
+		pct = 100 * r.Sustained / r.TargetRate
+	}
+	fmt.Fprintf(w, "  sustained    %.1f events/s = %.1f%% of target (events of comments sent in the %.2fs measured window ÷ %.2fs; open loop at %g/s)\n",
+		r.Sustained, pct, r.Window, r.Window, r.TargetRate)
+	fmt.Fprintf(w, "  delivered    %.1f events/s (events received during the measured window ÷ %.2fs)\n", r.Delivered, r.Window)
+	fmt.Fprintf(w, "  e2e latency  %s  (n=%d; due time → WebSocket event)\n", r.E2E, r.E2E.N)
+	fmt.Fprintf(w, "  webhook ack  %s  (n=%d; request start → 200)\n", r.Ack, r.Ack.N)
+	if len(r.ControlFrames) > 0 || r.ForeignEvents > 0 || r.BadFrames > 0 {
+		keys := make([]string, 0, len(r.ControlFrames))
+		for k := range r.ControlFrames {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		parts := make([]string, 0, len(keys)+2)
+		for _, k := range keys {
+			parts = append(parts, fmt.Sprintf("%q frames %d", k, r.ControlFrames[k]))
+		}
+		if r.ForeignEvents > 0 {
+			parts = append(parts, fmt.Sprintf("events of other runs/posters %d (ignored)", r.ForeignEvents))
+		}
+		if r.BadFrames > 0 {
+			parts = append(parts, fmt.Sprintf("undecodable frames %d", r.BadFrames))
+		}
+		fmt.Fprintf(w, "  websocket    %s\n", strings.Join(parts, ", "))
+		if r.ControlFrames["gap"] > 0 {
+			fmt.Fprintf(w, "               a \"gap\" frame means the server skipped events for this subscriber: lost may include them\n")
+		}
+	}
+	if b := r.Redis; b != nil {
+		if b.Error != "" {
+			fmt.Fprintf(w, "  redis XADD   failed: %s\n", b.Error)
+		} else {
+			fmt.Fprintf(w, "  redis XADD   %.0f/s raw (redis-benchmark -P %d -n %d on %s); sustained/raw %.4f (%.2f%%)\n",
+				b.XADDPerSec, loadgenBenchPipeline, loadgenBenchRequests, b.Addr, b.Ratio, 100*b.Ratio)
+		}
+	}
+	switch {
+	case t.Lost > 0 || t.Duplicated > 0:
+		fmt.Fprintf(w, "  result       FAIL: %d acknowledged comments lost, %d events duplicated\n", t.Lost, t.Duplicated)
+	case r.Stopped != "":
+		fmt.Fprintf(w, "  result       INCOMPLETE: no loss or duplicate seen in what ran\n")
+	case t.Acked == 0:
+		fmt.Fprintf(w, "  result       FAIL: no comment was acknowledged\n")
+	default:
+		fmt.Fprintf(w, "  result       PASS: each of the %d acknowledged comments produced exactly one event\n", t.Acked)
+	}
+}
+
+// verdict is the run's error: nil only for a complete run in which every acknowledged comment
+// produced exactly one event.
+func (r *loadgenReport) verdict(problems []string) error {
+	t := r.Total
+	if t.Lost > 0 || t.Duplicated > 0 {
+		problems = append([]string{fmt.Sprintf("%d acknowledged comments lost, %d events duplicated", t.Lost, t.Duplicated)}, problems...)
+	}
+	if t.Sent > 0 && t.Acked == 0 {
+		by := make([]string, 0, len(t.RejectedBy))
+		for k, v := range t.RejectedBy {
+			by = append(by, fmt.Sprintf("%s: %d", k, v))
+		}
+		sort.Strings(by)
+		problems = append(problems, fmt.Sprintf("no comment was acknowledged (%s); check -url and -secret", strings.Join(by, ", ")))
+	}
+	if r.Stopped != "" {
+		problems = append(problems, "run stopped early: "+r.Stopped)
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(problems, "; "))
+}
+
+// loadgenRedisBench measures the raw XADD rate of the Redis at rawURL with redis-benchmark on
+// key, then deletes key.
+func loadgenRedisBench(ctx context.Context, rawURL, key string) (*loadgenBench, error) {
+	opts, err := redis.ParseURL(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("-redis-url: %w", err)
+	}
+	opts.MaxRetries, opts.DialerRetries = -1, 1 // fail fast: redis-benchmark would anyway
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	err = rdb.Ping(pingCtx).Err()
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("redis %s: %w", opts.Addr, err)
+	}
+	defer func() {
+		// Delete even after Ctrl-C: the key would otherwise stay with 200k entries.
+		delCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		rdb.Del(delCtx, key)
+	}()
+	args, err := redisBenchArgs(opts, key)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, "redis-benchmark", args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		msg := strings.TrimSpace(stderr.String() + " " + lastLine(stdout.String()))
+		return nil, fmt.Errorf("redis-benchmark: %w: %s", err, msg)
+	}
+	rps, err := parseBenchRPS(stdout.String())
+	if err != nil {
+		return nil, fmt.Errorf("redis-benchmark: %w", err)
+	}
+	return &loadgenBench{Addr: opts.Addr, XADDPerSec: rps}, nil
+}
+
+// redisBenchArgs are redis-benchmark's arguments for XADD on key at opts.
+func redisBenchArgs(opts *redis.Options, key string) ([]string, error) {
+	var args []string
+	if opts.Network == "unix" {
+		args = append(args, "-s", opts.Addr)
+	} else {
+		host, port, err := net.SplitHostPort(opts.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("-redis-url: address %q: %w", opts.Addr, err)
+		}
+		args = append(args, "-h", host, "-p", port)
+	}
+	if opts.Password != "" {
+		args = append(args, "-a", opts.Password)
+		if opts.Username != "" {
+			args = append(args, "--user", opts.Username)
+		}
+	}
+	if opts.DB != 0 {
+		args = append(args, "--dbnum", strconv.Itoa(opts.DB))
+	}
+	if opts.TLSConfig != nil {
+		args = append(args, "--tls")
+		if opts.TLSConfig.ServerName != "" {
+			args = append(args, "--sni", opts.TLSConfig.ServerName)
+		}
+		if opts.TLSConfig.InsecureSkipVerify {
+			args = append(args, "--insecure")
+		}
+	}
+	args = append(args, "-P", strconv.Itoa(loadgenBenchPipeline), "-n", strconv.Itoa(loadgenBenchRequests), "-q",
+		"XADD", key, "*", "f", "v")
+	return args, nil
+}
+
+var benchRPS = regexp.MustCompile(`([0-9]+(?:\.[0-9]+)?) requests per second`)
+
+// parseBenchRPS reads the final requests/s of `redis-benchmark -q` (whose progress lines end
+// in \r, not \n).
+func parseBenchRPS(out string) (float64, error) {
+	m := benchRPS.FindAllStringSubmatch(out, -1)
+	if len(m) == 0 {
+		return 0, fmt.Errorf("no \"requests per second\" in its output: %q", lastLine(out))
+	}
+	v, err := strconv.ParseFloat(m[len(m)-1][1], 64)
+	if err != nil || v <= 0 {
+		return 0, fmt.Errorf("bad requests per second %q", m[len(m)-1][1])
+	}
+	return v, nil
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if k := strings.LastIndexAny(s, "\r\n"); k >= 0 {
+		s = s[k+1:]
+	}
+	return strings.TrimSpace(s)
+}
+
+// redactRedisURL hides the password of a Redis URL for printing.
+func redactRedisURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(redis URL)"
+	}
+	return u.Redacted()
+}
