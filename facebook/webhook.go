@@ -183,9 +183,13 @@ func fromChange(pageID string, c Change) (voluntree.Message, bool) {
 		Text:      v.Message,
 		CreatedAt: time.Unix(v.CreatedTime, 0).UTC(),
 	}
-	if v.From != nil {
-		m.SenderID, m.SenderName = v.From.ID, v.From.Name
+	if v.From == nil || v.From.ID == "" {
+		// Meta leaves "from" out when the app may not see the commenter: with nobody to
+		// talk to there is nothing to do, and refusing the call would make Facebook retry
+		// it (and its other events) for 36 hours.
+		return voluntree.Message{}, false
 	}
+	m.SenderID, m.SenderName = v.From.ID, v.From.Name
 	if m.SenderID == pageID { // the page answering in its own comments
 		return voluntree.Message{}, false
 	}

@@ -44,13 +44,13 @@ func (s *Store) EventsAfter(ctx context.Context, after string, count int64) (Rep
 	}
 	var r Replay
 	if after != "" {
-		// The log is capped: when an entry newer than after was ever trimmed, the reader
-		// missed events. (Redis 7 keeps the largest deleted id.)
+		// The log is capped: when an entry newer than after was ever removed, the reader
+		// missed events.
 		info, err := s.rdb.XInfoStream(ctx, s.keys.Events()).Result()
 		if err != nil && !isNoStream(err) {
 			return Replay{}, fmt.Errorf("redisstore: replay events: %w", err)
 		}
-		if err == nil && info.MaxDeletedEntryID != "" && CompareIDs(info.MaxDeletedEntryID, after) > 0 {
+		if err == nil && missedAfter(info, after) {
 			r.Gap = true
 		}
 	}
@@ -62,6 +62,25 @@ func (s *Store) EventsAfter(ctx context.Context, after string, count int64) (Rep
 		r.Events = append(r.Events, ev)
 	}
 	return r, nil
+}
+
+// missedAfter reports whether entries newer than after were removed from the stream.
+// max-deleted-entry-id only covers XDEL: Redis 7 does not update it when MAXLEN/XTRIM trims
+// the stream. Trimming removes the oldest entries, so a reader whose after is older than the
+// oldest entry left, in a stream that lost entries, may have missed some (a reader that saw
+// exactly the newest trimmed entry is reported too: it reloads for nothing, but never misses).
+func missedAfter(info *redis.XInfoStream, after string) bool {
+	if info.MaxDeletedEntryID != "" && CompareIDs(info.MaxDeletedEntryID, after) > 0 {
+		return true
+	}
+	if info.EntriesAdded <= info.Length { // nothing was ever removed
+		return false
+	}
+	oldest := info.FirstEntry.ID
+	if oldest == "" { // every entry was removed
+		oldest = info.LastGeneratedID
+	}
+	return CompareIDs(oldest, after) > 0
 }
 
 // LastEventID returns the id of the newest event, "" when there is none.

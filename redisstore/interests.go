@@ -157,6 +157,10 @@ func (s *Store) Counts(ctx context.Context, postKey string) (PostCounts, error) 
 
 // Interests returns a post's interests in recording order, from offset, at most limit.
 func (s *Store) Interests(ctx context.Context, postKey string, offset, limit int64) ([]voluntree.Interest, error) {
+	if limit <= 0 { // ZRANGE offset offset-1 would be the whole index from offset 0
+		return nil, nil
+	}
+	offset = max(offset, 0) // a negative offset would count from the end
 	ids, err := s.rdb.ZRange(ctx, s.keys.PostInterests(postKey), offset, offset+limit-1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: interests: %w", err)
