@@ -17,7 +17,7 @@ import (
 
 // Event hub defaults.
 const (
-	DefaultSendBuffer = 256 // frames queued for one socket before it counts as too slow
+	DefaultSendBuffer = 4096 // frames (~2 MB) queued for one socket before it counts as too slow
 	MaxTail           = 1000
 )
 

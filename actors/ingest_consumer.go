@@ -139,6 +139,9 @@ func (c *IngestConsumer) Stop(ctx context.Context) error {
 }
 
 func (c *IngestConsumer) run(ctx context.Context) {
+	in, drained := c.startPipeline()
+	defer func() { close(in); <-drained }()
+	handle := func(entries []redisstore.Entry) { c.submit(ctx, in, entries) }
 	backoff := newBackoff()
 	for ctx.Err() == nil {
 		if err := c.store.EnsureGroup(ctx); err != nil {
@@ -162,13 +165,13 @@ func (c *IngestConsumer) run(ctx context.Context) {
 			break
 		}
 		c.log.Info("re-reading own pending entries", "action", "recover", "entries", len(entries))
-		c.handle(ctx, entries)
+		handle(entries)
 		after = entries[len(entries)-1].ID
 	}
 	nextClaim := time.Now()
 	for ctx.Err() == nil {
 		if !time.Now().Before(nextClaim) {
-			n, err := c.claim(ctx)
+			n, err := c.claim(ctx, handle)
 			if err != nil {
 				c.log.Error("reclaim", "action", "claim", "error", err)
 			}
@@ -185,77 +188,20 @@ func (c *IngestConsumer) run(ctx context.Context) {
 			continue
 		}
 		backoff.reset()
-		c.handle(ctx, entries)
+		handle(entries)
 	}
 }
 
 // claim takes over entries idle past ClaimIdle and processes them; it returns how many.
-func (c *IngestConsumer) claim(ctx context.Context) (int, error) {
+func (c *IngestConsumer) claim(ctx context.Context, handle func([]redisstore.Entry)) (int, error) {
 	entries, err := c.store.Claim(ctx, c.cfg.Consumer, c.cfg.ClaimIdle, c.cfg.ReadCount)
 	if err != nil || len(entries) == 0 {
 		return 0, err
 	}
 	c.metrics.IngestReclaimed.Add(float64(len(entries)))
 	c.log.Info("reclaimed idle entries", "action", "claim", "entries", len(entries))
-	c.handle(ctx, entries)
+	handle(entries)
 	return len(entries), nil
-}
-
-// handle processes one read's entries: undecodable ones and ones past MaxDeliveries go to
-// the dead letters, the rest to the Processor; successes are acknowledged in one call.
-func (c *IngestConsumer) handle(parent context.Context, entries []redisstore.Entry) {
-	if len(entries) == 0 {
-		return
-	}
-	start := time.Now()
-	c.metrics.IngestRead.Add(float64(len(entries)))
-	c.metrics.IngestBatchSize.Observe(float64(len(entries)))
-	// Finish the batch in hand even when the consumer is stopping: its effects are on
-	// their way, and acknowledging them now saves a redelivery.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), c.cfg.ProcessTimeout)
-	defer cancel()
-
-	var work []redisstore.Entry
-	for _, e := range entries {
-		switch {
-		case e.Err != nil:
-			c.deadLetter(ctx, e, fmt.Errorf("undecodable entry: %w", e.Err))
-		case e.Deliveries > int64(c.cfg.MaxDeliveries):
-			c.deadLetter(ctx, e, nil) // failed (or crashed its consumer) every delivery
-		default:
-			work = append(work, e)
-		}
-	}
-	if len(work) == 0 {
-		return
-	}
-	msgs := make([]voluntree.Message, len(work))
-	for i, e := range work {
-		msgs[i] = e.Message
-	}
-	errs := c.proc.Process(ctx, msgs)
-	var acks []string
-	for i, e := range work {
-		if errs[i] == nil {
-			acks = append(acks, e.ID)
-			continue
-		}
-		c.metrics.IngestFailures.Inc()
-		c.log.Warn("entry failed", "action", "process", "entry", e.ID, "message", e.Message.ID,
-			"delivery", e.Deliveries, "error", errs[i])
-		if e.Deliveries >= int64(c.cfg.MaxDeliveries) {
-			c.deadLetter(ctx, e, errs[i])
-			continue
-		}
-		if err := c.store.RecordFailure(ctx, e.ID, errs[i]); err != nil {
-			c.log.Error("record failure", "action", "process", "entry", e.ID, "error", err)
-		}
-	}
-	if err := c.store.Ack(ctx, acks...); err != nil {
-		// Effects are durable and idempotent: the entries are redelivered and change nothing.
-		c.log.Error("ack", "action", "ack", "entries", len(acks), "error", err)
-	}
-	c.metrics.IngestBatchTime.Observe(time.Since(start).Seconds())
 }
 
 func (c *IngestConsumer) deadLetter(ctx context.Context, e redisstore.Entry, cause error) {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/voluntree/voluntree"
+	"github.com/voluntree/voluntree/actors"
 	"github.com/voluntree/voluntree/cluster/grainpb"
 	"github.com/voluntree/voluntree/redisstore"
 )
@@ -22,29 +23,48 @@ type Router struct {
 	log        *slog.Logger
 }
 
-// NewRouter returns a Router; it implements actors.Processor.
+// NewRouter returns a Router; it implements actors.StagedProcessor.
 func NewRouter(node *Node, classifier voluntree.Classifier, logger *slog.Logger) *Router {
 	return &Router{node: node, classifier: classifier, log: logger.With("component", "router")}
 }
 
 // Process applies msgs' effects durably and returns one error per message: nil means its
-// effects are stored and the entry may be acknowledged.
+// effects are stored and the entry may be acknowledged. It runs the stages one after the
+// other; the ingest consumer pipelines them instead.
 func (r *Router) Process(ctx context.Context, msgs []voluntree.Message) []error {
-	errs := make([]error, len(msgs))
-	preds, err := r.classify(ctx, msgs)
-	if err != nil {
-		for i := range errs {
-			errs[i] = err
+	return actors.RunStages(ctx, r.Stages(), msgs)
+}
+
+// Stages are classify, conversations, posts (see actors.StagedProcessor).
+func (r *Router) Stages() []actors.Stage {
+	return []actors.Stage{r.classifyStage, r.conversationStage, r.postStage}
+}
+
+// classifyStage classifies the whole batch in one call.
+func (r *Router) classifyStage(ctx context.Context, b *actors.Batch) {
+	preds, err := r.classify(ctx, b.Msgs)
+	items := make([]*grainpb.Classified, len(b.Msgs))
+	for i, m := range b.Msgs {
+		if err != nil {
+			b.Errs[i] = err
+			continue
 		}
-		return errs
-	}
-	items := make([]*grainpb.Classified, len(msgs))
-	for i, m := range msgs {
 		items[i] = classified(m, preds[i])
 	}
+	b.Data = items
+}
 
-	// Conversations first: they tell which post a Messenger message belongs to.
-	byConv := groupBy(len(msgs), func(i int) string { return msgs[i].ConversationID() })
+// conversationStage sends each conversation's messages to its grain, which answers the post
+// each belongs to (Messenger messages inherit the conversation's post).
+func (r *Router) conversationStage(_ context.Context, b *actors.Batch) {
+	items := b.Data.([]*grainpb.Classified)
+	byConv := groupBy(len(b.Msgs), func(i int) string {
+		if b.Failed(i) {
+			return ""
+		}
+		return b.Msgs[i].ConversationID()
+	})
+	delete(byConv, "")
 	var mu sync.Mutex
 	r.each(byConv, func(id string, idx []int) {
 		req := &grainpb.ConversationRequest{Messages: pick(items, idx)}
@@ -58,23 +78,28 @@ func (r *Router) Process(ctx context.Context, msgs []voluntree.Message) []error 
 		defer mu.Unlock()
 		for j, i := range idx {
 			if err != nil {
-				errs[i] = fmt.Errorf("conversation grain %s: %w", id, err)
+				b.Errs[i] = fmt.Errorf("conversation grain %s: %w", id, err)
 				continue
 			}
 			items[i].PostId = resp.PostIds[j]
 		}
 	})
+}
 
-	byPost := groupBy(len(msgs), func(i int) string {
-		if errs[i] != nil {
+// postStage sends each post's messages to its grain, which records them once each.
+func (r *Router) postStage(_ context.Context, b *actors.Batch) {
+	items := b.Data.([]*grainpb.Classified)
+	byPost := groupBy(len(b.Msgs), func(i int) string {
+		switch {
+		case b.Failed(i):
 			return ""
-		}
-		if items[i].PostId == "" {
+		case items[i].PostId == "":
 			return redisstore.PageInbox(items[i].PageId)
 		}
 		return items[i].PostId
 	})
 	delete(byPost, "")
+	var mu sync.Mutex
 	r.each(byPost, func(key string, idx []int) {
 		req := &grainpb.RecordRequest{PostKey: key, Messages: pick(items, idx)}
 		_, err := timed(r, "post", func() (*grainpb.RecordResponse, error) {
@@ -86,10 +111,9 @@ func (r *Router) Process(ctx context.Context, msgs []voluntree.Message) []error 
 		mu.Lock()
 		defer mu.Unlock()
 		for _, i := range idx {
-			errs[i] = fmt.Errorf("post grain %s: %w", key, err)
+			b.Errs[i] = fmt.Errorf("post grain %s: %w", key, err)
 		}
 	})
-	return errs
 }
 
 // classify classifies the batch, waiting and retrying briefly while the classifier is

@@ -373,8 +373,10 @@ func (n loadgenNames) commentID(i int) string {
 	return n.postID(i) + "_" + n.RunID + strconv.Itoa(i)
 }
 
+// sender spreads comments over the senders pseudo-randomly (a multiplicative hash), so that
+// consecutive comments come from different people, as on a busy post.
 func (n loadgenNames) sender(i int) (id, name string) {
-	k := (i / n.Posts) % n.Senders
+	k := int(uint64(i) * 2654435761 % uint64(n.Senders))
 	return "lg" + n.RunID + "-" + strconv.Itoa(k), "Loadgen Volunteer " + strconv.Itoa(k)
 }
 

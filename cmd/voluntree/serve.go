@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"strconv"
 	"strings"
@@ -29,6 +31,9 @@ import (
 	"github.com/voluntree/voluntree/redisstore"
 )
 
+// defaultRedisPool is the Redis connection pool size unless the URL sets pool_size.
+const defaultRedisPool = 256
+
 // serveConfig is everything `voluntree serve` reads from its environment and flags.
 type serveConfig struct {
 	Addr      string
@@ -48,6 +53,7 @@ type serveConfig struct {
 	Ingest      actors.IngestConfig
 	Store       redisstore.Config
 	SendBuffer  int
+	PprofAddr   string
 }
 
 func envOr(key, def string) string {
@@ -103,6 +109,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.Int64Var(&c.Store.IngestMaxLen, "ingest-max-len", redisstore.DefaultIngestMaxLen, "approximate cap of the ingest stream; webhooks get 503 when the backlog nears it")
 	fs.Int64Var(&c.Store.EventsMaxLen, "events-max-len", redisstore.DefaultEventsMaxLen, "approximate cap of the events replay log")
 	fs.IntVar(&c.SendBuffer, "ws-send-buffer", actors.DefaultSendBuffer, "events queued per WebSocket before the client counts as too slow and is dropped")
+	fs.StringVar(&c.PprofAddr, "pprof", envOr("VOLUNTREE_PPROF", ""), "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); empty: off (env VOLUNTREE_PPROF)")
 	if err := fs.Parse(args); err != nil {
 		return c, usageError{err}
 	}
@@ -173,6 +180,11 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	opts, err := redis.ParseURL(redisURL)
 	if err != nil {
 		return usageError{fmt.Errorf("VOLUNTREE_REDIS_URL: %w", err)}
+	}
+	if opts.PoolSize == 0 {
+		// Grains, webhook calls and the consumer each hold a connection for one round trip:
+		// go-redis's default (10 per CPU) makes them queue for connections under load.
+		opts.PoolSize = defaultRedisPool
 	}
 	rdb := redis.NewClient(opts)
 	defer rdb.Close()
@@ -261,6 +273,9 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 			{Name: "classifier", Check: batcher.Healthy},
 		},
 	})
+	if cfg.PprofAddr != "" {
+		go servePprof(cfg.PprofAddr, log)
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
@@ -321,5 +336,19 @@ func sampleStreams(ctx context.Context, store *redisstore.Store, m *metrics.Metr
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// servePprof serves the Go profiler on its own listener (never on the public API's).
+func servePprof(addr string, log *slog.Logger) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	log.Info("pprof listening", "action", "listen", "pprof", addr)
+	if err := http.ListenAndServe(addr, mux); err != nil {
+		log.Error("pprof", "action", "listen", "error", err)
 	}
 }
