@@ -22,7 +22,7 @@ APT_TESTDATA := python3-torch
 export CGO_ENABLED := 1
 GOTEST_FLAGS ?= -count=1 -timeout 15m
 
-.PHONY: run test build deps deps-test gotch gotch-discover train testdata proto bench clean help
+.PHONY: run test build deps deps-test gotch gotch-discover train testdata proto bench loadgen clean help
 
 help:
 	@echo "make run | make test | make build | make train | make bench | make testdata | make proto | make clean"
@@ -94,6 +94,10 @@ bench: deps-test gotch
 	GOBIN=$(CURDIR)/.build/bin $(GO) install golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
 	set -o pipefail; $(GO) test -run '^$$' -bench . -benchtime 2s -count $(BENCH_COUNT) ./ml ./actors ./httpapi | tee .build/bench.txt
 	.build/bin/benchstat .build/bench.txt
+
+# The live pipeline's figures (BENCHMARKS.md): loadgen against serve on a private Redis.
+loadgen: build
+	scripts/loadgen.sh $(RATES)
 
 clean:
 	rm -rf bin .build

@@ -74,6 +74,10 @@ func (c IngestConfig) Validate() error {
 		return fmt.Errorf("actors: claim idle time must be at least 10ms, got %s", c.ClaimIdle)
 	case c.MaxDeliveries < 1:
 		return fmt.Errorf("actors: max deliveries must be positive, got %d", c.MaxDeliveries)
+	case c.ProcessTimeout < time.Millisecond:
+		return fmt.Errorf("actors: ingest process timeout must be at least 1ms, got %s", c.ProcessTimeout)
+	case c.ClaimEvery < 0:
+		return fmt.Errorf("actors: claim interval must not be negative, got %s", c.ClaimEvery)
 	}
 	return nil
 }
@@ -92,9 +96,16 @@ type IngestConsumer struct {
 	metrics *metrics.Metrics
 	log     *slog.Logger
 
-	cancel context.CancelFunc
-	done   chan struct{}
-	once   sync.Once
+	cancel  context.CancelFunc
+	done    chan struct{}
+	once    sync.Once
+	started bool
+
+	// Entries in the pipeline, by id, with when they were delivered. They stay pending
+	// while in flight: the loop keeps their idle time short (XCLAIM JUSTID, which does not
+	// count as a delivery) so that no consumer — this one included — reclaims them.
+	mu       sync.Mutex
+	inflight map[string]time.Time
 }
 
 // NewIngestConsumer returns a consumer; Start runs it.
@@ -105,13 +116,18 @@ func NewIngestConsumer(store *redisstore.Store, proc Processor, cfg IngestConfig
 	}
 	return &IngestConsumer{
 		store: store, proc: proc, cfg: cfg, metrics: m,
-		log:  logger.With("component", "ingest", "consumer", cfg.Consumer),
-		done: make(chan struct{}),
+		log:      logger.With("component", "ingest", "consumer", cfg.Consumer),
+		done:     make(chan struct{}),
+		inflight: make(map[string]time.Time),
 	}, nil
 }
 
-// Start runs the loop until Stop.
+// Start runs the loop until Stop. It may be called once.
 func (c *IngestConsumer) Start() {
+	if c.started {
+		panic("actors: IngestConsumer.Start called twice")
+	}
+	c.started = true
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	go func() {
@@ -171,6 +187,7 @@ func (c *IngestConsumer) run(ctx context.Context) {
 	nextClaim := time.Now()
 	for ctx.Err() == nil {
 		if !time.Now().Before(nextClaim) {
+			c.touchInflight(ctx)
 			n, err := c.claim(ctx, handle)
 			if err != nil {
 				c.log.Error("reclaim", "action", "claim", "error", err)
@@ -189,6 +206,27 @@ func (c *IngestConsumer) run(ctx context.Context) {
 		}
 		backoff.reset()
 		handle(entries)
+	}
+}
+
+// touchInflight resets the idle time of entries that have been in the pipeline for a third
+// of ClaimIdle, so that a slow batch is not mistaken for a dead consumer's.
+func (c *IngestConsumer) touchInflight(ctx context.Context) {
+	var ids []string
+	cutoff := time.Now().Add(-c.cfg.ClaimIdle / 3)
+	c.mu.Lock()
+	for id, at := range c.inflight {
+		if at.Before(cutoff) {
+			ids = append(ids, id)
+			c.inflight[id] = time.Now()
+		}
+	}
+	c.mu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	if err := c.store.Touch(ctx, c.cfg.Consumer, ids...); err != nil {
+		c.log.Warn("touch in-flight entries", "action", "claim", "entries", len(ids), "error", err)
 	}
 }
 

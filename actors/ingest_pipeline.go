@@ -45,7 +45,15 @@ func stagesOf(p Processor) []Stage {
 		return sp.Stages()
 	}
 	return []Stage{func(ctx context.Context, b *Batch) {
-		for i, err := range p.Process(ctx, b.Msgs) {
+		errs := p.Process(ctx, b.Msgs)
+		if len(errs) != len(b.Msgs) { // a broken Processor must not get entries acknowledged
+			err := fmt.Errorf("actors: processor returned %d results for %d messages", len(errs), len(b.Msgs))
+			for i := range b.Errs {
+				b.Errs[i] = err
+			}
+			return
+		}
+		for i, err := range errs {
 			if err != nil && b.Errs[i] == nil {
 				b.Errs[i] = err
 			}
@@ -94,6 +102,7 @@ func (c *IngestConsumer) startPipeline() (chan<- *Batch, <-chan struct{}) {
 // for the next delivery, or dead-lettered at the last one.
 func (c *IngestConsumer) finish(b *Batch) {
 	defer b.cancel()
+	defer c.forget(b.entries)
 	var acks []string
 	for i, e := range b.entries {
 		err := b.Errs[i]
@@ -137,7 +146,9 @@ func (c *IngestConsumer) submit(parent context.Context, in chan<- *Batch, entrie
 		case e.Err != nil:
 			c.deadLetter(ctx, e, fmt.Errorf("undecodable entry: %w", e.Err))
 		case e.Deliveries > int64(c.cfg.MaxDeliveries):
-			c.deadLetter(ctx, e, nil) // failed (or crashed its consumer) every delivery
+			// Failed (or crashed its consumer) every delivery; the last recorded error, if
+			// any, goes with it.
+			c.deadLetter(ctx, e, nil)
 		default:
 			b.entries = append(b.entries, e)
 			b.Msgs = append(b.Msgs, e.Message)
@@ -148,5 +159,18 @@ func (c *IngestConsumer) submit(parent context.Context, in chan<- *Batch, entrie
 		return
 	}
 	b.Errs = make([]error, len(b.Msgs))
+	c.mu.Lock()
+	for _, e := range b.entries {
+		c.inflight[e.ID] = b.start
+	}
+	c.mu.Unlock()
 	in <- b
+}
+
+func (c *IngestConsumer) forget(entries []redisstore.Entry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range entries {
+		delete(c.inflight, e.ID)
+	}
 }

@@ -168,6 +168,21 @@ func (s *Store) Claim(ctx context.Context, consumer string, minIdle time.Duratio
 	return out, s.fillDeliveries(ctx, consumer, out)
 }
 
+// Touch resets the idle time of entries pending under consumer without counting a delivery
+// (XCLAIM ... JUSTID), so that entries still being processed are not reclaimed.
+func (s *Store) Touch(ctx context.Context, consumer string, ids ...string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	err := s.rdb.XClaimJustID(ctx, &redis.XClaimArgs{
+		Stream: s.keys.Ingest(), Group: s.keys.IngestGroup(), Consumer: consumer, MinIdle: 0, Messages: ids,
+	}).Err()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("redisstore: touch pending: %w", err)
+	}
+	return nil
+}
+
 // fillDeliveries sets each entry's delivery count from the consumer's pending list.
 func (s *Store) fillDeliveries(ctx context.Context, consumer string, entries []Entry) error {
 	if len(entries) == 0 {
@@ -231,6 +246,9 @@ func (s *Store) DeadLetter(ctx context.Context, e Entry, cause error) error {
 	}
 	if prev, err := s.rdb.HGet(ctx, s.keys.IngestErrors(), e.ID).Result(); err == nil && reason == "" {
 		reason = prev
+	}
+	if reason == "" { // its consumers died before they could record anything
+		reason = fmt.Sprintf("delivered %d times without success (consumers died before recording an error)", e.Deliveries)
 	}
 	raw, _ := e.Raw["m"].(string)
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {

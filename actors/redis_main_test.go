@@ -1,0 +1,19 @@
+package actors
+
+import (
+	"os"
+	"testing"
+
+	"github.com/voluntree/voluntree/internal/redistest"
+)
+
+// redisSrv is the package's private redis-server (tests needing Redis are skipped without
+// one, except under CI=true). Each test takes its own client and key prefix from it.
+var redisSrv *redistest.Server
+
+func TestMain(m *testing.M) {
+	redisSrv = redistest.Start()
+	code := m.Run()
+	redisSrv.Stop()
+	os.Exit(code)
+}
