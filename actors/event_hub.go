@@ -124,7 +124,7 @@ func (h *EventHub) listen(ctx context.Context) {
 			}
 			last = h.catchUp(ctx, last)
 		case *redis.Message:
-			ev, err := redisstore.DecodeEvent(m.Payload)
+			ev, err := redisstore.DecodeEventHeader(m.Payload)
 			if err != nil {
 				h.log.Warn("events: bad payload", "action", "receive", "error", err)
 				continue

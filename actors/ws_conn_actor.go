@@ -232,8 +232,8 @@ func (a *connActor) onReplay(ctx actor.Context, p *replayPage) {
 		a.send(ctx, ev.id, ev.postID, ev.frame)
 	}
 	a.buffered = nil
-	a.state = stateLive
 	a.sendControl(ctx, map[string]any{"type": "ready", "replayed": a.replayed, "last_id": a.last})
+	a.state = stateLive
 }
 
 // send queues an event frame unless it is not newer than the last one or filtered out.
@@ -253,11 +253,42 @@ func (a *connActor) sendControl(ctx actor.Context, v map[string]any) {
 	a.push(ctx, b)
 }
 
+// replayStall is how long a frame of the replay may wait for room in the send buffer. A
+// replay (pages of up to 500 events, then the live events buffered meanwhile) arrives as a
+// burst that a reading client drains at its connection's speed: only a client that takes no
+// frame for this long is slow.
+const replayStall = 10 * time.Second
+
 func (a *connActor) push(ctx actor.Context, frame []byte) {
+	if a.state != stateLive {
+		a.pushReplay(ctx, frame)
+		return
+	}
 	select {
 	case <-a.sub.done:
 	case a.sub.frames <- frame:
 	default:
+		a.dropSlow(ctx)
+	}
+}
+
+// pushReplay queues a frame of the replay, waiting up to replayStall for room. It blocks
+// this connection's actor only: the hub keeps forwarding to its mailbox, and the live events
+// it buffers meanwhile stay bounded by 64×SendBuffer.
+func (a *connActor) pushReplay(ctx actor.Context, frame []byte) {
+	select {
+	case <-a.sub.done:
+		return
+	case a.sub.frames <- frame:
+		return
+	default:
+	}
+	t := time.NewTimer(replayStall)
+	defer t.Stop()
+	select {
+	case <-a.sub.done:
+	case a.sub.frames <- frame:
+	case <-t.C:
 		a.dropSlow(ctx)
 	}
 }

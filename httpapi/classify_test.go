@@ -190,13 +190,15 @@ func TestHealthz(t *testing.T) {
 
 func TestDashboardIsServed(t *testing.T) {
 	s, _ := newTestServer(&fakeClassifier{})
-	resp, err := s.App().Test(httptest.NewRequest("GET", "/", nil), -1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 || !strings.Contains(string(raw), "/api/v1/classify") {
-		t.Fatalf("GET / = %d, %d bytes", resp.StatusCode, len(raw))
+	for path, want := range map[string]string{"/": `<ol id="signups"`, "/app.js": "/ws/signups", "/style.css": "{"} {
+		resp, err := s.App().Test(httptest.NewRequest("GET", path, nil), -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || !strings.Contains(string(raw), want) {
+			t.Fatalf("GET %s = %d, %d bytes, lacking %q", path, resp.StatusCode, len(raw), want)
+		}
 	}
 }
 

@@ -65,6 +65,12 @@ func (s *Server) wsSignups(conn *websocket.Conn) {
 			}
 		}
 	}()
+	// The reader must not outlive the handler: once it returns, fasthttp recycles the
+	// connection's buffers. Wake it with a past deadline and wait for it.
+	defer func() {
+		_ = conn.NetConn().SetReadDeadline(time.Now())
+		<-gone
+	}()
 	ping := time.NewTicker(wsPingEvery)
 	defer ping.Stop()
 	for {
@@ -72,7 +78,11 @@ func (s *Server) wsSignups(conn *websocket.Conn) {
 		case frame := <-sub.Frames():
 			_ = conn.SetWriteDeadline(time.Now().Add(wsWriteTimeout))
 			if err := conn.WriteMessage(websocket.TextMessage, frame); err != nil {
-				s.cfg.Metrics.WSDropped.WithLabelValues("error").Inc()
+				select {
+				case <-sub.Done(): // dropped meanwhile (as slow: counted there), or shutting down
+				default:
+					s.cfg.Metrics.WSDropped.WithLabelValues("error").Inc()
+				}
 				return
 			}
 			s.cfg.Metrics.WSEventsSent.Inc()

@@ -122,3 +122,22 @@ func (s *Store) EventIDBeforeLast(ctx context.Context, n int) (string, error) {
 	}
 	return res[n].ID, nil
 }
+
+// EventHeader is what routing an event needs: its id and post.
+type EventHeader struct {
+	ID     string `json:"id"`
+	PostID string `json:"post_id"`
+}
+
+// DecodeEventHeader reads only the id and post of a published event (the hub forwards the
+// payload as is, so decoding the whole interest would be wasted work on every event).
+func DecodeEventHeader(payload string) (EventHeader, error) {
+	var h EventHeader
+	if err := json.Unmarshal([]byte(payload), &h); err != nil {
+		return h, fmt.Errorf("redisstore: decode event: %w", err)
+	}
+	if h.ID == "" {
+		return h, errors.New("redisstore: event without id")
+	}
+	return h, nil
+}

@@ -41,16 +41,21 @@ func (s *Store) Enqueue(ctx context.Context, msgs []voluntree.Message) ([]string
 	}
 	ttl := strconv.FormatInt(int64(s.cfg.DedupeTTL/time.Second), 10)
 	maxLen := strconv.FormatInt(s.cfg.IngestMaxLen, 10)
-	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.Cmd, len(msgs))
+	args := make([][]byte, len(msgs))
 	for i, m := range msgs {
 		b, err := json.Marshal(m)
 		if err != nil {
 			return nil, fmt.Errorf("redisstore: encode message %s: %w", m.ID, err)
 		}
-		cmds[i] = enqueueScript.Eval(ctx, pipe, []string{s.keys.IngestSeen(m.ID), s.keys.Ingest()}, ttl, maxLen, b)
+		args[i] = b
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+	cmds := make([]*redis.Cmd, len(msgs))
+	err := s.co.do(ctx, func(pipe redis.Pipeliner) {
+		for i, m := range msgs {
+			cmds[i] = enqueueScript.Eval(ctx, pipe, []string{s.keys.IngestSeen(m.ID), s.keys.Ingest()}, ttl, maxLen, args[i])
+		}
+	})
+	if err != nil {
 		return nil, fmt.Errorf("redisstore: enqueue: %w", err)
 	}
 	ids := make([]string, len(msgs))

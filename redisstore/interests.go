@@ -77,8 +77,11 @@ func (s *Store) Record(ctx context.Context, postKey string, interests []voluntre
 		return nil, nil
 	}
 	maxLen := strconv.FormatInt(s.cfg.EventsMaxLen, 10)
-	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.Cmd, len(interests))
+	type call struct {
+		keys []string
+		args []any
+	}
+	calls := make([]call, len(interests))
 	for i, in := range interests {
 		keys := []string{
 			s.keys.PostClassified(postKey), s.keys.PostIntents(postKey),
@@ -99,9 +102,15 @@ func (s *Store) Record(ctx context.Context, postKey string, interests []voluntre
 		}
 		args := append([]any{in.ID, string(in.Intent), store, in.RecordedAt.UnixMilli(), event, maxLen,
 			s.keys.EventsChannel(), in.PostID}, fields...)
-		cmds[i] = recordScript.Eval(ctx, pipe, keys, args...)
+		calls[i] = call{keys: keys, args: args}
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+	cmds := make([]*redis.Cmd, len(interests))
+	err := s.co.do(ctx, func(pipe redis.Pipeliner) {
+		for i, c := range calls {
+			cmds[i] = recordScript.Eval(ctx, pipe, c.keys, c.args...)
+		}
+	})
+	if err != nil {
 		return nil, fmt.Errorf("redisstore: record: %w", err)
 	}
 	out := make([]Recorded, len(interests))

@@ -59,7 +59,14 @@ type Store struct {
 	rdb  redis.UniversalClient
 	keys Keys
 	cfg  Config
+	co   *coalescer // the hot paths' commands share pipelines
 }
+
+// Coalescing: workers running pipelines at once, and commands per pipeline at most.
+const (
+	coalesceWorkers = 4
+	coalesceMax     = 512
+)
 
 // New returns a Store on rdb.
 func New(rdb redis.UniversalClient, cfg Config) (*Store, error) {
@@ -67,8 +74,12 @@ func New(rdb redis.UniversalClient, cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Store{rdb: rdb, keys: NewKeys(cfg.Prefix), cfg: cfg}, nil
+	return &Store{rdb: rdb, keys: NewKeys(cfg.Prefix), cfg: cfg,
+		co: newCoalescer(rdb, coalesceWorkers, coalesceMax)}, nil
 }
+
+// Close stops the store's pipeline workers (not the Redis client, which the caller owns).
+func (s *Store) Close() { s.co.close() }
 
 // Keys returns the store's key builder.
 func (s *Store) Keys() Keys { return s.keys }

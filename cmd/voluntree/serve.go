@@ -208,6 +208,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	defer store.Close()
 	system := actors.NewSystem(logger, mp)
 	stopActors := func() {
 		// Shutdown can hang after a peer died (FACTS): bound it.

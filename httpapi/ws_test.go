@@ -1,0 +1,598 @@
+package httpapi_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fasthttp/websocket"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/voluntree/voluntree"
+	"github.com/voluntree/voluntree/actors"
+	"github.com/voluntree/voluntree/redisstore"
+)
+
+const frameWait = 15 * time.Second // longest wait for one expected frame
+
+// wsFrame is any frame of /ws/signups: an event (type "interest", with its id) or a control
+// frame ("ready", "gap").
+type wsFrame struct {
+	Type     string              `json:"type"`
+	ID       string              `json:"id"`
+	PostID   string              `json:"post_id"`
+	Interest *voluntree.Interest `json:"interest"`
+	Replayed *int                `json:"replayed"`
+	LastID   string              `json:"last_id"`
+}
+
+func (f wsFrame) isEvent() bool { return f.Type == string(voluntree.EventInterest) }
+
+func wsEnv(t *testing.T, sendBuffer int, store redisstore.Config) *pipelineEnv {
+	t.Helper()
+	return newEnv(t, envOptions{store: store, hub: &actors.EventHubConfig{SendBuffer: sendBuffer}})
+}
+
+func wsURL(e *pipelineEnv, query url.Values) string {
+	u := "ws://" + e.addr + "/ws/signups"
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	return u
+}
+
+func dialWith(t *testing.T, d *websocket.Dialer, e *pipelineEnv, query url.Values) *websocket.Conn {
+	t.Helper()
+	c, resp, err := d.Dial(wsURL(e, query), nil)
+	if err != nil {
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+		}
+		t.Fatalf("dial %v: %v (status %d)", query, err, status)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func dial(t *testing.T, e *pipelineEnv, query url.Values) *websocket.Conn {
+	t.Helper()
+	return dialWith(t, websocket.DefaultDialer, e, query)
+}
+
+func readFrame(t *testing.T, c *websocket.Conn) wsFrame {
+	t.Helper()
+	if err := c.SetReadDeadline(time.Now().Add(frameWait)); err != nil {
+		t.Fatal(err)
+	}
+	typ, raw, err := c.ReadMessage()
+	if err != nil {
+		t.Fatalf("read frame: %v", err)
+	}
+	if typ != websocket.TextMessage {
+		t.Fatalf("frame of type %d, want text", typ)
+	}
+	var f wsFrame
+	if err := json.Unmarshal(raw, &f); err != nil {
+		t.Fatalf("frame %q: %v", truncate(raw), err)
+	}
+	if f.isEvent() && (f.ID == "" || f.Interest == nil || f.Interest.ID == "") {
+		t.Fatalf("event frame without id or interest: %q", truncate(raw))
+	}
+	return f
+}
+
+// expectReady reads the next frame, which must be "ready".
+func expectReady(t *testing.T, c *websocket.Conn) wsFrame {
+	t.Helper()
+	f := readFrame(t, c)
+	if f.Type != "ready" || f.Replayed == nil {
+		t.Fatalf("got %+v, want the ready frame", f)
+	}
+	return f
+}
+
+// expectEvents reads the next len(ids) frames, which must be exactly these events in order.
+func expectEvents(t *testing.T, c *websocket.Conn, ids []string) []wsFrame {
+	t.Helper()
+	out := make([]wsFrame, 0, len(ids))
+	for i, id := range ids {
+		f := readFrame(t, c)
+		if !f.isEvent() || f.ID != id {
+			t.Fatalf("frame %d of %d: got %+v (id %q), want event %s", i, len(ids), f.Type, f.ID, id)
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+var interestSeq struct {
+	sync.Mutex
+	n int
+}
+
+func newInterest(post, text string) voluntree.Interest {
+	interestSeq.Lock()
+	interestSeq.n++
+	n := interestSeq.n
+	interestSeq.Unlock()
+	now := time.Now()
+	return voluntree.Interest{
+		ID: fmt.Sprintf("%s_c%d", post, n), PostID: post, PageID: testPage,
+		SenderID: fmt.Sprintf("u%d", n), SenderName: fmt.Sprintf("Person %d", n),
+		Kind: voluntree.KindComment, Text: text, Intent: voluntree.IntentInterested,
+		Confidence: 0.9, CreatedAt: now, ReceivedAt: now, RecordedAt: now,
+	}
+}
+
+// recordText stores n interests of post in one Record call (the real event path: XADD to the
+// log and PUBLISH, atomically) and returns their event ids in order.
+func recordText(t *testing.T, e *pipelineEnv, post string, n int, text string) []string {
+	t.Helper()
+	ins := make([]voluntree.Interest, n)
+	for i := range ins {
+		ins[i] = newInterest(post, text)
+	}
+	res, err := e.store.Record(context.Background(), post, ins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]string, n)
+	for i, r := range res {
+		if r.Outcome != redisstore.NewInterest || r.EventID == "" {
+			t.Fatalf("record %s: outcome %v", ins[i].ID, r.Outcome)
+		}
+		ids[i] = r.EventID
+	}
+	return ids
+}
+
+func record(t *testing.T, e *pipelineEnv, post string, n int) []string {
+	t.Helper()
+	return recordText(t, e, post, n, "Count me in")
+}
+
+func TestWSRejectsBadRequests(t *testing.T) {
+	e := wsEnv(t, 0, redisstore.Config{})
+	t.Run("plain GET", func(t *testing.T) {
+		status, raw, _ := request(t, "GET", e.url("/ws/signups"), nil, nil)
+		if status != 426 {
+			t.Fatalf("status %d (%s), want 426", status, raw)
+		}
+		requireErrorBody(t, raw)
+	})
+	for _, q := range []url.Values{
+		{"since": {"abc"}},
+		{"since": {"12-x"}},
+		{"tail": {"5000"}},
+		{"tail": {"-1"}},
+		{"tail": {"x"}},
+		{"post": {strings.Repeat("p", voluntree.MaxIDLength+1)}},
+	} {
+		t.Run(q.Encode()[:min(20, len(q.Encode()))], func(t *testing.T) {
+			c, resp, err := websocket.DefaultDialer.Dial(wsURL(e, q), nil)
+			if err == nil {
+				c.Close()
+				t.Fatal("the upgrade succeeded")
+			}
+			if resp == nil || resp.StatusCode != 400 {
+				t.Fatalf("dial: %v, resp %v; want 400", err, resp)
+			}
+			raw, _ := io.ReadAll(resp.Body)
+			requireErrorBody(t, raw)
+		})
+	}
+	if got := testutil.ToFloat64(e.m.WSClients); got != 0 {
+		t.Fatalf("ws clients = %v after refused upgrades", got)
+	}
+}
+
+func TestWSWithoutEvents(t *testing.T) {
+	e := newEnv(t, envOptions{}) // no hub
+	c, resp, err := websocket.DefaultDialer.Dial(wsURL(e, nil), nil)
+	if err == nil {
+		c.Close()
+		t.Fatal("the upgrade succeeded without an event hub")
+	}
+	if resp == nil || resp.StatusCode != 503 {
+		t.Fatalf("dial: %v, resp %v; want 503", err, resp)
+	}
+}
+
+func TestWSLive(t *testing.T) {
+	e := wsEnv(t, 0, redisstore.Config{})
+	record(t, e, "P", 3) // history a live-only client does not get
+	c := dial(t, e, nil)
+	if r := expectReady(t, c); *r.Replayed != 0 {
+		t.Fatalf("ready %+v: a client without since or tail replayed events", r)
+	}
+	if got := testutil.ToFloat64(e.m.WSClients); got != 1 {
+		t.Fatalf("ws clients = %v, want 1", got)
+	}
+	ids := record(t, e, "P", 10)
+	frames := expectEvents(t, c, ids)
+	for _, f := range frames {
+		if f.PostID != "P" || f.Interest.PostID != "P" || f.Interest.Intent != voluntree.IntentInterested {
+			t.Fatalf("event %+v", f)
+		}
+	}
+	// Nothing else was sent in between: the next frame is the next event.
+	next := record(t, e, "P", 1)
+	expectEvents(t, c, next)
+}
+
+func TestWSPostFilter(t *testing.T) {
+	e := wsEnv(t, 0, redisstore.Config{})
+	a := dial(t, e, url.Values{"post": {"A"}})
+	all := dial(t, e, nil)
+	expectReady(t, a)
+	expectReady(t, all)
+	var wantA, wantAll []string
+	for range 5 {
+		ida := record(t, e, "A", 2)
+		idb := record(t, e, "B", 3)
+		wantA = append(wantA, ida...)
+		wantAll = append(append(wantAll, ida...), idb...)
+	}
+	last := record(t, e, "A", 1)
+	wantA = append(wantA, last...)
+	wantAll = append(wantAll, last...)
+	for _, f := range expectEvents(t, a, wantA) {
+		if f.PostID != "A" {
+			t.Fatalf("?post=A received an event of post %q", f.PostID)
+		}
+	}
+	expectEvents(t, all, wantAll)
+}
+
+func TestWSReconnectWithSince(t *testing.T) {
+	e := wsEnv(t, 0, redisstore.Config{})
+	c := dial(t, e, nil)
+	expectReady(t, c)
+	first := record(t, e, "P", 3)
+	got := expectEvents(t, c, first)
+	lastSeen := got[len(got)-1].ID
+	c.Close()
+
+	missed := record(t, e, "P", 7) // while the client is away
+	c = dial(t, e, url.Values{"since": {lastSeen}})
+	expectEvents(t, c, missed)
+	r := expectReady(t, c)
+	if *r.Replayed != 7 || r.LastID != missed[6] {
+		t.Fatalf("ready %+v, want replayed 7 and last_id %s", r, missed[6])
+	}
+	live := record(t, e, "P", 1)
+	expectEvents(t, c, live)
+}
+
+// TestWSReconnectWhileRecording: events are recorded at full speed before, during and after
+// a reconnect; what the client received over both connections is every event exactly once,
+// in order.
+func TestWSReconnectWhileRecording(t *testing.T) {
+	// A large send buffer: this test is about the replay/live handover, not slow clients.
+	e := wsEnv(t, 1<<14, redisstore.Config{})
+	c := dial(t, e, nil)
+	expectReady(t, c)
+
+	var (
+		mu       sync.Mutex
+		recorded []string
+		recErr   error
+	)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 20000 {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			res, err := e.store.Record(context.Background(), "P", []voluntree.Interest{newInterest("P", "in")})
+			mu.Lock()
+			if err != nil || res[0].Outcome != redisstore.NewInterest {
+				recErr = fmt.Errorf("record: %v %v", err, res)
+				mu.Unlock()
+				return
+			}
+			recorded = append(recorded, res[0].EventID)
+			mu.Unlock()
+		}
+	}()
+	stopRecorder := func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		<-done
+	}
+	defer stopRecorder()
+
+	var received []string
+	for len(received) < 50 {
+		if f := readFrame(t, c); f.isEvent() {
+			received = append(received, f.ID)
+		} else {
+			t.Fatalf("unexpected %q frame on a live connection", f.Type)
+		}
+	}
+	c.Close()
+	mu.Lock()
+	before := len(recorded)
+	mu.Unlock()
+
+	c = dial(t, e, url.Values{"since": {received[len(received)-1]}})
+	ready, afterReady := false, 0
+	for {
+		f := readFrame(t, c)
+		switch {
+		case f.Type == "ready":
+			if ready {
+				t.Fatal("two ready frames")
+			}
+			ready = true
+		case f.isEvent():
+			received = append(received, f.ID)
+			if ready {
+				afterReady++
+			}
+		default:
+			t.Fatalf("unexpected %q frame", f.Type)
+		}
+		if afterReady == 50 {
+			break
+		}
+	}
+	stopRecorder()
+	if recErr != nil {
+		t.Fatal(recErr)
+	}
+	if before >= len(recorded)-50 {
+		t.Fatalf("the recorder did not keep going during the reconnect (%d then %d)", before, len(recorded))
+	}
+	for received[len(received)-1] != recorded[len(recorded)-1] {
+		f := readFrame(t, c)
+		if !f.isEvent() {
+			t.Fatalf("unexpected %q frame", f.Type)
+		}
+		received = append(received, f.ID)
+	}
+	if !slices.Equal(received, recorded) {
+		seen := map[string]int{}
+		for _, id := range received {
+			seen[id]++
+		}
+		for i, id := range recorded {
+			if seen[id] != 1 {
+				t.Errorf("event %d (%s) received %d times", i, id, seen[id])
+			}
+		}
+		t.Fatalf("received %d events, recorded %d: not the same sequence", len(received), len(recorded))
+	}
+	t.Logf("%d events, reconnect after %d", len(recorded), before)
+}
+
+func TestWSTail(t *testing.T) {
+	e := wsEnv(t, 0, redisstore.Config{})
+	ids := record(t, e, "P", 10)
+	c := dial(t, e, url.Values{"tail": {"4"}})
+	expectEvents(t, c, ids[6:])
+	if r := expectReady(t, c); *r.Replayed != 4 || r.LastID != ids[9] {
+		t.Fatalf("ready %+v", r)
+	}
+	more := record(t, e, "P", 2)
+	expectEvents(t, c, more)
+
+	// More than the log holds: all of it.
+	c2 := dial(t, e, url.Values{"tail": {"50"}})
+	expectEvents(t, c2, append(ids, more...))
+	expectReady(t, c2)
+}
+
+func TestWSGap(t *testing.T) {
+	e := wsEnv(t, 0, redisstore.Config{EventsMaxLen: 100})
+	var ids []string
+	for range 4 {
+		ids = append(ids, record(t, e, "P", 100)...)
+	}
+	kept, err := e.rdb.XLen(context.Background(), e.store.Keys().Events()).Result()
+	if err != nil || kept >= 400 || kept < 100 {
+		t.Fatalf("events log holds %d (%v): the cap did not trim", kept, err)
+	}
+
+	c := dial(t, e, url.Values{"since": {ids[0]}})
+	if f := readFrame(t, c); f.Type != "gap" {
+		t.Fatalf("first frame %+v, want gap", f)
+	}
+	// Then what the log still holds: the newest kept events, in order, and ready.
+	expectEvents(t, c, ids[400-kept:])
+	expectReady(t, c)
+
+	// A client whose last id is still in the log sees no gap.
+	c = dial(t, e, url.Values{"since": {ids[389]}})
+	expectEvents(t, c, ids[390:])
+	expectReady(t, c)
+	c = dial(t, e, url.Values{"since": {ids[399]}})
+	if r := expectReady(t, c); *r.Replayed != 0 {
+		t.Fatalf("ready %+v", r)
+	}
+}
+
+// TestWSLongReplay: a replay longer than the send buffer (a client reconnecting after a
+// while, or asking for the maximum tail on a node run with a small -ws-send-buffer) is
+// delivered whole to a client that reads: a replay arrives as one burst, which says nothing
+// about the client being slow. (At 2,500 events/s a dashboard away for two seconds misses
+// more than DefaultSendBuffer events; dropped on reconnect, it could never catch up.)
+func TestWSLongReplay(t *testing.T) {
+	t.Run("since, default buffer", func(t *testing.T) {
+		e := wsEnv(t, 0, redisstore.Config{}) // DefaultSendBuffer
+		start := record(t, e, "P", 1)
+		var ids []string
+		for len(ids) < 2*actors.DefaultSendBuffer+100 {
+			ids = append(ids, record(t, e, "P", 500)...)
+		}
+		c := dial(t, e, url.Values{"since": {start[0]}})
+		expectEvents(t, c, ids)
+		if r := expectReady(t, c); *r.Replayed != len(ids) {
+			t.Fatalf("ready %+v, want replayed %d", r, len(ids))
+		}
+		if got := testutil.ToFloat64(e.m.WSDropped.WithLabelValues(actors.DropSlow)); got != 0 {
+			t.Fatalf("a reading client was dropped as slow")
+		}
+	})
+	t.Run("max tail, small buffer", func(t *testing.T) {
+		e := wsEnv(t, 64, redisstore.Config{})
+		var ids []string
+		for len(ids) < actors.MaxTail+50 {
+			ids = append(ids, record(t, e, "P", 350)...)
+		}
+		c := dial(t, e, url.Values{"tail": {fmt.Sprint(actors.MaxTail)}})
+		expectEvents(t, c, ids[len(ids)-actors.MaxTail:])
+		expectReady(t, c)
+		if got := testutil.ToFloat64(e.m.WSDropped.WithLabelValues(actors.DropSlow)); got != 0 {
+			t.Fatalf("a reading client was dropped as slow")
+		}
+	})
+}
+
+// smallBufferDialer dials with a 4 KiB socket receive buffer, so that a client that does not
+// read fills the kernel's buffers quickly.
+func smallBufferDialer() *websocket.Dialer {
+	d := *websocket.DefaultDialer
+	nd := &net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	d.NetDialContext = nd.DialContext
+	return &d
+}
+
+func TestWSSlowClientIsDropped(t *testing.T) {
+	const sendBuffer, total = 8, 3000
+	e := wsEnv(t, sendBuffer, redisstore.Config{})
+	slow := dialWith(t, smallBufferDialer(), e, nil) // never reads until the end
+	normal := dial(t, e, nil)
+	expectReady(t, normal)
+	eventually(t, 10*time.Second, "both sockets subscribed", func() bool { return testutil.ToFloat64(e.m.WSClients) == 2 })
+
+	// Events of 2 KB, in batches of the send buffer's size, each read by the normal client
+	// before the next is recorded: it keeps up, the slow one does not read at all.
+	text := strings.Repeat("x", 2000)
+	var ids []string
+	for len(ids) < total {
+		batch := recordText(t, e, "P", sendBuffer, text)
+		expectEvents(t, normal, batch)
+		ids = append(ids, batch...)
+	}
+	eventually(t, 20*time.Second, "the slow client is dropped", func() bool {
+		return testutil.ToFloat64(e.m.WSDropped.WithLabelValues(actors.DropSlow)) == 1
+	})
+	eventually(t, 20*time.Second, "ws clients back to 1", func() bool { return testutil.ToFloat64(e.m.WSClients) == 1 })
+
+	// The normal client is still live.
+	expectEvents(t, normal, record(t, e, "P", 1))
+
+	// The slow client finally reads: an in-order prefix of the events (what the buffers held),
+	// then the close frame 1008 or the end of the connection - not silence.
+	var got []string
+	for {
+		if err := slow.SetReadDeadline(time.Now().Add(30 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		_, raw, err := slow.ReadMessage()
+		if err != nil {
+			var ne net.Error
+			var ce *websocket.CloseError
+			switch {
+			case errors.As(err, &ce):
+				// 1008 when the server's close frame got through; 1006 (abnormal closure) is
+				// how this client reports a connection closed without one.
+				if ce.Code != websocket.ClosePolicyViolation && ce.Code != websocket.CloseAbnormalClosure {
+					t.Fatalf("close code %d (%q), want %d", ce.Code, ce.Text, websocket.ClosePolicyViolation)
+				}
+			case errors.As(err, &ne) && ne.Timeout():
+				t.Fatalf("the dropped client's connection stayed open: %v", err)
+			}
+			t.Logf("slow client: %d events, then %v", len(got), err)
+			break
+		}
+		var f wsFrame
+		if err := json.Unmarshal(raw, &f); err != nil {
+			t.Fatal(err)
+		}
+		if f.Type == "ready" {
+			continue
+		}
+		if len(got) >= len(ids) || f.ID != ids[len(got)] {
+			t.Fatalf("slow client frame %d: %s, want %s", len(got), f.ID, ids[min(len(got), len(ids)-1)])
+		}
+		got = append(got, f.ID)
+	}
+	if len(got) >= total {
+		t.Fatalf("the slow client received all %d events: it was not slow", len(got))
+	}
+	// One connection dropped, counted once.
+	if n := testutil.CollectAndCount(e.m.WSDropped); n != 1 {
+		t.Errorf("ws dropped has %d label sets, want only reason=slow (slow %v, error %v)", n,
+			testutil.ToFloat64(e.m.WSDropped.WithLabelValues(actors.DropSlow)),
+			testutil.ToFloat64(e.m.WSDropped.WithLabelValues("error")))
+	}
+}
+
+// TestWSStopClosesSockets: EventHub.Stop closes every open socket with 1001 going away.
+// Run with -race, it also checks that no goroutine of a socket's handler outlives it: the
+// sockets opened after Stop reuse the connection buffers of the closed ones.
+func TestWSStopClosesSockets(t *testing.T) {
+	const n = 5
+	e := wsEnv(t, 0, redisstore.Config{})
+	var conns []*websocket.Conn
+	for range n {
+		c := dial(t, e, nil)
+		expectReady(t, c)
+		conns = append(conns, c)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.stopHub(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range conns {
+		if err := c.SetReadDeadline(time.Now().Add(frameWait)); err != nil {
+			t.Fatal(err)
+		}
+		_, raw, err := c.ReadMessage()
+		if !websocket.IsCloseError(err, websocket.CloseGoingAway) {
+			t.Fatalf("after Stop: %q, %v; want close 1001 going away", raw, err)
+		}
+	}
+	eventually(t, 10*time.Second, "ws clients back to 0", func() bool { return testutil.ToFloat64(e.m.WSClients) == 0 })
+
+	// A socket opened after Stop is told to try again later.
+	for range n {
+		c := dial(t, e, nil)
+		if err := c.SetReadDeadline(time.Now().Add(frameWait)); err != nil {
+			t.Fatal(err)
+		}
+		_, _, err := c.ReadMessage()
+		if !websocket.IsCloseError(err, websocket.CloseTryAgainLater) {
+			t.Fatalf("socket after Stop: %v; want close 1013 try again later", err)
+		}
+	}
+}

@@ -1,0 +1,109 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// coalescer merges concurrent callers' commands into shared pipelines: group commit at the
+// client. Hundreds of grains each saving their state, or webhook calls each appending a
+// message, become a few round trips instead of hundreds, which is most of the cost of a small
+// command (two syscalls and a wake-up on each side). A worker takes the first waiting batch of
+// commands, adds whatever else is already waiting, and runs them as one pipeline: nobody waits
+// for a timer, so a lone caller pays nothing extra.
+type coalescer struct {
+	rdb     redis.UniversalClient
+	ops     chan *pipeOp
+	quit    chan struct{}
+	wg      sync.WaitGroup
+	maxCmds int
+}
+
+type pipeOp struct {
+	queue func(redis.Pipeliner)
+	done  chan error
+}
+
+// errClosed is returned by calls after Close.
+var errClosed = errors.New("redisstore: store is closed")
+
+func newCoalescer(rdb redis.UniversalClient, workers, maxCmds int) *coalescer {
+	c := &coalescer{rdb: rdb, ops: make(chan *pipeOp), quit: make(chan struct{}), maxCmds: maxCmds}
+	for range workers {
+		c.wg.Add(1)
+		go c.work()
+	}
+	return c
+}
+
+// do queues commands through queue and waits until the pipeline carrying them has run. The
+// caller reads each command's own result and error; do returns only ctx's or Close's error.
+func (c *coalescer) do(ctx context.Context, queue func(redis.Pipeliner)) error {
+	op := &pipeOp{queue: queue, done: make(chan error, 1)}
+	select {
+	case c.ops <- op:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.quit:
+		return errClosed
+	}
+	select {
+	case err := <-op.done:
+		return err
+	case <-ctx.Done():
+		// The pipeline still runs (and its commands take effect); the caller stops waiting.
+		return ctx.Err()
+	}
+}
+
+func (c *coalescer) work() {
+	defer c.wg.Done()
+	batch := make([]*pipeOp, 0, c.maxCmds)
+	for {
+		select {
+		case op := <-c.ops:
+			batch = append(batch[:0], op)
+		case <-c.quit:
+			return
+		}
+	more:
+		for len(batch) < c.maxCmds {
+			select {
+			case op := <-c.ops:
+				batch = append(batch, op)
+			default:
+				break more
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		pipe := c.rdb.Pipeline()
+		for _, op := range batch {
+			op.queue(pipe)
+		}
+		// Each command carries its own error (redis.Nil, a script error, or the connection's
+		// failure): callers read them. Exec's own return is the first of those.
+		_, _ = pipe.Exec(ctx)
+		cancel()
+		for _, op := range batch {
+			op.done <- nil
+		}
+	}
+}
+
+func (c *coalescer) close() {
+	close(c.quit)
+	c.wg.Wait()
+}
+
+// cmdErr returns a command's error, nil for redis.Nil (a missing key is not a failure).
+func cmdErr(what string, cmd redis.Cmder) error {
+	if err := cmd.Err(); err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("redisstore: %s: %w", what, err)
+	}
+	return nil
+}
