@@ -7,7 +7,9 @@ import (
 // batchQueue is the batching policy of the batcher actor, free of actors and timers so it can
 // be tested with an injected clock. Items wait in FIFO order; a batch is due when
 //   - maxBatch items are queued (under load batches fill to the max), or
-//   - the oldest queued item has waited maxDelay (a lone request at idle waits at most that).
+//   - the oldest queued item has waited maxDelay (a lone request at idle waits at most that), or
+//   - an urgent request was queued (a caller that batched its texts itself, like the ingest
+//     pipeline, has nothing to wait for): everything up to its last text is due at once.
 //
 // The queue holds at most maxQueue items; push refuses more (back-pressure).
 type batchQueue struct {
@@ -15,6 +17,7 @@ type batchQueue struct {
 	maxDelay time.Duration
 	maxQueue int
 	items    []queuedItem
+	flush    int // items at the head that are due now (up to the last urgent request's)
 }
 
 type queuedItem struct {
@@ -31,6 +34,9 @@ func (q *batchQueue) push(now time.Time, req *pendingRequest) bool {
 	for i := range req.texts {
 		q.items = append(q.items, queuedItem{req: req, index: i, enqueued: now})
 	}
+	if req.urgent {
+		q.flush = len(q.items)
+	}
 	return true
 }
 
@@ -41,7 +47,7 @@ func (q *batchQueue) due(now time.Time) bool {
 	if len(q.items) == 0 {
 		return false
 	}
-	return len(q.items) >= q.maxBatch || !now.Before(q.deadline())
+	return len(q.items) >= q.maxBatch || q.flush > 0 || !now.Before(q.deadline())
 }
 
 // deadline is when the oldest queued item's wait reaches maxDelay; zero when empty.
@@ -60,12 +66,13 @@ func (q *batchQueue) take() []queuedItem {
 	rest := copy(q.items, q.items[n:])
 	clear(q.items[rest:])
 	q.items = q.items[:rest]
+	q.flush = max(0, q.flush-n)
 	return batch
 }
 
 // drain removes and returns everything.
 func (q *batchQueue) drain() []queuedItem {
 	all := q.items
-	q.items = nil
+	q.items, q.flush = nil, 0
 	return all
 }

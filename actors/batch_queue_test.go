@@ -93,3 +93,27 @@ func TestBatchQueueBoundsAndOrder(t *testing.T) {
 		t.Fatalf("drain returned %d items, queue %d", len(rest), q.len())
 	}
 }
+
+func TestBatchQueueUrgentFlushes(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	q := batchQueue{maxBatch: 8, maxDelay: 5 * time.Millisecond, maxQueue: 100}
+	q.push(t0, req(2)) // an ordinary request: would wait for the max delay
+	if q.due(t0) {
+		t.Fatal("ordinary request due at once")
+	}
+	urgent := req(10)
+	urgent.urgent = true
+	q.push(t0, urgent)
+	for i, want := range []int{8, 4} { // everything up to the urgent request's last text, in max-size batches
+		if !q.due(t0) {
+			t.Fatalf("batch %d not due", i)
+		}
+		if got := len(q.take()); got != want {
+			t.Fatalf("batch %d has %d items, want %d", i, got, want)
+		}
+	}
+	q.push(t0, req(1))
+	if q.due(t0) {
+		t.Fatal("the flush outlived the urgent request's texts")
+	}
+}

@@ -119,6 +119,17 @@ func (b *Batcher) Healthy(context.Context) error {
 // returns an EOVERLOADED error at once when the queue is full, and ctx's error when ctx ends
 // first.
 func (b *Batcher) Classify(ctx context.Context, texts []string) ([]voluntree.Prediction, error) {
+	return b.classify(ctx, texts, false)
+}
+
+// ClassifyNow is Classify for callers that batch their texts themselves (the ingest
+// pipeline): their texts, and whatever is queued before them, run without waiting for the
+// max delay. Batches are still at most the max batch size.
+func (b *Batcher) ClassifyNow(ctx context.Context, texts []string) ([]voluntree.Prediction, error) {
+	return b.classify(ctx, texts, true)
+}
+
+func (b *Batcher) classify(ctx context.Context, texts []string, urgent bool) ([]voluntree.Prediction, error) {
 	if len(texts) == 0 {
 		return nil, nil
 	}
@@ -131,7 +142,7 @@ func (b *Batcher) Classify(ctx context.Context, texts []string) ([]voluntree.Pre
 	if err := b.Healthy(ctx); err != nil {
 		return nil, err
 	}
-	req := &pendingRequest{ctx: ctx, texts: texts, reply: make(chan classifyReply, 1)}
+	req := &pendingRequest{ctx: ctx, texts: texts, urgent: urgent, reply: make(chan classifyReply, 1)}
 	b.system.Root.Send(b.pid, &classifyRequest{req: req})
 	select {
 	case r := <-req.reply:

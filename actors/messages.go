@@ -21,6 +21,7 @@ type classifyRequest struct {
 type pendingRequest struct {
 	ctx       context.Context
 	texts     []string
+	urgent    bool // do not wait for other callers' texts (see batchQueue)
 	results   []voluntree.Prediction
 	remaining int
 	reply     chan classifyReply // buffered(1); receives exactly one reply

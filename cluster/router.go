@@ -126,9 +126,15 @@ func (r *Router) classify(ctx context.Context, msgs []voluntree.Message) ([]volu
 			texts[i] = m.Payload
 		}
 	}
+	classify := r.classifier.Classify
+	if now, ok := r.classifier.(interface {
+		ClassifyNow(context.Context, []string) ([]voluntree.Prediction, error)
+	}); ok {
+		classify = now.ClassifyNow // the batch is made: nothing to wait for
+	}
 	backoff := 5 * time.Millisecond
 	for {
-		preds, err := r.classifier.Classify(ctx, texts)
+		preds, err := classify(ctx, texts)
 		if voluntree.ErrorCode(err) != voluntree.EOVERLOADED {
 			if err != nil {
 				return nil, fmt.Errorf("classify: %w", err)
