@@ -84,6 +84,7 @@ proto:
 	GOBIN=$(CURDIR)/.build/bin $(GO) install $(PROTOC_GEN_GO)
 	GOBIN=$(CURDIR)/.build/bin $(GO) install $(PROTOC_GEN_GRAIN)
 	PATH=$(CURDIR)/.build/bin:$$PATH protoc -I cluster/grainpb \
+	  -I $$($(GO) env GOMODCACHE)/github.com/asynkron/protoactor-go@v0.0.0-20240822202345-3c0e61ca19c9 \
 	  --go_out=cluster/grainpb --go_opt=paths=source_relative \
 	  --go-grain_out=cluster/grainpb --go-grain_opt=paths=source_relative \
 	  cluster/grainpb/grains.proto

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	protocluster "github.com/asynkron/protoactor-go/cluster"
 
 	"github.com/voluntree/voluntree"
 	"github.com/voluntree/voluntree/actors"
@@ -14,9 +16,9 @@ import (
 )
 
 // Router takes a batch of ingest messages through the pipeline: one classify call for the
-// whole batch (the batching actor merges it with other callers'), then each conversation's
-// messages to its conversation grain, then each post's messages to its post grain. Grains
-// of different keys run concurrently; one key's messages go in one request, in stream order.
+// whole batch, then each conversation's messages to its conversation grain, then each post's
+// messages to its post grain. Grains of different keys run concurrently; one key's messages
+// go in one request, in stream order.
 type Router struct {
 	node       *Node
 	classifier voluntree.Classifier
@@ -35,9 +37,28 @@ func (r *Router) Process(ctx context.Context, msgs []voluntree.Message) []error 
 	return actors.RunStages(ctx, r.Stages(), msgs)
 }
 
-// Stages are classify, conversations, posts (see actors.StagedProcessor).
+// Stages are classify; send to conversations; wait for them and send to posts; wait for the
+// posts (see actors.StagedProcessor). A stage sends all of a batch's grain requests, in
+// stream order, and the next stage waits for the answers: each grain's mailbox keeps one key's
+// messages in order while the round trips of consecutive batches overlap.
 func (r *Router) Stages() []actors.Stage {
-	return []actors.Stage{r.classifyStage, r.conversationStage, r.postStage}
+	return []actors.Stage{r.classifyStage, r.sendConversations, r.sendPosts, r.awaitPosts}
+}
+
+// routeData is what the stages hand each other through actors.Batch.Data.
+type routeData struct {
+	items []*grainpb.Classified
+	calls []*grainCall // the requests in flight
+}
+
+// grainCall is one grain request of a batch: the messages idx of one key.
+type grainCall struct {
+	kind, key string
+	idx       []int
+	start     time.Time
+	future    *actor.Future
+	err       error
+	retry     func() (any, error) // the blocking call, which re-resolves the grain
 }
 
 // classifyStage classifies the whole batch in one call.
@@ -51,69 +72,107 @@ func (r *Router) classifyStage(ctx context.Context, b *actors.Batch) {
 		}
 		items[i] = classified(m, preds[i])
 	}
-	b.Data = items
+	b.Data = &routeData{items: items}
 }
 
-// conversationStage sends each conversation's messages to its grain, which answers the post
-// each belongs to (Messenger messages inherit the conversation's post).
-func (r *Router) conversationStage(_ context.Context, b *actors.Batch) {
-	items := b.Data.([]*grainpb.Classified)
-	byConv := groupBy(len(b.Msgs), func(i int) string {
+// sendConversations sends each conversation's messages to its grain.
+func (r *Router) sendConversations(_ context.Context, b *actors.Batch) {
+	d := b.Data.(*routeData)
+	d.calls = nil
+	for _, g := range groupBy(len(b.Msgs), func(i int) string {
 		if b.Failed(i) {
 			return ""
 		}
 		return b.Msgs[i].ConversationID()
-	})
-	delete(byConv, "")
-	var mu sync.Mutex
-	r.each(byConv, func(id string, idx []int) {
-		req := &grainpb.ConversationRequest{Messages: pick(items, idx)}
-		resp, err := timed(r, "conversation", func() (*grainpb.ConversationResponse, error) {
-			return r.node.Conversation(id).Handle(req)
-		})
-		if err == nil && len(resp.PostIds) != len(idx) {
-			err = fmt.Errorf("conversation %s answered %d posts for %d messages", id, len(resp.PostIds), len(idx))
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		for j, i := range idx {
-			if err != nil {
-				b.Errs[i] = fmt.Errorf("conversation grain %s: %w", id, err)
-				continue
-			}
-			items[i].PostId = resp.PostIds[j]
-		}
-	})
+	}) {
+		client := r.node.Conversation(g.key)
+		req := &grainpb.ConversationRequest{Messages: pick(d.items, g.idx)}
+		c := &grainCall{kind: "conversation", key: g.key, idx: g.idx, start: time.Now(),
+			retry: func() (any, error) { return client.Handle(req) }}
+		c.future, c.err = client.HandleFuture(req)
+		d.calls = append(d.calls, c)
+	}
 }
 
-// postStage sends each post's messages to its grain, which records them once each.
-func (r *Router) postStage(_ context.Context, b *actors.Batch) {
-	items := b.Data.([]*grainpb.Classified)
-	byPost := groupBy(len(b.Msgs), func(i int) string {
+// sendPosts takes the conversations' answers (the post each message belongs to: Messenger
+// messages inherit the conversation's) and sends each post's messages to its grain.
+func (r *Router) sendPosts(_ context.Context, b *actors.Batch) {
+	d := b.Data.(*routeData)
+	for _, c := range d.calls {
+		res, err := r.await(c)
+		resp, ok := res.(*grainpb.ConversationResponse)
+		switch {
+		case err != nil:
+		case !ok:
+			err = fmt.Errorf("unexpected answer %T", res)
+		case len(resp.PostIds) != len(c.idx):
+			err = fmt.Errorf("answered %d posts for %d messages", len(resp.PostIds), len(c.idx))
+		}
+		for j, i := range c.idx {
+			if err != nil {
+				b.Errs[i] = fmt.Errorf("conversation grain %s: %w", c.key, err)
+				continue
+			}
+			d.items[i].PostId = resp.PostIds[j]
+		}
+	}
+	d.calls = nil
+	for _, g := range groupBy(len(b.Msgs), func(i int) string {
 		switch {
 		case b.Failed(i):
 			return ""
-		case items[i].PostId == "":
-			return redisstore.PageInbox(items[i].PageId)
+		case d.items[i].PostId == "":
+			return redisstore.PageInbox(d.items[i].PageId)
 		}
-		return items[i].PostId
-	})
-	delete(byPost, "")
-	var mu sync.Mutex
-	r.each(byPost, func(key string, idx []int) {
-		req := &grainpb.RecordRequest{PostKey: key, Messages: pick(items, idx)}
-		_, err := timed(r, "post", func() (*grainpb.RecordResponse, error) {
-			return r.node.Post(key).Record(req)
-		})
-		if err == nil {
-			return
+		return d.items[i].PostId
+	}) {
+		client := r.node.Post(g.key)
+		req := &grainpb.RecordRequest{PostKey: g.key, Messages: pick(d.items, g.idx)}
+		c := &grainCall{kind: "post", key: g.key, idx: g.idx, start: time.Now(),
+			retry: func() (any, error) { return client.Record(req) }}
+		c.future, c.err = client.RecordFuture(req)
+		d.calls = append(d.calls, c)
+	}
+}
+
+// awaitPosts waits for the post grains: their records are the batch's durable effects.
+func (r *Router) awaitPosts(_ context.Context, b *actors.Batch) {
+	d := b.Data.(*routeData)
+	for _, c := range d.calls {
+		res, err := r.await(c)
+		if _, ok := res.(*grainpb.RecordResponse); err == nil && !ok {
+			err = fmt.Errorf("unexpected answer %T", res)
 		}
-		mu.Lock()
-		defer mu.Unlock()
-		for _, i := range idx {
-			b.Errs[i] = fmt.Errorf("post grain %s: %w", key, err)
+		if err != nil {
+			for _, i := range c.idx {
+				b.Errs[i] = fmt.Errorf("post grain %s: %w", c.key, err)
+			}
 		}
-	})
+	}
+	d.calls = nil
+}
+
+// await returns a grain call's answer. A request that timed out or found its grain gone (it
+// was passivated or moved as the request left) is sent again with the blocking call, which
+// resolves the grain anew and retries; a grain's own error is final (the entry is redelivered).
+func (r *Router) await(c *grainCall) (any, error) {
+	var res any
+	err := c.err
+	if err == nil {
+		res, err = c.future.Result()
+	}
+	if ge, ok := res.(*protocluster.GrainErrorResponse); ok {
+		res, err = nil, ge
+	} else if err != nil {
+		res, err = c.retry()
+	}
+	outcome := "ok"
+	if err != nil {
+		outcome = "error"
+		r.log.Warn("grain request failed", "action", "route", "kind", c.kind, "key", c.key, "error", err)
+	}
+	r.node.cfg.Metrics.GrainRequest.WithLabelValues(c.kind, outcome).Observe(time.Since(c.start).Seconds())
+	return res, err
 }
 
 // classify classifies the batch, waiting and retrying briefly while the classifier is
@@ -150,39 +209,30 @@ func (r *Router) classify(ctx context.Context, msgs []voluntree.Message) ([]volu
 	}
 }
 
-func timed[T any](r *Router, kind string, call func() (T, error)) (T, error) {
-	start := time.Now()
-	resp, err := call()
-	outcome := "ok"
-	if err != nil {
-		outcome = "error"
-		r.log.Warn("grain request failed", "action", "route", "kind", kind, "error", err)
-	}
-	r.node.cfg.Metrics.GrainRequest.WithLabelValues(kind, outcome).Observe(time.Since(start).Seconds())
-	return resp, err
+type group struct {
+	key string
+	idx []int
 }
 
-// each runs fn for every group concurrently and waits for all.
-func (r *Router) each(groups map[string][]int, fn func(key string, idx []int)) {
-	var wg sync.WaitGroup
-	for key, idx := range groups {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			fn(key, idx)
-		}()
-	}
-	wg.Wait()
-}
-
-// groupBy groups indexes 0..n-1 by key, keeping their order within a group.
-func groupBy(n int, key func(i int) string) map[string][]int {
-	g := make(map[string][]int)
+// groupBy groups indexes 0..n-1 by key (skipping ""), groups in order of first appearance
+// and indexes in order within a group.
+func groupBy(n int, key func(i int) string) []group {
+	var out []group
+	at := make(map[string]int)
 	for i := range n {
 		k := key(i)
-		g[k] = append(g[k], i)
+		if k == "" {
+			continue
+		}
+		g, ok := at[k]
+		if !ok {
+			g = len(out)
+			at[k] = g
+			out = append(out, group{key: k})
+		}
+		out[g].idx = append(out[g].idx, i)
 	}
-	return g
+	return out
 }
 
 func pick(items []*grainpb.Classified, idx []int) []*grainpb.Classified {

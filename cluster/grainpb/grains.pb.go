@@ -10,6 +10,7 @@
 package grainpb
 
 import (
+	_ "github.com/asynkron/protoactor-go/protobuf/protoc-gen-go-grain/options"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -490,7 +491,7 @@ var File_grains_proto protoreflect.FileDescriptor
 
 const file_grains_proto_rawDesc = "" +
 	"\n" +
-	"\fgrains.proto\x12\x10voluntree.grains\"\x9f\x03\n" +
+	"\fgrains.proto\x12\x10voluntree.grains\x1a2protobuf/protoc-gen-go-grain/options/options.proto\"\x9f\x03\n" +
 	"\n" +
 	"Classified\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
@@ -539,11 +540,11 @@ const file_grains_proto_rawDesc = "" +
 	"\x14updated_at_unix_nano\x18\t \x01(\x03R\x11updatedAtUnixNano\x1a:\n" +
 	"\fIntentsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x012i\n" +
-	"\fConversation\x12Y\n" +
-	"\x06Handle\x12%.voluntree.grains.ConversationRequest\x1a&.voluntree.grains.ConversationResponse\"\x002U\n" +
-	"\x04Post\x12M\n" +
-	"\x06Record\x12\x1f.voluntree.grains.RecordRequest\x1a .voluntree.grains.RecordResponse\"\x00B0Z.github.com/voluntree/voluntree/cluster/grainpbb\x06proto3"
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x012o\n" +
+	"\fConversation\x12_\n" +
+	"\x06Handle\x12%.voluntree.grains.ConversationRequest\x1a&.voluntree.grains.ConversationResponse\"\x06\x82\xb5\x18\x02\x10\x012[\n" +
+	"\x04Post\x12S\n" +
+	"\x06Record\x12\x1f.voluntree.grains.RecordRequest\x1a .voluntree.grains.RecordResponse\"\x06\x82\xb5\x18\x02\x10\x01B0Z.github.com/voluntree/voluntree/cluster/grainpbb\x06proto3"
 
 var (
 	file_grains_proto_rawDescOnce sync.Once

@@ -70,6 +70,22 @@ type ConversationGrainClient struct {
 	cluster  *cluster.Cluster
 }
 
+// HandleFuture return a future for the execution of Handle on the cluster
+func (g *ConversationGrainClient) HandleFuture(r *ConversationRequest, opts ...cluster.GrainCallOption) (*actor.Future, error) {
+	bytes, err := proto.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+
+	reqMsg := &cluster.GrainRequest{MethodIndex: 0, MessageData: bytes}
+	f, err := g.cluster.RequestFuture(g.Identity, "Conversation", reqMsg, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("error request future: %w", err)
+	}
+
+	return f, nil
+}
+
 // Handle requests the execution on to the cluster with CallOptions
 func (g *ConversationGrainClient) Handle(r *ConversationRequest, opts ...cluster.GrainCallOption) (*ConversationResponse, error) {
 	if g.cluster.Config.RequestLog {
@@ -211,6 +227,22 @@ type Post interface {
 type PostGrainClient struct {
 	Identity string
 	cluster  *cluster.Cluster
+}
+
+// RecordFuture return a future for the execution of Record on the cluster
+func (g *PostGrainClient) RecordFuture(r *RecordRequest, opts ...cluster.GrainCallOption) (*actor.Future, error) {
+	bytes, err := proto.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+
+	reqMsg := &cluster.GrainRequest{MethodIndex: 0, MessageData: bytes}
+	f, err := g.cluster.RequestFuture(g.Identity, "Post", reqMsg, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("error request future: %w", err)
+	}
+
+	return f, nil
 }
 
 // Record requests the execution on to the cluster with CallOptions
