@@ -50,7 +50,7 @@ func (s *Store) Enqueue(ctx context.Context, msgs []voluntree.Message) ([]string
 		args[i] = b
 	}
 	cmds := make([]*redis.Cmd, len(msgs))
-	err := s.co.do(ctx, func(pipe redis.Pipeliner) {
+	err := s.in.do(ctx, func(pipe redis.Pipeliner) {
 		for i, m := range msgs {
 			cmds[i] = enqueueScript.Eval(ctx, pipe, []string{s.keys.IngestSeen(m.ID), s.keys.Ingest()}, ttl, maxLen, args[i])
 		}
@@ -113,13 +113,21 @@ func (s *Store) EnsureGroup(ctx context.Context) error {
 // for the first one. Keep block short: go-redis does not interrupt a blocking read when ctx
 // ends. It returns no entries and no error when block passed with nothing new.
 func (s *Store) ReadNew(ctx context.Context, consumer string, count int, block time.Duration) ([]Entry, error) {
-	return s.readGroup(ctx, consumer, ">", count, block)
+	entries, err := s.readGroup(ctx, consumer, ">", count, block)
+	for i := range entries {
+		entries[i].Deliveries = 1 // never delivered before: no need to ask XPENDING
+	}
+	return entries, err
 }
 
 // ReadOwnPending re-reads entries delivered to consumer and not acknowledged (after a restart
 // under the same consumer name), oldest first, with ids greater than after ("0" to start).
 func (s *Store) ReadOwnPending(ctx context.Context, consumer, after string, count int) ([]Entry, error) {
-	return s.readGroup(ctx, consumer, after, count, -1)
+	entries, err := s.readGroup(ctx, consumer, after, count, -1)
+	if err != nil {
+		return nil, err
+	}
+	return entries, s.fillDeliveries(ctx, consumer, entries)
 }
 
 func (s *Store) readGroup(ctx context.Context, consumer, from string, count int, block time.Duration) ([]Entry, error) {
@@ -146,7 +154,7 @@ func (s *Store) readGroup(ctx context.Context, consumer, from string, count int,
 			out = append(out, decodeEntry(x))
 		}
 	}
-	return out, s.fillDeliveries(ctx, consumer, out)
+	return out, nil
 }
 
 // Claim takes over up to count entries that have been pending for at least minIdle under any

@@ -59,7 +59,8 @@ type Store struct {
 	rdb  redis.UniversalClient
 	keys Keys
 	cfg  Config
-	co   *coalescer // the hot paths' commands share pipelines
+	co   *coalescer // grains' commands share pipelines
+	in   *coalescer // webhook appends, apart: their latency is the webhook's answer time
 }
 
 // Coalescing: workers running pipelines at once, and commands per pipeline at most.
@@ -75,11 +76,12 @@ func New(rdb redis.UniversalClient, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	return &Store{rdb: rdb, keys: NewKeys(cfg.Prefix), cfg: cfg,
-		co: newCoalescer(rdb, coalesceWorkers, coalesceMax)}, nil
+		co: newCoalescer(rdb, coalesceWorkers, coalesceMax),
+		in: newCoalescer(rdb, coalesceWorkers, coalesceMax)}, nil
 }
 
 // Close stops the store's pipeline workers (not the Redis client, which the caller owns).
-func (s *Store) Close() { s.co.close() }
+func (s *Store) Close() { s.co.close(); s.in.close() }
 
 // Keys returns the store's key builder.
 func (s *Store) Keys() Keys { return s.keys }

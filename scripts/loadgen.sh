@@ -2,7 +2,7 @@
 # The pipeline figures of BENCHMARKS.md: starts a private redis-server configured like the
 # embedded default (AOF, fsync on every write), a `voluntree serve` on it, and runs
 # `voluntree loadgen` at each rate given (default: 2500 and 5000 comments/s), then stops both.
-#   scripts/loadgen.sh [rate...]        env: DURATION (30s), WARMUP (5s), BIN (bin/voluntree)
+#   scripts/loadgen.sh [rate...]   env: DURATION (30s), WARMUP (5s), FSYNC (always or everysec), BIN
 set -euo pipefail
 BIN=${BIN:-bin/voluntree}
 DURATION=${DURATION:-30s}
@@ -20,9 +20,9 @@ cleanup() {
 }
 trap cleanup EXIT
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$DIR" --save "" --appendonly yes \
-  --appendfsync always --daemonize yes --logfile "$DIR/redis.log"
+  --appendfsync "${FSYNC:-always}" --daemonize yes --logfile "$DIR/redis.log"
 for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
-echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "redis appendfsync ${FSYNC:-always}; machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 for rate in "${RATES[@]}"; do
   redis-cli -p "$REDIS_PORT" flushall >/dev/null
   VOLUNTREE_REDIS_URL="redis://127.0.0.1:$REDIS_PORT" VOLUNTREE_FB_APP_SECRET=$SECRET VOLUNTREE_LOG_LEVEL=warn \

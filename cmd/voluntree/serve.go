@@ -43,6 +43,7 @@ type serveConfig struct {
 	Addr      string
 	RedisURL  string
 	DataDir   string
+	Fsync     string
 	ModelPath string
 	Node      string
 	Threads   int
@@ -89,6 +90,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.Addr, "addr", envOr("VOLUNTREE_ADDR", ":8080"), "HTTP listen address (env VOLUNTREE_ADDR)")
 	fs.StringVar(&c.RedisURL, "redis-url", envOr("VOLUNTREE_REDIS_URL", ""), "Redis URL; empty starts a private redis-server under -data (env VOLUNTREE_REDIS_URL)")
 	fs.StringVar(&c.DataDir, "data", envOr("VOLUNTREE_DATA_DIR", "./data"), "data directory of the embedded redis-server (env VOLUNTREE_DATA_DIR)")
+	fs.StringVar(&c.Fsync, "redis-fsync", envOr("VOLUNTREE_REDIS_FSYNC", "always"), "AOF fsync of the embedded redis-server: always (acknowledged = on disk) or everysec (env VOLUNTREE_REDIS_FSYNC)")
 	fs.StringVar(&c.ModelPath, "model", envOr("VOLUNTREE_MODEL", ""), "intent model file; empty uses the shipped model (env VOLUNTREE_MODEL)")
 	fs.StringVar(&c.Node, "node", envOr("VOLUNTREE_NODE", host), "node name in logs and metrics (env VOLUNTREE_NODE)")
 	threads, err := strconv.Atoi(envOr("VOLUNTREE_TORCH_THREADS", "1"))
@@ -125,6 +127,9 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	}
 	if c.Batcher.MaxQueue < voluntree.MaxClassifyTexts {
 		return c, usageError{fmt.Errorf("-max-queue %d cannot hold one full classify request (%d texts)", c.Batcher.MaxQueue, voluntree.MaxClassifyTexts)}
+	}
+	if c.Fsync != "always" && c.Fsync != "everysec" {
+		return c, usageError{fmt.Errorf("-redis-fsync must be always or everysec, got %q", c.Fsync)}
 	}
 	switch c.Demo {
 	case "auto", "on", "off":
@@ -175,7 +180,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 
 	redisURL := cfg.RedisURL
 	if redisURL == "" {
-		srv, err := redisproc.Start(ctx, redisproc.Config{Dir: cfg.DataDir, AppendOnly: true})
+		srv, err := redisproc.Start(ctx, redisproc.Config{Dir: cfg.DataDir, AppendOnly: true, Fsync: cfg.Fsync})
 		if err != nil {
 			return fmt.Errorf("embedded redis: %w", err)
 		}

@@ -30,7 +30,11 @@ type Config struct {
 	Dir        string // working and data directory; created if missing
 	Port       int    // 0 = a free port on 127.0.0.1
 	AppendOnly bool   // AOF with fsync on every write (durable acknowledgements)
-	StartWait  time.Duration
+	// Fsync overrides the AOF's fsync policy: "always" (the default with AppendOnly: a
+	// reply means the write is on disk) or "everysec" (a power loss can lose the last
+	// second; a crash of Redis or of this process loses nothing).
+	Fsync     string
+	StartWait time.Duration
 }
 
 // Server is a running child redis-server.
@@ -88,7 +92,11 @@ func start(ctx context.Context, cfg Config) (*Server, error) {
 		"--save", "", "--daemonize", "no", "--protected-mode", "yes", "--logfile", "redis.log",
 	}
 	if cfg.AppendOnly {
-		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
+		fsync := cfg.Fsync
+		if fsync == "" {
+			fsync = "always"
+		}
+		args = append(args, "--appendonly", "yes", "--appendfsync", fsync)
 	} else {
 		args = append(args, "--appendonly", "no")
 	}
