@@ -103,6 +103,10 @@ func (c *IngestConsumer) startPipeline() (chan<- *Batch, <-chan struct{}) {
 func (c *IngestConsumer) finish(b *Batch) {
 	defer b.cancel()
 	defer c.forget(b.entries)
+	// Bookkeeping gets its own deadline: a batch that succeeded late in a backed-up pipeline
+	// must still be acknowledged, or it is redelivered when the system is already slow.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
 	var acks []string
 	for i, e := range b.entries {
 		err := b.Errs[i]
@@ -114,14 +118,14 @@ func (c *IngestConsumer) finish(b *Batch) {
 		c.log.Warn("entry failed", "action", "process", "entry", e.ID, "message", e.Message.ID,
 			"delivery", e.Deliveries, "error", err)
 		if e.Deliveries >= int64(c.cfg.MaxDeliveries) {
-			c.deadLetter(b.ctx, e, err)
+			c.deadLetter(ctx, e, err)
 			continue
 		}
-		if err := c.store.RecordFailure(b.ctx, e.ID, err); err != nil {
+		if err := c.store.RecordFailure(ctx, e.ID, err); err != nil {
 			c.log.Error("record failure", "action", "process", "entry", e.ID, "error", err)
 		}
 	}
-	if err := c.store.Ack(b.ctx, acks...); err != nil {
+	if err := c.store.Ack(ctx, acks...); err != nil {
 		// Effects are durable and idempotent: the entries are redelivered and change nothing.
 		c.log.Error("ack", "action", "ack", "entries", len(acks), "error", err)
 	}

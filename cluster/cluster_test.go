@@ -298,3 +298,22 @@ func conversationState(t *testing.T, e *testEnv, id string) *grainpb.Conversatio
 	}
 	return st
 }
+
+// A Messenger message redelivered after its person commented on another post keeps the post
+// it was first given: one signup, not one per post.
+func TestRedeliveredMessengerKeepsItsPost(t *testing.T) {
+	e := requireEnv(t)
+	ctx := context.Background()
+	u := uid(t)
+	page, p1, p2, s := "page"+u, "page"+u+"_1", "page"+u+"_2", "s"+u
+	noErrors(t, e.router.Process(ctx, []voluntree.Message{comment(p1+"_c1", page, p1, s, "question: when?")}))
+	m := messenger("m.1"+u, page, s, "interested: I'm in")
+	noErrors(t, e.router.Process(ctx, []voluntree.Message{m}))
+	noErrors(t, e.router.Process(ctx, []voluntree.Message{comment(p2+"_c1", page, p2, s, "thanks: lovely")}))
+	noErrors(t, e.router.Process(ctx, []voluntree.Message{m})) // redelivered (its XACK was lost)
+	c1, _ := e.store.Counts(ctx, p1)
+	c2, _ := e.store.Counts(ctx, p2)
+	if c1.Interests != 1 || c2.Interests != 0 {
+		t.Fatalf("interests on %s: %d, on %s: %d; want the one message stored once, on %s", p1, c1.Interests, p2, c2.Interests, p1)
+	}
+}

@@ -99,15 +99,19 @@ func (g *conversationGrain) Handle(req *grainpb.ConversationRequest, _ protoclus
 	resp := &grainpb.ConversationResponse{PostIds: make([]string, len(req.Messages))}
 	changed := false
 	for i, m := range req.Messages {
+		if j := slices.Index(next.RecentIds, m.Id); j >= 0 {
+			// Redelivered: counted before, and it keeps the post it was given then (the
+			// conversation may have moved to another post since; the record of a message is
+			// deduplicated per post, so another answer would store it twice).
+			resp.PostIds[i] = attributed(m, next.RecentPostIds, j)
+			continue
+		}
 		if m.Kind == string(voluntree.KindComment) {
 			resp.PostIds[i] = m.PostId
 		} else {
 			resp.PostIds[i] = next.LastPostId
 		}
-		if slices.Contains(next.RecentIds, m.Id) {
-			continue // redelivered: counted before
-		}
-		apply(next, m)
+		apply(next, m, resp.PostIds[i])
 		changed = true
 	}
 	if changed {
@@ -126,8 +130,19 @@ func (g *conversationGrain) Handle(req *grainpb.ConversationRequest, _ protoclus
 	return resp, nil
 }
 
-// apply advances the conversation by one new message.
-func apply(st *grainpb.ConversationState, m *grainpb.Classified) {
+// attributed is the post a redelivered message was given the first time.
+func attributed(m *grainpb.Classified, posts []string, j int) string {
+	if m.Kind == string(voluntree.KindComment) {
+		return m.PostId
+	}
+	if j < len(posts) {
+		return posts[j]
+	}
+	return ""
+}
+
+// apply advances the conversation by one new message, attributed to post.
+func apply(st *grainpb.ConversationState, m *grainpb.Classified, post string) {
 	st.PageId, st.SenderId = m.PageId, m.SenderId
 	if m.SenderName != "" {
 		st.SenderName = m.SenderName
@@ -143,8 +158,14 @@ func apply(st *grainpb.ConversationState, m *grainpb.Classified) {
 	case voluntree.IntentDecline:
 		st.Stage = StageDeclined
 	}
+	// Older states have no recent_post_ids: pad so both lists stay parallel.
+	for len(st.RecentPostIds) < len(st.RecentIds) {
+		st.RecentPostIds = append(st.RecentPostIds, "")
+	}
 	st.RecentIds = append(st.RecentIds, m.Id)
+	st.RecentPostIds = append(st.RecentPostIds, post)
 	if n := len(st.RecentIds); n > recentIDs {
 		st.RecentIds = slices.Delete(st.RecentIds, 0, n-recentIDs)
+		st.RecentPostIds = slices.Delete(st.RecentPostIds, 0, n-recentIDs)
 	}
 }

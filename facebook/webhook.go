@@ -130,42 +130,53 @@ type Postback struct {
 // (feed), Messenger texts and postbacks, from every entry, in order. Echoes of the page's own
 // messages, the page's own comments and other changes are skipped. It returns an EINVALID
 // error for malformed JSON, an object other than "page", or a handled event that fails
-// voluntree.Message.Validate; nothing is returned in that case, so a call is taken whole or
-// not at all. received stamps every message's ReceivedAt.
+// voluntree.Message.Validate; nothing is returned in that case, so a body is taken whole or
+// not at all (the demo channel wants that). received stamps every message's ReceivedAt.
 func ParseWebhook(body []byte, received time.Time) ([]voluntree.Message, error) {
-	var p Payload
-	if err := json.Unmarshal(body, &p); err != nil {
-		return nil, voluntree.Errorf(voluntree.EINVALID, "malformed JSON: %v", err)
+	msgs, invalid, err := ParseEvents(body, received)
+	if err != nil {
+		return nil, err
 	}
-	if p.Object != "page" {
-		return nil, voluntree.Errorf(voluntree.EINVALID, "object is %q, want \"page\"", p.Object)
-	}
-	var msgs []voluntree.Message
-	for i, e := range p.Entry {
-		for _, c := range e.Changes {
-			m, ok := fromChange(e.ID, c)
-			if !ok {
-				continue
-			}
-			m.ReceivedAt = received
-			if err := m.Validate(); err != nil {
-				return nil, fmt.Errorf("entry[%d]: %w", i, err)
-			}
-			msgs = append(msgs, m)
-		}
-		for _, ev := range e.Messaging {
-			m, ok := fromMessaging(e.ID, ev)
-			if !ok {
-				continue
-			}
-			m.ReceivedAt = received
-			if err := m.Validate(); err != nil {
-				return nil, fmt.Errorf("entry[%d]: %w", i, err)
-			}
-			msgs = append(msgs, m)
-		}
+	if len(invalid) > 0 {
+		return nil, invalid[0]
 	}
 	return msgs, nil
+}
+
+// ParseEvents is ParseWebhook for Facebook's own calls: an event that fails validation is
+// left out and reported in invalid (EINVALID errors), and the others are kept. Facebook
+// retries a refused call unchanged for 36 hours, so refusing a whole call for one bad event
+// would lose its good ones too. Only malformed JSON or an object other than "page" is an
+// error for the whole body.
+func ParseEvents(body []byte, received time.Time) (msgs []voluntree.Message, invalid []error, err error) {
+	var p Payload
+	if err := json.Unmarshal(body, &p); err != nil {
+		return nil, nil, voluntree.Errorf(voluntree.EINVALID, "malformed JSON: %v", err)
+	}
+	if p.Object != "page" {
+		return nil, nil, voluntree.Errorf(voluntree.EINVALID, "object is %q, want \"page\"", p.Object)
+	}
+	keep := func(i int, m voluntree.Message) {
+		m.ReceivedAt = received
+		if err := m.Validate(); err != nil {
+			invalid = append(invalid, fmt.Errorf("entry[%d]: %w", i, err))
+			return
+		}
+		msgs = append(msgs, m)
+	}
+	for i, e := range p.Entry {
+		for _, c := range e.Changes {
+			if m, ok := fromChange(e.ID, c); ok {
+				keep(i, m)
+			}
+		}
+		for _, ev := range e.Messaging {
+			if m, ok := fromMessaging(e.ID, ev); ok {
+				keep(i, m)
+			}
+		}
+	}
+	return msgs, invalid, nil
 }
 
 func fromChange(pageID string, c Change) (voluntree.Message, bool) {

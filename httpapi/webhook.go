@@ -40,6 +40,7 @@ func (s *Server) webhookVerify(c *fiber.Ctx) error {
 type webhookResponse struct {
 	Accepted   int `json:"accepted"`
 	Duplicates int `json:"duplicates"`
+	Invalid    int `json:"invalid,omitempty"` // events left out (counted as rejected invalid_event)
 }
 
 // webhookReceive handles POST /webhooks/facebook: signature over the raw body, then every
@@ -63,15 +64,20 @@ func (s *Server) webhookReceive(c *fiber.Ctx) error {
 		s.reject("bad_signature")
 		return fiber.NewError(fiber.StatusForbidden, err.Error())
 	}
-	msgs, err := facebook.ParseWebhook(body, received)
+	msgs, invalid, err := facebook.ParseEvents(body, received)
 	if err != nil {
 		s.reject("malformed")
 		return err
+	}
+	for _, e := range invalid { // left out, so that the call's other events are not lost
+		s.reject("invalid_event")
+		s.cfg.Logger.Warn("webhook event skipped", "action", "webhook", "error", e)
 	}
 	res, err := s.accept(c.UserContext(), msgs)
 	if err != nil {
 		return err
 	}
+	res.Invalid = len(invalid)
 	return c.JSON(res)
 }
 

@@ -156,7 +156,7 @@ func (m *Metrics) addPipeline() {
 	}, []string{"kind"})
 	m.WebhookRejected = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "webhook", Name: "rejected_total",
-		Help: "Webhook calls refused, by reason (no_signature, bad_signature, malformed, too_large, overloaded, unavailable, not_configured).",
+		Help: "Webhook calls refused, by reason (no_signature, bad_signature, malformed, too_large, overloaded, unavailable, not_configured; invalid_event counts single events left out of an accepted call).",
 	}, []string{"reason"})
 	m.WebhookDuplicates = counter("webhook", "duplicates_total", "Redelivered messages skipped because their id was accepted before.")
 	m.IngestLength = gauge("ingest", "stream_length", "Entries in the ingest stream.")

@@ -390,6 +390,7 @@ type ConversationState struct {
 	Intents           map[string]int64       `protobuf:"bytes,7,rep,name=intents,proto3" json:"intents,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	RecentIds         []string               `protobuf:"bytes,8,rep,name=recent_ids,json=recentIds,proto3" json:"recent_ids,omitempty"` // ids handled lately, for idempotence under redelivery
 	UpdatedAtUnixNano int64                  `protobuf:"varint,9,opt,name=updated_at_unix_nano,json=updatedAtUnixNano,proto3" json:"updated_at_unix_nano,omitempty"`
+	RecentPostIds     []string               `protobuf:"bytes,10,rep,name=recent_post_ids,json=recentPostIds,proto3" json:"recent_post_ids,omitempty"` // the post answered for each of recent_ids (same order)
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
@@ -487,6 +488,13 @@ func (x *ConversationState) GetUpdatedAtUnixNano() int64 {
 	return 0
 }
 
+func (x *ConversationState) GetRecentPostIds() []string {
+	if x != nil {
+		return x.RecentPostIds
+	}
+	return nil
+}
+
 var File_grains_proto protoreflect.FileDescriptor
 
 const file_grains_proto_rawDesc = "" +
@@ -524,7 +532,7 @@ const file_grains_proto_rawDesc = "" +
 	"\acounted\x18\x02 \x01(\x05R\acounted\x12\x1e\n" +
 	"\n" +
 	"duplicates\x18\x03 \x01(\x05R\n" +
-	"duplicates\"\x96\x03\n" +
+	"duplicates\"\xbe\x03\n" +
 	"\x11ConversationState\x12\x17\n" +
 	"\apage_id\x18\x01 \x01(\tR\x06pageId\x12\x1b\n" +
 	"\tsender_id\x18\x02 \x01(\tR\bsenderId\x12\x1f\n" +
@@ -537,7 +545,9 @@ const file_grains_proto_rawDesc = "" +
 	"\aintents\x18\a \x03(\v20.voluntree.grains.ConversationState.IntentsEntryR\aintents\x12\x1d\n" +
 	"\n" +
 	"recent_ids\x18\b \x03(\tR\trecentIds\x12/\n" +
-	"\x14updated_at_unix_nano\x18\t \x01(\x03R\x11updatedAtUnixNano\x1a:\n" +
+	"\x14updated_at_unix_nano\x18\t \x01(\x03R\x11updatedAtUnixNano\x12&\n" +
+	"\x0frecent_post_ids\x18\n" +
+	" \x03(\tR\rrecentPostIds\x1a:\n" +
 	"\fIntentsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x012o\n" +
