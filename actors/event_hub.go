@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -91,24 +92,47 @@ func (h *EventHub) Stop(ctx context.Context) error {
 	return h.system.Root.StopFuture(h.pid).Wait()
 }
 
+// pubsubQuiet is how long the subscription may stay silent before the loop pings it; a
+// second silent period (no pong) means the connection is dead (half-open connections are
+// otherwise noticed only by TCP keepalive, minutes later): it subscribes again.
+const pubsubQuiet = 15 * time.Second
+
 // listen reads the Pub/Sub channel until ctx ends. go-redis resubscribes by itself after a
 // connection loss; every subscription confirmation after the first triggers a replay from the
 // last event seen, since Pub/Sub drops what is published while nobody listens.
 func (h *EventHub) listen(ctx context.Context) {
+	var mu sync.Mutex
 	ps := h.store.Subscribe(ctx)
-	defer ps.Close()
-	go func() { <-ctx.Done(); ps.Close() }() // Receive does not return on ctx alone
+	current := func() *redis.PubSub { mu.Lock(); defer mu.Unlock(); return ps }
+	defer func() { current().Close() }()
+	go func() { <-ctx.Done(); current().Close() }() // Receive does not return on ctx alone
 	last := ""
 	subscribed := false
+	quiet := 0
 	for ctx.Err() == nil {
-		msg, err := ps.Receive(ctx)
+		msg, err := current().ReceiveTimeout(ctx, pubsubQuiet)
 		if err != nil {
-			if ctx.Err() == nil && !errors.Is(err, redis.ErrClosed) {
+			var ne net.Error
+			switch {
+			case ctx.Err() != nil || errors.Is(err, redis.ErrClosed):
+			case errors.As(err, &ne) && ne.Timeout():
+				if quiet++; quiet < 2 {
+					_ = current().Ping(ctx)
+					continue
+				}
+				h.log.Warn("events subscription silent: subscribing again", "action", "resubscribe")
+				mu.Lock()
+				ps.Close()
+				ps = h.store.Subscribe(ctx)
+				mu.Unlock()
+				quiet = 0
+			default:
 				h.log.Warn("events subscription", "action", "receive", "error", err)
 				time.Sleep(100 * time.Millisecond) // go-redis reconnects on the next Receive
 			}
 			continue
 		}
+		quiet = 0
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			if m.Kind != "subscribe" {
@@ -140,11 +164,21 @@ func (h *EventHub) listen(ctx context.Context) {
 
 // catchUp forwards the events published after last while the subscription was down.
 func (h *EventHub) catchUp(ctx context.Context, last string) string {
-	for ctx.Err() == nil {
+	backoff := newBackoff()
+	for attempt := 0; ctx.Err() == nil; {
 		r, err := h.store.EventsAfter(ctx, last, 1000)
 		if err != nil {
-			h.log.Warn("events: catch up", "action", "resubscribe", "error", err)
-			return last
+			// Live events wait in the subscription meanwhile; they are newer than what we
+			// are replaying, so the order holds once we get through.
+			if attempt++; attempt%10 == 0 {
+				h.log.Error("events: catch up keeps failing", "action", "resubscribe", "attempts", attempt, "error", err)
+			}
+			backoff.wait(ctx)
+			continue
+		}
+		if r.Gap {
+			h.log.Warn("events: the replay log was trimmed past the last event seen; live sockets missed some",
+				"action", "resubscribe", "last", last)
 		}
 		for _, ev := range r.Events {
 			frame, err := encodeEvent(ev)

@@ -157,6 +157,23 @@ func (c *IngestConsumer) Stop(ctx context.Context) error {
 func (c *IngestConsumer) run(ctx context.Context) {
 	in, drained := c.startPipeline()
 	defer func() { close(in); <-drained }()
+	// In-flight entries are kept fresh on a ticker of their own: the loop itself may be
+	// blocked handing a batch to a busy pipeline, and a peer must not reclaim them then.
+	touchDone := make(chan struct{})
+	go func() {
+		defer close(touchDone)
+		t := time.NewTicker(c.cfg.ClaimEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				c.touchInflight(context.WithoutCancel(ctx))
+			}
+		}
+	}()
+	defer func() { <-touchDone }()
 	handle := func(entries []redisstore.Entry) { c.submit(ctx, in, entries) }
 	backoff := newBackoff()
 	for ctx.Err() == nil {
@@ -187,7 +204,6 @@ func (c *IngestConsumer) run(ctx context.Context) {
 	nextClaim := time.Now()
 	for ctx.Err() == nil {
 		if !time.Now().Before(nextClaim) {
-			c.touchInflight(ctx)
 			n, err := c.claim(ctx, handle)
 			if err != nil {
 				c.log.Error("reclaim", "action", "claim", "error", err)

@@ -129,6 +129,9 @@ type connActor struct {
 	buffered []*eventPublished // live events that arrived during the replay
 	replayed int
 	cancel   context.CancelFunc
+	// Replay flow control: one page at a time, and a deadline for the whole replay.
+	nextPage    chan<- struct{}
+	replayUntil time.Time
 }
 
 func (a *connActor) Receive(ctx actor.Context) {
@@ -146,7 +149,7 @@ func (a *connActor) Receive(ctx actor.Context) {
 			a.send(ctx, msg.id, msg.postID, msg.frame)
 		default:
 			a.buffered = append(a.buffered, msg)
-			if len(a.buffered) > 64*a.hub.cfg.SendBuffer { // a replay this far behind will not catch up
+			if len(a.buffered) > 4*a.hub.cfg.SendBuffer { // a replay this far behind will not catch up
 				a.dropSlow(ctx)
 			}
 		}
@@ -163,8 +166,11 @@ func (a *connActor) Receive(ctx actor.Context) {
 // startReplay reads the log in a goroutine (blocking I/O stays out of Receive) and sends the
 // pages back to this actor.
 func (a *connActor) startReplay(ctx actor.Context) {
-	rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	rctx, cancel := context.WithTimeout(context.Background(), replayBudget)
 	a.cancel = cancel
+	a.replayUntil = time.Now().Add(replayBudget)
+	next := make(chan struct{}, 1) // the actor asks for the next page: one page in flight
+	a.nextPage = next
 	self, root, store, opts := ctx.Self(), a.hub.system.Root, a.hub.store, a.opts
 	go func() {
 		defer cancel()
@@ -192,6 +198,11 @@ func (a *connActor) startReplay(ctx actor.Context) {
 			final := len(r.Events) < page
 			root.Send(self, &replayPage{start: start, events: r.Events, gap: r.Gap && after == opts.Since, final: final})
 			if final {
+				return
+			}
+			select { // flow control: the next page once this one is queued for the socket
+			case <-next:
+			case <-rctx.Done():
 				return
 			}
 			after = r.Events[len(r.Events)-1].ID
@@ -226,6 +237,10 @@ func (a *connActor) onReplay(ctx actor.Context, p *replayPage) {
 		a.send(ctx, ev.ID, ev.PostID, frame)
 	}
 	if !p.final {
+		select {
+		case a.nextPage <- struct{}{}:
+		default:
+		}
 		return
 	}
 	for _, ev := range a.buffered {
@@ -259,6 +274,11 @@ func (a *connActor) sendControl(ctx actor.Context, v map[string]any) {
 // frame for this long is slow.
 const replayStall = 10 * time.Second
 
+// replayBudget bounds a whole replay: a client that reads so slowly that its replay takes
+// longer is dropped (and can reconnect with since). Meanwhile live events are buffered, at
+// most 4×SendBuffer of them.
+const replayBudget = time.Minute
+
 func (a *connActor) push(ctx actor.Context, frame []byte) {
 	if a.state != stateLive {
 		a.pushReplay(ctx, frame)
@@ -283,7 +303,12 @@ func (a *connActor) pushReplay(ctx actor.Context, frame []byte) {
 		return
 	default:
 	}
-	t := time.NewTimer(replayStall)
+	wait := min(replayStall, time.Until(a.replayUntil))
+	if wait <= 0 {
+		a.dropSlow(ctx)
+		return
+	}
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case <-a.sub.done:

@@ -596,3 +596,20 @@ func TestWSStopClosesSockets(t *testing.T) {
 		}
 	}
 }
+
+// TestWSSurvivesPubSubReconnect kills the hub's Pub/Sub connection (CLIENT KILL) and records
+// events while it is down: they are published to nobody, and the hub replays them from the
+// log once subscribed again, so the live socket still gets every event, in order. (Not
+// parallel: CLIENT KILL TYPE pubsub hits every subscriber of the server.)
+func TestWSSurvivesPubSubReconnect(t *testing.T) {
+	e := wsEnv(t, 0, redisstore.Config{})
+	c := dial(t, e, nil)
+	expectReady(t, c)
+	expectEvents(t, c, record(t, e, "P", 5))
+	admin, _ := redisSrv.Client(t)
+	if n, err := admin.ClientKillByFilter(context.Background(), "TYPE", "pubsub").Result(); err != nil || n < 1 {
+		t.Fatalf("client kill: %d, %v", n, err)
+	}
+	ids := record(t, e, "P", 20)
+	expectEvents(t, c, ids)
+}
