@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	dto "github.com/prometheus/client_model/go"
 	"log/slog"
 	"strings"
 	"sync"
@@ -696,4 +697,28 @@ func TestIngestDoesNotReclaimItsOwnInFlightEntries(t *testing.T) {
 	close(release)
 	e.waitDrained(t)
 	e.proc.requireOnce(t, []string{"slow"}, 1)
+}
+
+// A small read lingers for more: entries that arrive within Linger join its batch.
+func TestIngestLingerJoinsSmallReads(t *testing.T) {
+	e := newIngestEnv(t)
+	cfg := ingestConfig("node-1")
+	cfg.Linger, cfg.MinBatch, cfg.ClaimIdle = 300*time.Millisecond, 10, 2*time.Second
+	e.start(t, cfg)
+	e.enqueue(t, "first")
+	// Wait until the consumer has read "first" (it is then lingering), then add more.
+	ingestEventually(t, ingestWait, "the first read", func() bool {
+		st := e.stats(t)
+		return st.Pending == 1 && st.Lag == 0
+	})
+	e.enqueue(t, "second", "third")
+	e.waitDrained(t)
+	var m dto.Metric
+	if err := e.m.IngestBatchSize.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if n := m.GetHistogram().GetSampleCount(); n != 1 {
+		t.Fatalf("%d batches, want the three entries in one", n)
+	}
+	e.proc.requireOnce(t, []string{"first", "second", "third"}, 1)
 }

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -121,6 +122,11 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	cfg, err := parseLoadgenFlags(args, os.Getenv, stderr)
 	if err != nil {
 		return err
+	}
+	if _, set := os.LookupEnv("GOGC"); !set {
+		// The tool's own collector pauses and assists land in the latencies it measures
+		// (ack p99 8.1 -> 5.6 ms at 2,500/s with 800 instead of 100); its heap is small.
+		debug.SetGCPercent(800)
 	}
 	return loadgenRun(ctx, cfg, stdout, stderr)
 }
