@@ -75,8 +75,8 @@ func (h *EventHub) Subscribe(ctx context.Context, opts SubscribeOptions) (*Subsc
 	props := actor.PropsFromProducer(func() actor.Actor {
 		return &connActor{hub: h, sub: sub, opts: opts}
 	})
+	h.metrics.WSClients.Inc() // before the actor exists: its Stopped decrements
 	sub.pid = h.system.Root.Spawn(props)
-	h.metrics.WSClients.Inc()
 	return sub, nil
 }
 
