@@ -1,7 +1,6 @@
 package actors
 
 import (
-	"os"
 	"testing"
 
 	"github.com/voluntree/voluntree/internal/redistest"
@@ -11,9 +10,4 @@ import (
 // one, except under CI=true). Each test takes its own client and key prefix from it.
 var redisSrv *redistest.Server
 
-func TestMain(m *testing.M) {
-	redisSrv = redistest.Start()
-	code := m.Run()
-	redisSrv.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { redistest.Main(m, &redisSrv) }

@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -31,12 +30,7 @@ import (
 
 var redisSrv *redistest.Server
 
-func TestMain(m *testing.M) {
-	redisSrv = redistest.Start()
-	code := m.Run()
-	redisSrv.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { redistest.Main(m, &redisSrv) }
 
 // nopClassifier satisfies Config.Classifier; these tests never classify.
 type nopClassifier struct{}

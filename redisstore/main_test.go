@@ -2,7 +2,6 @@ package redisstore_test
 
 import (
 	"context"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -17,12 +16,7 @@ import (
 // redisSrv is this package's private redis-server.
 var redisSrv *redistest.Server
 
-func TestMain(m *testing.M) {
-	redisSrv = redistest.Start()
-	code := m.Run()
-	redisSrv.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { redistest.Main(m, &redisSrv) }
 
 // newStore returns a Store isolated under the test's own key prefix, and its client.
 func newStore(t *testing.T, cfg redisstore.Config) (*redisstore.Store, *redis.Client) {

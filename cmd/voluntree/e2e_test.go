@@ -363,9 +363,10 @@ func TestCLIUsageErrors(t *testing.T) {
 	}
 }
 
-// TestPageClassifiesInABrowser loads / in headless Chromium (Debian's chromium) against a
-// running node and reads the DOM after the page's script has called the classify API.
-func TestPageClassifiesInABrowser(t *testing.T) {
+// requireChromium returns Debian's chromium, failing under CI=true and skipping elsewhere when
+// it is missing.
+func requireChromium(t *testing.T) string {
+	t.Helper()
 	browser, err := exec.LookPath("chromium")
 	if err != nil {
 		if os.Getenv("CI") == "true" {
@@ -373,16 +374,31 @@ func TestPageClassifiesInABrowser(t *testing.T) {
 		}
 		t.Skip("chromium not installed")
 	}
-	n := startServe(t, "VOLUNTREE_REDIS_URL="+redisSrv.URL(t))
+	return browser
+}
+
+// renderedDOM loads url in headless Chromium and returns the DOM after the page's scripts ran
+// (up to 10 s of virtual time).
+func renderedDOM(t *testing.T, browser, url string) []byte {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
 		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--user-data-dir="+t.TempDir(), "--virtual-time-budget=10000", "--dump-dom", n.base+"/")
+		"--user-data-dir="+t.TempDir(), "--virtual-time-budget=10000", "--dump-dom", url)
 	dom, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("chromium: %v", err)
 	}
+	return dom
+}
+
+// TestPageClassifiesInABrowser loads / in headless Chromium (Debian's chromium) against a
+// running node and reads the DOM after the page's script has called the classify API.
+func TestPageClassifiesInABrowser(t *testing.T) {
+	browser := requireChromium(t)
+	n := startServe(t, "VOLUNTREE_REDIS_URL="+redisSrv.URL(t))
+	dom := renderedDOM(t, browser, n.base+"/")
 	for _, want := range []string{`class="intent interested"`, `class="intent question"`, `class="intent decline"`,
 		`class="intent donate"`, `class="intent thanks"`, `class="intent other"`, "all systems ok"} {
 		if !bytes.Contains(dom, []byte(want)) {

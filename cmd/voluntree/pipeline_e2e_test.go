@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -356,13 +354,7 @@ func TestKilledNodeLosesNothing(t *testing.T) {
 // page's DOM in headless Chromium: the signup is listed (replayed over the WebSocket) and
 // the connection reached the live state.
 func TestPageListsSignupsInABrowser(t *testing.T) {
-	browser, err := exec.LookPath("chromium")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("chromium is required under CI=true (apt-get install chromium)")
-		}
-		t.Skip("chromium not installed")
-	}
+	browser := requireChromium(t)
 	n, _, _ := pipelineNode(t, "e2e-page", "VOLUNTREE_DEMO=on")
 	ws := dialEvents(t, n, "")
 	status, out := n.post(t, "/api/v1/demo/comments", `{"name":"Ada Lovelace","text":"Count me in for Saturday!"}`)
@@ -372,15 +364,7 @@ func TestPageListsSignupsInABrowser(t *testing.T) {
 	id := out["message_id"].(string)
 	ws.waitFor(t, 10*time.Second, "the demo signup", hasIDs(id))
 
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--user-data-dir="+t.TempDir(), "--virtual-time-budget=10000", "--dump-dom", n.base+"/")
-	dom, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("chromium: %v", err)
-	}
+	dom := renderedDOM(t, browser, n.base+"/")
 	for _, want := range []string{`data-message-id="` + id + `"`, "Ada Lovelace", "Count me in for Saturday!",
 		`id="conn-status"`, `data-state="live"`, `id="demo-form"`} {
 		if !bytes.Contains(dom, []byte(want)) {

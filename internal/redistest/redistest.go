@@ -100,3 +100,16 @@ func (s *Server) Open() (*redis.Client, error) {
 	}
 	return redis.NewClient(&redis.Options{Addr: s.srv.Addr()}), nil
 }
+
+// Main is a package's TestMain for tests that only need the server: it starts it into *srv,
+// runs the tests, stops it and exits with the tests' status.
+//
+//	var redisSrv *redistest.Server
+//
+//	func TestMain(m *testing.M) { redistest.Main(m, &redisSrv) }
+func Main(m *testing.M, srv **Server) {
+	*srv = Start()
+	code := m.Run()
+	(*srv).Stop()
+	os.Exit(code)
+}
