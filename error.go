@@ -7,17 +7,21 @@ import (
 
 // Error codes. Adapters translate them (httpapi maps each to one HTTP status).
 const (
-	EINVALID     = "invalid"     // the caller's input is wrong
-	EOVERLOADED  = "overloaded"  // a bounded queue is full; retry later
-	EUNAVAILABLE = "unavailable" // a dependency is down or shutting down
-	ENOTFOUND    = "not_found"
-	EINTERNAL    = "internal"
+	EINVALID      = "invalid"     // the caller's input is wrong
+	EOVERLOADED   = "overloaded"  // a bounded queue is full; retry later
+	EUNAVAILABLE  = "unavailable" // a dependency is down or shutting down
+	ENOTFOUND     = "not_found"
+	ECONFLICT     = "conflict"     // the request clashes with the current state (e.g. a published post)
+	EUNAUTHORIZED = "unauthorized" // no valid credentials
+	EFORBIDDEN    = "forbidden"    // valid credentials, but not for this data
+	EINTERNAL     = "internal"
 )
 
 // Error is an error with a code and a message meant for the caller.
 type Error struct {
 	Code    string
 	Message string
+	Field   string // the input field at fault, for EINVALID; "" when not about one field
 }
 
 // Error implements the error interface.
@@ -26,6 +30,20 @@ func (e *Error) Error() string { return fmt.Sprintf("voluntree: %s: %s", e.Code,
 // Errorf returns an *Error with the given code and formatted message.
 func Errorf(code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// FieldErrorf returns an EINVALID *Error about one input field.
+func FieldErrorf(field, format string, args ...any) *Error {
+	return &Error{Code: EINVALID, Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrorField returns the Field of the first *Error in err's chain ("" when none).
+func ErrorField(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Field
+	}
+	return ""
 }
 
 // ErrorCode returns the code of the first *Error in err's chain, EINTERNAL for any other

@@ -103,13 +103,34 @@ type EventType string
 // Event types.
 const (
 	EventInterest EventType = "interest" // a new Interest was stored
+	EventPost     EventType = "post"     // an admin post changed status
 )
+
+// PostUpdate is a post's new status, as an event carries it.
+type PostUpdate struct {
+	ID             string     `json:"id"`
+	SignupID       string     `json:"signup_id"`
+	PageID         string     `json:"page_id"`
+	Status         PostStatus `json:"status"`
+	FacebookPostID string     `json:"facebook_post_id,omitempty"`
+	Error          string     `json:"error,omitempty"`
+	Attempts       int        `json:"attempts"`
+}
 
 // Event is something admins see live: published to every node and kept in a capped replay
 // log. ID is the replay log's id (Redis stream id), increasing in publication order.
 type Event struct {
-	ID       string    `json:"id,omitempty"` // always set once published
-	Type     EventType `json:"type"`
-	PostID   string    `json:"post_id,omitempty"`
-	Interest *Interest `json:"interest,omitempty"`
+	ID       string      `json:"id,omitempty"` // always set once published
+	Type     EventType   `json:"type"`
+	PostID   string      `json:"post_id,omitempty"`
+	Interest *Interest   `json:"interest,omitempty"`
+	Post     *PostUpdate `json:"post,omitempty"` // EventPost (PostID is then the admin post id)
+}
+
+// PostEvent is the event announcing a post's current status.
+func PostEvent(p *Post) Event {
+	return Event{Type: EventPost, PostID: p.ID, Post: &PostUpdate{
+		ID: p.ID, SignupID: p.SignupID, PageID: p.PageID, Status: p.Status,
+		FacebookPostID: p.FacebookPostID, Error: p.Error, Attempts: p.Attempts,
+	}}
 }

@@ -141,3 +141,27 @@ func DecodeEventHeader(payload string) (EventHeader, error) {
 	}
 	return h, nil
 }
+
+// appendEventScript appends an event to the replay log and publishes it with its id.
+// KEYS[1] events stream; ARGV[1] event JSON without id; ARGV[2] max length; ARGV[3] channel;
+// ARGV[4] event type; ARGV[5] post id.
+var appendEventScript = redis.NewScript(`
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'type', ARGV[4], 'post', ARGV[5], 'data', ARGV[1])
+redis.call('PUBLISH', ARGV[3], '{"id":"' .. id .. '",' .. string.sub(ARGV[1], 2))
+return id
+`)
+
+// AppendEvent appends ev to the replay log and publishes it to every node; it returns the id.
+func (s *Store) AppendEvent(ctx context.Context, ev voluntree.Event) (string, error) {
+	ev.ID = ""
+	b, err := json.Marshal(ev)
+	if err != nil {
+		return "", fmt.Errorf("redisstore: encode event: %w", err)
+	}
+	id, err := appendEventScript.Run(ctx, s.rdb, []string{s.keys.Events()},
+		string(b), s.cfg.EventsMaxLen, s.keys.EventsChannel(), string(ev.Type), ev.PostID).Text()
+	if err != nil {
+		return "", fmt.Errorf("redisstore: append event: %w", err)
+	}
+	return id, nil
+}

@@ -174,17 +174,34 @@ func (s *Store) Interests(ctx context.Context, postKey string, offset, limit int
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: interests: %w", err)
 	}
+	return s.interestsByID(ctx, postKey, ids)
+}
+
+// InterestCount returns how many interests a post has.
+func (s *Store) InterestCount(ctx context.Context, postKey string) (int, error) {
+	n, err := s.rdb.ZCard(ctx, s.keys.PostInterests(postKey)).Result()
+	if err != nil {
+		return 0, fmt.Errorf("redisstore: interest count: %w", err)
+	}
+	return int(n), nil
+}
+
+// interestsByID loads a post's interests by message id, skipping ids with no interest.
+func (s *Store) interestsByID(ctx context.Context, postKey string, ids []string) ([]voluntree.Interest, error) {
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.MapStringStringCmd, len(ids))
 	for i, id := range ids {
 		cmds[i] = pipe.HGetAll(ctx, s.keys.Interest(postKey, id))
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	if _, err := pipe.Exec(ctx); err != nil && len(ids) > 0 {
 		return nil, fmt.Errorf("redisstore: interests: %w", err)
 	}
 	out := make([]voluntree.Interest, 0, len(ids))
 	for _, c := range cmds {
 		h := c.Val()
+		if len(h) == 0 {
+			continue
+		}
 		conf, _ := strconv.ParseFloat(h["confidence"], 32)
 		in := voluntree.Interest{
 			ID: h["id"], PostID: h["post_id"], PageID: h["page_id"], SenderID: h["sender_id"],

@@ -69,3 +69,99 @@ func (k Keys) PostClassified(postKey string) string {
 func (k Keys) Conversation(conversationID string) string {
 	return k.prefix + ":{conv:" + conversationID + "}"
 }
+
+// ---- Organizations, admin tokens, pages, signups, posts (issue 4) ----
+//
+// Records are JSON strings; every record names its organization. Per-organization indexes are
+// sorted sets (by creation time) so lists page with a stable order.
+
+// Orgs indexes every organization id (sorted set by creation time).
+func (k Keys) Orgs() string { return k.prefix + ":orgs" }
+
+// Org is one organization (JSON).
+func (k Keys) Org(orgID string) string { return k.prefix + ":org:" + orgID }
+
+// AdminToken maps the SHA-256 (hex) of an admin API token to its record (JSON).
+func (k Keys) AdminToken(tokenHash string) string { return k.prefix + ":token:" + tokenHash }
+
+// OrgTokens lists an organization's token hashes (sorted set by creation time).
+func (k Keys) OrgTokens(orgID string) string { return k.prefix + ":org:" + orgID + ":tokens" }
+
+// Page is one connected Facebook page (JSON), by Facebook page id.
+func (k Keys) Page(pageID string) string { return k.prefix + ":page:" + pageID }
+
+// OrgPages lists an organization's page ids (sorted set by connection time).
+func (k Keys) OrgPages(orgID string) string { return k.prefix + ":org:" + orgID + ":pages" }
+
+// Signup is one signup (JSON) by id.
+func (k Keys) Signup(signupID string) string { return k.prefix + ":signup:" + signupID }
+
+// OrgSignups lists an organization's signup ids (sorted set by creation time).
+func (k Keys) OrgSignups(orgID string) string { return k.prefix + ":org:" + orgID + ":signups" }
+
+// Post is one admin post (JSON) by id.
+func (k Keys) Post(postID string) string { return k.prefix + ":post:" + postID }
+
+// OrgPosts lists an organization's post ids (sorted set by creation time).
+func (k Keys) OrgPosts(orgID string) string { return k.prefix + ":org:" + orgID + ":posts" }
+
+// SignupPosts lists a signup's post ids (sorted set by creation time).
+func (k Keys) SignupPosts(signupID string) string {
+	return k.prefix + ":signup:" + signupID + ":posts"
+}
+
+// PostsByFacebookID maps a Facebook post id to the admin post it came from (hash).
+func (k Keys) PostsByFacebookID() string { return k.prefix + ":posts:facebook" }
+
+// PublishQueue holds the posts waiting to be published, by due time in unix ms (sorted set).
+// A claimed post's score moves to the end of its lease, so a crashed publisher's post comes
+// due again.
+func (k Keys) PublishQueue() string { return k.prefix + ":publish:queue" }
+
+// PublishedPosts lists published posts by publication time, unix ms (sorted set): what the
+// comment poller polls.
+func (k Keys) PublishedPosts() string { return k.prefix + ":posts:published" }
+
+// PollCursor remembers, per published post, how far the comment poller has read (hash).
+func (k Keys) PollCursor() string { return k.prefix + ":poll:cursor" }
+
+// PollLock is held by the node polling a post's comments this round.
+func (k Keys) PollLock(postID string) string { return k.prefix + ":poll:lock:" + postID }
+
+// SlotVolunteers lists the volunteers (interest ids) who chose a slot (sorted set by time).
+func (k Keys) SlotVolunteers(signupID, slotID string) string {
+	return k.prefix + ":signup:" + signupID + ":slot:" + slotID + ":volunteers"
+}
+
+// OrgVolunteers records when each volunteer (page:sender) first showed interest in one of
+// the organization's posts (sorted set by unix ms): the stats' volunteers and new volunteers.
+func (k Keys) OrgVolunteers(orgID string) string {
+	return k.prefix + ":org:" + orgID + ":volunteers"
+}
+
+// OrgInterests indexes an organization's interests by the time they were expressed, unix ms
+// (sorted set; member "<conversation id>|<post key>|<message id>").
+func (k Keys) OrgInterests(orgID string) string {
+	return k.prefix + ":org:" + orgID + ":interests"
+}
+
+// LoginState is a Facebook Login `state` waiting for its callback (JSON, expires).
+func (k Keys) LoginState(state string) string { return k.prefix + ":fblogin:" + state }
+
+// EmailCode is the pending email verification of an organization (JSON, expires).
+func (k Keys) EmailCode(orgID string) string { return k.prefix + ":org:" + orgID + ":emailcode" }
+
+// ---- Email ----
+
+// MailQueue is the stream of emails waiting to be sent (field "m": the JSON email).
+func (k Keys) MailQueue() string { return k.prefix + ":{mail}" }
+
+// MailGroup is the consumer group of the mail senders.
+func (k Keys) MailGroup() string { return "mailer" }
+
+// MailOutbox keeps the latest emails "sent" when no SMTP server is configured (list, newest
+// first, capped): the embedded default shows it on the first page.
+func (k Keys) MailOutbox() string { return k.prefix + ":{mail}:outbox" }
+
+// MailDead is the stream of emails that failed too often, with their errors.
+func (k Keys) MailDead() string { return k.prefix + ":{mail}:dead" }

@@ -1,0 +1,537 @@
+package redisstore
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/voluntree/voluntree"
+)
+
+// Organizations, admin tokens, pages, signups and posts. Records are JSON strings indexed per
+// organization by sorted sets (creation time), so lists page in a stable order. A record is
+// changed under WATCH (optimistic transaction): concurrent changes of one post never
+// interleave, and a status change is checked against the status it starts from.
+
+// maxTxRetries bounds the optimistic transaction retries of one change.
+const maxTxRetries = 20
+
+// Page of a list.
+type Page[T any] struct {
+	Items []T `json:"items"`
+	Total int `json:"total"`
+}
+
+func getJSON[T any](ctx context.Context, c redis.Cmdable, key, what, id string) (T, error) {
+	var v T
+	b, err := c.Get(ctx, key).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return v, voluntree.Errorf(voluntree.ENOTFOUND, "%s %q not found", what, id)
+	}
+	if err != nil {
+		return v, fmt.Errorf("redisstore: get %s %s: %w", what, id, err)
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return v, fmt.Errorf("redisstore: decode %s %s: %w", what, id, err)
+	}
+	return v, nil
+}
+
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("redisstore: encode %T: %v", v, err)) // plain structs always encode
+	}
+	return string(b)
+}
+
+func ms(t time.Time) float64 { return float64(t.UnixMilli()) }
+
+// listIndex returns one page of an index (oldest first) and its total size.
+func listIndex[T any](ctx context.Context, s *Store, index string, offset, limit int, load func(context.Context, string) (T, error)) (Page[T], error) {
+	pipe := s.rdb.Pipeline()
+	total := pipe.ZCard(ctx, index)
+	ids := pipe.ZRange(ctx, index, int64(offset), int64(offset+limit-1))
+	if _, err := pipe.Exec(ctx); err != nil {
+		return Page[T]{}, fmt.Errorf("redisstore: list %s: %w", index, err)
+	}
+	p := Page[T]{Total: int(total.Val()), Items: make([]T, 0, len(ids.Val()))}
+	for _, id := range ids.Val() {
+		v, err := load(ctx, id)
+		if voluntree.ErrorCode(err) == voluntree.ENOTFOUND {
+			continue // removed between the index read and the load
+		}
+		if err != nil {
+			return Page[T]{}, err
+		}
+		p.Items = append(p.Items, v)
+	}
+	return p, nil
+}
+
+// ---- Organizations ----
+
+// CreateOrg stores a new organization; ECONFLICT when its id is taken.
+func (s *Store) CreateOrg(ctx context.Context, o voluntree.Organization) error {
+	if !voluntree.ValidID(o.ID) {
+		return voluntree.FieldErrorf("org", "organization id: letters, digits and _.:- only, at most 64")
+	}
+	if o.CreatedAt.IsZero() {
+		o.CreatedAt = time.Now().UTC()
+	}
+	ok, err := s.rdb.SetNX(ctx, s.keys.Org(o.ID), mustJSON(o), 0).Result()
+	if err != nil {
+		return fmt.Errorf("redisstore: create org %s: %w", o.ID, err)
+	}
+	if !ok {
+		return voluntree.Errorf(voluntree.ECONFLICT, "organization %q exists", o.ID)
+	}
+	if err := s.rdb.ZAdd(ctx, s.keys.Orgs(), redis.Z{Score: ms(o.CreatedAt), Member: o.ID}).Err(); err != nil {
+		return fmt.Errorf("redisstore: index org %s: %w", o.ID, err)
+	}
+	return nil
+}
+
+// Org returns an organization; ENOTFOUND when there is none.
+func (s *Store) Org(ctx context.Context, id string) (voluntree.Organization, error) {
+	return getJSON[voluntree.Organization](ctx, s.rdb, s.keys.Org(id), "organization", id)
+}
+
+// UpdateOrg changes an organization with fn under an optimistic transaction.
+func (s *Store) UpdateOrg(ctx context.Context, id string, fn func(*voluntree.Organization) error) (voluntree.Organization, error) {
+	var out voluntree.Organization
+	key := s.keys.Org(id)
+	err := s.watch(ctx, func(tx *redis.Tx) error {
+		o, err := getJSON[voluntree.Organization](ctx, tx, key, "organization", id)
+		if err != nil {
+			return err
+		}
+		if err := fn(&o); err != nil {
+			return err
+		}
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.Set(ctx, key, mustJSON(o), 0)
+			return nil
+		})
+		out = o
+		return err
+	}, key)
+	return out, err
+}
+
+// watch runs fn in an optimistic transaction on keys, retrying when they change under it.
+func (s *Store) watch(ctx context.Context, fn func(*redis.Tx) error, keys ...string) error {
+	for range maxTxRetries {
+		err := s.rdb.Watch(ctx, fn, keys...)
+		if errors.Is(err, redis.TxFailedErr) {
+			continue
+		}
+		return err
+	}
+	return voluntree.Errorf(voluntree.ECONFLICT, "too many concurrent changes, try again")
+}
+
+// ---- Admin API tokens ----
+
+// AdminToken is the stored record of an admin API token (the token itself is never stored:
+// its SHA-256 is the key).
+type AdminToken struct {
+	OrgID     string    `json:"org_id"`
+	Label     string    `json:"label,omitempty"`
+	Hint      string    `json:"hint"` // the token's first characters, to tell tokens apart
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// TokenPrefix starts every admin API token.
+const TokenPrefix = "vt_"
+
+// HashToken is the stored form of a token.
+func HashToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+// CreateAdminToken makes a new token for an existing organization and returns it: this is the
+// only time it is seen.
+func (s *Store) CreateAdminToken(ctx context.Context, orgID, label string) (string, AdminToken, error) {
+	if _, err := s.Org(ctx, orgID); err != nil {
+		return "", AdminToken{}, err
+	}
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", AdminToken{}, fmt.Errorf("redisstore: token: %w", err)
+	}
+	token := TokenPrefix + base64.RawURLEncoding.EncodeToString(b[:])
+	rec := AdminToken{OrgID: orgID, Label: label, Hint: token[:len(TokenPrefix)+6], CreatedAt: time.Now().UTC()}
+	h := HashToken(token)
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, s.keys.AdminToken(h), mustJSON(rec), 0)
+		p.ZAdd(ctx, s.keys.OrgTokens(orgID), redis.Z{Score: ms(rec.CreatedAt), Member: h})
+		return nil
+	})
+	if err != nil {
+		return "", AdminToken{}, fmt.Errorf("redisstore: store token: %w", err)
+	}
+	return token, rec, nil
+}
+
+// LookupAdminToken returns the record of a token; ENOTFOUND for an unknown one.
+func (s *Store) LookupAdminToken(ctx context.Context, token string) (AdminToken, error) {
+	if !strings.HasPrefix(token, TokenPrefix) || len(token) > 128 {
+		return AdminToken{}, voluntree.Errorf(voluntree.ENOTFOUND, "unknown token")
+	}
+	return getJSON[AdminToken](ctx, s.rdb, s.keys.AdminToken(HashToken(token)), "token", "")
+}
+
+// ---- Pages ----
+
+// SavePage stores a connected page for its organization (a reconnection updates the token).
+// ECONFLICT when another organization has connected this page.
+func (s *Store) SavePage(ctx context.Context, pg voluntree.Page) error {
+	key := s.keys.Page(pg.ID)
+	return s.watch(ctx, func(tx *redis.Tx) error {
+		old, err := getJSON[voluntree.Page](ctx, tx, key, "page", pg.ID)
+		switch {
+		case err == nil && old.OrgID != pg.OrgID:
+			return voluntree.Errorf(voluntree.ECONFLICT, "page %s is connected to another organization", pg.ID)
+		case err != nil && voluntree.ErrorCode(err) != voluntree.ENOTFOUND:
+			return err
+		}
+		if pg.ConnectedAt.IsZero() {
+			pg.ConnectedAt = time.Now().UTC()
+		}
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.Set(ctx, key, mustJSON(pg), 0)
+			p.ZAddNX(ctx, s.keys.OrgPages(pg.OrgID), redis.Z{Score: ms(pg.ConnectedAt), Member: pg.ID})
+			return nil
+		})
+		return err
+	}, key)
+}
+
+// Page returns a connected page; ENOTFOUND when there is none.
+func (s *Store) Page(ctx context.Context, id string) (voluntree.Page, error) {
+	return getJSON[voluntree.Page](ctx, s.rdb, s.keys.Page(id), "page", id)
+}
+
+// Pages lists an organization's pages.
+func (s *Store) Pages(ctx context.Context, orgID string, offset, limit int) (Page[voluntree.Page], error) {
+	return listIndex(ctx, s, s.keys.OrgPages(orgID), offset, limit, s.Page)
+}
+
+// ---- Signups ----
+
+// CreateSignup stores a new, validated signup.
+func (s *Store) CreateSignup(ctx context.Context, su voluntree.Signup) error {
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, s.keys.Signup(su.ID), mustJSON(su), 0)
+		p.ZAdd(ctx, s.keys.OrgSignups(su.OrgID), redis.Z{Score: ms(su.CreatedAt), Member: su.ID})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("redisstore: create signup: %w", err)
+	}
+	return nil
+}
+
+// Signup returns a signup; ENOTFOUND when there is none.
+func (s *Store) Signup(ctx context.Context, id string) (voluntree.Signup, error) {
+	return getJSON[voluntree.Signup](ctx, s.rdb, s.keys.Signup(id), "signup", id)
+}
+
+// Signups lists an organization's signups, oldest first.
+func (s *Store) Signups(ctx context.Context, orgID string, offset, limit int) (Page[voluntree.Signup], error) {
+	return listIndex(ctx, s, s.keys.OrgSignups(orgID), offset, limit, s.Signup)
+}
+
+// UpdateSignup changes a signup with fn under an optimistic transaction. fn sees the stored
+// signup and may refuse with an error.
+func (s *Store) UpdateSignup(ctx context.Context, id string, fn func(*voluntree.Signup) error) (voluntree.Signup, error) {
+	var out voluntree.Signup
+	key := s.keys.Signup(id)
+	err := s.watch(ctx, func(tx *redis.Tx) error {
+		su, err := getJSON[voluntree.Signup](ctx, tx, key, "signup", id)
+		if err != nil {
+			return err
+		}
+		if err := fn(&su); err != nil {
+			return err
+		}
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.Set(ctx, key, mustJSON(su), 0)
+			return nil
+		})
+		out = su
+		return err
+	}, key)
+	return out, err
+}
+
+// DeleteSignup removes a signup that has no post beyond draft; ECONFLICT otherwise (its posts
+// are on Facebook and its interests refer to it). check sees the signup first (ownership).
+func (s *Store) DeleteSignup(ctx context.Context, id string, check func(*voluntree.Signup) error) error {
+	key, postsKey := s.keys.Signup(id), s.keys.SignupPosts(id)
+	return s.watch(ctx, func(tx *redis.Tx) error {
+		su, err := getJSON[voluntree.Signup](ctx, tx, key, "signup", id)
+		if err != nil {
+			return err
+		}
+		if err := check(&su); err != nil {
+			return err
+		}
+		postIDs, err := tx.ZRange(ctx, postsKey, 0, -1).Result()
+		if err != nil {
+			return fmt.Errorf("redisstore: signup posts: %w", err)
+		}
+		for _, pid := range postIDs {
+			p, err := getJSON[voluntree.Post](ctx, tx, s.keys.Post(pid), "post", pid)
+			if err == nil && p.Status != voluntree.PostDraft {
+				return voluntree.Errorf(voluntree.ECONFLICT, "signup %s has a %s post (%s): disable it instead", id, p.Status, pid)
+			}
+		}
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.Del(ctx, key, postsKey)
+			p.ZRem(ctx, s.keys.OrgSignups(su.OrgID), id)
+			for _, pid := range postIDs {
+				p.Del(ctx, s.keys.Post(pid))
+				p.ZRem(ctx, s.keys.OrgPosts(su.OrgID), pid)
+			}
+			return nil
+		})
+		return err
+	}, key, postsKey)
+}
+
+// ---- Posts ----
+
+// CreatePost stores a new post; a scheduled one joins the publish queue at its PublishAt.
+func (s *Store) CreatePost(ctx context.Context, p voluntree.Post) error {
+	_, err := s.rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+		pipe.Set(ctx, s.keys.Post(p.ID), mustJSON(p), 0)
+		pipe.ZAdd(ctx, s.keys.OrgPosts(p.OrgID), redis.Z{Score: ms(p.CreatedAt), Member: p.ID})
+		pipe.ZAdd(ctx, s.keys.SignupPosts(p.SignupID), redis.Z{Score: ms(p.CreatedAt), Member: p.ID})
+		if p.Status == voluntree.PostScheduled && p.PublishAt != nil {
+			pipe.ZAdd(ctx, s.keys.PublishQueue(), redis.Z{Score: ms(*p.PublishAt), Member: p.ID})
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("redisstore: create post: %w", err)
+	}
+	return nil
+}
+
+// Post returns a post; ENOTFOUND when there is none.
+func (s *Store) Post(ctx context.Context, id string) (voluntree.Post, error) {
+	return getJSON[voluntree.Post](ctx, s.rdb, s.keys.Post(id), "post", id)
+}
+
+// Posts lists an organization's posts, oldest first.
+func (s *Store) Posts(ctx context.Context, orgID string, offset, limit int) (Page[voluntree.Post], error) {
+	return listIndex(ctx, s, s.keys.OrgPosts(orgID), offset, limit, s.Post)
+}
+
+// SignupPostIDs returns the ids of a signup's posts.
+func (s *Store) SignupPostIDs(ctx context.Context, signupID string) ([]string, error) {
+	ids, err := s.rdb.ZRange(ctx, s.keys.SignupPosts(signupID), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: signup posts: %w", err)
+	}
+	return ids, nil
+}
+
+// QueueOp says what a post change does to the publish queue.
+type QueueOp struct {
+	Add    bool      // (re)queue at At
+	At     time.Time // due time when Add
+	Remove bool      // leave the queue
+}
+
+// UpdatePost changes a post with fn under an optimistic transaction, applying the queue
+// operation fn returns in the same transaction. A published post also gets indexed by its
+// Facebook id and joins the polled posts.
+func (s *Store) UpdatePost(ctx context.Context, id string, fn func(*voluntree.Post) (QueueOp, error)) (voluntree.Post, error) {
+	var out voluntree.Post
+	key := s.keys.Post(id)
+	err := s.watch(ctx, func(tx *redis.Tx) error {
+		p, err := getJSON[voluntree.Post](ctx, tx, key, "post", id)
+		if err != nil {
+			return err
+		}
+		before := p.Status
+		op, err := fn(&p)
+		if err != nil {
+			return err
+		}
+		p.UpdatedAt = time.Now().UTC()
+		_, err = tx.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+			pipe.Set(ctx, key, mustJSON(p), 0)
+			switch {
+			case op.Add:
+				pipe.ZAdd(ctx, s.keys.PublishQueue(), redis.Z{Score: ms(op.At), Member: id})
+			case op.Remove:
+				pipe.ZRem(ctx, s.keys.PublishQueue(), id)
+			}
+			if p.Status == voluntree.PostPublished && before != voluntree.PostPublished && p.FacebookPostID != "" {
+				pipe.HSet(ctx, s.keys.PostsByFacebookID(), p.FacebookPostID, id)
+				at := p.UpdatedAt
+				if p.PublishedAt != nil {
+					at = *p.PublishedAt
+				}
+				pipe.ZAdd(ctx, s.keys.PublishedPosts(), redis.Z{Score: ms(at), Member: id})
+			}
+			return nil
+		})
+		out = p
+		return err
+	}, key)
+	return out, err
+}
+
+// claimDueScript moves up to ARGV[3] posts due by ARGV[1] (unix ms) to ARGV[2] (the end of
+// their lease) and returns them: a claimed post comes due again if its publisher dies.
+var claimDueScript = redis.NewScript(`
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, id in ipairs(due) do
+  redis.call('ZADD', KEYS[1], ARGV[2], id)
+end
+return due
+`)
+
+// ClaimDuePosts leases the posts due by now for lease and returns their ids.
+func (s *Store) ClaimDuePosts(ctx context.Context, now time.Time, lease time.Duration, max int) ([]string, error) {
+	res, err := claimDueScript.Run(ctx, s.rdb, []string{s.keys.PublishQueue()},
+		now.UnixMilli(), now.Add(lease).UnixMilli(), max).StringSlice()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("redisstore: claim due posts: %w", err)
+	}
+	return res, nil
+}
+
+// Dequeue removes a post from the publish queue.
+func (s *Store) Dequeue(ctx context.Context, postID string) error {
+	if err := s.rdb.ZRem(ctx, s.keys.PublishQueue(), postID).Err(); err != nil {
+		return fmt.Errorf("redisstore: dequeue post: %w", err)
+	}
+	return nil
+}
+
+// Requeue moves a queued post's due time to at (a post no longer queued stays out).
+func (s *Store) Requeue(ctx context.Context, postID string, at time.Time) error {
+	err := s.rdb.ZAddXX(ctx, s.keys.PublishQueue(), redis.Z{Score: ms(at), Member: postID}).Err()
+	if err != nil {
+		return fmt.Errorf("redisstore: requeue post: %w", err)
+	}
+	return nil
+}
+
+// QueueLength returns how many posts wait in the publish queue.
+func (s *Store) QueueLength(ctx context.Context) (int64, error) {
+	n, err := s.rdb.ZCard(ctx, s.keys.PublishQueue()).Result()
+	if err != nil {
+		return 0, fmt.Errorf("redisstore: publish queue length: %w", err)
+	}
+	return n, nil
+}
+
+// NextDue returns when the earliest queued post is due (ok false when the queue is empty).
+func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
+	res, err := s.rdb.ZRangeWithScores(ctx, s.keys.PublishQueue(), 0, 0).Result()
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("redisstore: next due post: %w", err)
+	}
+	if len(res) == 0 {
+		return time.Time{}, false, nil
+	}
+	return time.UnixMilli(int64(res[0].Score)), true, nil
+}
+
+// QueuedAt returns when a post is due in the publish queue (ok false when it is not queued).
+func (s *Store) QueuedAt(ctx context.Context, postID string) (time.Time, bool, error) {
+	sc, err := s.rdb.ZScore(ctx, s.keys.PublishQueue(), postID).Result()
+	if errors.Is(err, redis.Nil) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("redisstore: queued post: %w", err)
+	}
+	return time.UnixMilli(int64(sc)), true, nil
+}
+
+// PostIDByFacebookID returns the admin post published as a Facebook post ("" when none).
+func (s *Store) PostIDByFacebookID(ctx context.Context, fbPostID string) (string, error) {
+	id, err := s.rdb.HGet(ctx, s.keys.PostsByFacebookID(), fbPostID).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("redisstore: post by facebook id: %w", err)
+	}
+	return id, nil
+}
+
+// PublishedSince returns the ids of posts published at or after since, oldest first.
+func (s *Store) PublishedSince(ctx context.Context, since time.Time) ([]string, error) {
+	ids, err := s.rdb.ZRangeByScore(ctx, s.keys.PublishedPosts(), &redis.ZRangeBy{
+		Min: strconv.FormatInt(since.UnixMilli(), 10), Max: "+inf"}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: published posts: %w", err)
+	}
+	return ids, nil
+}
+
+// PollCursor returns where the comment poller stopped reading a post ("" at the start).
+func (s *Store) PollCursor(ctx context.Context, postID string) (string, error) {
+	c, err := s.rdb.HGet(ctx, s.keys.PollCursor(), postID).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("redisstore: poll cursor: %w", err)
+	}
+	return c, nil
+}
+
+// SetPollCursor remembers where the comment poller stopped reading a post.
+func (s *Store) SetPollCursor(ctx context.Context, postID, cursor string) error {
+	if err := s.rdb.HSet(ctx, s.keys.PollCursor(), postID, cursor).Err(); err != nil {
+		return fmt.Errorf("redisstore: set poll cursor: %w", err)
+	}
+	return nil
+}
+
+// LockPoll takes a post's poll lock for ttl; false when another node holds it.
+func (s *Store) LockPoll(ctx context.Context, postID, owner string, ttl time.Duration) (bool, error) {
+	ok, err := s.rdb.SetNX(ctx, s.keys.PollLock(postID), owner, ttl).Result()
+	if err != nil {
+		return false, fmt.Errorf("redisstore: poll lock: %w", err)
+	}
+	return ok, nil
+}
+
+// unlockScript deletes a lock only when its owner asks.
+var unlockScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+`)
+
+// UnlockPoll releases a post's poll lock held by owner; false when owner did not hold it.
+func (s *Store) UnlockPoll(ctx context.Context, postID, owner string) (bool, error) {
+	n, err := unlockScript.Run(ctx, s.rdb, []string{s.keys.PollLock(postID)}, owner).Int()
+	if err != nil {
+		return false, fmt.Errorf("redisstore: poll unlock: %w", err)
+	}
+	return n == 1, nil
+}
