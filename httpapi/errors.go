@@ -12,16 +12,21 @@ import (
 
 // statusOf maps domain error codes to HTTP statuses: the one table for the whole API.
 var statusOf = map[string]int{
-	voluntree.EINVALID:     http.StatusBadRequest,
-	voluntree.ENOTFOUND:    http.StatusNotFound,
-	voluntree.EOVERLOADED:  http.StatusServiceUnavailable,
-	voluntree.EUNAVAILABLE: http.StatusServiceUnavailable,
-	voluntree.EINTERNAL:    http.StatusInternalServerError,
+	voluntree.EINVALID:      http.StatusBadRequest,
+	voluntree.ENOTFOUND:     http.StatusNotFound,
+	voluntree.ECONFLICT:     http.StatusConflict,
+	voluntree.EUNAUTHORIZED: http.StatusUnauthorized,
+	voluntree.EFORBIDDEN:    http.StatusForbidden,
+	voluntree.EOVERLOADED:   http.StatusServiceUnavailable,
+	voluntree.EUNAVAILABLE:  http.StatusServiceUnavailable,
+	voluntree.EINTERNAL:     http.StatusInternalServerError,
 }
 
-// errorBody is every error response: {"error": "..."}.
+// errorBody is every error response: {"error": "..."}, with "field" naming the input field
+// at fault when a validation error is about one (e.g. "slots[0].end").
 type errorBody struct {
 	Error string `json:"error"`
+	Field string `json:"field,omitempty"`
 }
 
 // errorHandler turns any handler error into a JSON error response. Domain errors keep their
@@ -41,12 +46,15 @@ func errorHandler(logger *slog.Logger) fiber.ErrorHandler {
 				status = st
 			}
 		}
-		if voluntree.ErrorCode(err) == voluntree.EOVERLOADED {
+		switch voluntree.ErrorCode(err) {
+		case voluntree.EOVERLOADED:
 			c.Set(fiber.HeaderRetryAfter, "1")
+		case voluntree.EUNAUTHORIZED:
+			c.Set(fiber.HeaderWWWAuthenticate, "Bearer")
 		}
 		if status >= 500 {
 			logger.Error("request failed", "action", "http_error", "method", c.Method(), "path", c.Path(), "status", status, "error", err)
 		}
-		return c.Status(status).JSON(errorBody{Error: msg})
+		return c.Status(status).JSON(errorBody{Error: msg, Field: voluntree.ErrorField(err)})
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/voluntree/voluntree"
 	"github.com/voluntree/voluntree/actors"
 	"github.com/voluntree/voluntree/metrics"
+	"github.com/voluntree/voluntree/redisstore"
 )
 
 //go:embed static
@@ -57,6 +58,11 @@ type Config struct {
 	VerifyToken string      // VOLUNTREE_FB_VERIFY_TOKEN: webhook subscription handshake
 	Overloaded  func() bool // true when the ingest backlog is too long to accept more
 	Demo        *Demo       // nil: no demo channel
+
+	// Admin data: organizations, pages, signups, posts. nil: the admin API (/api/v1/me,
+	// signups, posts, pages, interests, stats) is not registered.
+	Store *redisstore.Store
+	Now   func() time.Time // the clock of records and schedules; nil is time.Now
 }
 
 func (c *Config) setDefaults() {
@@ -68,6 +74,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 }
 
@@ -107,12 +116,43 @@ func New(cfg Config) *Server {
 	api.Post("/classify", s.classify)
 	api.Get("/demo", s.demoInfo)
 	api.Post("/demo/comments", s.demoComment)
+	if cfg.Store != nil {
+		s.adminRoutes(api)
+	}
 	sub, _ := fs.Sub(static, "static")
 	app.Use("/", filesystem.New(filesystem.Config{Root: http.FS(sub), Index: "index.html"}))
 	app.Use(func(c *fiber.Ctx) error {
 		return fiber.NewError(fiber.StatusNotFound, "no route for "+c.Method()+" "+c.Path())
 	})
 	return s
+}
+
+// adminRoutes registers the admin API, every route behind requireAdmin (per route, not on
+// the group: a group middleware would also answer 401 for unknown paths under /api/v1).
+func (s *Server) adminRoutes(api fiber.Router) {
+	auth := s.requireAdmin
+	api.Get("/me", auth, s.getMe)
+
+	api.Get("/signups", auth, s.listSignups)
+	api.Post("/signups", auth, s.createSignup)
+	api.Get("/signups/:id", auth, s.getSignup)
+	api.Put("/signups/:id", auth, s.replaceSignup)
+	api.Patch("/signups/:id", auth, s.patchSignup)
+	api.Delete("/signups/:id", auth, s.deleteSignup)
+	api.Get("/signups/:id/slots/:slot/interests", auth, s.slotInterests)
+
+	api.Get("/posts", auth, s.listPosts)
+	api.Post("/posts", auth, s.createPost)
+	api.Get("/posts/:id", auth, s.getPost)
+	api.Post("/posts/:id/publish", auth, s.publishPost)
+	api.Post("/posts/:id/cancel", auth, s.cancelPost)
+	api.Post("/posts/:id/retry", auth, s.retryPost)
+	api.Get("/posts/:id/interests", auth, s.postInterests)
+
+	api.Get("/pages", auth, s.listPages)
+
+	api.Get("/stats", auth, s.myStats)
+	api.Get("/orgs/:org/stats", auth, s.orgStats)
 }
 
 // App returns the Fiber app (tests use App().Test).
