@@ -18,6 +18,8 @@ import (
 	"github.com/voluntree/voluntree"
 	"github.com/voluntree/voluntree/actors"
 	"github.com/voluntree/voluntree/cluster/grainpb"
+	"github.com/voluntree/voluntree/facebook"
+	"github.com/voluntree/voluntree/internal/fakegraph"
 	"github.com/voluntree/voluntree/internal/redistest"
 	"github.com/voluntree/voluntree/metrics"
 	"github.com/voluntree/voluntree/redisstore"
@@ -33,6 +35,7 @@ var (
 )
 
 type testEnv struct {
+	graph   *fakegraph.Server
 	store   *redisstore.Store
 	node    *Node
 	metrics *metrics.Metrics
@@ -49,6 +52,9 @@ func TestMain(m *testing.M) {
 		env.node.Stop(ctx)
 		cancel()
 	}
+	if env.graph != nil {
+		env.graph.Close()
+	}
 	redisSrv.Stop()
 	os.Exit(code)
 }
@@ -64,7 +70,15 @@ func startEnv() *testEnv {
 	e.metrics = metrics.New(prometheus.NewRegistry())
 	logger := slog.New(slog.DiscardHandler)
 	system := actors.NewSystem(logger, sdkmetric.NewMeterProvider())
-	e.node, e.err = Start(context.Background(), system, Config{Store: e.store, Metrics: e.metrics, Logger: logger})
+	e.graph = fakegraph.New(fakegraph.Config{AppSecret: "cluster-test-secret"})
+	graph, err := facebook.NewGraph(facebook.GraphConfig{BaseURL: e.graph.URL, AppSecret: "cluster-test-secret",
+		BaseDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond})
+	if err != nil {
+		e.err = err
+		return e
+	}
+	e.node, e.err = Start(context.Background(), system, Config{Store: e.store, Metrics: e.metrics, Logger: logger,
+		Graph: graph, Publish: PublishConfig{BaseDelay: 50 * time.Millisecond, MaxDelay: time.Second}})
 	if e.err == nil {
 		e.router = NewRouter(e.node, prefixClassifier{}, logger)
 	}

@@ -30,10 +30,11 @@ const recentIDs = 64
 
 // grainDeps is what every grain of this node shares.
 type grainDeps struct {
-	store   *redisstore.Store
-	metrics *metrics.Metrics
-	timeout time.Duration
-	log     *slog.Logger
+	store     *redisstore.Store
+	metrics   *metrics.Metrics
+	timeout   time.Duration
+	log       *slog.Logger
+	publisher *publisher // nil: this node does not publish posts
 }
 
 func (d *grainDeps) ctx() (context.Context, context.CancelFunc) {

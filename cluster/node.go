@@ -51,6 +51,10 @@ type Config struct {
 	Store   *redisstore.Store
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
+
+	// Graph publishes admin posts (nil: posts fail with "no Graph API is configured").
+	Graph   Graph
+	Publish PublishConfig
 }
 
 func (c *Config) setDefaults() {
@@ -75,6 +79,7 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	c.Publish.setDefaults()
 }
 
 // Validate reports an unusable configuration.
@@ -121,6 +126,8 @@ func Start(ctx context.Context, system *actor.ActorSystem, cfg Config) (node *No
 	}
 	deps := &grainDeps{store: cfg.Store, metrics: cfg.Metrics, timeout: cfg.StoreTimeout,
 		log: cfg.Logger.With("component", "grain")}
+	deps.publisher = &publisher{store: cfg.Store, graph: cfg.Graph, metrics: cfg.Metrics, cfg: cfg.Publish,
+		log: cfg.Logger.With("component", "publisher"), now: time.Now}
 	supervision := actor.WithSupervisor(actor.NewOneForOneStrategy(10, time.Second, actor.DefaultDecider))
 	kinds := []*protocluster.Kind{
 		grainpb.NewConversationKind(func() grainpb.Conversation { return &conversationGrain{deps: deps} }, cfg.GrainIdle, supervision),
@@ -166,6 +173,9 @@ func (n *Node) Conversation(id string) *grainpb.ConversationGrainClient {
 func (n *Node) Post(id string) *grainpb.PostGrainClient {
 	return grainpb.GetPostGrainClient(n.c, id)
 }
+
+// Cluster returns the Proto.Actor cluster (for request options).
+func (n *Node) Cluster() *protocluster.Cluster { return n.c }
 
 // Members returns the addresses of the cluster's current members.
 func (n *Node) Members() []string {

@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"context"
+	"strings"
 	"time"
 
 	protocluster "github.com/asynkron/protoactor-go/cluster"
@@ -17,6 +19,11 @@ type postGrain struct {
 	deps   *grainDeps
 	key    string
 	counts *redisstore.PostCounts // nil until loaded
+
+	// The organization whose post (or page inbox) this is, for its stats; "" for posts not
+	// published through Voluntree. Looked up again now and then while unknown.
+	org        string
+	orgChecked time.Time
 }
 
 var _ grainpb.Post = (*postGrain)(nil)
@@ -60,6 +67,9 @@ func (g *postGrain) Record(req *grainpb.RecordRequest, _ protocluster.GrainConte
 	if err != nil {
 		return nil, err
 	}
+	if err := g.indexForOrg(ctx, interests); err != nil {
+		return nil, err // redelivered: recording is idempotent, and so is indexing
+	}
 	published := time.Now()
 	resp := &grainpb.RecordResponse{}
 	for i, r := range res {
@@ -97,4 +107,50 @@ func interestOf(m *grainpb.Classified, recorded time.Time) voluntree.Interest {
 		in.ReceivedAt = time.Unix(0, m.ReceivedAtUnixNano).UTC()
 	}
 	return in
+}
+
+// orgRecheck is how long an unknown organization is remembered before it is looked up again.
+const orgRecheck = time.Minute
+
+// indexForOrg adds the interests among msgs to their organization's stats indexes. It indexes
+// duplicates too: after a crash between recording and indexing, the redelivery completes it.
+func (g *postGrain) indexForOrg(ctx context.Context, ins []voluntree.Interest) error {
+	var interested []voluntree.Interest
+	for _, in := range ins {
+		if in.Intent == voluntree.IntentInterested {
+			interested = append(interested, in)
+		}
+	}
+	if len(interested) == 0 {
+		return nil
+	}
+	if g.org == "" && time.Since(g.orgChecked) > orgRecheck {
+		org, err := g.lookupOrg(ctx)
+		if err != nil {
+			return err
+		}
+		g.org, g.orgChecked = org, time.Now()
+	}
+	return g.deps.store.IndexOrgInterests(ctx, g.org, g.key, interested)
+}
+
+// lookupOrg finds the organization of the grain's post: through the admin post published as
+// it, or for a page inbox through the page.
+func (g *postGrain) lookupOrg(ctx context.Context) (string, error) {
+	if pageID, ok := strings.CutPrefix(g.key, "page:"); ok {
+		pg, err := g.deps.store.Page(ctx, pageID)
+		if voluntree.ErrorCode(err) == voluntree.ENOTFOUND {
+			return "", nil
+		}
+		return pg.OrgID, err
+	}
+	id, err := g.deps.store.PostIDByFacebookID(ctx, g.key)
+	if err != nil || id == "" {
+		return "", err
+	}
+	p, err := g.deps.store.Post(ctx, id)
+	if voluntree.ErrorCode(err) == voluntree.ENOTFOUND {
+		return "", nil
+	}
+	return p.OrgID, err
 }

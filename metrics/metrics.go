@@ -57,6 +57,13 @@ type Metrics struct {
 	EndToEnd     prometheus.Histogram   // webhook received -> event published
 	GrainRequest *prometheus.HistogramVec
 
+	// Publishing and comment polling.
+	PostsPublish *prometheus.CounterVec // publish attempts by outcome: published, adopted, retry, failed
+	PublishDelay prometheus.Histogram   // due time -> published on the page
+	PublishQueue prometheus.Gauge       // posts waiting in the publish queue
+	PollRequests *prometheus.CounterVec // Graph comment fetches by outcome: ok, throttled, error
+	PollComments *prometheus.CounterVec // polled comments by outcome: new, duplicate, skipped
+
 	// WebSockets.
 	WSClients    prometheus.Gauge
 	WSDropped    *prometheus.CounterVec // connections closed by the server, by reason
@@ -112,6 +119,8 @@ func New(reg prometheus.Registerer) *Metrics {
 		}, []string{"kind", "path"}),
 	}
 	m.addPipeline()
+	m.addPublishing()
+	reg.MustRegister(m.PostsPublish, m.PublishDelay, m.PublishQueue, m.PollRequests, m.PollComments)
 	reg.MustRegister(
 		m.WebhookEvents, m.WebhookRejected, m.WebhookDuplicates, m.IngestLength, m.IngestPending,
 		m.IngestLag, m.DeadLetterLength, m.EventsLength, m.IngestRead, m.IngestReclaimed,
@@ -199,4 +208,28 @@ func (m *Metrics) addPipeline() {
 		Help: "WebSocket connections closed by the server, by reason (slow: the send buffer filled up; error: a write failed).",
 	}, []string{"reason"})
 	m.WSEventsSent = counter("ws", "events_sent_total", "Events written to WebSocket clients.")
+}
+
+func (m *Metrics) addPublishing() {
+	m.PostsPublish = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "publish", Name: "attempts_total",
+		Help: "Post publish attempts, by outcome (published; adopted: an unconfirmed earlier attempt had created it; retry; failed: permanent).",
+	}, []string{"outcome"})
+	m.PublishDelay = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: namespace, Subsystem: "publish", Name: "delay_seconds",
+		Help:    "From a post's due time to its publication on the page.",
+		Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800},
+	})
+	m.PublishQueue = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Subsystem: "publish", Name: "queue_length",
+		Help: "Posts waiting in the publish queue (scheduled or being retried).",
+	})
+	m.PollRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "poll", Name: "requests_total",
+		Help: "Graph API comment fetches of the comment poller, by outcome (ok, throttled, error).",
+	}, []string{"outcome"})
+	m.PollComments = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "poll", Name: "comments_total",
+		Help: "Comments the poller found, by outcome (new: enqueued; duplicate: already accepted, e.g. by the webhook; skipped: the page's own or without author).",
+	}, []string{"outcome"})
 }

@@ -495,6 +495,103 @@ func (x *ConversationState) GetRecentPostIds() []string {
 	return nil
 }
 
+// Publish the admin post named by the grain's identity (an admin post id, "po_…").
+type PublishRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishRequest) Reset() {
+	*x = PublishRequest{}
+	mi := &file_grains_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishRequest) ProtoMessage() {}
+
+func (x *PublishRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_grains_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishRequest.ProtoReflect.Descriptor instead.
+func (*PublishRequest) Descriptor() ([]byte, []int) {
+	return file_grains_proto_rawDescGZIP(), []int{6}
+}
+
+type PublishResponse struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Status           string                 `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`                                                  // the post's status afterwards
+	FacebookPostId   string                 `protobuf:"bytes,2,opt,name=facebook_post_id,json=facebookPostId,proto3" json:"facebook_post_id,omitempty"`          // once published
+	RetryAtUnixMilli int64                  `protobuf:"varint,3,opt,name=retry_at_unix_milli,json=retryAtUnixMilli,proto3" json:"retry_at_unix_milli,omitempty"` // when a retryable failure will be tried again (0: none)
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *PublishResponse) Reset() {
+	*x = PublishResponse{}
+	mi := &file_grains_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishResponse) ProtoMessage() {}
+
+func (x *PublishResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_grains_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishResponse.ProtoReflect.Descriptor instead.
+func (*PublishResponse) Descriptor() ([]byte, []int) {
+	return file_grains_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *PublishResponse) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *PublishResponse) GetFacebookPostId() string {
+	if x != nil {
+		return x.FacebookPostId
+	}
+	return ""
+}
+
+func (x *PublishResponse) GetRetryAtUnixMilli() int64 {
+	if x != nil {
+		return x.RetryAtUnixMilli
+	}
+	return 0
+}
+
 var File_grains_proto protoreflect.FileDescriptor
 
 const file_grains_proto_rawDesc = "" +
@@ -550,11 +647,17 @@ const file_grains_proto_rawDesc = "" +
 	" \x03(\tR\rrecentPostIds\x1a:\n" +
 	"\fIntentsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x012o\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\x10\n" +
+	"\x0ePublishRequest\"\x82\x01\n" +
+	"\x0fPublishResponse\x12\x16\n" +
+	"\x06status\x18\x01 \x01(\tR\x06status\x12(\n" +
+	"\x10facebook_post_id\x18\x02 \x01(\tR\x0efacebookPostId\x12-\n" +
+	"\x13retry_at_unix_milli\x18\x03 \x01(\x03R\x10retryAtUnixMilli2o\n" +
 	"\fConversation\x12_\n" +
-	"\x06Handle\x12%.voluntree.grains.ConversationRequest\x1a&.voluntree.grains.ConversationResponse\"\x06\x82\xb5\x18\x02\x10\x012[\n" +
+	"\x06Handle\x12%.voluntree.grains.ConversationRequest\x1a&.voluntree.grains.ConversationResponse\"\x06\x82\xb5\x18\x02\x10\x012\xad\x01\n" +
 	"\x04Post\x12S\n" +
-	"\x06Record\x12\x1f.voluntree.grains.RecordRequest\x1a .voluntree.grains.RecordResponse\"\x06\x82\xb5\x18\x02\x10\x01B0Z.github.com/voluntree/voluntree/cluster/grainpbb\x06proto3"
+	"\x06Record\x12\x1f.voluntree.grains.RecordRequest\x1a .voluntree.grains.RecordResponse\"\x06\x82\xb5\x18\x02\x10\x01\x12P\n" +
+	"\aPublish\x12 .voluntree.grains.PublishRequest\x1a!.voluntree.grains.PublishResponse\"\x00B0Z.github.com/voluntree/voluntree/cluster/grainpbb\x06proto3"
 
 var (
 	file_grains_proto_rawDescOnce sync.Once
@@ -568,7 +671,7 @@ func file_grains_proto_rawDescGZIP() []byte {
 	return file_grains_proto_rawDescData
 }
 
-var file_grains_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_grains_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_grains_proto_goTypes = []any{
 	(*Classified)(nil),           // 0: voluntree.grains.Classified
 	(*ConversationRequest)(nil),  // 1: voluntree.grains.ConversationRequest
@@ -576,18 +679,22 @@ var file_grains_proto_goTypes = []any{
 	(*RecordRequest)(nil),        // 3: voluntree.grains.RecordRequest
 	(*RecordResponse)(nil),       // 4: voluntree.grains.RecordResponse
 	(*ConversationState)(nil),    // 5: voluntree.grains.ConversationState
-	nil,                          // 6: voluntree.grains.ConversationState.IntentsEntry
+	(*PublishRequest)(nil),       // 6: voluntree.grains.PublishRequest
+	(*PublishResponse)(nil),      // 7: voluntree.grains.PublishResponse
+	nil,                          // 8: voluntree.grains.ConversationState.IntentsEntry
 }
 var file_grains_proto_depIdxs = []int32{
 	0, // 0: voluntree.grains.ConversationRequest.messages:type_name -> voluntree.grains.Classified
 	0, // 1: voluntree.grains.RecordRequest.messages:type_name -> voluntree.grains.Classified
-	6, // 2: voluntree.grains.ConversationState.intents:type_name -> voluntree.grains.ConversationState.IntentsEntry
+	8, // 2: voluntree.grains.ConversationState.intents:type_name -> voluntree.grains.ConversationState.IntentsEntry
 	1, // 3: voluntree.grains.Conversation.Handle:input_type -> voluntree.grains.ConversationRequest
 	3, // 4: voluntree.grains.Post.Record:input_type -> voluntree.grains.RecordRequest
-	2, // 5: voluntree.grains.Conversation.Handle:output_type -> voluntree.grains.ConversationResponse
-	4, // 6: voluntree.grains.Post.Record:output_type -> voluntree.grains.RecordResponse
-	5, // [5:7] is the sub-list for method output_type
-	3, // [3:5] is the sub-list for method input_type
+	6, // 5: voluntree.grains.Post.Publish:input_type -> voluntree.grains.PublishRequest
+	2, // 6: voluntree.grains.Conversation.Handle:output_type -> voluntree.grains.ConversationResponse
+	4, // 7: voluntree.grains.Post.Record:output_type -> voluntree.grains.RecordResponse
+	7, // 8: voluntree.grains.Post.Publish:output_type -> voluntree.grains.PublishResponse
+	6, // [6:9] is the sub-list for method output_type
+	3, // [3:6] is the sub-list for method input_type
 	3, // [3:3] is the sub-list for extension type_name
 	3, // [3:3] is the sub-list for extension extendee
 	0, // [0:3] is the sub-list for field type_name
@@ -604,7 +711,7 @@ func file_grains_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_grains_proto_rawDesc), len(file_grains_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

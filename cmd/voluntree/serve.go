@@ -14,6 +14,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,6 +25,7 @@ import (
 	"github.com/voluntree/voluntree"
 	"github.com/voluntree/voluntree/actors"
 	"github.com/voluntree/voluntree/cluster"
+	"github.com/voluntree/voluntree/facebook"
 	"github.com/voluntree/voluntree/httpapi"
 	"github.com/voluntree/voluntree/internal/logging"
 	"github.com/voluntree/voluntree/internal/redisproc"
@@ -64,6 +66,11 @@ type serveConfig struct {
 	Store       redisstore.Config
 	SendBuffer  int
 	PprofAddr   string
+
+	Graph        facebook.GraphConfig
+	PollInterval time.Duration // 0: no comment polling
+	PublicURL    string        // where browsers reach this server (Facebook Login redirect)
+	SMTPURL      string        // "": mail goes to the outbox (embedded default) or nowhere
 }
 
 func envOr(key, def string) string {
@@ -122,6 +129,13 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.Int64Var(&c.Store.IngestMaxLen, "ingest-max-len", redisstore.DefaultIngestMaxLen, "approximate cap of the ingest stream; webhooks get 503 when the backlog nears it")
 	fs.Int64Var(&c.Store.EventsMaxLen, "events-max-len", redisstore.DefaultEventsMaxLen, "approximate cap of the events replay log")
 	fs.IntVar(&c.SendBuffer, "ws-send-buffer", actors.DefaultSendBuffer, "events queued per WebSocket before the client counts as too slow and is dropped")
+	fs.StringVar(&c.Graph.BaseURL, "fb-graph-url", envOr("VOLUNTREE_FB_GRAPH_URL", facebook.DefaultGraphURL), "Graph API base URL (env VOLUNTREE_FB_GRAPH_URL)")
+	fs.StringVar(&c.Graph.Version, "fb-graph-version", envOr("VOLUNTREE_FB_GRAPH_VERSION", facebook.DefaultGraphVersion), "Graph API version path (env VOLUNTREE_FB_GRAPH_VERSION)")
+	fs.StringVar(&c.Graph.DialogURL, "fb-dialog-url", envOr("VOLUNTREE_FB_DIALOG_URL", facebook.DefaultDialogURL), "Facebook Login dialog base URL (env VOLUNTREE_FB_DIALOG_URL)")
+	fs.StringVar(&c.Graph.AppID, "fb-app-id", envOr("VOLUNTREE_FB_APP_ID", ""), "Facebook app id: Facebook Login for pages (env VOLUNTREE_FB_APP_ID)")
+	fs.DurationVar(&c.PollInterval, "poll-interval", envDuration("VOLUNTREE_POLL_INTERVAL", facebook.DefaultPollInterval), "comments of published posts are fetched this often besides the webhook; 0: never (env VOLUNTREE_POLL_INTERVAL)")
+	fs.StringVar(&c.PublicURL, "public-url", envOr("VOLUNTREE_PUBLIC_URL", ""), "URL browsers reach this server at, for the Facebook Login redirect; default http://localhost<addr> (env VOLUNTREE_PUBLIC_URL)")
+	fs.StringVar(&c.SMTPURL, "smtp-url", envOr("VOLUNTREE_SMTP_URL", ""), "SMTP server of outgoing mail, smtp://user:pass@host:port?from=addr; empty: an outbox shown on the first page (env VOLUNTREE_SMTP_URL)")
 	fs.StringVar(&c.PprofAddr, "pprof", envOr("VOLUNTREE_PPROF", ""), "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); empty: off (env VOLUNTREE_PPROF)")
 	if err := fs.Parse(args); err != nil {
 		return c, usageError{err}
@@ -160,6 +174,20 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	}
 	if c.Threads < 1 {
 		return c, usageError{fmt.Errorf("-torch-threads must be at least 1, got %d", c.Threads)}
+	}
+	if c.PollInterval != 0 && c.PollInterval < time.Second {
+		return c, usageError{fmt.Errorf("-poll-interval must be 0 (off) or at least 1s, got %s", c.PollInterval)}
+	}
+	c.Graph.AppSecret = c.AppSecret
+	if _, err := facebook.NewGraph(c.Graph); err != nil {
+		return c, usageError{fmt.Errorf("Graph API settings: %w", err)}
+	}
+	if c.PublicURL == "" {
+		host, port, _ := net.SplitHostPort(c.Addr)
+		if host == "" || host == "0.0.0.0" || host == "::" {
+			host = "localhost"
+		}
+		c.PublicURL = "http://" + net.JoinHostPort(host, port)
 	}
 	return c, nil
 }
@@ -200,6 +228,11 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 			}
 		}()
 		redisURL = srv.URL()
+		removeURL, err := writeEmbeddedURL(cfg.DataDir, redisURL)
+		if err != nil {
+			return err
+		}
+		defer removeURL()
 		log.Info("embedded redis-server started", "action", "start_redis", "addr", srv.Addr(), "dir", cfg.DataDir)
 	}
 	opts, err := redis.ParseURL(redisURL)
@@ -250,7 +283,25 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg.Cluster.Store, cfg.Cluster.Metrics, cfg.Cluster.Logger = store, m, logger
+	graph, err := facebook.NewGraph(cfg.Graph)
+	if err != nil {
+		return err
+	}
+	var demo *httpapi.Demo
+	if cfg.Demo == "on" || (cfg.Demo == "auto" && cfg.RedisURL == "") {
+		demo = &httpapi.DefaultDemo
+		if err := seedDemo(ctx, store, *demo); err != nil {
+			return err
+		}
+		log.Info("demo organization ready; for an admin API token run: voluntree admin create-token -org "+demoOrg, "action", "demo")
+	}
+	var publishGraph cluster.Graph = graph
+	var commentSource facebook.CommentSource = graph
+	if demo != nil {
+		dg := &demoGraph{pageID: demo.PageID, real: graph}
+		publishGraph, commentSource = dg, dg
+	}
+	cfg.Cluster.Store, cfg.Cluster.Metrics, cfg.Cluster.Logger, cfg.Cluster.Graph = store, m, logger, publishGraph
 	node, err := cluster.Start(ctx, system, cfg.Cluster)
 	if err != nil {
 		return err
@@ -276,9 +327,15 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	defer stopSampling()
 	go sampleStreams(sampleCtx, store, m, &overloaded, log)
 
-	var demo *httpapi.Demo
-	if cfg.Demo == "on" || (cfg.Demo == "auto" && cfg.RedisURL == "") {
-		demo = &httpapi.DefaultDemo
+	// Publishing and comment polling run outside the actors, like the ingest consumer.
+	var loops sync.WaitGroup
+	loopCtx, stopLoops := context.WithCancel(context.Background())
+	defer func() { stopLoops(); loops.Wait() }()
+	scheduler := cluster.NewScheduler(node, cluster.SchedulerConfig{})
+	loops.Go(func() { scheduler.Run(loopCtx) })
+	if cfg.PollInterval > 0 {
+		poller := facebook.NewPoller(store, commentSource, m, facebook.PollerConfig{Interval: cfg.PollInterval, Node: cfg.Node}, logger)
+		loops.Go(func() { poller.Run(loopCtx) })
 	}
 	if cfg.AppSecret == "" {
 		log.Warn("VOLUNTREE_FB_APP_SECRET is not set: POST /webhooks/facebook answers 503", "action", "configure")
@@ -289,6 +346,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		Gatherer:    reg,
 		Logger:      logger,
 		Ingest:      store,
+		Store:       store,
 		Events:      hub,
 		AppSecret:   []byte(cfg.AppSecret),
 		VerifyToken: cfg.VerifyToken,
@@ -326,6 +384,8 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := api.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		log.Error("http shutdown", "action", "shutdown", "error", err)
 	}
+	stopLoops()
+	loops.Wait()
 	if err := consumer.Stop(sctx); err != nil {
 		log.Error("ingest consumer stop", "action", "shutdown", "error", err)
 	}

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/voluntree/voluntree"
+	"github.com/voluntree/voluntree/internal/redisproc"
+	"github.com/voluntree/voluntree/redisstore"
+)
+
+const adminUsage = `usage: voluntree admin <command> [flags]
+
+commands:
+  create-org     create an organization:       -id ID -name NAME [-email EMAIL]
+  create-token   create an admin API token:     -org ID [-label TEXT] [-create-org NAME]
+                 (prints the token once; send it as "Authorization: Bearer <token>")
+
+Every command reads VOLUNTREE_REDIS_URL / -redis-url. Without one it uses the embedded
+redis-server of the data directory (-data, VOLUNTREE_DATA_DIR): the running server's, or,
+when none runs, one it starts for the command.
+`
+
+// embeddedURLFile is where serve leaves the embedded redis-server's URL while it runs.
+const embeddedURLFile = "redis.url"
+
+func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "help" || args[0] == "--help" {
+		fmt.Fprint(stdout, adminUsage)
+		if len(args) == 0 {
+			return usageError{errors.New("a command is required")}
+		}
+		return nil
+	}
+	fs := flag.NewFlagSet("admin "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	redisURL := fs.String("redis-url", envOr("VOLUNTREE_REDIS_URL", ""), "Redis URL (env VOLUNTREE_REDIS_URL); empty: the embedded one of -data")
+	dataDir := fs.String("data", envOr("VOLUNTREE_DATA_DIR", "./data"), "data directory of the embedded redis-server (env VOLUNTREE_DATA_DIR)")
+	prefix := fs.String("redis-prefix", envOr("VOLUNTREE_REDIS_PREFIX", redisstore.DefaultPrefix), "prefix of every Redis key (env VOLUNTREE_REDIS_PREFIX)")
+	var run func(ctx context.Context, st *redisstore.Store) error
+	switch args[0] {
+	case "create-org":
+		id := fs.String("id", "", "organization id (letters, digits, _.:-)")
+		name := fs.String("name", "", "organization name")
+		email := fs.String("email", "", "contact email (verified before a page is connected)")
+		run = func(ctx context.Context, st *redisstore.Store) error {
+			if *id == "" || strings.TrimSpace(*name) == "" {
+				return usageError{errors.New("-id and -name are required")}
+			}
+			if err := st.CreateOrg(ctx, voluntree.Organization{ID: *id, Name: strings.TrimSpace(*name), Email: *email}); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "organization %s created\n", *id)
+			return nil
+		}
+	case "create-token":
+		org := fs.String("org", "", "organization id")
+		label := fs.String("label", "", "what the token is for (shown in lists)")
+		create := fs.String("create-org", "", "create the organization with this name when it does not exist")
+		run = func(ctx context.Context, st *redisstore.Store) error {
+			if *org == "" {
+				return usageError{errors.New("-org is required")}
+			}
+			if *create != "" {
+				err := st.CreateOrg(ctx, voluntree.Organization{ID: *org, Name: *create})
+				if err != nil && voluntree.ErrorCode(err) != voluntree.ECONFLICT {
+					return err
+				}
+			}
+			token, _, err := st.CreateAdminToken(ctx, *org, *label)
+			if voluntree.ErrorCode(err) == voluntree.ENOTFOUND {
+				return fmt.Errorf("organization %q does not exist (create it with -create-org NAME or `voluntree admin create-org`)", *org)
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(stdout, token)
+			return nil
+		}
+	default:
+		fmt.Fprint(stderr, adminUsage)
+		return usageError{fmt.Errorf("unknown admin command %q", args[0])}
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
+	}
+	rdb, stop, err := adminRedis(ctx, *redisURL, *dataDir)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	st, err := redisstore.New(rdb, redisstore.Config{Prefix: *prefix})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err = run(ctx, st)
+	var ue usageError
+	if err != nil && !errors.As(err, &ue) && voluntree.ErrorCode(err) != voluntree.EINTERNAL {
+		return errors.New(voluntree.ErrorMessage(err)) // a domain error's message is for the user
+	}
+	return err
+}
+
+// adminRedis connects to the Redis an admin command works on: the URL given, else the running
+// server's embedded redis-server, else one started on the data directory for the command.
+func adminRedis(ctx context.Context, url, dataDir string) (*redis.Client, func(), error) {
+	if url != "" {
+		opts, err := redis.ParseURL(url)
+		if err != nil {
+			return nil, nil, usageError{fmt.Errorf("VOLUNTREE_REDIS_URL: %w", err)}
+		}
+		rdb := redis.NewClient(opts)
+		if err := rdb.Ping(ctx).Err(); err != nil {
+			rdb.Close()
+			return nil, nil, fmt.Errorf("redis at %s: %w", opts.Addr, err)
+		}
+		return rdb, func() { rdb.Close() }, nil
+	}
+	dir, err := filepath.Abs(dataDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, embeddedURLFile)); err == nil {
+		if opts, err := redis.ParseURL(strings.TrimSpace(string(b))); err == nil {
+			rdb := redis.NewClient(opts)
+			// A stale file may name a port another Redis now has: check it serves this directory.
+			got, err := rdb.ConfigGet(ctx, "dir").Result()
+			if err == nil && got["dir"] == dir {
+				return rdb, func() { rdb.Close() }, nil
+			}
+			rdb.Close()
+		}
+	}
+	srv, err := redisproc.Start(ctx, redisproc.Config{Dir: dir, AppendOnly: true})
+	if err != nil {
+		return nil, nil, fmt.Errorf("embedded redis: %w", err)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	return rdb, func() { rdb.Close(); srv.Stop() }, nil
+}
+
+// writeEmbeddedURL tells admin commands where the running server's embedded Redis is; the
+// returned function removes the file.
+func writeEmbeddedURL(dataDir, url string) (func(), error) {
+	p := filepath.Join(dataDir, embeddedURLFile)
+	if err := os.WriteFile(p, []byte(url+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("write %s: %w", p, err)
+	}
+	return func() { os.Remove(p) }, nil
+}
