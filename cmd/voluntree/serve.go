@@ -26,6 +26,7 @@ import (
 	"github.com/voluntree/voluntree/actors"
 	"github.com/voluntree/voluntree/cluster"
 	"github.com/voluntree/voluntree/facebook"
+	"github.com/voluntree/voluntree/mail"
 	"github.com/voluntree/voluntree/httpapi"
 	"github.com/voluntree/voluntree/internal/logging"
 	"github.com/voluntree/voluntree/internal/redisproc"
@@ -333,6 +334,20 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	defer func() { stopLoops(); loops.Wait() }()
 	scheduler := cluster.NewScheduler(node, cluster.SchedulerConfig{})
 	loops.Go(func() { scheduler.Run(loopCtx) })
+	// Outgoing mail (verification codes): SMTP when configured, else the outbox the first page
+	// shows (the embedded default has no mail server).
+	var sender mail.Sender = mail.NewOutboxSender(rdb, redisstore.NewKeys(cfg.Store.Prefix))
+	if cfg.SMTPURL != "" {
+		if sender, err = mail.NewSMTPSender(cfg.SMTPURL); err != nil {
+			return usageError{fmt.Errorf("VOLUNTREE_SMTP_URL: %w", err)}
+		}
+	}
+	mailer := mail.NewWorker(rdb, redisstore.NewKeys(cfg.Store.Prefix), sender, mail.WorkerConfig{Consumer: cfg.Node}, logger)
+	loops.Go(func() {
+		if err := mailer.Run(loopCtx); err != nil {
+			log.Error("mail worker", "action", "mail", "error", err)
+		}
+	})
 	if cfg.PollInterval > 0 {
 		poller := facebook.NewPoller(store, commentSource, m, facebook.PollerConfig{Interval: cfg.PollInterval, Node: cfg.Node}, logger)
 		loops.Go(func() { poller.Run(loopCtx) })
