@@ -558,7 +558,7 @@ func TestLoadgenFakeServerPass(t *testing.T) {
 		t.Errorf("server got %d webhooks", f.calls.Load())
 	}
 	text := stderr.String()
-	for _, want := range []string{"PASS", "events/s = 10", "% of target (events of comments sent in the 1.00s measured window", "e2e latency  p50", "not sending", "sent/s"} {
+	for _, want := range []string{"PASS", "events/s = ", "% of target (events of comments sent in the 1.00s measured window", "e2e latency  p50", "not sending", "sent/s"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, text)
 		}
