@@ -12,6 +12,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/voluntree/voluntree/internal/retry"
 	"github.com/voluntree/voluntree/metrics"
 	"github.com/voluntree/voluntree/redisstore"
 )
@@ -164,7 +165,7 @@ func (h *EventHub) listen(ctx context.Context) {
 
 // catchUp forwards the events published after last while the subscription was down.
 func (h *EventHub) catchUp(ctx context.Context, last string) string {
-	backoff := newBackoff()
+	backoff := retry.New()
 	for attempt := 0; ctx.Err() == nil; {
 		r, err := h.store.EventsAfter(ctx, last, 1000)
 		if err != nil {
@@ -173,7 +174,7 @@ func (h *EventHub) catchUp(ctx context.Context, last string) string {
 			if attempt++; attempt%10 == 0 {
 				h.log.Error("events: catch up keeps failing", "action", "resubscribe", "attempts", attempt, "error", err)
 			}
-			backoff.wait(ctx)
+			backoff.Wait(ctx)
 			continue
 		}
 		if r.Gap {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/voluntree/voluntree"
+	"github.com/voluntree/voluntree/internal/retry"
 	"github.com/voluntree/voluntree/metrics"
 	"github.com/voluntree/voluntree/redisstore"
 )
@@ -188,11 +189,11 @@ func (c *IngestConsumer) run(ctx context.Context) {
 	}()
 	defer func() { <-touchDone }()
 	handle := func(entries []redisstore.Entry) { c.submit(ctx, in, entries) }
-	backoff := newBackoff()
+	backoff := retry.New()
 	for ctx.Err() == nil {
 		if err := c.store.EnsureGroup(ctx); err != nil {
 			c.log.Error("ingest group", "action", "start", "error", err)
-			backoff.wait(ctx)
+			backoff.Wait(ctx)
 			continue
 		}
 		break
@@ -204,7 +205,7 @@ func (c *IngestConsumer) run(ctx context.Context) {
 		entries, err := c.store.ReadOwnPending(ctx, c.cfg.Consumer, after, c.cfg.ReadCount)
 		if err != nil {
 			c.log.Error("read own pending", "action", "read", "error", err)
-			backoff.wait(ctx)
+			backoff.Wait(ctx)
 			continue
 		}
 		if len(entries) == 0 {
@@ -229,11 +230,11 @@ func (c *IngestConsumer) run(ctx context.Context) {
 		if err != nil {
 			if ctx.Err() == nil {
 				c.log.Error("read ingest", "action", "read", "error", err)
-				backoff.wait(ctx)
+				backoff.Wait(ctx)
 			}
 			continue
 		}
-		backoff.reset()
+		backoff.Reset()
 		entries = c.linger(ctx, entries)
 		handle(entries)
 	}
@@ -302,21 +303,4 @@ func (c *IngestConsumer) deadLetter(ctx context.Context, e redisstore.Entry, cau
 	c.metrics.IngestDeadLetters.Inc()
 	c.log.Warn("entry dead-lettered", "action", "dead_letter", "entry", e.ID,
 		"deliveries", e.Deliveries, "error", cause)
-}
-
-// backoff waits 50 ms doubling to 2 s between failed attempts.
-type backoff struct{ d time.Duration }
-
-func newBackoff() *backoff { return &backoff{d: 50 * time.Millisecond} }
-
-func (b *backoff) reset() { b.d = 50 * time.Millisecond }
-
-func (b *backoff) wait(ctx context.Context) {
-	t := time.NewTimer(b.d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
-	b.d = min(2*b.d, 2*time.Second)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/voluntree/voluntree/internal/retry"
 	"github.com/voluntree/voluntree/redisstore"
 )
 
@@ -66,11 +67,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	if w.cfgErr != nil {
 		return w.cfgErr
 	}
-	bo := newBackoff()
+	bo := retry.New()
 	for ctx.Err() == nil {
 		if err := w.ensureGroup(ctx); err != nil {
 			w.log.Error("mail consumer group", "action", "start", "error", err)
-			bo.wait(ctx)
+			bo.Wait(ctx)
 			continue
 		}
 		break
@@ -100,11 +101,11 @@ func (w *Worker) Run(ctx context.Context) error {
 				if isNoGroup(err) { // the stream was deleted: make it again
 					_ = w.ensureGroup(ctx)
 				}
-				bo.wait(ctx)
+				bo.Wait(ctx)
 			}
 			continue
 		}
-		bo.reset()
+		bo.Reset()
 		if ok {
 			w.process(ctx, x, 1)
 		}
@@ -323,21 +324,4 @@ func (w *Worker) deadLetter(ctx context.Context, x redis.XMessage, deliveries in
 	}
 	w.dead.Add(1)
 	w.log.Warn("email given up", "action", "dead_letter", "entry", x.ID, "deliveries", deliveries, "error", cause)
-}
-
-// backoff waits 50 ms doubling to 2 s between failed Redis calls.
-type backoff struct{ d time.Duration }
-
-func newBackoff() *backoff { return &backoff{d: 50 * time.Millisecond} }
-
-func (b *backoff) reset() { b.d = 50 * time.Millisecond }
-
-func (b *backoff) wait(ctx context.Context) {
-	t := time.NewTimer(b.d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
-	b.d = min(2*b.d, 2*time.Second)
 }
