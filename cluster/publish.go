@@ -160,15 +160,14 @@ func (p *publisher) publish(id string) (*grainpb.PublishResponse, error) {
 	if err == nil {
 		return p.succeed(ctx, id, fbID, "published")
 	}
+	var ge *facebook.GraphError
+	isGraph := errors.As(err, &ge)
 	if facebook.IsRetryable(err) {
-		var ge *facebook.GraphError
 		// A throttled call was refused before doing anything; any other failure may have.
-		unconfirmed := !(errors.As(err, &ge) && ge.Throttled())
-		return p.retry(ctx, id, err, unconfirmed)
+		return p.retry(ctx, id, err, !(isGraph && ge.Throttled()))
 	}
 	code, msg := 0, err.Error()
-	var ge *facebook.GraphError
-	if errors.As(err, &ge) {
+	if isGraph {
 		code, msg = ge.Code, ge.Message
 	}
 	return p.fail(ctx, id, code, msg)

@@ -57,26 +57,53 @@ func mustJSON(v any) string {
 
 func ms(t time.Time) float64 { return float64(t.UnixMilli()) }
 
-// listIndex returns one page of an index (oldest first) and its total size.
-func listIndex[T any](ctx context.Context, s *Store, index string, offset, limit int, load func(context.Context, string) (T, error)) (Page[T], error) {
+// listIndex returns one page of an index (oldest first) and its total size; load fetches the
+// page's records in one batch and skips those removed since the index was read.
+func listIndex[T any](ctx context.Context, s *Store, index string, offset, limit int, load func(context.Context, []string) ([]T, error)) (Page[T], error) {
 	pipe := s.rdb.Pipeline()
 	total := pipe.ZCard(ctx, index)
 	ids := pipe.ZRange(ctx, index, int64(offset), int64(offset+limit-1))
 	if _, err := pipe.Exec(ctx); err != nil {
 		return Page[T]{}, fmt.Errorf("redisstore: list %s: %w", index, err)
 	}
-	p := Page[T]{Total: int(total.Val()), Items: make([]T, 0, len(ids.Val()))}
-	for _, id := range ids.Val() {
-		v, err := load(ctx, id)
-		if voluntree.ErrorCode(err) == voluntree.ENOTFOUND {
-			continue // removed between the index read and the load
-		}
-		if err != nil {
-			return Page[T]{}, err
-		}
-		p.Items = append(p.Items, v)
+	items, err := load(ctx, ids.Val())
+	if err != nil {
+		return Page[T]{}, err
 	}
-	return p, nil
+	return Page[T]{Total: int(total.Val()), Items: items}, nil
+}
+
+// jsonRecords returns a loader of JSON records by id for listIndex: one pipelined round trip.
+func jsonRecords[T any](key func(string) string, what string) func(context.Context, *Store, []string) ([]T, error) {
+	return func(ctx context.Context, s *Store, ids []string) ([]T, error) {
+		out := make([]T, 0, len(ids))
+		if len(ids) == 0 {
+			return out, nil
+		}
+		pipe := s.rdb.Pipeline()
+		cmds := make([]*redis.StringCmd, len(ids))
+		for i, id := range ids {
+			cmds[i] = pipe.Get(ctx, key(id))
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return nil, fmt.Errorf("redisstore: load %ss: %w", what, err)
+		}
+		for i, c := range cmds {
+			b, err := c.Bytes()
+			if errors.Is(err, redis.Nil) {
+				continue // removed between the index read and the load
+			}
+			var v T
+			if err == nil {
+				err = json.Unmarshal(b, &v)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("redisstore: load %s %s: %w", what, ids[i], err)
+			}
+			out = append(out, v)
+		}
+		return out, nil
+	}
 }
 
 // ---- Organizations ----
@@ -226,7 +253,10 @@ func (s *Store) Page(ctx context.Context, id string) (voluntree.Page, error) {
 
 // Pages lists an organization's pages.
 func (s *Store) Pages(ctx context.Context, orgID string, offset, limit int) (Page[voluntree.Page], error) {
-	return listIndex(ctx, s, s.keys.OrgPages(orgID), offset, limit, s.Page)
+	load := jsonRecords[voluntree.Page](s.keys.Page, "page")
+	return listIndex(ctx, s, s.keys.OrgPages(orgID), offset, limit, func(ctx context.Context, ids []string) ([]voluntree.Page, error) {
+		return load(ctx, s, ids)
+	})
 }
 
 // ---- Signups ----
@@ -251,7 +281,10 @@ func (s *Store) Signup(ctx context.Context, id string) (voluntree.Signup, error)
 
 // Signups lists an organization's signups, oldest first.
 func (s *Store) Signups(ctx context.Context, orgID string, offset, limit int) (Page[voluntree.Signup], error) {
-	return listIndex(ctx, s, s.keys.OrgSignups(orgID), offset, limit, s.Signup)
+	load := jsonRecords[voluntree.Signup](s.keys.Signup, "signup")
+	return listIndex(ctx, s, s.keys.OrgSignups(orgID), offset, limit, func(ctx context.Context, ids []string) ([]voluntree.Signup, error) {
+		return load(ctx, s, ids)
+	})
 }
 
 // UpdateSignup changes a signup with fn under an optimistic transaction. fn sees the stored
@@ -338,7 +371,10 @@ func (s *Store) Post(ctx context.Context, id string) (voluntree.Post, error) {
 
 // Posts lists an organization's posts, oldest first.
 func (s *Store) Posts(ctx context.Context, orgID string, offset, limit int) (Page[voluntree.Post], error) {
-	return listIndex(ctx, s, s.keys.OrgPosts(orgID), offset, limit, s.Post)
+	load := jsonRecords[voluntree.Post](s.keys.Post, "post")
+	return listIndex(ctx, s, s.keys.OrgPosts(orgID), offset, limit, func(ctx context.Context, ids []string) ([]voluntree.Post, error) {
+		return load(ctx, s, ids)
+	})
 }
 
 // SignupPostIDs returns the ids of a signup's posts.

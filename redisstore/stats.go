@@ -70,25 +70,21 @@ func (s *Store) SlotFills(ctx context.Context, su *voluntree.Signup) ([]voluntre
 // SlotInterests lists the interests that chose a slot, oldest first.
 func (s *Store) SlotInterests(ctx context.Context, signupID, slotID string, offset, limit int) (Page[voluntree.Interest], error) {
 	key := s.keys.SlotVolunteers(signupID, slotID)
-	return listIndex(ctx, s, key, offset, limit, func(ctx context.Context, member string) (voluntree.Interest, error) {
-		postKey, id, ok := strings.Cut(member, "|")
-		if !ok {
-			return voluntree.Interest{}, voluntree.Errorf(voluntree.ENOTFOUND, "bad slot member %q", member)
+	return listIndex(ctx, s, key, offset, limit, func(ctx context.Context, members []string) ([]voluntree.Interest, error) {
+		out := make([]voluntree.Interest, 0, len(members))
+		for _, m := range members {
+			postKey, id, ok := strings.Cut(m, "|")
+			if !ok {
+				continue
+			}
+			ins, err := s.interestsByID(ctx, postKey, []string{id})
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, ins...)
 		}
-		return s.Interest(ctx, postKey, id)
+		return out, nil
 	})
-}
-
-// Interest returns one stored interest; ENOTFOUND when there is none.
-func (s *Store) Interest(ctx context.Context, postKey, id string) (voluntree.Interest, error) {
-	ins, err := s.interestsByID(ctx, postKey, []string{id})
-	if err != nil {
-		return voluntree.Interest{}, err
-	}
-	if len(ins) == 0 {
-		return voluntree.Interest{}, voluntree.Errorf(voluntree.ENOTFOUND, "interest %q not found", id)
-	}
-	return ins[0], nil
 }
 
 // OrgStats computes an organization's stats over [from, to). Posts and signups are read in

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -90,7 +91,7 @@ func (g *demoGraph) FeedSince(ctx context.Context, pageID, token string, since t
 }
 
 func (g *demoGraph) Comments(ctx context.Context, postID, token, after string, limit int) (facebook.CommentsPage, error) {
-	if len(postID) > len(g.pageID) && postID[:len(g.pageID)+1] == g.pageID+"_" {
+	if strings.HasPrefix(postID, g.pageID+"_") {
 		return facebook.CommentsPage{}, nil // demo comments arrive through the demo channel
 	}
 	return g.real.Comments(ctx, postID, token, after, limit)
