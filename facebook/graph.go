@@ -60,6 +60,15 @@ func DefaultSubscribedFields() []string {
 	return []string{"feed", "messages", "messaging_postbacks"}
 }
 
+// DefaultLoginScopes are the permissions the login dialog asks for: list the pages
+// (pages_show_list), publish (pages_manage_posts), read and answer comments
+// (pages_read_engagement, pages_read_user_content, pages_manage_engagement), subscribe the
+// app to webhooks (pages_manage_metadata) and message people (pages_messaging).
+func DefaultLoginScopes() []string {
+	return []string{"pages_show_list", "pages_manage_metadata", "pages_manage_posts", "pages_read_engagement",
+		"pages_read_user_content", "pages_manage_engagement", "pages_messaging"}
+}
+
 // GraphConfig configures a Graph client; zero fields take the defaults above.
 type GraphConfig struct {
 	BaseURL     string        // VOLUNTREE_FB_GRAPH_URL; default DefaultGraphURL
@@ -545,6 +554,38 @@ func (g *Graph) ExchangeCode(ctx context.Context, code, redirectURI string) (Use
 		"redirect_uri":  {redirectURI},
 		"code":          {code},
 	}
+	return g.oauthToken(ctx, params)
+}
+
+// PageAccount is a page the user manages, with its page access token and the user's tasks
+// on it (MANAGE, CREATE_CONTENT, MODERATE...).
+type PageAccount struct {
+	ID          string   `json:"id"`
+	Name        string   `json:"name"`
+	AccessToken string   `json:"access_token"`
+	Tasks       []string `json:"tasks"`
+}
+
+// LongLivedToken exchanges a user token for a long-lived one (about 60 days). Page tokens
+// read with a long-lived user token do not expire, so this is what a page connection uses.
+func (g *Graph) LongLivedToken(ctx context.Context, userToken string) (UserToken, error) {
+	if g.cfg.AppID == "" || g.cfg.AppSecret == "" {
+		return UserToken{}, fmt.Errorf("%w: the token exchange needs AppID and AppSecret", ErrGraphConfig)
+	}
+	if userToken == "" {
+		return UserToken{}, fmt.Errorf("%w: empty user token", ErrInvalidArgument)
+	}
+	params := url.Values{
+		"grant_type":        {"fb_exchange_token"},
+		"client_id":         {g.cfg.AppID},
+		"client_secret":     {g.cfg.AppSecret},
+		"fb_exchange_token": {userToken},
+	}
+	return g.oauthToken(ctx, params)
+}
+
+// oauthToken calls GET /oauth/access_token with params.
+func (g *Graph) oauthToken(ctx context.Context, params url.Values) (UserToken, error) {
 	var out struct {
 		AccessToken string `json:"access_token"`
 		TokenType   string `json:"token_type"`
@@ -562,15 +603,6 @@ func (g *Graph) ExchangeCode(ctx context.Context, code, redirectURI string) (Use
 		tok.ExpiresAt = time.Now().Add(time.Duration(out.ExpiresIn) * time.Second)
 	}
 	return tok, nil
-}
-
-// PageAccount is a page the user manages, with its page access token and the user's tasks
-// on it (MANAGE, CREATE_CONTENT, MODERATE...).
-type PageAccount struct {
-	ID          string   `json:"id"`
-	Name        string   `json:"name"`
-	AccessToken string   `json:"access_token"`
-	Tasks       []string `json:"tasks"`
 }
 
 // Accounts lists the pages the user of userToken manages (up to 10 pages of 100).

@@ -463,7 +463,7 @@ func TestConnectPage(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ExchangeCode: %v", err)
 	}
-	exp := fakegraph.UserTokenExpiresIn * time.Second
+	exp := fakegraph.ShortUserTokenExpiresIn * time.Second
 	if tok.AccessToken != "user-tok" || tok.ExpiresAt.Before(before.Add(exp)) || tok.ExpiresAt.After(time.Now().Add(exp)) {
 		t.Fatalf("token %+v", tok)
 	}
@@ -476,7 +476,21 @@ func TestConnectPage(t *testing.T) {
 		t.Fatalf("second exchange: %v", err)
 	}
 
-	accounts, err := g.Accounts(ctx, tok.AccessToken)
+	long, err := g.LongLivedToken(ctx, tok.AccessToken)
+	if err != nil {
+		t.Fatalf("LongLivedToken: %v", err)
+	}
+	if exp := fakegraph.UserTokenExpiresIn * time.Second; long.AccessToken != "ll-user-tok" || long.ExpiresAt.Before(before.Add(exp)) {
+		t.Fatalf("long-lived token %+v", long)
+	}
+	if form := fg.Calls()[2].Form; form.Get("grant_type") != "fb_exchange_token" || form.Get("fb_exchange_token") != "user-tok" || form.Get("client_secret") != appSecret {
+		t.Fatalf("long-lived exchange form %v", form)
+	}
+	if _, err := g.LongLivedToken(ctx, "tok-p2"); asGraphError(t, err).Code != 190 {
+		t.Fatalf("a page token exchanged as a user token: %v", err)
+	}
+
+	accounts, err := g.Accounts(ctx, long.AccessToken)
 	if err != nil {
 		t.Fatalf("Accounts: %v", err)
 	}

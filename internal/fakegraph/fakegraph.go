@@ -10,7 +10,9 @@
 //	... g.PublishPost(ctx, "p1", "page-token", ...) ...
 //	posts := fg.Posts("p1")
 //
-// Endpoints: GET /oauth/access_token, GET /me/accounts, GET|POST /{page}/feed,
+// Endpoints: the login dialog GET /dialog/oauth (a redirect back, as the user set by
+// SetDialogUser or DenyDialog), GET /oauth/access_token (code exchange and fb_exchange_token),
+// GET /me/accounts, GET|POST /{page}/feed,
 // POST /{page}/photos, GET /{post-or-comment}/comments, GET|POST|DELETE
 // /{page}/subscribed_apps, all below /{version}/.
 package fakegraph
@@ -42,8 +44,10 @@ const (
 	DefaultVersion     = "v23.0"
 	DefaultMaxPageSize = 100
 	DefaultAppID       = "fakegraph-app"
-	// UserTokenExpiresIn is the expires_in of an exchanged user token, in seconds (60 days).
-	UserTokenExpiresIn = 5183944
+	// ShortUserTokenExpiresIn is the expires_in of a user token from the code exchange, in
+	// seconds (about 2 hours); UserTokenExpiresIn that of a long-lived one (60 days).
+	ShortUserTokenExpiresIn = 5183
+	UserTokenExpiresIn      = 5183944
 )
 
 // graphTime is how Graph writes times.
@@ -153,8 +157,9 @@ type page struct {
 }
 
 type login struct {
-	userToken string
-	used      bool
+	userToken   string
+	redirectURI string // the dialog's redirect_uri the exchange must repeat; "" for AddUser codes
+	used        bool
 }
 
 // Server is a running fake Graph API. Its methods are safe for concurrent use.
@@ -180,6 +185,8 @@ type Server struct {
 	rules    []*rule
 	calls    []Call
 	seq      int
+	dialog   string // the user token the login dialog logs in as; "" before SetDialogUser
+	deny     bool   // the dialog answers as a user who canceled
 }
 
 // New starts a fake Graph API.
@@ -229,6 +236,25 @@ func (s *Server) AddUser(code, userToken string, pageIDs ...string) {
 			s.users[userToken] = append(s.users[userToken], id)
 		}
 	}
+}
+
+// SetDialogUser makes the login dialog log in as a user with userToken who manages pageIDs
+// and approves: each visit redirects to its redirect_uri with a fresh code (valid once, for
+// that redirect_uri) and the state.
+func (s *Server) SetDialogUser(userToken string, pageIDs ...string) {
+	s.AddUser("", userToken, pageIDs...)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.codes, "")
+	s.dialog, s.deny = userToken, false
+}
+
+// DenyDialog makes the login dialog answer as a user who canceled: a redirect with
+// error=access_denied, as Facebook does.
+func (s *Server) DenyDialog() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.deny = true
 }
 
 // AddComment adds a comment on a post (whose id must start with "<page>_" to be readable).
@@ -406,14 +432,60 @@ type request struct {
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	rq, perr := parseRequest(r, s.cfg.Version)
 	s.mu.Lock()
-	status, body := s.handle(rq, perr)
+	var status int
+	var body []byte
+	if rq.path == "/dialog/oauth" && perr == nil {
+		status, body = s.loginDialog(w, rq)
+	} else {
+		status, body = s.handle(rq, perr)
+	}
 	s.calls = append(s.calls, Call{Method: rq.method, Path: rq.path, Form: rq.form, Status: status, Time: time.Now()})
 	close(s.changed)
 	s.changed = make(chan struct{})
 	s.mu.Unlock()
-	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
+	if w.Header().Get("Content-Type") == "" {
+		w.Header().Set("Content-Type", "application/json; charset=UTF-8")
+	}
 	w.WriteHeader(status)
 	w.Write(body)
+}
+
+// loginDialog answers the Facebook Login dialog for the user of SetDialogUser: a 302 to the
+// redirect_uri with code and state (or Facebook's error parameters when denied), or a 400
+// page for a request Facebook would refuse. s.mu is held.
+func (s *Server) loginDialog(w http.ResponseWriter, rq *request) (int, []byte) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	redirect, err := url.Parse(rq.form.Get("redirect_uri"))
+	switch {
+	case rq.method != http.MethodGet:
+		return 405, []byte("method not allowed")
+	case rq.form.Get("client_id") != s.cfg.AppID:
+		return 400, []byte("Invalid App ID: the provided app ID does not look like a valid app ID.")
+	case err != nil || !redirect.IsAbs() || redirect.Host == "":
+		return 400, []byte("URL blocked: redirect_uri must be an absolute URL.")
+	case rq.form.Get("response_type") != "" && rq.form.Get("response_type") != "code":
+		return 400, []byte("unsupported response_type")
+	case s.dialog == "" && !s.deny:
+		return 400, []byte("fakegraph: nobody is logged in (SetDialogUser)")
+	}
+	q := redirect.Query()
+	if s.deny {
+		q.Set("error", "access_denied")
+		q.Set("error_code", "200")
+		q.Set("error_description", "Permissions error")
+		q.Set("error_reason", "user_denied")
+	} else {
+		code := "code-" + s.next()
+		s.codes[code] = &login{userToken: s.dialog, redirectURI: rq.form.Get("redirect_uri")}
+		q.Set("code", code)
+	}
+	if st := rq.form.Get("state"); st != "" {
+		q.Set("state", st)
+	}
+	redirect.RawQuery = q.Encode()
+	redirect.Fragment = "_=_" // Facebook appends it
+	w.Header().Set("Location", redirect.String())
+	return 302, nil
 }
 
 func parseRequest(r *http.Request, version string) (*request, error) {
@@ -587,6 +659,9 @@ func (s *Server) pageAuth(rq *request, pageID, objectID string) *apiError {
 }
 
 func (s *Server) accessToken(rq *request) (any, *apiError) {
+	if rq.form.Get("grant_type") == "fb_exchange_token" {
+		return s.longLivedToken(rq)
+	}
 	for _, name := range []string{"client_id", "redirect_uri", "client_secret", "code"} {
 		if rq.form.Get(name) == "" {
 			return nil, badRequest(100, fmt.Sprintf("Missing %s parameter.", name))
@@ -607,8 +682,40 @@ func (s *Server) accessToken(rq *request) (any, *apiError) {
 		e.subcode = 36009
 		return nil, e
 	}
+	if l.redirectURI != "" && l.redirectURI != rq.form.Get("redirect_uri") {
+		e := badRequest(100, "Error validating verification code. Please make sure your redirect_uri is identical to the one you used in the OAuth dialog request")
+		e.subcode = 36008
+		return nil, e
+	}
 	l.used = true
-	return map[string]any{"access_token": l.userToken, "token_type": "bearer", "expires_in": UserTokenExpiresIn}, nil
+	return map[string]any{"access_token": l.userToken, "token_type": "bearer", "expires_in": ShortUserTokenExpiresIn}, nil
+}
+
+// longLivedToken exchanges a user token for a long-lived one ("ll-" + the token), which
+// manages the same pages.
+func (s *Server) longLivedToken(rq *request) (any, *apiError) {
+	for _, name := range []string{"client_id", "client_secret", "fb_exchange_token"} {
+		if rq.form.Get(name) == "" {
+			return nil, badRequest(100, fmt.Sprintf("Missing %s parameter.", name))
+		}
+	}
+	if rq.form.Get("client_id") != s.cfg.AppID {
+		return nil, badRequest(101, "Error validating application. Invalid application ID.")
+	}
+	if s.cfg.AppSecret != "" && rq.form.Get("client_secret") != s.cfg.AppSecret {
+		return nil, badRequest(100, "Error validating client secret.")
+	}
+	tok := rq.form.Get("fb_exchange_token")
+	if pageID, ok := s.tokens[tok]; !ok || pageID != "" {
+		return nil, badRequest(190, "Invalid OAuth access token - Cannot parse access token")
+	}
+	ll := tok
+	if !strings.HasPrefix(tok, "ll-") {
+		ll = "ll-" + tok
+	}
+	s.tokens[ll] = ""
+	s.users[ll] = slices.Clone(s.users[tok])
+	return map[string]any{"access_token": ll, "token_type": "bearer", "expires_in": UserTokenExpiresIn}, nil
 }
 
 func (s *Server) accounts(rq *request) (any, *apiError) {

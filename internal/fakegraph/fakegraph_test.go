@@ -416,7 +416,7 @@ func TestLogin(t *testing.T) {
 		}
 	}
 	a := do(t, http.MethodGet, oauth, form())
-	if a.status != 200 || a.body["access_token"] != "user-2" || a.body["expires_in"] != float64(fakegraph.UserTokenExpiresIn) {
+	if a.status != 200 || a.body["access_token"] != "user-2" || a.body["expires_in"] != float64(fakegraph.ShortUserTokenExpiresIn) {
 		t.Fatalf("exchange: %v", a.body)
 	}
 	if a := do(t, http.MethodGet, oauth, form()); a.message() != "This authorization code has been used." {
@@ -431,6 +431,63 @@ func TestLogin(t *testing.T) {
 	next, _ := url.Parse(a.next())
 	if a := send(t, mustGet(t, next.String())); !slices.Equal(a.ids(), []string{"p2"}) || a.next() != "" {
 		t.Fatalf("accounts page 2: %v", a.body)
+	}
+}
+
+func TestLoginDialog(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, fakegraph.Config{AppID: "app", AppSecret: secret})
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	dialog := func(q url.Values) (int, *url.URL) {
+		t.Helper()
+		resp, err := noFollow.Do(mustGet(t, s.URL+"/v23.0/dialog/oauth?"+q.Encode()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		loc, _ := url.Parse(resp.Header.Get("Location"))
+		return resp.StatusCode, loc
+	}
+	q := url.Values{"client_id": {"app"}, "redirect_uri": {"https://x.example/cb?a=1"}, "state": {"st-1"}, "scope": {"pages_show_list"}, "response_type": {"code"}}
+	if code, _ := dialog(q); code != 400 {
+		t.Fatalf("dialog before SetDialogUser: %d, want 400", code)
+	}
+	s.SetDialogUser("user-3", "p1")
+	for _, bad := range []url.Values{
+		{"client_id": {"other"}, "redirect_uri": {"https://x.example/cb"}},
+		{"client_id": {"app"}, "redirect_uri": {"/cb"}},
+		{"client_id": {"app"}, "redirect_uri": {"https://x.example/cb"}, "response_type": {"token"}},
+	} {
+		if code, _ := dialog(bad); code != 400 {
+			t.Errorf("dialog %v: %d, want 400", bad, code)
+		}
+	}
+	code, loc := dialog(q)
+	if code != 302 || loc.Host != "x.example" || loc.Path != "/cb" || loc.Query().Get("a") != "1" || loc.Query().Get("state") != "st-1" || loc.Fragment != "_=_" {
+		t.Fatalf("dialog: %d %v", code, loc)
+	}
+	oauth := s.URL + "/v23.0/oauth/access_token"
+	exchange := url.Values{"client_id": {"app"}, "client_secret": {secret}, "redirect_uri": {"https://x.example/other"}, "code": {loc.Query().Get("code")}}
+	if a := do(t, http.MethodGet, oauth, exchange); a.status != 400 || a.body["error"].(map[string]any)["error_subcode"] != float64(36008) {
+		t.Fatalf("exchange with another redirect_uri: %v", a.body)
+	}
+	exchange.Set("redirect_uri", "https://x.example/cb?a=1")
+	a := do(t, http.MethodGet, oauth, exchange)
+	if a.status != 200 || a.body["access_token"] != "user-3" {
+		t.Fatalf("exchange: %v", a.body)
+	}
+	ll := do(t, http.MethodGet, oauth, url.Values{"grant_type": {"fb_exchange_token"}, "client_id": {"app"}, "client_secret": {secret}, "fb_exchange_token": {"user-3"}})
+	if ll.body["access_token"] != "ll-user-3" || ll.body["expires_in"] != float64(fakegraph.UserTokenExpiresIn) {
+		t.Fatalf("long-lived exchange: %v", ll.body)
+	}
+	if a := do(t, http.MethodGet, s.URL+"/v23.0/me/accounts", tok("ll-user-3")); !slices.Equal(a.ids(), []string{"p1"}) {
+		t.Fatalf("accounts of the long-lived token: %v", a.body)
+	}
+
+	s.DenyDialog()
+	code, loc = dialog(q)
+	if code != 302 || loc.Query().Get("error") != "access_denied" || loc.Query().Get("error_reason") != "user_denied" || loc.Query().Get("code") != "" || loc.Query().Get("state") != "st-1" {
+		t.Fatalf("denied dialog: %d %v", code, loc)
 	}
 }
 
