@@ -3,6 +3,7 @@ package voluntree
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Error codes. Adapters translate them (httpapi maps each to one HTTP status).
@@ -14,6 +15,7 @@ const (
 	ECONFLICT     = "conflict"     // the request clashes with the current state (e.g. a published post)
 	EUNAUTHORIZED = "unauthorized" // no valid credentials
 	EFORBIDDEN    = "forbidden"    // valid credentials, but not for this data
+	ERATELIMITED  = "rate_limited" // too many attempts; Error.RetryAfter says when to try again
 	EINTERNAL     = "internal"
 )
 
@@ -22,6 +24,9 @@ type Error struct {
 	Code    string
 	Message string
 	Field   string // the input field at fault, for EINVALID; "" when not about one field
+	// RetryAfter is how long the caller should wait before trying again (ERATELIMITED,
+	// EOVERLOADED); 0 when unknown.
+	RetryAfter time.Duration
 }
 
 // Error implements the error interface.
@@ -72,4 +77,13 @@ func ErrorMessage(err error) string {
 	default:
 		return "internal error"
 	}
+}
+
+// ErrorRetryAfter returns the RetryAfter of the first *Error in err's chain (0 when none).
+func ErrorRetryAfter(err error) time.Duration {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.RetryAfter
+	}
+	return 0
 }
