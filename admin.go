@@ -32,7 +32,9 @@ type Page struct {
 	Name           string    `json:"name"`
 	AccessToken    string    `json:"access_token,omitempty"`
 	TokenExpiresAt time.Time `json:"token_expires_at,omitzero"` // zero: does not expire
-	ConnectedAt    time.Time `json:"connected_at"`
+	// SubscribedFields are the webhook fields the app is subscribed to on the page.
+	SubscribedFields []string  `json:"subscribed_fields,omitempty"`
+	ConnectedAt      time.Time `json:"connected_at"`
 }
 
 // Slot is one date-time slot of a signup, in the signup's time zone.

@@ -619,30 +619,6 @@ func (s *Server) retryPost(c *fiber.Ctx) error {
 
 // ---- Pages ----
 
-// pageView is a page as the API shows it: never its access token.
-type pageView struct {
-	ID             string    `json:"id"`
-	Name           string    `json:"name"`
-	TokenExpiresAt time.Time `json:"token_expires_at,omitzero"`
-	ConnectedAt    time.Time `json:"connected_at"`
-}
-
-func (s *Server) listPages(c *fiber.Ctx) error {
-	limit, offset, err := pagination(c)
-	if err != nil {
-		return err
-	}
-	pg, err := s.cfg.Store.Pages(c.UserContext(), principal(c).OrgID, offset, limit)
-	if err != nil {
-		return err
-	}
-	items := make([]pageView, len(pg.Items))
-	for i, p := range pg.Items {
-		items[i] = pageView{ID: p.ID, Name: p.Name, TokenExpiresAt: p.TokenExpiresAt, ConnectedAt: p.ConnectedAt}
-	}
-	return c.JSON(listOf(items, pg.Total, limit, offset))
-}
-
 // ---- Interests ----
 
 func (s *Server) postInterests(c *fiber.Ctx) error {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/voluntree/voluntree"
@@ -17,6 +19,7 @@ var statusOf = map[string]int{
 	voluntree.ECONFLICT:     http.StatusConflict,
 	voluntree.EUNAUTHORIZED: http.StatusUnauthorized,
 	voluntree.EFORBIDDEN:    http.StatusForbidden,
+	voluntree.ERATELIMITED:  http.StatusTooManyRequests,
 	voluntree.EOVERLOADED:   http.StatusServiceUnavailable,
 	voluntree.EUNAVAILABLE:  http.StatusServiceUnavailable,
 	voluntree.EINTERNAL:     http.StatusInternalServerError,
@@ -47,8 +50,9 @@ func errorHandler(logger *slog.Logger) fiber.ErrorHandler {
 			}
 		}
 		switch voluntree.ErrorCode(err) {
-		case voluntree.EOVERLOADED:
-			c.Set(fiber.HeaderRetryAfter, "1")
+		case voluntree.EOVERLOADED, voluntree.ERATELIMITED:
+			secs := int64((voluntree.ErrorRetryAfter(err) + time.Second - 1) / time.Second)
+			c.Set(fiber.HeaderRetryAfter, strconv.FormatInt(max(secs, 1), 10))
 		case voluntree.EUNAUTHORIZED:
 			c.Set(fiber.HeaderWWWAuthenticate, "Bearer")
 		}

@@ -100,15 +100,16 @@ func newEnv(t *testing.T, o envOptions) *pipelineEnv {
 		e.hub = hub
 		cfg.Events = hub
 	}
-	if o.config != nil {
-		o.config(&cfg)
-	}
-	srv := httpapi.New(cfg)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.addr = ln.Addr().String()
+	cfg.PublicURL = "http://" + e.addr
+	if o.config != nil {
+		o.config(&cfg)
+	}
+	srv := httpapi.New(cfg)
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
@@ -125,6 +126,7 @@ func newEnv(t *testing.T, o envOptions) *pipelineEnv {
 		if err := srv.Shutdown(ctx); err != nil {
 			t.Errorf("shutdown: %v", err)
 		}
+		_ = ln.Close() // a Shutdown racing Serve's start does not close ln
 		<-served
 		if system != nil {
 			system.Shutdown()

@@ -63,6 +63,15 @@ type Config struct {
 	// signups, posts, pages, interests, stats) is not registered.
 	Store *redisstore.Store
 	Now   func() time.Time // the clock of records and schedules; nil is time.Now
+
+	// Connecting a page. Mail queues the email verification codes (nil: those routes answer
+	// 503); Outbox, set on the embedded default, adds GET /api/v1/outbox; Facebook runs the
+	// login (nil: POST /api/v1/pages/connect answers 503); PublicURL is where browsers reach
+	// this server (the login callback is PublicURL + CallbackPath).
+	Mail      Mailer
+	Outbox    Outbox
+	Facebook  FacebookLogin
+	PublicURL string
 }
 
 func (c *Config) setDefaults() {
@@ -77,6 +86,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.PublicURL == "" {
+		c.PublicURL = "http://localhost:8080"
 	}
 }
 
@@ -150,6 +162,14 @@ func (s *Server) adminRoutes(api fiber.Router) {
 	api.Get("/posts/:id/interests", auth, s.postInterests)
 
 	api.Get("/pages", auth, s.listPages)
+	api.Post("/pages/connect", auth, s.connectPage)
+	api.Get("/facebook/callback", s.facebookCallback)
+	api.Get("/me/email", auth, s.getEmail)
+	api.Post("/me/email", auth, s.sendEmailCode)
+	api.Post("/me/email/verify", auth, s.verifyEmail)
+	if s.cfg.Outbox != nil {
+		api.Get("/outbox", auth, s.listOutbox)
+	}
 
 	api.Get("/stats", auth, s.myStats)
 	api.Get("/orgs/:org/stats", auth, s.orgStats)

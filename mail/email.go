@@ -20,8 +20,9 @@ const (
 
 // Email is one plain-text email to one recipient, as queued (JSON).
 type Email struct {
-	ID        string    `json:"id"` // also the Message-ID's local part, so receivers can dedupe a resend
-	To        string    `json:"to"` // "a@example.org" or "Name <a@example.org>"
+	ID        string    `json:"id"`            // also the Message-ID's local part, so receivers can dedupe a resend
+	Org       string    `json:"org,omitempty"` // the organization it is for (the outbox shows each its own)
+	To        string    `json:"to"`            // "a@example.org" or "Name <a@example.org>"
 	Subject   string    `json:"subject"`
 	Text      string    `json:"text"`
 	CreatedAt time.Time `json:"created_at"` // the Date header
