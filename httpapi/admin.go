@@ -139,7 +139,13 @@ func (s *Server) getMe(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(fiber.Map{"org": org})
+	// What this server offers the organization's admins: the dashboard shows or hides its
+	// sections by these.
+	return c.JSON(fiber.Map{"org": org, "features": fiber.Map{
+		"facebook_login": s.cfg.Facebook != nil,
+		"email":          s.cfg.Mail != nil,
+		"outbox":         s.cfg.Outbox != nil,
+	}})
 }
 
 // ---- Signups ----

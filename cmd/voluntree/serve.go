@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"os"
 	"runtime/debug"
 	"strconv"
@@ -183,14 +184,24 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	if _, err := facebook.NewGraph(c.Graph); err != nil {
 		return c, usageError{fmt.Errorf("Graph API settings: %w", err)}
 	}
-	if c.PublicURL == "" {
-		host, port, _ := net.SplitHostPort(c.Addr)
-		if host == "" || host == "0.0.0.0" || host == "::" {
-			host = "localhost"
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			return c, usageError{fmt.Errorf("-public-url: want an http(s) URL without query, like https://voluntree.example.org, got %q", c.PublicURL)}
 		}
-		c.PublicURL = "http://" + net.JoinHostPort(host, port)
+		c.PublicURL = strings.TrimSuffix(c.PublicURL, "/")
 	}
 	return c, nil
+}
+
+// defaultPublicURL is the URL of a listener: http://localhost:<port> when it listens on
+// every address, else its address.
+func defaultPublicURL(addr net.Addr) string {
+	host, port, _ := net.SplitHostPort(addr.String())
+	if ip := net.ParseIP(host); host == "" || ip == nil || ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }
 
 // runServe starts the node and blocks until ctx ends, then shuts down in reverse order.
@@ -342,6 +353,17 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 			return usageError{fmt.Errorf("VOLUNTREE_SMTP_URL: %w", err)}
 		}
 	}
+	mailQueue := mail.NewQueue(rdb, redisstore.NewKeys(cfg.Store.Prefix))
+	var outbox httpapi.Outbox
+	if cfg.SMTPURL == "" {
+		outbox = mailQueue
+	}
+	var fbLogin httpapi.FacebookLogin
+	if cfg.Graph.AppID != "" && cfg.Graph.AppSecret != "" {
+		fbLogin = graph
+	} else {
+		log.Info("VOLUNTREE_FB_APP_ID or VOLUNTREE_FB_APP_SECRET is not set: pages cannot be connected", "action", "configure")
+	}
 	mailer := mail.NewWorker(rdb, redisstore.NewKeys(cfg.Store.Prefix), sender, mail.WorkerConfig{Consumer: cfg.Node}, logger)
 	loops.Go(func() {
 		if err := mailer.Run(loopCtx); err != nil {
@@ -355,6 +377,14 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if cfg.AppSecret == "" {
 		log.Warn("VOLUNTREE_FB_APP_SECRET is not set: POST /webhooks/facebook answers 503", "action", "configure")
 	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	defer ln.Close() // when a step below fails before serving
+	if cfg.PublicURL == "" {
+		cfg.PublicURL = defaultPublicURL(ln.Addr())
+	}
 	api := httpapi.New(httpapi.Config{
 		Classifier:  batcher,
 		Metrics:     m,
@@ -367,6 +397,10 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		VerifyToken: cfg.VerifyToken,
 		Overloaded:  overloaded.Load,
 		Demo:        demo,
+		Mail:        mailQueue,
+		Outbox:      outbox,
+		Facebook:    fbLogin,
+		PublicURL:   cfg.PublicURL,
 		Health: []httpapi.HealthCheck{
 			{Name: "redis", Check: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},
 			{Name: "classifier", Check: batcher.Healthy},
@@ -375,11 +409,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if cfg.PprofAddr != "" {
 		go servePprof(cfg.PprofAddr, log)
 	}
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
-	}
-	log.Info("listening", "action", "listen", "addr", ln.Addr().String(), "demo", demo != nil)
+	log.Info("listening", "action", "listen", "addr", ln.Addr().String(), "public_url", cfg.PublicURL, "demo", demo != nil)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- api.Serve(ln) }()
 
