@@ -14,11 +14,11 @@ import (
 	"github.com/voluntree/voluntree"
 )
 
-// The admin REST API (signups.go, posts.go, pages.go, email.go and here: the organization,
-// interests, stats and the request helpers they share). Every
-// route runs behind requireAdmin; every record read or changed is checked against the
-// request's organization (403 for another organization's data). Changes run inside the
-// store's optimistic transactions, with the ownership and state checks inside them.
+// The admin REST API: signups.go, posts.go, pages.go, email.go, and here the organization,
+// interests, stats and the request helpers they share. Every route runs behind requireAdmin;
+// every record read or changed is checked against the request's organization (403 for
+// another organization's data). Changes run inside the store's optimistic transactions, with
+// the ownership and state checks inside them.
 
 // Pagination of the admin lists.
 const (
