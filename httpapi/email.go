@@ -155,7 +155,7 @@ func (s *Server) verifyEmail(c *fiber.Ctx) error {
 	})
 	if err != nil {
 		if voluntree.ErrorCode(err) != voluntree.EINTERNAL {
-			s.cfg.Logger.Info("email code refused", "action", "email_verify", "org", orgID, "code", voluntree.ErrorCode(err))
+			s.cfg.Logger.Info("email code refused", "action", "email_verify", "org", orgID, "outcome", voluntree.ErrorCode(err))
 		}
 		return err
 	}

@@ -178,7 +178,7 @@ func (s *Server) finishLogin(ctx context.Context, c *fiber.Ctx, nonce string) co
 	log := s.cfg.Logger.With("action", "page_connect", "org", ls.OrgID)
 	if nonce == "" || subtle.ConstantTimeCompare([]byte(hashNonce(nonce)), []byte(ls.NonceHash)) != 1 {
 		log.Warn("facebook callback from another browser")
-		return connectResult{err: "This Facebook login was started in another browser: start again here."}
+		return connectResult{err: "This Facebook login was started in another browser (or at another address than this one): start again here."}
 	}
 	if e := c.Query("error"); e != "" {
 		desc := c.Query("error_description", e)
