@@ -79,8 +79,8 @@ func Reissue(prev *EmailChallenge, email, codeHash string, now time.Time) (Email
 	next := EmailChallenge{Email: email, CodeHash: codeHash, SentAt: now, ExpiresAt: now.Add(EmailCodeTTL)}
 	if prev != nil {
 		if prev.Locked() && now.Before(prev.ExpiresAt) {
-			return EmailChallenge{}, rateLimited(prev.ExpiresAt.Sub(now),
-				"too many wrong codes: verification is locked until %s UTC, then ask for a new code", prev.ExpiresAt.UTC().Format("15:04"))
+			wait := prev.ExpiresAt.Sub(now)
+			return EmailChallenge{}, rateLimited(wait, "too many wrong codes: verification is locked, ask for a new code in %s", ceilMinutes(wait))
 		}
 		for _, t := range prev.Sends {
 			if now.Sub(t) < time.Hour {
@@ -108,8 +108,8 @@ func (c *EmailChallenge) Check(orgID, code string, now time.Time) error {
 	code = strings.TrimSpace(code)
 	switch {
 	case c.Locked():
-		return rateLimited(max(0, c.ExpiresAt.Sub(now)),
-			"too many wrong codes: this code is locked, ask for a new one after %s UTC", c.ExpiresAt.UTC().Format("15:04"))
+		wait := max(0, c.ExpiresAt.Sub(now))
+		return rateLimited(wait, "too many wrong codes: this code is locked, ask for a new one in %s", ceilMinutes(wait))
 	case !now.Before(c.ExpiresAt):
 		return FieldErrorf("code", "this code has expired: ask for a new one")
 	case len(code) != EmailCodeDigits || strings.Trim(code, "0123456789") != "":
@@ -122,8 +122,8 @@ func (c *EmailChallenge) Check(orgID, code string, now time.Time) error {
 	}
 	c.Attempts++
 	if c.Locked() {
-		return rateLimited(max(0, c.ExpiresAt.Sub(now)),
-			"wrong code, and that was the last attempt: ask for a new code after %s UTC", c.ExpiresAt.UTC().Format("15:04"))
+		wait := max(0, c.ExpiresAt.Sub(now))
+		return rateLimited(wait, "wrong code, and that was the last attempt: ask for a new code in %s", ceilMinutes(wait))
 	}
 	return FieldErrorf("code", "wrong code: %d attempt(s) left", c.AttemptsLeft())
 }
@@ -132,6 +132,15 @@ func rateLimited(wait time.Duration, format string, args ...any) *Error {
 	e := Errorf(ERATELIMITED, format, args...)
 	e.RetryAfter = wait
 	return e
+}
+
+// ceilMinutes words a wait in whole minutes, rounded up ("1 minute", "14 minutes").
+func ceilMinutes(d time.Duration) string {
+	n := int((d + time.Minute - 1) / time.Minute)
+	if n <= 1 {
+		return "1 minute"
+	}
+	return fmt.Sprintf("%d minutes", n)
 }
 
 func ceilSeconds(d time.Duration) string {

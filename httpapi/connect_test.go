@@ -447,7 +447,7 @@ func TestConnectPageGraphFailures(t *testing.T) {
 
 	e.fg.FailNext("POST /p1/subscribed_apps", 1, fakegraph.Permanent(200, "(#200) The user must be an administrator of the page"))
 	got := b.visit(t, b.connect(t, token))
-	if got.Get("pages") != "0" || !strings.Contains(got.Get("message"), "must be an administrator") {
+	if got.Get("facebook") != "error" || !strings.Contains(got.Get("message"), "No page was connected: Food bank: Facebook refused the webhook subscription ((#200) The user must be an administrator") {
 		t.Fatalf("subscription refused: %v", got)
 	}
 	if _, err := e.store.Page(context.Background(), "p1"); voluntree.ErrorCode(err) != voluntree.ENOTFOUND {

@@ -143,6 +143,9 @@ func (s *Server) facebookCallback(c *fiber.Ctx) error {
 	c.Cookie(&fiber.Cookie{Name: loginCookie, Path: CallbackPath, MaxAge: -1, Expires: time.Unix(1, 0), HTTPOnly: true, SameSite: fiber.CookieSameSiteLaxMode})
 	res := s.finishLogin(ctx, c, nonce)
 	q := url.Values{}
+	if res.err == "" && len(res.connected) == 0 {
+		res.err = "No page was connected: " + strings.Join(res.failed, "; ") + "."
+	}
 	switch {
 	case res.err != "":
 		q.Set("facebook", "error")

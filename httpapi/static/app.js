@@ -1,6 +1,6 @@
-// Voluntree dashboard: live signups over WebSocket, the demo channel and the classifier
-// playground. Plain JS, no dependencies. All data from the server is rendered with
-// textContent / attributes, never parsed as HTML.
+// Voluntree dashboard: live signups over WebSocket, the demo channel, the organization's
+// settings (admin API) and the classifier playground. Plain JS, no dependencies. All data
+// from the server is rendered with textContent / attributes, never parsed as HTML.
 'use strict';
 
 (() => {
@@ -95,8 +95,10 @@
 
   // ---------------------------------------------------------------- notice banner
 
-  function showNotice(text) {
+  // kind: '' (a warning), 'ok' (a success) or 'bad' (a failure).
+  function showNotice(text, kind) {
     $('#notice-text').textContent = text;
+    $('#notice').className = 'notice' + (kind ? ' ' + kind : '');
     $('#notice').hidden = false;
   }
   function hideNotice() { $('#notice').hidden = true; }
@@ -358,7 +360,7 @@
 
   function refreshTimes() {
     const now = Date.now();
-    for (const t of document.querySelectorAll('#signups time[data-ts]')) {
+    for (const t of document.querySelectorAll('#signups time[data-ts], #outbox-list time[data-ts]')) {
       const txt = relTime(Number(t.dataset.ts), now);
       if (t.textContent !== txt) t.textContent = txt;
     }
@@ -539,6 +541,603 @@
     $('#layout').classList.add('has-demo');
   }
 
+  // ---------------------------------------------------------------- organization (admin API)
+  // The admin API token is kept in sessionStorage (this tab only), taken from `#token=vt_…` on
+  // load (then removed from the address bar) or from the form. It is only ever sent in the
+  // Authorization header: never written into the DOM.
+
+  const TOKEN_KEY = 'voluntree.adminToken';
+  const OUTBOX_POLL_MS = 400;   // after a code was sent: the mail worker delivers within ~1 s
+  const OUTBOX_POLLS = 12;      // then give up (the refresh button stays)
+  const EXPIRY_TIMER_MAX = 60 * 60 * 1000;
+
+  const org = {
+    token: '',
+    gen: 0,            // bumped when the token changes: answers for an older token are dropped
+    me: null,          // GET /me
+    email: null,       // GET /me/email
+    pages: null,       // GET /pages
+    outbox: [],        // GET /outbox items, newest first
+    outboxLoaded: false,
+    emailDirty: false, // the admin typed an address: keep it
+    sending: false,
+    verifying: false,
+    connecting: false,
+    pollGen: 0,
+    expiryTimer: 0,
+  };
+
+  class ApiError extends Error {
+    constructor(status, message, field) {
+      super(message);
+      this.status = status; // 0: no answer; -1: the token changed meanwhile
+      this.field = field || '';
+    }
+  }
+  // Errors the caller has nothing to show for: a stale answer, or a 401 (the token form shows it).
+  const ignorable = (err) => err instanceof ApiError && (err.status === -1 || err.status === 401);
+
+  function sentence(msg) {
+    const s = String(msg || '').trim();
+    if (!s) return '';
+    const t = s.charAt(0).toUpperCase() + s.slice(1);
+    return /[.!?…)]$/.test(t) ? t : t + '.';
+  }
+
+  function readToken() {
+    try { return sessionStorage.getItem(TOKEN_KEY) || ''; } catch (e) { return ''; }
+  }
+  function storeToken(token) {
+    try {
+      if (token) sessionStorage.setItem(TOKEN_KEY, token);
+      else sessionStorage.removeItem(TOKEN_KEY);
+    } catch (e) { /* storage disabled: the token lives in memory until a reload */ }
+  }
+  const validToken = (t) => /^vt_[\x21-\x7e]+$/.test(t);
+
+  async function api(method, path, body) {
+    const token = org.token, gen = org.gen;
+    if (!token) throw new ApiError(-1, 'no admin API token');
+    const headers = { Accept: 'application/json', Authorization: 'Bearer ' + token };
+    const init = { method, headers, cache: 'no-store', credentials: 'same-origin' };
+    if (body !== undefined) {
+      headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    let r;
+    try {
+      r = await fetch('/api/v1' + path, init);
+    } catch (err) {
+      throw new ApiError(0, 'the server could not be reached');
+    }
+    let data = null;
+    try { data = await r.json(); } catch (err) { data = null; }
+    if (gen !== org.gen) throw new ApiError(-1, 'the token changed');
+    if (!r.ok) {
+      const msg = data && typeof data.error === 'string' && data.error ? data.error : 'the server answered ' + r.status;
+      const field = data && typeof data.field === 'string' ? data.field : '';
+      const err = new ApiError(r.status, msg, field);
+      if (r.status === 401) forgetToken('The server refused this admin API token (' + msg + '): enter another one.');
+      throw err;
+    }
+    return { status: r.status, data: (data && typeof data === 'object') ? data : {} };
+  }
+
+  function features() {
+    const f = (org.me && org.me.features) || {};
+    return { facebook: f.facebook_login === true, email: f.email === true, outbox: f.outbox === true };
+  }
+
+  function parseTime(s) {
+    const ms = Date.parse(s);
+    return Number.isNaN(ms) ? null : ms;
+  }
+  function timeEl(stamp, text) {
+    const t = el('time', null, text);
+    t.dateTime = String(stamp);
+    const ms = parseTime(stamp);
+    if (ms !== null) t.title = new Date(ms).toLocaleString();
+    return t;
+  }
+  function clock(stamp) {
+    const ms = parseTime(stamp);
+    return ms === null ? '?' : new Date(ms).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
+  }
+  function day(stamp) {
+    const ms = parseTime(stamp);
+    return ms === null ? '?' : new Date(ms).toLocaleDateString([], { year: 'numeric', month: 'short', day: 'numeric' });
+  }
+
+  function setStatus(sel, text, kind) {
+    const s = $(sel);
+    s.textContent = text;
+    s.className = 'org-status' + (kind ? ' ' + kind : '');
+  }
+  function fieldError(input, errEl, text) {
+    errEl.textContent = text;
+    if (input) input.setAttribute('aria-invalid', 'true');
+  }
+  function clearFieldError(input, errEl) {
+    errEl.textContent = '';
+    if (input) input.removeAttribute('aria-invalid');
+  }
+
+  // ---- token
+
+  function resetOrgData() {
+    org.gen++;
+    org.me = org.email = org.pages = null;
+    org.outbox = [];
+    org.outboxLoaded = false;
+    org.emailDirty = false;
+    org.connecting = false;
+    org.pollGen++;
+    clearTimeout(org.expiryTimer);
+    $('#email-input').value = '';
+    $('#code-input').value = '';
+    $('#outbox-list').replaceChildren();
+    for (const [input, err] of [['#email-input', '#email-error'], ['#code-input', '#code-error'], [null, '#connect-error']]) {
+      clearFieldError(input && $(input), $(err));
+    }
+    setStatus('#email-status', '', '');
+    setStatus('#outbox-status', '', '');
+  }
+
+  function useToken(token) {
+    resetOrgData();
+    org.token = token;
+    storeToken(token);
+    clearFieldError($('#token-input'), $('#token-error'));
+    renderOrg();
+    loadOrg();
+  }
+
+  function forgetToken(message) {
+    resetOrgData();
+    org.token = '';
+    storeToken('');
+    renderOrg();
+    setStatus('#org-status', '', '');
+    $('#token-error').textContent = message || '';
+  }
+
+  function submitToken(e) {
+    e.preventDefault();
+    const input = $('#token-input'), errEl = $('#token-error');
+    const token = input.value.trim();
+    clearFieldError(input, errEl);
+    if (!token || !validToken(token)) {
+      fieldError(input, errEl, token ? 'An admin API token starts with vt_ and has no spaces.'
+        : 'Paste the token printed by bin/voluntree admin create-token.');
+      input.focus();
+      return;
+    }
+    input.value = '';
+    useToken(token);
+  }
+
+  // ---- loading
+
+  async function loadOrg() {
+    $('#org-retry').hidden = true;
+    setStatus('#org-status', 'Loading the organization…', '');
+    try {
+      org.me = (await api('GET', '/me')).data;
+    } catch (err) {
+      if (ignorable(err)) return;
+      setStatus('#org-status', 'Could not load the organization: ' + sentence(err.message), 'error');
+      $('#org-retry').hidden = false;
+      return;
+    }
+    setStatus('#org-status', '', '');
+    renderOrg();
+    const f = features();
+    const jobs = [loadPages()];
+    if (f.email) jobs.push(loadEmail());
+    if (f.outbox) jobs.push(loadOutbox());
+    await Promise.all(jobs);
+  }
+
+  async function loadEmail() {
+    try {
+      org.email = (await api('GET', '/me/email')).data;
+    } catch (err) {
+      if (ignorable(err)) return;
+      setStatus('#email-status', 'Could not read the email state: ' + sentence(err.message), 'error');
+      return;
+    }
+    renderEmail();
+    renderPages();
+  }
+
+  async function loadPages() {
+    try {
+      org.pages = (await api('GET', '/pages?limit=100')).data;
+    } catch (err) {
+      if (ignorable(err)) return;
+      $('#pages-empty').textContent = 'Could not list the pages: ' + sentence(err.message);
+      $('#pages-empty').hidden = false;
+      return;
+    }
+    renderPages();
+  }
+
+  // loadOutbox returns the items, or null when they could not be read.
+  async function loadOutbox() {
+    try {
+      const { data } = await api('GET', '/outbox');
+      org.outbox = Array.isArray(data.items) ? data.items.filter((m) => m && typeof m === 'object') : [];
+      org.outboxLoaded = true;
+    } catch (err) {
+      if (ignorable(err)) return null;
+      setStatus('#outbox-status', 'Could not read the outbox: ' + sentence(err.message), 'error');
+      return null;
+    }
+    renderOutbox();
+    return org.outbox;
+  }
+
+  // pollOutbox reloads the outbox until an email not in `before` shows up, a few times at most.
+  async function pollOutbox(before) {
+    const my = ++org.pollGen;
+    setStatus('#outbox-status', 'Waiting for the email…', '');
+    for (let i = 0; i < OUTBOX_POLLS; i++) {
+      await new Promise((resolve) => setTimeout(resolve, OUTBOX_POLL_MS));
+      if (my !== org.pollGen) return;
+      const items = await loadOutbox();
+      if (my !== org.pollGen || !items) return;
+      if (items.some((m) => !before.has(String(m.id)))) {
+        setStatus('#outbox-status', '', '');
+        return;
+      }
+    }
+    setStatus('#outbox-status', 'The email has not arrived yet: refresh in a moment.', '');
+  }
+
+  // ---- rendering
+
+  function renderOrg() {
+    const ready = !!org.token && !!org.me;
+    $('#token-form').hidden = !!org.token;
+    $('#org-who').hidden = !ready;
+    $('#org-body').hidden = !ready;
+    if (!ready) return;
+    const o = (org.me.org && typeof org.me.org === 'object') ? org.me.org : {};
+    const name = $('#org-name');
+    name.textContent = String(o.name || o.id || 'Organization');
+    name.title = o.id ? 'organization id ' + o.id : '';
+    const f = features();
+    $('#org-email').hidden = !f.email;
+    $('#org-outbox').hidden = !f.outbox;
+    renderEmail();
+    renderPages();
+    renderOutbox();
+  }
+
+  function emailState() {
+    const v = org.email;
+    const o = (org.me && org.me.org) || {};
+    return {
+      address: String((v ? v.email : o.email) || ''),
+      verifiedAt: v ? v.verified_at : o.email_verified_at,
+      pending: v && v.pending && typeof v.pending === 'object' ? v.pending : null,
+    };
+  }
+  const isVerified = () => { const s = emailState(); return !!(s.verifiedAt && s.address); };
+
+  function renderEmail() {
+    const { address, verifiedAt, pending: p } = emailState();
+    const box = $('#email-state');
+    box.replaceChildren();
+    if (verifiedAt && address) {
+      const line = el('p', 'org-line ok', '✓ ' + address + ' verified on ');
+      line.append(timeEl(verifiedAt, day(verifiedAt)), '.');
+      box.append(line);
+    } else if (!p) {
+      box.append(el('p', 'org-line muted', 'No verified address yet: send a code to the organization\'s email. '
+        + 'Connecting a Facebook page needs it.'));
+    }
+    clearTimeout(org.expiryTimer);
+    if (p) {
+      const to = String(p.email || '');
+      const left = Number(p.attempts_left);
+      let line;
+      if (p.locked) {
+        line = el('p', 'org-line warn', 'Too many wrong codes: verification is locked until ' + clock(p.expires_at)
+          + ', then send a new code.');
+      } else if (p.expired) {
+        line = el('p', 'org-line warn', 'The code sent to ' + to + ' has expired: send a new one.');
+      } else {
+        line = el('p', 'org-line', 'Code sent to ' + to + ', expires ' + clock(p.expires_at) + ', '
+          + left + (left === 1 ? ' attempt' : ' attempts') + ' left.');
+      }
+      box.append(line);
+      // Show the change when the code expires (or the lock ends) without a reload.
+      const ms = parseTime(p.expires_at);
+      const wait = ms === null ? -1 : ms - Date.now() + 1000;
+      if (wait > 0 && wait < EXPIRY_TIMER_MAX) org.expiryTimer = setTimeout(loadEmail, wait);
+    }
+    const input = $('#email-input');
+    if (!org.emailDirty && document.activeElement !== input) input.value = String((p && p.email) || address || '');
+    $('#email-send').textContent = p && !p.expired ? 'Send a new code' : 'Send code';
+    const canVerify = !!p && !p.locked && !p.expired;
+    $('#code-form').hidden = !canVerify;
+  }
+
+  function renderPages() {
+    if (!org.me) return;
+    const f = features();
+    const pg = org.pages;
+    const items = pg && Array.isArray(pg.items) ? pg.items.filter((p) => p && typeof p === 'object') : [];
+    $('#pages-list').replaceChildren(...items.map(renderPage));
+    const empty = $('#pages-empty');
+    empty.hidden = items.length > 0;
+    if (!pg) empty.textContent = 'Loading the pages…';
+    else empty.textContent = 'No page connected yet.';
+    const more = pg && Number(pg.total) > items.length ? Number(pg.total) - items.length : 0;
+    $('#pages-more').hidden = !more;
+    $('#pages-more').textContent = 'and ' + more + ' more.';
+
+    $('#connect-box').hidden = !f.facebook;
+    $('#fb-unconfigured').hidden = f.facebook;
+    const verified = isVerified();
+    const btn = $('#connect-page');
+    btn.disabled = !verified || org.connecting;
+    let note;
+    if (org.connecting) note = 'Opening Facebook…';
+    else if (verified) note = 'Facebook asks which of your pages to share with Voluntree; each one shared is connected.';
+    else if (f.email) note = 'Verify the organization\'s email first: connecting a page needs it.';
+    else note = 'Connecting a page needs a verified email, and this server cannot send email.';
+    $('#connect-note').textContent = note;
+  }
+
+  function renderPage(p) {
+    const li = el('li');
+    li.dataset.pageId = String(p.id || '');
+    li.append(el('span', 'page-name', String(p.name || 'Unnamed page')));
+    const meta = el('span', 'page-meta');
+    meta.append('id ', el('code', null, String(p.id || '')));
+    if (p.connected_at && parseTime(p.connected_at) !== null) meta.append(' · connected ', timeEl(p.connected_at, day(p.connected_at)));
+    if (p.token_expires_at && parseTime(p.token_expires_at) !== null) {
+      meta.append(' · token expires ', timeEl(p.token_expires_at, day(p.token_expires_at)));
+    }
+    li.append(meta);
+    return li;
+  }
+
+  function renderOutbox() {
+    if (!features().outbox) return;
+    const list = $('#outbox-list');
+    const items = org.outbox;
+    const existing = new Map([...list.children].map((li) => [li.dataset.id, li]));
+    const want = new Set(items.map((m) => String(m.id)));
+    for (const [id, li] of existing) if (!want.has(id)) li.remove();
+    let ref = list.firstElementChild;
+    items.forEach((m, i) => {
+      const id = String(m.id);
+      let li = existing.get(id);
+      if (!li) {
+        li = renderMail(m);
+        if (i === 0) { // a new newest email: open it (it holds the code), fold the older ones
+          for (const d of list.querySelectorAll('details[open]')) d.open = false;
+          li.querySelector('details').open = true;
+        }
+      }
+      if (li !== ref) list.insertBefore(li, ref);
+      ref = li.nextElementSibling;
+    });
+    const empty = $('#outbox-empty');
+    empty.hidden = items.length > 0;
+    empty.textContent = org.outboxLoaded ? 'No email yet.' : 'Loading the outbox…';
+  }
+
+  function renderMail(m) {
+    const li = el('li', 'mail');
+    li.dataset.id = String(m.id);
+    const d = el('details');
+    const summary = el('summary');
+    summary.append(el('span', 'mail-subject', String(m.subject || '(no subject)')));
+    const meta = el('span', 'mail-meta', 'to ' + String(m.to || '?'));
+    const ts = parseTime(m.created_at);
+    if (ts !== null) {
+      const t = timeEl(m.created_at, relTime(ts, Date.now()));
+      t.dataset.ts = String(ts);
+      meta.append(' · ', t);
+    }
+    summary.append(meta);
+    d.append(summary, el('pre', 'mail-text', String(m.text || '')));
+    li.append(d);
+    return li;
+  }
+
+  // ---- actions
+
+  async function sendCode(e) {
+    e.preventDefault();
+    if (org.sending) return;
+    const input = $('#email-input'), errEl = $('#email-error');
+    const email = input.value.trim();
+    clearFieldError(input, errEl);
+    if (!/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(email)) {
+      fieldError(input, errEl, email ? 'Enter one address like team@example.org.' : 'Enter the organization\'s email address.');
+      input.focus();
+      return;
+    }
+    org.sending = true;
+    $('#email-send').disabled = true;
+    setStatus('#email-status', 'Sending a code to ' + email + '…', '');
+    const before = new Set(org.outbox.map((m) => String(m.id)));
+    try {
+      const { status, data } = await api('POST', '/me/email', { email });
+      org.email = data;
+      org.emailDirty = false;
+      clearFieldError($('#code-input'), $('#code-error'));
+      renderEmail();
+      renderPages();
+      if (status === 202) {
+        const outbox = features().outbox;
+        setStatus('#email-status', outbox ? 'Sent: the email arrives in the outbox below in a moment.'
+          : 'Sent: check that inbox.', 'ok');
+        $('#code-input').value = '';
+        if (!$('#code-form').hidden) $('#code-input').focus();
+        if (outbox) pollOutbox(before);
+      } else {
+        setStatus('#email-status', email + ' is verified already: no code was sent.', 'ok');
+      }
+    } catch (err) {
+      if (ignorable(err)) return;
+      setStatus('#email-status', '', '');
+      fieldError(err.field === 'email' ? input : null, errEl, sentence(err.message));
+      if (err.status === 429) loadEmail(); // a lock or a pending code the page did not know of
+    } finally {
+      org.sending = false;
+      $('#email-send').disabled = false;
+    }
+  }
+
+  async function verifyCode(e) {
+    e.preventDefault();
+    if (org.verifying) return;
+    const input = $('#code-input'), errEl = $('#code-error');
+    const code = input.value.replace(/\s+/g, '');
+    clearFieldError(input, errEl);
+    clearFieldError(null, $('#email-error'));
+    if (!/^\d{6}$/.test(code)) {
+      fieldError(input, errEl, 'Enter the 6 digits from the email.');
+      input.focus();
+      return;
+    }
+    org.verifying = true;
+    $('#code-verify').disabled = true;
+    try {
+      const { data } = await api('POST', '/me/email/verify', { code });
+      org.email = data;
+      if (org.me && org.me.org) {
+        org.me.org.email = data.email;
+        org.me.org.email_verified_at = data.verified_at;
+      }
+      input.value = '';
+      renderEmail();
+      renderPages();
+      setStatus('#email-status', 'Email verified.' + (features().facebook ? ' You can connect a Facebook page now.' : ''), 'ok');
+    } catch (err) {
+      if (ignorable(err)) return;
+      setStatus('#email-status', '', '');
+      if (err.status === 400) {
+        fieldError(err.field === 'code' ? input : null, errEl, sentence(err.message));
+        input.select();
+      } else {
+        // Locked (429) or no code pending (409): the remedy is a new code, next to that form.
+        fieldError(null, $('#email-error'), sentence(err.message));
+      }
+      if (err.status !== 0) loadEmail(); // attempts left, lock or expiry changed
+    } finally {
+      org.verifying = false;
+      $('#code-verify').disabled = false;
+    }
+  }
+
+  async function connectPage() {
+    if (org.connecting) return;
+    const errEl = $('#connect-error');
+    clearFieldError(null, errEl);
+    org.connecting = true;
+    renderPages();
+    let leaving = false;
+    try {
+      const { data } = await api('POST', '/pages/connect');
+      const url = String(data.url || '');
+      if (!/^https?:\/\//i.test(url)) throw new ApiError(0, 'the server gave no Facebook address');
+      leaving = true;
+      window.location.assign(url);
+    } catch (err) {
+      if (ignorable(err)) return;
+      errEl.textContent = sentence(err.message);
+      if (err.status === 409) loadEmail();
+    } finally {
+      if (!leaving) {
+        org.connecting = false;
+        renderPages();
+      }
+    }
+  }
+
+  // ---- the URL: a token in the fragment, the outcome of a Facebook login in the query
+
+  function takeURLState() {
+    let u;
+    try { u = new URL(location.href); } catch (e) { return { token: '', outcome: null }; }
+    let token = '', changed = false, outcome = null;
+    const hash = u.hash.replace(/^#/, '');
+    if (hash) {
+      const hp = new URLSearchParams(hash);
+      if (hp.has('token')) {
+        token = (hp.get('token') || '').trim();
+        hp.delete('token');
+        const rest = hp.toString();
+        u.hash = rest ? '#' + rest : '';
+        changed = true;
+      }
+    }
+    const q = u.searchParams;
+    if (q.has('facebook')) {
+      outcome = { kind: q.get('facebook') || '', pages: Number(q.get('pages')), message: (q.get('message') || '').trim() };
+      for (const k of ['facebook', 'pages', 'message']) q.delete(k);
+      changed = true;
+    }
+    if (changed) {
+      try { history.replaceState(history.state, '', u.toString()); } catch (e) { /* sandboxed: harmless */ }
+    }
+    return { token, outcome };
+  }
+
+  function showFacebookOutcome(o) {
+    if (!o) return;
+    if (o.kind === 'connected') {
+      const n = Number.isFinite(o.pages) ? o.pages : 0;
+      const text = o.message || (n > 0 ? 'Connected ' + n + (n === 1 ? ' Facebook page.' : ' Facebook pages.')
+        : 'No Facebook page was connected.');
+      showNotice(text, n > 0 ? 'ok' : '');
+    } else {
+      showNotice(o.message || 'The Facebook login failed: start again from the Organization card.', 'bad');
+    }
+  }
+
+  function initOrg() {
+    const { token, outcome } = takeURLState();
+    showFacebookOutcome(outcome);
+    $('#token-form').addEventListener('submit', submitToken);
+    $('#org-forget').addEventListener('click', () => {
+      forgetToken('');
+      setStatus('#org-status', 'Token forgotten in this tab.', '');
+      $('#token-input').focus();
+    });
+    $('#org-retry').addEventListener('click', loadOrg);
+    $('#email-form').addEventListener('submit', sendCode);
+    $('#email-input').addEventListener('input', () => { org.emailDirty = true; });
+    $('#code-form').addEventListener('submit', verifyCode);
+    $('#code-input').addEventListener('input', (e) => {
+      const digits = e.target.value.replace(/\D+/g, '').slice(0, 6);
+      if (digits !== e.target.value) e.target.value = digits;
+    });
+    $('#connect-page').addEventListener('click', connectPage);
+    $('#outbox-refresh').addEventListener('click', () => { org.pollGen++; setStatus('#outbox-status', '', ''); loadOutbox(); });
+    // Back from Facebook through the back/forward cache: the page is live again.
+    window.addEventListener('pageshow', (e) => {
+      if (e.persisted && org.connecting) { org.connecting = false; renderPages(); }
+    });
+
+    const stored = readToken();
+    if (token && !validToken(token)) {
+      renderOrg();
+      $('#token-error').textContent = 'The token in the address is not an admin API token (they start with vt_).';
+    } else if (token || stored) {
+      useToken(token || stored);
+    } else {
+      renderOrg();
+    }
+  }
+
   // ---------------------------------------------------------------- classifier playground
   // (a browser test reads the rendered `class="intent <intent>"` cells after the auto-run)
 
@@ -585,6 +1184,7 @@
     safely('playground', initPlayground);
     safely('health', () => { health(); setInterval(health, 10000); });
     safely('feed', initFeed);
+    safely('org', initOrg);
     safely('demo', () => { initDemo().catch((err) => console.error('demo:', err)); });
   }
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
