@@ -107,11 +107,11 @@ func Reissue(prev *EmailChallenge, email, codeHash string, now time.Time) (Email
 func (c *EmailChallenge) Check(orgID, code string, now time.Time) error {
 	code = strings.TrimSpace(code)
 	switch {
-	case c.Locked():
-		wait := max(0, c.ExpiresAt.Sub(now))
-		return rateLimited(wait, "too many wrong codes: this code is locked, ask for a new one in %s", ceilMinutes(wait))
 	case !now.Before(c.ExpiresAt):
 		return FieldErrorf("code", "this code has expired: ask for a new one")
+	case c.Locked():
+		wait := c.ExpiresAt.Sub(now)
+		return rateLimited(wait, "too many wrong codes: this code is locked, ask for a new one in %s", ceilMinutes(wait))
 	case len(code) != EmailCodeDigits || strings.Trim(code, "0123456789") != "":
 		return FieldErrorf("code", "code: want the %d digits from the email", EmailCodeDigits)
 	}

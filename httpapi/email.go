@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -89,7 +90,7 @@ func (s *Server) sendEmailCode(c *fiber.Ctx) error {
 		if err != nil {
 			return false, err
 		}
-		if v.Org.EmailVerifiedAt != nil && email == v.Org.Email {
+		if v.Org.EmailVerifiedAt != nil && strings.EqualFold(email, v.Org.Email) {
 			return false, nil // verified already: nothing to send
 		}
 		ch, err := voluntree.Reissue(v.Challenge, email, voluntree.HashEmailCode(orgID, email, code), now)
@@ -115,8 +116,9 @@ func (s *Server) sendEmailCode(c *fiber.Ctx) error {
 		CreatedAt: now,
 	}
 	if _, err := s.cfg.Mail.Enqueue(ctx, e); err != nil {
-		// The code never left: restore the previous challenge, so the send does not count
-		// against the limits and the previous code (if any) still works.
+		// The code never left (or, after a timeout, may have: its email then carries a dead
+		// code): restore the previous challenge, so the send does not count against the
+		// limits and the previous code (if any) still works.
 		_, rerr := s.cfg.Store.UpdateEmailVerification(context.WithoutCancel(ctx), orgID, func(v *redisstore.EmailVerification) (bool, error) {
 			if v.Challenge == nil || v.Challenge.CodeHash != sent.CodeHash {
 				return false, nil

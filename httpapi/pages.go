@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -33,7 +34,9 @@ import (
 
 // Page connection settings.
 const (
-	LoginStateTTL    = 10 * time.Minute
+	LoginStateTTL = 10 * time.Minute
+	// CallbackTimeout bounds a callback: three Graph calls, then a subscription per page.
+	CallbackTimeout  = 2 * time.Minute
 	loginCookie      = "vt_fblogin"
 	CallbackPath     = "/api/v1/facebook/callback"
 	maxStateLength   = 64
@@ -89,6 +92,21 @@ func hashNonce(nonce string) string {
 
 func (s *Server) callbackURL() string { return strings.TrimSuffix(s.cfg.PublicURL, "/") + CallbackPath }
 
+// loginCookie is the cookie binding a login to the browser that started it, scoped to the
+// callback's path under the public URL (which may have a path prefix behind a proxy).
+func (s *Server) loginCookie(value string, maxAge int) *fiber.Cookie {
+	path := CallbackPath
+	if u, err := url.Parse(s.callbackURL()); err == nil && u.Path != "" {
+		path = u.Path
+	}
+	ck := &fiber.Cookie{Name: loginCookie, Value: value, Path: path, MaxAge: maxAge, HTTPOnly: true,
+		SameSite: fiber.CookieSameSiteLaxMode, Secure: strings.HasPrefix(s.cfg.PublicURL, "https://")}
+	if maxAge < 0 {
+		ck.Expires = time.Unix(1, 0)
+	}
+	return ck
+}
+
 // connectPage starts a Facebook Login for the request's organization: 200 {"url",
 // "expires_at"} and a cookie binding the login to this browser.
 func (s *Server) connectPage(c *fiber.Ctx) error {
@@ -115,10 +133,7 @@ func (s *Server) connectPage(c *fiber.Ctx) error {
 	if err := s.cfg.Store.SaveLoginState(ctx, state, ls, LoginStateTTL); err != nil {
 		return err
 	}
-	c.Cookie(&fiber.Cookie{
-		Name: loginCookie, Value: nonce, Path: CallbackPath, MaxAge: int(LoginStateTTL / time.Second),
-		HTTPOnly: true, SameSite: fiber.CookieSameSiteLaxMode, Secure: strings.HasPrefix(s.cfg.PublicURL, "https://"),
-	})
+	c.Cookie(s.loginCookie(nonce, int(LoginStateTTL/time.Second)))
 	s.cfg.Logger.Info("facebook login started", "action", "page_connect", "org", orgID)
 	return c.JSON(fiber.Map{
 		"url":        s.cfg.Facebook.LoginDialogURL(ls.RedirectURI, state, facebook.DefaultLoginScopes()),
@@ -137,11 +152,9 @@ type connectResult struct {
 // the outcome. It is not behind requireAdmin: the state (and the cookie of the browser that
 // started the login) says which organization it is for.
 func (s *Server) facebookCallback(c *fiber.Ctx) error {
-	ctx, cancel := context.WithTimeout(c.UserContext(), s.cfg.RequestTimeout)
+	ctx, cancel := context.WithTimeout(c.UserContext(), max(s.cfg.RequestTimeout, CallbackTimeout))
 	defer cancel()
-	nonce := c.Cookies(loginCookie)
-	c.Cookie(&fiber.Cookie{Name: loginCookie, Path: CallbackPath, MaxAge: -1, Expires: time.Unix(1, 0), HTTPOnly: true, SameSite: fiber.CookieSameSiteLaxMode})
-	res := s.finishLogin(ctx, c, nonce)
+	res := s.finishLogin(ctx, c, c.Cookies(loginCookie))
 	q := url.Values{}
 	if res.err == "" && len(res.connected) == 0 {
 		res.err = "No page was connected: " + strings.Join(res.failed, "; ") + "."
@@ -170,7 +183,16 @@ func (s *Server) finishLogin(ctx context.Context, c *fiber.Ctx, nonce string) co
 	if state == "" || len(state) > maxStateLength || strings.Trim(state, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != "" {
 		return connectResult{err: "This Facebook login has no valid state: start again from Voluntree."}
 	}
-	ls, err := s.cfg.Store.TakeLoginState(ctx, state)
+	// The state is read first and taken (once) only by the browser that started the login:
+	// a stray hit on the callback (another browser, a link preview) does not end it.
+	ls, err := s.cfg.Store.LoginState(ctx, state)
+	if err == nil && (nonce == "" || subtle.ConstantTimeCompare([]byte(hashNonce(nonce)), []byte(ls.NonceHash)) != 1) {
+		s.cfg.Logger.Warn("facebook callback from another browser", "action", "page_connect", "org", ls.OrgID)
+		return connectResult{err: "This Facebook login was started in another browser (or at another address than this one): start again here."}
+	}
+	if err == nil {
+		ls, err = s.cfg.Store.TakeLoginState(ctx, state)
+	}
 	switch {
 	case voluntree.ErrorCode(err) == voluntree.ENOTFOUND || err == nil && !s.now().Before(ls.ExpiresAt):
 		return connectResult{err: "This Facebook login is unknown, used or expired: start again from Voluntree."}
@@ -178,11 +200,8 @@ func (s *Server) finishLogin(ctx context.Context, c *fiber.Ctx, nonce string) co
 		s.cfg.Logger.Error("facebook login state", "action", "page_connect", "error", err)
 		return connectResult{err: "Voluntree could not read this login: try again."}
 	}
+	c.Cookie(s.loginCookie("", -1)) // the login is used up
 	log := s.cfg.Logger.With("action", "page_connect", "org", ls.OrgID)
-	if nonce == "" || subtle.ConstantTimeCompare([]byte(hashNonce(nonce)), []byte(ls.NonceHash)) != 1 {
-		log.Warn("facebook callback from another browser")
-		return connectResult{err: "This Facebook login was started in another browser (or at another address than this one): start again here."}
-	}
 	if e := c.Query("error"); e != "" {
 		desc := c.Query("error_description", e)
 		log.Info("facebook login canceled", "error", e, "reason", c.Query("error_reason"))
@@ -196,7 +215,11 @@ func (s *Server) finishLogin(ctx context.Context, c *fiber.Ctx, nonce string) co
 		return connectResult{err: "Facebook Login is not configured on this server."}
 	}
 	org, err := s.cfg.Store.Org(ctx, ls.OrgID)
-	if err != nil || org.EmailVerifiedAt == nil {
+	switch {
+	case err != nil && voluntree.ErrorCode(err) != voluntree.ENOTFOUND:
+		log.Error("read organization", "error", err)
+		return connectResult{err: "Voluntree could not read the organization: try again."}
+	case err != nil || org.EmailVerifiedAt == nil:
 		return connectResult{err: "Verify the organization's email before connecting a page."}
 	}
 	short, err := s.cfg.Facebook.ExchangeCode(ctx, code, ls.RedirectURI)
@@ -282,10 +305,8 @@ func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	for n > 0 && !utf8RuneStart(s[n]) {
+	for n > 0 && !utf8.RuneStart(s[n]) {
 		n--
 	}
 	return s[:n] + "…"
 }
-
-func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }

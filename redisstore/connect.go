@@ -96,6 +96,11 @@ func (s *Store) SaveLoginState(ctx context.Context, state string, ls LoginState,
 	return nil
 }
 
+// LoginState returns a login state without taking it; ENOTFOUND when unknown or expired.
+func (s *Store) LoginState(ctx context.Context, state string) (LoginState, error) {
+	return getJSON[LoginState](ctx, s.rdb, s.keys.LoginState(state), "login state", "")
+}
+
 // TakeLoginState returns and deletes a login state (a state is good for one callback);
 // ENOTFOUND when it is unknown, used or expired.
 func (s *Store) TakeLoginState(ctx context.Context, state string) (LoginState, error) {

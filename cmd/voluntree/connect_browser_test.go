@@ -22,7 +22,7 @@ func TestPageShowsOrganizationPanelInABrowser(t *testing.T) {
 		t.Fatalf("admin create-token: exit %d, %q %q", code, out, errOut)
 	}
 	e := &publishEnv{token: strings.TrimSpace(out)}
-	n := startServe(t, "VOLUNTREE_REDIS_URL="+redisSrv.URL(t), "VOLUNTREE_REDIS_PREFIX="+prefix)
+	n := startServe(t, "VOLUNTREE_REDIS_URL="+redisSrv.URL(t), "VOLUNTREE_REDIS_PREFIX="+prefix, "VOLUNTREE_MAIL_OUTBOX=on")
 
 	status, me := e.api(t, n, "GET", "/api/v1/me", nil)
 	features, _ := me["features"].(map[string]any)

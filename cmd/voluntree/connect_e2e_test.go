@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/cookiejar"
@@ -8,18 +9,25 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/voluntree/voluntree/internal/fakegraph"
+	"github.com/voluntree/voluntree/internal/smtpsink"
 )
 
 // TestConnectPageEndToEnd: an organization made by the CLI verifies its email with the code
-// from the outbox (serve without SMTP), connects a page through the Facebook Login flow of the
+// mailed through SMTP (to the test's SMTP sink), connects a page through the Facebook Login flow of the
 // fake Graph API, and publishes a post to it with the stored page token.
 func TestConnectPageEndToEnd(t *testing.T) {
 	g := fakegraph.New(fakegraph.Config{AppID: "e2e-app", AppSecret: e2eSecret, RequireAppSecretProof: true})
 	t.Cleanup(g.Close)
 	g.AddPage("777", "River page", "tok-777")
 	g.SetDialogUser("user-777", "777")
+	sink, err := smtpsink.Start(smtpsink.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sink.Close)
 	const prefix = "e2e-connect"
 	code, out, errOut := runCLI(t, "", "admin", "create-token", "-org", "river", "-create-org", "River Friends",
 		"-redis-url", redisSrv.URL(t), "-redis-prefix", prefix)
@@ -29,11 +37,12 @@ func TestConnectPageEndToEnd(t *testing.T) {
 	e := &publishEnv{token: strings.TrimSpace(out)}
 	n := startServe(t, "VOLUNTREE_REDIS_URL="+redisSrv.URL(t), "VOLUNTREE_REDIS_PREFIX="+prefix,
 		"VOLUNTREE_FB_APP_SECRET="+e2eSecret, "VOLUNTREE_FB_APP_ID=e2e-app",
-		"VOLUNTREE_FB_GRAPH_URL="+g.URL, "VOLUNTREE_FB_DIALOG_URL="+g.URL)
+		"VOLUNTREE_FB_GRAPH_URL="+g.URL, "VOLUNTREE_FB_DIALOG_URL="+g.URL,
+		"VOLUNTREE_SMTP_URL="+sink.URL()+"?from="+url.QueryEscape("noreply@voluntree.example"))
 
 	status, me := e.api(t, n, "GET", "/api/v1/me", nil)
 	features, _ := me["features"].(map[string]any)
-	if status != 200 || features["facebook_login"] != true || features["outbox"] != true || features["email"] != true {
+	if status != 200 || features["facebook_login"] != true || features["outbox"] != false || features["email"] != true {
 		t.Fatalf("GET /me: %d %v", status, me)
 	}
 	if status, body := e.api(t, n, "POST", "/api/v1/pages/connect", nil); status != 409 {
@@ -42,20 +51,21 @@ func TestConnectPageEndToEnd(t *testing.T) {
 	if status, body := e.api(t, n, "POST", "/api/v1/me/email", map[string]string{"email": "admin@river.example"}); status != 202 {
 		t.Fatalf("send code: %d %v", status, body)
 	}
-	var emailCode string
-	codeRE := regexp.MustCompile(`code is: (\d{6})`)
-	waitRedis(t, func() bool {
-		_, box := e.api(t, n, "GET", "/api/v1/outbox", nil)
-		items, _ := box["items"].([]any)
-		if len(items) == 0 {
-			return false
-		}
-		m := items[0].(map[string]any)
-		if got := codeRE.FindStringSubmatch(m["text"].(string)); got != nil && m["to"] == "admin@river.example" {
-			emailCode = got[1]
-		}
-		return emailCode != ""
-	}, "the code in the outbox")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	msgs, err := sink.Wait(ctx, 1)
+	if err != nil {
+		t.Fatalf("waiting for the code email: %v", err)
+	}
+	text, _ := msgs[0].Text()
+	m := regexp.MustCompile(`code is: (\d{6})`).FindStringSubmatch(text)
+	if m == nil || msgs[0].To[0] != "admin@river.example" {
+		t.Fatalf("code email to %v: %q", msgs[0].To, text)
+	}
+	emailCode := m[1]
+	if status, _ := e.api(t, n, "GET", "/api/v1/outbox", nil); status != 404 {
+		t.Fatalf("outbox with SMTP: %d, want 404", status)
+	}
 	if status, body := e.api(t, n, "POST", "/api/v1/me/email/verify", map[string]string{"code": emailCode}); status != 200 || body["verified_at"] == nil {
 		t.Fatalf("verify: %d %v", status, body)
 	}

@@ -72,7 +72,11 @@ type serveConfig struct {
 	Graph        facebook.GraphConfig
 	PollInterval time.Duration // 0: no comment polling
 	PublicURL    string        // where browsers reach this server (Facebook Login redirect)
-	SMTPURL      string        // "": mail goes to the outbox (embedded default) or nowhere
+	SMTPURL      string        // "": mail goes to the outbox (Outbox on) or nowhere
+	// Outbox: auto (on with the embedded Redis and no SMTP), on, off. An outbox shows each
+	// organization's mail, verification codes included, to its own admins: on a shared server
+	// that would let an admin verify any address, so it is for local use only.
+	Outbox string
 }
 
 func envOr(key, def string) string {
@@ -137,7 +141,8 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.Graph.AppID, "fb-app-id", envOr("VOLUNTREE_FB_APP_ID", ""), "Facebook app id: Facebook Login for pages (env VOLUNTREE_FB_APP_ID)")
 	fs.DurationVar(&c.PollInterval, "poll-interval", envDuration("VOLUNTREE_POLL_INTERVAL", facebook.DefaultPollInterval), "comments of published posts are fetched this often besides the webhook; 0: never (env VOLUNTREE_POLL_INTERVAL)")
 	fs.StringVar(&c.PublicURL, "public-url", envOr("VOLUNTREE_PUBLIC_URL", ""), "URL browsers reach this server at, for the Facebook Login redirect; default http://localhost<addr> (env VOLUNTREE_PUBLIC_URL)")
-	fs.StringVar(&c.SMTPURL, "smtp-url", envOr("VOLUNTREE_SMTP_URL", ""), "SMTP server of outgoing mail, smtp://user:pass@host:port?from=addr; empty: an outbox shown on the first page (env VOLUNTREE_SMTP_URL)")
+	fs.StringVar(&c.SMTPURL, "smtp-url", envOr("VOLUNTREE_SMTP_URL", ""), "SMTP server of outgoing mail, smtp://user:pass@host:port?from=addr; empty: the outbox, or no mail (env VOLUNTREE_SMTP_URL)")
+	fs.StringVar(&c.Outbox, "mail-outbox", envOr("VOLUNTREE_MAIL_OUTBOX", "auto"), "mail to an outbox the first page shows instead of SMTP (local use only: admins read their own codes): on, off, or auto (on with the embedded redis and no SMTP) (env VOLUNTREE_MAIL_OUTBOX)")
 	fs.StringVar(&c.PprofAddr, "pprof", envOr("VOLUNTREE_PPROF", ""), "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); empty: off (env VOLUNTREE_PPROF)")
 	if err := fs.Parse(args); err != nil {
 		return c, usageError{err}
@@ -158,6 +163,21 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	case "auto", "on", "off":
 	default:
 		return c, usageError{fmt.Errorf("-demo must be on, off or auto, got %q", c.Demo)}
+	}
+	switch c.Outbox {
+	case "auto":
+		if c.RedisURL == "" && c.SMTPURL == "" {
+			c.Outbox = "on"
+		} else {
+			c.Outbox = "off"
+		}
+	case "on":
+		if c.SMTPURL != "" {
+			return c, usageError{fmt.Errorf("-mail-outbox=on and -smtp-url both set: mail goes to one of them")}
+		}
+	case "off":
+	default:
+		return c, usageError{fmt.Errorf("-mail-outbox must be on, off or auto, got %q", c.Outbox)}
 	}
 	for _, p := range strings.Split(c.Peers, ",") {
 		if p = strings.TrimSpace(p); p != "" {
@@ -346,17 +366,32 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	scheduler := cluster.NewScheduler(node, cluster.SchedulerConfig{})
 	loops.Go(func() { scheduler.Run(loopCtx) })
 	// Outgoing mail (verification codes): SMTP when configured, else the outbox the first page
-	// shows (the embedded default has no mail server).
-	var sender mail.Sender = mail.NewOutboxSender(rdb, redisstore.NewKeys(cfg.Store.Prefix))
-	if cfg.SMTPURL != "" {
+	// shows (the embedded default has no mail server), else none (no email verification).
+	var sender mail.Sender
+	var mailQueue httpapi.Mailer
+	var outbox httpapi.Outbox
+	switch {
+	case cfg.SMTPURL != "":
 		if sender, err = mail.NewSMTPSender(cfg.SMTPURL); err != nil {
 			return usageError{fmt.Errorf("VOLUNTREE_SMTP_URL: %w", err)}
 		}
+	case cfg.Outbox == "on":
+		sender = mail.NewOutboxSender(rdb, redisstore.NewKeys(cfg.Store.Prefix))
+	default:
+		log.Warn("no VOLUNTREE_SMTP_URL: emails cannot be verified, so pages cannot be connected", "action", "configure")
 	}
-	mailQueue := mail.NewQueue(rdb, redisstore.NewKeys(cfg.Store.Prefix))
-	var outbox httpapi.Outbox
-	if cfg.SMTPURL == "" {
-		outbox = mailQueue
+	if sender != nil {
+		q := mail.NewQueue(rdb, redisstore.NewKeys(cfg.Store.Prefix))
+		mailQueue = q
+		if cfg.Outbox == "on" {
+			outbox = q
+		}
+		mailer := mail.NewWorker(rdb, redisstore.NewKeys(cfg.Store.Prefix), sender, mail.WorkerConfig{Consumer: cfg.Node}, logger)
+		loops.Go(func() {
+			if err := mailer.Run(loopCtx); err != nil {
+				log.Error("mail worker", "action", "mail", "error", err)
+			}
+		})
 	}
 	var fbLogin httpapi.FacebookLogin
 	if cfg.Graph.AppID != "" && cfg.Graph.AppSecret != "" {
@@ -364,12 +399,6 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	} else {
 		log.Info("VOLUNTREE_FB_APP_ID or VOLUNTREE_FB_APP_SECRET is not set: pages cannot be connected", "action", "configure")
 	}
-	mailer := mail.NewWorker(rdb, redisstore.NewKeys(cfg.Store.Prefix), sender, mail.WorkerConfig{Consumer: cfg.Node}, logger)
-	loops.Go(func() {
-		if err := mailer.Run(loopCtx); err != nil {
-			log.Error("mail worker", "action", "mail", "error", err)
-		}
-	})
 	if cfg.PollInterval > 0 {
 		poller := facebook.NewPoller(store, commentSource, m, facebook.PollerConfig{Interval: cfg.PollInterval, Node: cfg.Node}, logger)
 		loops.Go(func() { poller.Run(loopCtx) })
