@@ -662,16 +662,8 @@ func (s *Server) accessToken(rq *request) (any, *apiError) {
 	if rq.form.Get("grant_type") == "fb_exchange_token" {
 		return s.longLivedToken(rq)
 	}
-	for _, name := range []string{"client_id", "redirect_uri", "client_secret", "code"} {
-		if rq.form.Get(name) == "" {
-			return nil, badRequest(100, fmt.Sprintf("Missing %s parameter.", name))
-		}
-	}
-	if rq.form.Get("client_id") != s.cfg.AppID {
-		return nil, badRequest(101, "Error validating application. Invalid application ID.")
-	}
-	if s.cfg.AppSecret != "" && rq.form.Get("client_secret") != s.cfg.AppSecret {
-		return nil, badRequest(100, "Error validating client secret.")
+	if e := s.checkClient(rq, "client_id", "redirect_uri", "client_secret", "code"); e != nil {
+		return nil, e
 	}
 	l := s.codes[rq.form.Get("code")]
 	if l == nil {
@@ -691,19 +683,28 @@ func (s *Server) accessToken(rq *request) (any, *apiError) {
 	return map[string]any{"access_token": l.userToken, "token_type": "bearer", "expires_in": ShortUserTokenExpiresIn}, nil
 }
 
-// longLivedToken exchanges a user token for a long-lived one ("ll-" + the token), which
-// manages the same pages.
-func (s *Server) longLivedToken(rq *request) (any, *apiError) {
-	for _, name := range []string{"client_id", "client_secret", "fb_exchange_token"} {
+// checkClient checks the app credentials of a token exchange and that its required
+// parameters are present.
+func (s *Server) checkClient(rq *request, required ...string) *apiError {
+	for _, name := range required {
 		if rq.form.Get(name) == "" {
-			return nil, badRequest(100, fmt.Sprintf("Missing %s parameter.", name))
+			return badRequest(100, fmt.Sprintf("Missing %s parameter.", name))
 		}
 	}
 	if rq.form.Get("client_id") != s.cfg.AppID {
-		return nil, badRequest(101, "Error validating application. Invalid application ID.")
+		return badRequest(101, "Error validating application. Invalid application ID.")
 	}
 	if s.cfg.AppSecret != "" && rq.form.Get("client_secret") != s.cfg.AppSecret {
-		return nil, badRequest(100, "Error validating client secret.")
+		return badRequest(100, "Error validating client secret.")
+	}
+	return nil
+}
+
+// longLivedToken exchanges a user token for a long-lived one ("ll-" + the token), which
+// manages the same pages.
+func (s *Server) longLivedToken(rq *request) (any, *apiError) {
+	if e := s.checkClient(rq, "client_id", "client_secret", "fb_exchange_token"); e != nil {
+		return nil, e
 	}
 	tok := rq.form.Get("fb_exchange_token")
 	if pageID, ok := s.tokens[tok]; !ok || pageID != "" {
