@@ -166,12 +166,9 @@ func (s *Server) facebookCallback(c *fiber.Ctx) error {
 	default:
 		q.Set("facebook", "connected")
 		q.Set("pages", strconv.Itoa(len(res.connected)))
-		msg := ""
-		if len(res.connected) > 0 {
-			msg = "Connected " + strings.Join(res.connected, ", ") + "."
-		}
+		msg := "Connected " + strings.Join(res.connected, ", ") + "." // at least one: none is an error above
 		if len(res.failed) > 0 {
-			msg = strings.TrimSpace(msg + " Not connected: " + strings.Join(res.failed, "; ") + ".")
+			msg += " Not connected: " + strings.Join(res.failed, "; ") + "."
 		}
 		q.Set("message", truncate(msg, maxMessageLength))
 	}
