@@ -25,7 +25,9 @@ const (
 
 // Limits of one Message.
 const (
-	MaxIDLength = 256 // bytes of any Facebook id (comment, mid, page, post, sender)
+	MaxIDLength     = 256  // bytes of any Facebook id (comment, mid, page, post, sender)
+	MaxPayloadBytes = 4000 // a postback or quick-reply payload (Messenger allows 1,000 characters)
+	MaxNameBytes    = 1024 // a sender's name
 )
 
 // Message is one thing a person said to a page: the unit of the ingest stream. Its ID is
@@ -52,7 +54,7 @@ func (m Message) ConversationID() string { return ConversationID(m.PageID, m.Sen
 func ConversationID(pageID, senderID string) string { return pageID + ":" + senderID }
 
 // Validate checks a Message before it is enqueued: ids present and bounded, known kind, text
-// within MaxTextRunes.
+// within MaxTextRunes, payload and name bounded, times that can be stored.
 func (m Message) Validate() error {
 	switch m.Kind {
 	case KindComment, KindMessage, KindPostback:
@@ -77,8 +79,28 @@ func (m Message) Validate() error {
 	if n := utf8.RuneCountInString(m.Text); n > MaxTextRunes {
 		return Errorf(EINVALID, "%s %s: text has %d characters, at most %d", m.Kind, m.ID, n, MaxTextRunes)
 	}
+	if len(m.Payload) > MaxPayloadBytes || !utf8.ValidString(m.Payload) {
+		return Errorf(EINVALID, "%s %s: payload is not UTF-8 of at most %d bytes", m.Kind, m.ID, MaxPayloadBytes)
+	}
+	if len(m.SenderName) > MaxNameBytes || !utf8.ValidString(m.SenderName) {
+		return Errorf(EINVALID, "%s %s: sender name is not UTF-8 of at most %d bytes", m.Kind, m.ID, MaxNameBytes)
+	}
+	for _, t := range []struct {
+		name string
+		at   time.Time
+	}{{"created_at", m.CreatedAt}, {"received_at", m.ReceivedAt}} {
+		if !t.at.IsZero() && (t.at.Before(minMessageTime) || t.at.After(maxMessageTime)) {
+			return Errorf(EINVALID, "%s %s: %s %d is not a time between 1970 and 9999", m.Kind, m.ID, t.name, t.at.Unix())
+		}
+	}
 	return nil
 }
+
+// The times a Message may carry (zero aside): a year past 9999 cannot even be encoded.
+var (
+	minMessageTime = time.Unix(0, 0)
+	maxMessageTime = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
+)
 
 // Interest is one person's "I'm in" for a post: what the dashboard lists as a signup. It is
 // stored once per Message ID, however often the message is delivered.

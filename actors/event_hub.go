@@ -12,7 +12,6 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/voluntree/voluntree/internal/retry"
 	"github.com/voluntree/voluntree/metrics"
 	"github.com/voluntree/voluntree/redisstore"
 )
@@ -30,9 +29,10 @@ type EventHubConfig struct {
 }
 
 // EventHub fans events out to this node's WebSocket connections. A loop (outside any actor)
-// reads the Redis Pub/Sub channel every node publishes on and sends each event to the hub
-// actor, which forwards it to one connection actor per socket. After a Pub/Sub reconnect the
-// loop replays what it missed from the events log, so live sockets see no gap.
+// reads every organization's events channel (one pattern subscription) and sends each event,
+// with its organization, to the hub actor, which forwards it to the connection actors of that
+// organization only. After a Pub/Sub reconnect each connection replays what it missed from
+// its organization's log, so live sockets see no gap.
 type EventHub struct {
 	system  *actor.ActorSystem
 	pid     *actor.PID
@@ -60,8 +60,9 @@ func NewEventHub(ctx context.Context, system *actor.ActorSystem, store *redissto
 	}
 	h := &EventHub{system: system, store: store, cfg: cfg, metrics: m,
 		log: logger.With("component", "events"), done: make(chan struct{}), ready: make(chan struct{})}
-	props := actor.PropsFromProducer(func() actor.Actor { return &hubActor{conns: make(map[*actor.PID]struct{})} },
-		actor.WithGuardian(restartStrategy()))
+	props := actor.PropsFromProducer(func() actor.Actor {
+		return &hubActor{conns: make(map[string]map[*actor.PID]struct{}), orgOf: make(map[*actor.PID]string)}
+	}, actor.WithGuardian(restartStrategy()))
 	pid, err := system.Root.SpawnNamed(props, cfg.Name)
 	if err != nil {
 		return nil, fmt.Errorf("actors: spawn event hub: %w", err)
@@ -98,16 +99,16 @@ func (h *EventHub) Stop(ctx context.Context) error {
 // otherwise noticed only by TCP keepalive, minutes later): it subscribes again.
 const pubsubQuiet = 15 * time.Second
 
-// listen reads the Pub/Sub channel until ctx ends. go-redis resubscribes by itself after a
-// connection loss; every subscription confirmation after the first triggers a replay from the
-// last event seen, since Pub/Sub drops what is published while nobody listens.
+// listen reads the events channels until ctx ends. go-redis resubscribes by itself after a
+// connection loss; every subscription confirmation after the first makes the connections
+// replay from the last event they saw, since Pub/Sub drops what is published while nobody
+// listens.
 func (h *EventHub) listen(ctx context.Context) {
 	var mu sync.Mutex
-	ps := h.store.Subscribe(ctx)
+	ps := h.store.SubscribeAllEvents(ctx)
 	current := func() *redis.PubSub { mu.Lock(); defer mu.Unlock(); return ps }
 	defer func() { current().Close() }()
 	go func() { <-ctx.Done(); current().Close() }() // Receive does not return on ctx alone
-	last := ""
 	subscribed := false
 	quiet := 0
 	for ctx.Err() == nil {
@@ -124,7 +125,7 @@ func (h *EventHub) listen(ctx context.Context) {
 				h.log.Warn("events subscription silent: subscribing again", "action", "resubscribe")
 				mu.Lock()
 				ps.Close()
-				ps = h.store.Subscribe(ctx)
+				ps = h.store.SubscribeAllEvents(ctx)
 				mu.Unlock()
 				quiet = 0
 			default:
@@ -136,86 +137,71 @@ func (h *EventHub) listen(ctx context.Context) {
 		quiet = 0
 		switch m := msg.(type) {
 		case *redis.Subscription:
-			if m.Kind != "subscribe" {
+			if m.Kind != "psubscribe" {
 				continue
 			}
 			if !subscribed {
 				subscribed = true
-				if last, err = h.store.LastEventID(ctx); err != nil {
-					h.log.Warn("events: last id", "action", "subscribe", "error", err)
-				}
 				close(h.ready)
 				continue
 			}
-			last = h.catchUp(ctx, last)
+			h.log.Info("events resubscribed: sockets replay what they missed", "action", "resubscribe")
+			h.system.Root.Send(h.pid, &resync{})
 		case *redis.Message:
+			org, ok := h.store.OrgOfChannel(m.Channel)
+			if !ok {
+				continue
+			}
 			ev, err := redisstore.DecodeEventHeader(m.Payload)
 			if err != nil {
-				h.log.Warn("events: bad payload", "action", "receive", "error", err)
+				h.log.Warn("events: bad payload", "action", "receive", "org", org, "error", err)
 				continue
 			}
-			if last != "" && redisstore.CompareIDs(ev.ID, last) <= 0 {
-				continue // already replayed by catchUp
-			}
-			last = ev.ID
-			h.system.Root.Send(h.pid, &eventPublished{id: ev.ID, postID: ev.PostID, frame: []byte(m.Payload)})
+			h.system.Root.Send(h.pid, &eventPublished{org: org, id: ev.ID, postID: ev.PostID, frame: []byte(m.Payload)})
 		}
 	}
 }
 
-// catchUp forwards the events published after last while the subscription was down.
-func (h *EventHub) catchUp(ctx context.Context, last string) string {
-	backoff := retry.New()
-	for attempt := 0; ctx.Err() == nil; {
-		r, err := h.store.EventsAfter(ctx, last, 1000)
-		if err != nil {
-			// Live events wait in the subscription meanwhile; they are newer than what we
-			// are replaying, so the order holds once we get through.
-			if attempt++; attempt%10 == 0 {
-				h.log.Error("events: catch up keeps failing", "action", "resubscribe", "attempts", attempt, "error", err)
-			}
-			backoff.Wait(ctx)
-			continue
-		}
-		if r.Gap {
-			h.log.Warn("events: the replay log was trimmed past the last event seen; live sockets missed some",
-				"action", "resubscribe", "last", last)
-		}
-		for _, ev := range r.Events {
-			frame, err := encodeEvent(ev)
-			if err != nil {
-				continue
-			}
-			last = ev.ID
-			h.system.Root.Send(h.pid, &eventPublished{id: ev.ID, postID: ev.PostID, frame: frame})
-		}
-		if len(r.Events) < 1000 {
-			break
-		}
-	}
-	h.log.Info("events resubscribed", "action", "resubscribe", "last", last)
-	return last
-}
-
-// hubActor keeps this node's connection actors and forwards every event to each of them.
+// hubActor keeps this node's connection actors by organization and forwards each event to
+// the connections of its organization only.
 type hubActor struct {
-	conns map[*actor.PID]struct{}
+	conns map[string]map[*actor.PID]struct{} // by organization
+	orgOf map[*actor.PID]string
 }
 
 func (a *hubActor) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *eventPublished:
-		for pid := range a.conns {
+		for pid := range a.conns[msg.org] {
 			ctx.Send(pid, msg)
 		}
 	case *registerConn:
-		a.conns[msg.pid] = struct{}{}
+		set := a.conns[msg.org]
+		if set == nil {
+			set = make(map[*actor.PID]struct{})
+			a.conns[msg.org] = set
+		}
+		set[msg.pid] = struct{}{}
+		a.orgOf[msg.pid] = msg.org
 		ctx.Watch(msg.pid)
 		ctx.Respond(&connRegistered{})
+	case *resync:
+		for _, set := range a.conns {
+			for pid := range set {
+				ctx.Send(pid, msg)
+			}
+		}
 	case *actor.Terminated:
-		delete(a.conns, msg.Who)
+		org := a.orgOf[msg.Who]
+		delete(a.orgOf, msg.Who)
+		if set := a.conns[org]; set != nil {
+			delete(set, msg.Who)
+			if len(set) == 0 {
+				delete(a.conns, org)
+			}
+		}
 	case *actor.Stopping: // node shutting down: drop every socket (clients reconnect elsewhere)
-		for pid := range a.conns {
+		for pid := range a.orgOf {
 			ctx.Stop(pid)
 		}
 	}

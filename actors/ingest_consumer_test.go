@@ -203,14 +203,16 @@ func (e *ingestEnv) enqueue(t *testing.T, ids ...string) []string {
 	for i, id := range ids {
 		msgs[i] = ingestMsg(id)
 	}
-	entries, err := e.store.Enqueue(context.Background(), msgs)
+	res, err := e.store.Enqueue(context.Background(), msgs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, id := range entries {
-		if id == "" {
-			t.Fatalf("message %s was taken for a duplicate", ids[i])
+	entries := make([]string, len(res))
+	for i, r := range res {
+		if r.Err != nil || r.ID == "" {
+			t.Fatalf("message %s was refused (%v) or taken for a duplicate", ids[i], r.Err)
 		}
+		entries[i] = r.ID
 	}
 	return entries
 }

@@ -15,6 +15,7 @@ import (
 
 // SubscribeOptions says which events a socket wants.
 type SubscribeOptions struct {
+	Org    string // the organization whose events these are (required: a feed is never global)
 	PostID string // only this post's events; "" for all
 	Since  string // replay every event after this id first
 	Tail   int    // or replay the last Tail events first (ignored when Since is set)
@@ -82,6 +83,9 @@ func (h *EventHub) Subscribe(ctx context.Context, opts SubscribeOptions) (*Subsc
 
 // ValidateSubscribe checks options before a socket is upgraded.
 func ValidateSubscribe(opts SubscribeOptions) error {
+	if opts.Org == "" {
+		return voluntree.Errorf(voluntree.EUNAUTHORIZED, "a live feed belongs to an organization")
+	}
 	if opts.Tail < 0 || opts.Tail > MaxTail {
 		return voluntree.Errorf(voluntree.EINVALID, "tail must be between 0 and %d", MaxTail)
 	}
@@ -97,12 +101,18 @@ func ValidateSubscribe(opts SubscribeOptions) error {
 // Messages of the hub and connection actors (local only: plain structs).
 type (
 	eventPublished struct {
-		id, postID string
-		frame      []byte
+		org, id, postID string
+		frame           []byte
 	}
-	registerConn   struct{ pid *actor.PID }
+	registerConn struct {
+		org string
+		pid *actor.PID
+	}
 	connRegistered struct{}
-	replayPage     struct {
+	// resync tells connections that live events may have been missed (the Pub/Sub connection
+	// was lost): each replays its organization's log from the last event it saw.
+	resync     struct{}
+	replayPage struct {
 		start  string // the id the replay starts after (first page only)
 		events []voluntree.Event
 		gap    bool
@@ -128,6 +138,8 @@ type connActor struct {
 	last     string            // id of the newest event sent (or skipped by the filter)
 	buffered []*eventPublished // live events that arrived during the replay
 	replayed int
+	ready    bool // the "ready" frame was sent (after the first replay)
+	resync   bool // a resync came during a replay: replay again before going live
 	cancel   context.CancelFunc
 	// Replay flow control: one page at a time, and a deadline for the whole replay.
 	nextPage    chan<- struct{}
@@ -137,10 +149,18 @@ type connActor struct {
 func (a *connActor) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
-		ctx.Request(a.hub.pid, &registerConn{pid: ctx.Self()})
+		ctx.Request(a.hub.pid, &registerConn{org: a.opts.Org, pid: ctx.Self()})
 	case *connRegistered:
 		a.state = stateReplaying
-		a.startReplay(ctx)
+		a.startReplay(ctx, a.opts.Since, true)
+	case *resync:
+		switch a.state {
+		case stateLive:
+			a.state = stateReplaying
+			a.startReplay(ctx, a.last, false)
+		case stateReplaying:
+			a.resync = true
+		}
 	case *replayPage:
 		a.onReplay(ctx, msg)
 	case *eventPublished:
@@ -163,24 +183,28 @@ func (a *connActor) Receive(ctx actor.Context) {
 	}
 }
 
-// startReplay reads the log in a goroutine (blocking I/O stays out of Receive) and sends the
-// pages back to this actor.
-func (a *connActor) startReplay(ctx actor.Context) {
+// startReplay reads the organization's log after `after` in a goroutine (blocking I/O stays
+// out of Receive) and sends the pages back to this actor. The first replay of a socket starts
+// where its options say: after Since, before the last Tail events, or at the newest event.
+func (a *connActor) startReplay(ctx actor.Context, after string, first bool) {
+	if a.cancel != nil {
+		a.cancel()
+	}
 	rctx, cancel := context.WithTimeout(context.Background(), replayBudget)
 	a.cancel = cancel
 	a.replayUntil = time.Now().Add(replayBudget)
 	next := make(chan struct{}, 1) // the actor asks for the next page: one page in flight
 	a.nextPage = next
 	self, root, store, opts := ctx.Self(), a.hub.system.Root, a.hub.store, a.opts
+	reportGap := !first || opts.Since != ""
 	go func() {
 		defer cancel()
-		after := opts.Since
-		if after == "" {
+		if first && after == "" {
 			var err error
 			if opts.Tail > 0 {
-				after, err = tailStart(rctx, store, opts.Tail)
+				after, err = store.EventIDBeforeLast(rctx, opts.Org, opts.Tail)
 			} else {
-				after, err = store.LastEventID(rctx)
+				after, err = store.LastEventID(rctx, opts.Org)
 			}
 			if err != nil {
 				root.Send(self, &replayPage{err: err, final: true})
@@ -190,13 +214,13 @@ func (a *connActor) startReplay(ctx actor.Context) {
 		const page = 500
 		start := after
 		for {
-			r, err := store.EventsAfter(rctx, after, page)
+			r, err := store.EventsAfter(rctx, opts.Org, after, page)
 			if err != nil {
 				root.Send(self, &replayPage{err: err, final: true})
 				return
 			}
 			final := len(r.Events) < page
-			root.Send(self, &replayPage{start: start, events: r.Events, gap: r.Gap && after == opts.Since, final: final})
+			root.Send(self, &replayPage{start: start, events: r.Events, gap: r.Gap && reportGap && after == start, final: final})
 			if final {
 				return
 			}
@@ -208,11 +232,6 @@ func (a *connActor) startReplay(ctx actor.Context) {
 			after = r.Events[len(r.Events)-1].ID
 		}
 	}()
-}
-
-// tailStart returns the id after which the last n events begin ("" for the log's start).
-func tailStart(ctx context.Context, store *redisstore.Store, n int) (string, error) {
-	return store.EventIDBeforeLast(ctx, n)
 }
 
 func (a *connActor) onReplay(ctx actor.Context, p *replayPage) {
@@ -243,11 +262,19 @@ func (a *connActor) onReplay(ctx actor.Context, p *replayPage) {
 		}
 		return
 	}
+	if a.resync { // live events were lost meanwhile: read the log again before the buffer
+		a.resync = false
+		a.startReplay(ctx, a.last, false)
+		return
+	}
 	for _, ev := range a.buffered {
 		a.send(ctx, ev.id, ev.postID, ev.frame)
 	}
 	a.buffered = nil
-	a.sendControl(ctx, map[string]any{"type": "ready", "replayed": a.replayed, "last_id": a.last})
+	if !a.ready {
+		a.ready = true
+		a.sendControl(ctx, map[string]any{"type": "ready", "replayed": a.replayed, "last_id": a.last})
+	}
 	a.state = stateLive
 }
 
@@ -294,7 +321,7 @@ func (a *connActor) push(ctx actor.Context, frame []byte) {
 
 // pushReplay queues a frame of the replay, waiting up to replayStall for room. It blocks
 // this connection's actor only: the hub keeps forwarding to its mailbox, and the live events
-// it buffers meanwhile stay bounded by 64×SendBuffer.
+// it buffers meanwhile stay bounded by 4×SendBuffer.
 func (a *connActor) pushReplay(ctx actor.Context, frame []byte) {
 	select {
 	case <-a.sub.done:

@@ -126,6 +126,24 @@ func messenger(id, page, sender, text string) voluntree.Message {
 		PageID: page, SenderID: sender, Text: text, CreatedAt: time.Now(), ReceivedAt: time.Now()}
 }
 
+// testOrg owns the pages connectedPage makes.
+const testOrg = "org_cluster"
+
+// connectedPage connects page to testOrg: its interests are stored and shown on that
+// organization's feed (a page of no organization is only counted).
+func connectedPage(t *testing.T, e *testEnv, page string) string {
+	t.Helper()
+	ctx := context.Background()
+	err := e.store.CreateOrg(ctx, voluntree.Organization{ID: testOrg, Name: "Cluster tests"})
+	if err != nil && voluntree.ErrorCode(err) != voluntree.ECONFLICT {
+		t.Fatal(err)
+	}
+	if err := e.store.SavePage(ctx, voluntree.Page{ID: page, OrgID: testOrg, Name: "Page " + page}); err != nil {
+		t.Fatal(err)
+	}
+	return page
+}
+
 func noErrors(t *testing.T, errs []error) {
 	t.Helper()
 	for i, err := range errs {
@@ -139,7 +157,7 @@ func TestRedeliveryHasOneEffect(t *testing.T) {
 	e := requireEnv(t)
 	ctx := context.Background()
 	u := uid(t)
-	page, post := "page"+u, "page"+u+"_1"
+	page, post := connectedPage(t, e, "page"+u), "page"+u+"_1"
 	msg := comment(post+"_c1", page, post, "s"+u, "interested: count me in")
 	before := testutil.ToFloat64(e.metrics.Interests)
 	for range 3 {
@@ -165,7 +183,7 @@ func TestMessengerFollowsTheConversationsPost(t *testing.T) {
 	e := requireEnv(t)
 	ctx := context.Background()
 	u := uid(t)
-	page, post := "page"+u, "page"+u+"_7"
+	page, post := connectedPage(t, e, "page"+u), "page"+u+"_7"
 	batch := []voluntree.Message{
 		comment(post+"_c1", page, post, "s1"+u, "question: how long is a shift?"),
 		messenger("m.1"+u, page, "s1"+u, "interested: ok I'm in"),  // same person, later, in Messenger
@@ -198,7 +216,7 @@ func TestAbandonedEntriesAreReclaimedExactlyOnce(t *testing.T) {
 	e := requireEnv(t)
 	ctx := context.Background()
 	u := uid(t)
-	page := "page" + u
+	page := connectedPage(t, e, "page"+u)
 	const n = 300
 	var msgs []voluntree.Message
 	for i := range n {
@@ -319,7 +337,7 @@ func TestRedeliveredMessengerKeepsItsPost(t *testing.T) {
 	e := requireEnv(t)
 	ctx := context.Background()
 	u := uid(t)
-	page, p1, p2, s := "page"+u, "page"+u+"_1", "page"+u+"_2", "s"+u
+	page, p1, p2, s := connectedPage(t, e, "page"+u), "page"+u+"_1", "page"+u+"_2", "s"+u
 	noErrors(t, e.router.Process(ctx, []voluntree.Message{comment(p1+"_c1", page, p1, s, "question: when?")}))
 	m := messenger("m.1"+u, page, s, "interested: I'm in")
 	noErrors(t, e.router.Process(ctx, []voluntree.Message{m}))
@@ -329,5 +347,57 @@ func TestRedeliveredMessengerKeepsItsPost(t *testing.T) {
 	c2, _ := e.store.Counts(ctx, p2)
 	if c1.Interests != 1 || c2.Interests != 0 {
 		t.Fatalf("interests on %s: %d, on %s: %d; want the one message stored once, on %s", p1, c1.Interests, p2, c2.Interests, p1)
+	}
+}
+
+// A page no organization connected: its messages are classified and counted (and the unowned
+// metric says so), but nothing is stored for anyone and no feed gets an event. Once the page
+// is connected, its interests reach its organization's feed.
+func TestMessagesOfAnUnownedPage(t *testing.T) {
+	e := requireEnv(t)
+	ctx := context.Background()
+	u := uid(t)
+	page, post := "lone"+u, "lone"+u+"_1"
+	before := testutil.ToFloat64(e.metrics.Unowned)
+	noErrors(t, e.router.Process(ctx, []voluntree.Message{
+		comment(post+"_c1", page, post, "s1"+u, "interested: me!"),
+		comment(post+"_c2", page, post, "s2"+u, "question: when?"),
+	}))
+	counts, err := e.store.Counts(ctx, post)
+	if err != nil || counts.Interests != 0 || counts.Intents[voluntree.IntentInterested] != 1 || counts.Intents[voluntree.IntentQuestion] != 1 {
+		t.Fatalf("counts %+v (%v): want both messages counted, no interest stored", counts, err)
+	}
+	if got := testutil.ToFloat64(e.metrics.Unowned) - before; got != 2 {
+		t.Fatalf("unowned messages counted %v, want 2", got)
+	}
+
+	connectedPage(t, e, page)
+	last, err := e.store.LastEventID(ctx, testOrg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * orgMissTTL)
+	for i := 3; ; i++ { // the node remembers "no organization" for up to orgMissTTL
+		noErrors(t, e.router.Process(ctx, []voluntree.Message{comment(fmt.Sprintf("%s_c%d", post, i), page, post, "s"+u, "interested: me too")}))
+		if c, _ := e.store.Counts(ctx, post); c.Interests == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the page's interests are still not stored %s after it was connected", 2*orgMissTTL)
+		}
+		time.Sleep(100 * time.Millisecond) // the cache expiry is time itself
+	}
+	r, err := e.store.EventsAfter(ctx, testOrg, last, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mine int
+	for _, ev := range r.Events {
+		if ev.Interest != nil && ev.Interest.PageID == page {
+			mine++
+		}
+	}
+	if mine != 1 {
+		t.Fatalf("%d events of the page on %s's feed, want 1", mine, testOrg)
 	}
 }

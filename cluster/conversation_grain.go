@@ -35,6 +35,7 @@ type grainDeps struct {
 	timeout   time.Duration
 	log       *slog.Logger
 	publisher *publisher // nil: this node does not publish posts
+	orgs      *pageOrgs  // the organization of each page
 }
 
 func (d *grainDeps) ctx() (context.Context, context.CancelFunc) {

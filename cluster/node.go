@@ -125,7 +125,7 @@ func Start(ctx context.Context, system *actor.ActorSystem, cfg Config) (node *No
 		peers = []string{net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.HealthPort))}
 	}
 	deps := &grainDeps{store: cfg.Store, metrics: cfg.Metrics, timeout: cfg.StoreTimeout,
-		log: cfg.Logger.With("component", "grain")}
+		log: cfg.Logger.With("component", "grain"), orgs: newPageOrgs(cfg.Store)}
 	deps.publisher = &publisher{store: cfg.Store, graph: cfg.Graph, metrics: cfg.Metrics, cfg: cfg.Publish,
 		log: cfg.Logger.With("component", "publisher"), now: time.Now}
 	supervision := actor.WithSupervisor(actor.NewOneForOneStrategy(10, time.Second, actor.DefaultDecider))

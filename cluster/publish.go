@@ -244,7 +244,7 @@ func (p *publisher) fail(ctx context.Context, id string, code int, msg string) (
 // event announces the post's status; a lost announcement is logged, not retried (the post
 // record is the truth, and the dashboard reloads it).
 func (p *publisher) event(ctx context.Context, post *voluntree.Post) {
-	if _, err := p.store.AppendEvent(ctx, voluntree.PostEvent(post)); err != nil {
+	if _, err := p.store.AppendEvent(ctx, post.OrgID, voluntree.PostEvent(post)); err != nil {
 		p.log.Warn("post event", "action", "publish", "post", post.ID, "error", err)
 	}
 }

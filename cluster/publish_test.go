@@ -127,7 +127,7 @@ func TestPublishNowWithSummaryAndPhoto(t *testing.T) {
 		t.Errorf("facebook id maps to %q, want %q", id, p.ID)
 	}
 	// Status changes were announced: publishing, then published.
-	r, err := f.e.store.EventsAfter(ctx, "", 10000)
+	r, err := f.e.store.EventsAfter(ctx, f.org, "", 10000)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -218,14 +218,18 @@ func (p *Poller) enqueue(ctx context.Context, post *voluntree.Post, comments []G
 		}
 		msgs = append(msgs, m)
 	}
-	ids, err := p.store.Enqueue(ctx, msgs)
+	res, err := p.store.Enqueue(ctx, msgs)
 	if err != nil {
 		return err
 	}
-	for _, id := range ids {
-		if id == "" {
+	for i, r := range res {
+		switch {
+		case r.Err != nil:
+			p.metrics.PollComments.WithLabelValues("skipped").Inc()
+			p.log.Warn("skip polled comment", "action", "poll", "comment", msgs[i].ID, "error", r.Err)
+		case r.ID == "":
 			p.metrics.PollComments.WithLabelValues("duplicate").Inc()
-		} else {
+		default:
 			p.metrics.PollComments.WithLabelValues("new").Inc()
 		}
 	}

@@ -1,10 +1,10 @@
 // Package facebook speaks Facebook's side of Voluntree: the webhook's payloads and signature
-// (this file) and, later, the Graph API client.
+// (this file), the Graph API client (graph.go) and the comment poller (poller.go).
 //
 // A webhook call is verified and parsed in two steps:
 //
 //	if err := facebook.VerifySignature(secret, body, header); err != nil { ... } // 401/403
-//	msgs, err := facebook.ParseWebhook(body, time.Now())                        // 400
+//	msgs, rejected, err := facebook.ParseEvents(body, time.Now())               // 400 only for the whole body
 package facebook
 
 import (
@@ -13,7 +13,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -129,54 +128,138 @@ type Postback struct {
 // ParseWebhook decodes a webhook body into the messages Voluntree handles: added comments
 // (feed), Messenger texts and postbacks, from every entry, in order. Echoes of the page's own
 // messages, the page's own comments and other changes are skipped. It returns an EINVALID
-// error for malformed JSON, an object other than "page", or a handled event that fails
-// voluntree.Message.Validate; nothing is returned in that case, so a body is taken whole or
-// not at all (the demo channel wants that). received stamps every message's ReceivedAt.
+// error for malformed JSON, an object other than "page", or a handled event that cannot be
+// decoded or fails voluntree.Message.Validate; nothing is returned in that case, so a body is
+// taken whole or not at all (the demo channel wants that). received stamps every message's
+// ReceivedAt.
 func ParseWebhook(body []byte, received time.Time) ([]voluntree.Message, error) {
-	msgs, invalid, err := ParseEvents(body, received)
+	msgs, rejected, err := ParseEvents(body, received)
 	if err != nil {
 		return nil, err
 	}
-	if len(invalid) > 0 {
-		return nil, invalid[0]
+	if len(rejected) > 0 {
+		return nil, rejected[0].Err
 	}
 	return msgs, nil
 }
 
-// ParseEvents is ParseWebhook for Facebook's own calls: an event that fails validation is
-// left out and reported in invalid (EINVALID errors), and the others are kept. Facebook
-// retries a refused call unchanged for 36 hours, so refusing a whole call for one bad event
-// would lose its good ones too. Only malformed JSON or an object other than "page" is an
-// error for the whole body.
-func ParseEvents(body []byte, received time.Time) (msgs []voluntree.Message, invalid []error, err error) {
+// Reasons an event is rejected alone.
+const (
+	RejectMalformed = "malformed_event" // not the JSON shape of an event (a wrong type, say)
+	RejectInvalid   = "invalid_event"   // decoded, but fails voluntree.Message.Validate
+)
+
+// Rejected is one event of a webhook body refused for its own content.
+type Rejected struct {
+	Reason string          // RejectMalformed or RejectInvalid
+	Err    error           // EINVALID, naming the entry and the fault
+	Raw    json.RawMessage // the event (or entry) as received
+}
+
+// ParseEvents is ParseWebhook for Facebook's own calls: an event that cannot be decoded or
+// fails validation is left out and reported in rejected, with its raw JSON, and the others
+// are kept. Facebook retries a refused call unchanged for 36 hours, so refusing a whole call
+// for one bad event would lose its good ones too. Only a body that is not JSON, or whose
+// object is not "page", is an error for the whole body.
+func ParseEvents(body []byte, received time.Time) (msgs []voluntree.Message, rejected []Rejected, err error) {
+	// The common case decodes the body in one pass. A wrong type anywhere fails that pass
+	// (json reports it after decoding the rest), and then every entry and event is decoded on
+	// its own, so that the fault stays with its event.
 	var p Payload
+	if err := json.Unmarshal(body, &p); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) || !json.Valid(body) {
+			return nil, nil, voluntree.Errorf(voluntree.EINVALID, "malformed JSON: %v", err)
+		}
+		return parseEventByEvent(body, received)
+	}
+	if p.Object != "page" {
+		return nil, nil, voluntree.Errorf(voluntree.EINVALID, "object is %q, want \"page\"", p.Object)
+	}
+	for _, e := range p.Entry {
+		for _, c := range e.Changes {
+			if m, ok := fromChange(e.ID, c); ok {
+				m.ReceivedAt = received
+				if m.Validate() != nil {
+					return parseEventByEvent(body, received) // for the rejected event's raw JSON
+				}
+				msgs = append(msgs, m)
+			}
+		}
+		for _, ev := range e.Messaging {
+			if m, ok := fromMessaging(e.ID, ev); ok {
+				m.ReceivedAt = received
+				if m.Validate() != nil {
+					return parseEventByEvent(body, received)
+				}
+				msgs = append(msgs, m)
+			}
+		}
+	}
+	return msgs, nil, nil
+}
+
+// rawPayload and rawEntry are a webhook body with each entry and event left undecoded.
+type rawPayload struct {
+	Object string            `json:"object"`
+	Entry  []json.RawMessage `json:"entry"`
+}
+
+type rawEntry struct {
+	ID        string            `json:"id"`
+	Changes   []json.RawMessage `json:"changes"`
+	Messaging []json.RawMessage `json:"messaging"`
+}
+
+// parseEventByEvent decodes a body entry by entry and event by event: a fault rejects only
+// the entry or event it is in.
+func parseEventByEvent(body []byte, received time.Time) (msgs []voluntree.Message, rejected []Rejected, err error) {
+	var p rawPayload
 	if err := json.Unmarshal(body, &p); err != nil {
 		return nil, nil, voluntree.Errorf(voluntree.EINVALID, "malformed JSON: %v", err)
 	}
 	if p.Object != "page" {
 		return nil, nil, voluntree.Errorf(voluntree.EINVALID, "object is %q, want \"page\"", p.Object)
 	}
-	keep := func(i int, m voluntree.Message) {
+	reject := func(reason string, raw json.RawMessage, format string, a ...any) {
+		rejected = append(rejected, Rejected{Reason: reason, Raw: raw, Err: voluntree.Errorf(voluntree.EINVALID, format, a...)})
+	}
+	keep := func(i int, raw json.RawMessage, m voluntree.Message) {
 		m.ReceivedAt = received
 		if err := m.Validate(); err != nil {
-			invalid = append(invalid, fmt.Errorf("entry[%d]: %w", i, err))
+			reject(RejectInvalid, raw, "entry[%d]: %s", i, voluntree.ErrorMessage(err))
 			return
 		}
 		msgs = append(msgs, m)
 	}
-	for i, e := range p.Entry {
-		for _, c := range e.Changes {
+	for i, rawE := range p.Entry {
+		var e rawEntry
+		if err := json.Unmarshal(rawE, &e); err != nil {
+			reject(RejectMalformed, rawE, "entry[%d]: %v", i, err)
+			continue
+		}
+		for j, raw := range e.Changes {
+			var c Change
+			if err := json.Unmarshal(raw, &c); err != nil {
+				reject(RejectMalformed, raw, "entry[%d].changes[%d]: %v", i, j, err)
+				continue
+			}
 			if m, ok := fromChange(e.ID, c); ok {
-				keep(i, m)
+				keep(i, raw, m)
 			}
 		}
-		for _, ev := range e.Messaging {
+		for j, raw := range e.Messaging {
+			var ev Messaging
+			if err := json.Unmarshal(raw, &ev); err != nil {
+				reject(RejectMalformed, raw, "entry[%d].messaging[%d]: %v", i, j, err)
+				continue
+			}
 			if m, ok := fromMessaging(e.ID, ev); ok {
-				keep(i, m)
+				keep(i, raw, m)
 			}
 		}
 	}
-	return msgs, invalid, nil
+	return msgs, rejected, nil
 }
 
 func fromChange(pageID string, c Change) (voluntree.Message, bool) {

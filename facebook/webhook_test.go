@@ -377,3 +377,45 @@ func TestParseWebhookCommentWithoutFrom(t *testing.T) {
 		t.Fatalf("got %v, %v; want only pg_1_2", msgs, err)
 	}
 }
+
+// TestParseEventsRejectsEventsAlone: whatever is wrong with one event — a wrong type, an
+// impossible time, a bad id — only that event is refused, with its raw JSON and a reason;
+// the good event of the same body is kept.
+func TestParseEventsRejectsEventsAlone(t *testing.T) {
+	good := `{"field":"feed","value":{"item":"comment","verb":"add","comment_id":"111_1_ok","post_id":"111_1","from":{"id":"u1"},"message":"count me in","created_time":1732262400}}`
+	cases := []struct {
+		name, change, reason string
+	}{
+		{"created_time past 9999", `{"field":"feed","value":{"item":"comment","verb":"add","comment_id":"111_1_x","post_id":"111_1","from":{"id":"u2"},"message":"hi","created_time":253402300800}}`, facebook.RejectInvalid},
+		{"created_time before 1970", `{"field":"feed","value":{"item":"comment","verb":"add","comment_id":"111_1_x","post_id":"111_1","from":{"id":"u2"},"message":"hi","created_time":-5}}`, facebook.RejectInvalid},
+		{"created_time a string", `{"field":"feed","value":{"item":"comment","verb":"add","comment_id":"111_1_x","post_id":"111_1","from":{"id":"u2"},"message":"hi","created_time":"x"}}`, facebook.RejectMalformed},
+		{"created_time a float", `{"field":"feed","value":{"item":"comment","verb":"add","comment_id":"111_1_x","post_id":"111_1","from":{"id":"u2"},"message":"hi","created_time":1.5}}`, facebook.RejectMalformed},
+		{"message a number", `{"field":"feed","value":{"item":"comment","verb":"add","comment_id":"111_1_x","post_id":"111_1","from":{"id":"u2"},"message":7}}`, facebook.RejectMalformed},
+		{"from a string", `{"field":"feed","value":{"item":"comment","verb":"add","comment_id":"111_1_x","post_id":"111_1","from":"u2","message":"hi"}}`, facebook.RejectMalformed},
+		{"value an array", `{"field":"feed","value":[]}`, facebook.RejectMalformed},
+		{"change a string", `"change"`, facebook.RejectMalformed},
+		{"comment id with a brace", `{"field":"feed","value":{"item":"comment","verb":"add","comment_id":"111_{1}","post_id":"111_1","from":{"id":"u2"},"message":"hi"}}`, facebook.RejectInvalid},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			body := `{"object":"page","entry":[{"id":"111","time":1,"changes":[` + c.change + `,` + good + `]}]}`
+			msgs, rejected, err := facebook.ParseEvents([]byte(body), time.Now())
+			if err != nil {
+				t.Fatalf("ParseEvents: %v; want the body accepted", err)
+			}
+			if len(msgs) != 1 || msgs[0].ID != "111_1_ok" {
+				t.Fatalf("messages %+v, want the good comment", msgs)
+			}
+			if len(rejected) != 1 || rejected[0].Reason != c.reason || string(rejected[0].Raw) != c.change ||
+				voluntree.ErrorCode(rejected[0].Err) != voluntree.EINVALID {
+				t.Fatalf("rejected %+v, want one %s with the change's raw JSON", rejected, c.reason)
+			}
+		})
+	}
+	// A whole entry of the wrong shape is refused alone too.
+	body := `{"object":"page","entry":[7,{"id":"111","changes":[` + good + `]},{"id":5}]}`
+	msgs, rejected, err := facebook.ParseEvents([]byte(body), time.Now())
+	if err != nil || len(msgs) != 1 || len(rejected) != 2 || string(rejected[0].Raw) != "7" || string(rejected[1].Raw) != `{"id":5}` {
+		t.Fatalf("ParseEvents = %d messages, %+v, %v; want the good comment and two refused entries", len(msgs), rejected, err)
+	}
+}

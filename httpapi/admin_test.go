@@ -660,7 +660,7 @@ func TestAdminPosts(t *testing.T) {
 	e.mustFail(t, 404, token, "POST", "/api/v1/posts/po_nothing/cancel", nil)
 
 	// Every status change is an event of type post, in order.
-	replay, err := e.store.EventsAfter(ctx, "", 1000)
+	replay, err := e.store.EventsAfter(ctx, "org_a", "", 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -738,7 +738,7 @@ func TestAdminInterests(t *testing.T) {
 			Intent: voluntree.IntentInterested, Confidence: 0.9, CreatedAt: at, ReceivedAt: at, RecordedAt: at,
 		})
 	}
-	if _, err := e.store.Record(ctx, fbPost, ins); err != nil {
+	if _, err := e.store.Record(ctx, "org_a", fbPost, ins); err != nil {
 		t.Fatal(err)
 	}
 
@@ -831,9 +831,9 @@ func TestAdminStats(t *testing.T) {
 	// April.
 	in := func(id, sender, date string) voluntree.Interest {
 		at, _ := time.Parse(time.RFC3339, date)
-		return voluntree.Interest{ID: id, PageID: "1001", SenderID: sender, Intent: voluntree.IntentInterested, CreatedAt: at, RecordedAt: at}
+		return voluntree.Interest{ID: id, PostID: "1001_p", PageID: "1001", SenderID: sender, Intent: voluntree.IntentInterested, CreatedAt: at, RecordedAt: at}
 	}
-	err := e.store.IndexOrgInterests(ctx, "org_a", "1001_p", []voluntree.Interest{
+	_, err := e.store.Record(ctx, "org_a", "1001_p", []voluntree.Interest{
 		in("c1", "u1", "2026-02-10T10:00:00Z"), in("c2", "u1", "2026-03-05T10:00:00Z"),
 		in("c3", "u2", "2026-03-06T10:00:00Z"), in("c4", "u2", "2026-03-31T23:00:00Z"),
 		in("c5", "u3", "2026-04-01T00:00:00Z"),

@@ -60,7 +60,7 @@ type demoAccepted struct {
 // validation and ingest stream — nothing goes around the real path but the signature.
 func (s *Server) demoComment(c *fiber.Ctx) error {
 	if s.cfg.Demo == nil {
-		return fiber.NewError(fiber.StatusNotFound, "the demo channel is off (it runs on the embedded default, or with VOLUNTREE_DEMO=1)")
+		return fiber.NewError(fiber.StatusNotFound, "the demo channel is off (it runs on the embedded default, or with VOLUNTREE_DEMO=on)")
 	}
 	var req demoComment
 	if err := json.Unmarshal(c.Body(), &req); err != nil {
@@ -98,7 +98,7 @@ func (s *Server) demoComment(c *fiber.Ctx) error {
 	for i := range msgs {
 		msgs[i].Source = voluntree.SourceDemo
 	}
-	if _, err := s.accept(c.UserContext(), msgs); err != nil {
+	if _, err := s.accept(c.UserContext(), msgs, nil); err != nil {
 		return err
 	}
 	return c.Status(fiber.StatusAccepted).JSON(demoAccepted{MessageID: commentID, PostID: d.PostID})

@@ -62,6 +62,7 @@ type envOptions struct {
 	store  redisstore.Config      // Prefix is set to the test's prefix
 	hub    *actors.EventHubConfig // nil: no event hub (Config.Events stays nil)
 	config func(*httpapi.Config)  // adjusts the server's Config after the defaults
+	admin  bool                   // Config.Store set: the admin API and live-feed tickets
 }
 
 // newEnv starts a node for t. Everything is stopped when t ends: the hub first (its sockets
@@ -106,6 +107,9 @@ func newEnv(t *testing.T, o envOptions) *pipelineEnv {
 	}
 	e.addr = ln.Addr().String()
 	cfg.PublicURL = "http://" + e.addr
+	if o.admin {
+		cfg.Store = store
+	}
 	if o.config != nil {
 		o.config(&cfg)
 	}

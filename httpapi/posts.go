@@ -125,7 +125,7 @@ func (s *Server) createPost(c *fiber.Ctx) error {
 // postEvent announces a post's status. A lost announcement is logged, not an error: the post
 // is stored, and answering 500 would make the client create it twice.
 func (s *Server) postEvent(ctx context.Context, p *voluntree.Post) {
-	if _, err := s.cfg.Store.AppendEvent(ctx, voluntree.PostEvent(p)); err != nil {
+	if _, err := s.cfg.Store.AppendEvent(ctx, p.OrgID, voluntree.PostEvent(p)); err != nil {
 		s.cfg.Logger.Warn("post event", "action", "admin_post", "post", p.ID, "error", err)
 	}
 }

@@ -144,6 +144,7 @@ func New(cfg Config) *Server {
 func (s *Server) adminRoutes(api fiber.Router) {
 	auth := s.requireAdmin
 	api.Get("/me", auth, s.getMe)
+	api.Post("/ws-tickets", auth, s.createTicket)
 
 	api.Get("/signups", auth, s.listSignups)
 	api.Post("/signups", auth, s.createSignup)

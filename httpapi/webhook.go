@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"time"
 
@@ -10,15 +11,19 @@ import (
 
 	"github.com/voluntree/voluntree"
 	"github.com/voluntree/voluntree/facebook"
+	"github.com/voluntree/voluntree/redisstore"
 )
 
 // MaxWebhookBody is the largest webhook call accepted (Facebook batches stay far below).
 const MaxWebhookBody = 1 << 20
 
 // Ingester appends accepted messages to the ingest stream (redisstore.Store implements it):
-// one id per message, "" for a message accepted before (a redelivery).
+// one outcome per message — its entry id, "" for a message accepted before (a redelivery),
+// or an error of its own — and an error only when the stream cannot be written. It keeps the
+// events refused for their own content in the rejected-events stream.
 type Ingester interface {
-	Enqueue(ctx context.Context, msgs []voluntree.Message) ([]string, error)
+	Enqueue(ctx context.Context, msgs []voluntree.Message) ([]redisstore.Enqueued, error)
+	Reject(ctx context.Context, rs []redisstore.Rejection) error
 }
 
 // webhookVerify answers Facebook's subscription handshake: GET with hub.mode=subscribe, the
@@ -40,7 +45,7 @@ func (s *Server) webhookVerify(c *fiber.Ctx) error {
 type webhookResponse struct {
 	Accepted   int `json:"accepted"`
 	Duplicates int `json:"duplicates"`
-	Invalid    int `json:"invalid,omitempty"` // events left out (counted as rejected invalid_event)
+	Rejected   int `json:"rejected,omitempty"` // events left out for their own content (rejected-events stream)
 }
 
 // webhookReceive handles POST /webhooks/facebook: signature over the raw body, then every
@@ -64,26 +69,28 @@ func (s *Server) webhookReceive(c *fiber.Ctx) error {
 		s.reject("bad_signature")
 		return fiber.NewError(fiber.StatusForbidden, err.Error())
 	}
-	msgs, invalid, err := facebook.ParseEvents(body, received)
+	msgs, rejected, err := facebook.ParseEvents(body, received)
 	if err != nil {
 		s.reject("malformed")
 		return err
 	}
-	for _, e := range invalid { // left out, so that the call's other events are not lost
-		s.reject("invalid_event")
-		s.cfg.Logger.Warn("webhook event skipped", "action", "webhook", "error", e)
+	rs := make([]redisstore.Rejection, 0, len(rejected))
+	for _, r := range rejected { // left out, so that the call's other events are not lost
+		rs = append(rs, redisstore.Rejection{Reason: r.Reason, Error: voluntree.ErrorMessage(r.Err),
+			Source: voluntree.SourceWebhook, Raw: string(r.Raw), At: received})
 	}
-	res, err := s.accept(c.UserContext(), msgs)
+	res, err := s.accept(c.UserContext(), msgs, rs)
 	if err != nil {
 		return err
 	}
-	res.Invalid = len(invalid)
 	return c.JSON(res)
 }
 
-// accept appends parsed messages to the ingest stream: the one way in for the webhook and
-// the demo channel alike.
-func (s *Server) accept(ctx context.Context, msgs []voluntree.Message) (webhookResponse, error) {
+// accept appends parsed messages to the ingest stream, and refused events to the
+// rejected-events stream: the one way in for the webhook and the demo channel alike. Its
+// error is for our side failing (503); a message refused for its own content is counted in
+// the response, never an error of the call.
+func (s *Server) accept(ctx context.Context, msgs []voluntree.Message, rejected []redisstore.Rejection) (webhookResponse, error) {
 	if s.cfg.Ingest == nil {
 		return webhookResponse{}, voluntree.Errorf(voluntree.EUNAVAILABLE, "ingest is not available on this node")
 	}
@@ -93,23 +100,38 @@ func (s *Server) accept(ctx context.Context, msgs []voluntree.Message) (webhookR
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	ids, err := s.cfg.Ingest.Enqueue(ctx, msgs)
+	res, err := s.cfg.Ingest.Enqueue(ctx, msgs)
 	if err != nil {
 		s.reject("unavailable")
 		s.cfg.Logger.Error("enqueue failed", "action", "enqueue", "messages", len(msgs), "error", err)
 		return webhookResponse{}, voluntree.Errorf(voluntree.EUNAVAILABLE, "could not store the events; retry later")
 	}
-	var res webhookResponse
-	for i, id := range ids {
-		if id == "" {
-			res.Duplicates++
+	var out webhookResponse
+	for i, r := range res {
+		switch {
+		case r.Err != nil:
+			b, _ := json.Marshal(msgs[i])
+			rejected = append(rejected, redisstore.Rejection{Reason: "unencodable_event", Error: voluntree.ErrorMessage(r.Err),
+				Source: msgs[i].Source, Raw: string(b)})
+		case r.ID == "":
+			out.Duplicates++
 			s.cfg.Metrics.WebhookDuplicates.Inc()
-			continue
+		default:
+			out.Accepted++
+			s.cfg.Metrics.WebhookEvents.WithLabelValues(string(msgs[i].Kind)).Inc()
 		}
-		res.Accepted++
-		s.cfg.Metrics.WebhookEvents.WithLabelValues(string(msgs[i].Kind)).Inc()
 	}
-	return res, nil
+	out.Rejected = len(rejected)
+	for _, r := range rejected {
+		s.reject(r.Reason)
+		s.cfg.Logger.Warn("webhook event rejected", "action", "reject", "reason", r.Reason, "error", r.Error)
+	}
+	// The accepted events are stored: a failure to keep the rejected ones for operators is
+	// logged, and does not make Facebook send the whole call again.
+	if err := s.cfg.Ingest.Reject(ctx, rejected); err != nil {
+		s.cfg.Logger.Error("keep rejected events", "action", "reject", "events", len(rejected), "error", err)
+	}
+	return out, nil
 }
 
 func (s *Server) reject(reason string) { s.cfg.Metrics.WebhookRejected.WithLabelValues(reason).Inc() }

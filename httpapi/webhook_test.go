@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -135,7 +136,7 @@ func TestWebhookVerify(t *testing.T) {
 type webhookResult struct {
 	Accepted   int `json:"accepted"`
 	Duplicates int `json:"duplicates"`
-	Invalid    int `json:"invalid"`
+	Rejected   int `json:"rejected"`
 }
 
 func acceptWebhook(t *testing.T, e *pipelineEnv, body []byte) webhookResult {
@@ -304,10 +305,70 @@ func TestWebhookSkipsInvalidEventsKeepsTheRest(t *testing.T) {
 		facebook.ChangeValue{CommentID: "has space", PostID: testPage + "_1", From: &facebook.User{ID: "u"}, Message: "hi"},
 		facebook.ChangeValue{CommentID: testPage + "_1_ok", PostID: testPage + "_1", From: &facebook.User{ID: "u"}, Message: "count me in"}))
 	got := acceptWebhook(t, e, body)
-	if got.Accepted != 1 || got.Invalid != 1 {
+	if got.Accepted != 1 || got.Rejected != 1 {
 		t.Fatalf("%+v, want the valid comment accepted and the invalid one reported", got)
 	}
 	if n := testutil.ToFloat64(e.m.WebhookRejected.WithLabelValues("invalid_event")); n != 1 {
 		t.Fatalf("rejected{invalid_event} = %v, want 1", n)
+	}
+}
+
+// TestWebhookHostileEventRejectedAlone: a correctly signed delivery with one event that cannot
+// be stored (a created_time past year 9999) or decoded (a field of the wrong type) gets its
+// 200: the other events are stored, and each bad one is counted by reason and kept, with its
+// raw JSON, in the rejected-events stream. Facebook's retry of the same call changes nothing.
+func TestWebhookHostileEventRejectedAlone(t *testing.T) {
+	e := webhookEnv(t, nil)
+	body := []byte(`{"object":"page","entry":[
+	 {"id":"1001","time":1,"changes":[
+	  {"field":"feed","value":{"item":"comment","verb":"add","comment_id":"1001_1_far","post_id":"1001_1","from":{"id":"u1"},"message":"in the year 10000","created_time":253402300800}},
+	  {"field":"feed","value":{"item":"comment","verb":"add","comment_id":"1001_1_ok","post_id":"1001_1","from":{"id":"u2"},"message":"count me in","created_time":1732262400}},
+	  {"field":"feed","value":{"item":"comment","verb":"add","comment_id":"1001_1_typed","post_id":"1001_1","from":{"id":"u3"},"message":"typed","created_time":"yesterday"}}]},
+	 {"id":"1002","time":1,"messaging":[
+	  {"sender":{"id":"u4"},"recipient":{"id":"1002"},"timestamp":9223372036854775807,"message":{"mid":"m.far","text":"far"}},
+	  {"sender":{"id":"u5"},"recipient":{"id":"1002"},"timestamp":1732262400000,"message":{"mid":"m.ok","text":"hello"}}]},
+	 "not an entry"]}`)
+	for round := range 2 {
+		got := acceptWebhook(t, e, body)
+		want := webhookResult{Accepted: 2, Rejected: 4}
+		if round == 1 {
+			want = webhookResult{Duplicates: 2, Rejected: 4}
+		}
+		if got != want {
+			t.Fatalf("delivery %d: %+v, want %+v", round+1, got, want)
+		}
+	}
+	var ids []string
+	for _, m := range e.ingestMessages(t) {
+		ids = append(ids, m.ID)
+	}
+	if !slices.Equal(ids, []string{"1001_1_ok", "m.ok"}) {
+		t.Fatalf("ingest stream %q, want the two good events", ids)
+	}
+	if n := testutil.ToFloat64(e.m.WebhookRejected.WithLabelValues("invalid_event")); n != 4 {
+		t.Errorf("rejected{invalid_event} = %v, want 4 (2 per delivery)", n)
+	}
+	if n := testutil.ToFloat64(e.m.WebhookRejected.WithLabelValues("malformed_event")); n != 4 {
+		t.Errorf("rejected{malformed_event} = %v, want 4 (2 per delivery)", n)
+	}
+	rs, err := e.store.RejectedEvents(context.Background(), 100)
+	if err != nil || len(rs) != 8 {
+		t.Fatalf("rejected events: %d, %v; want 8", len(rs), err)
+	}
+	raws := map[string]bool{}
+	for _, r := range rs {
+		if r.Source != "webhook" || r.Error == "" || r.At.IsZero() || !json.Valid([]byte(r.Raw)) {
+			t.Errorf("rejection %+v", r)
+		}
+		raws[r.Raw] = true
+	}
+	for _, part := range []string{"1001_1_far", "1001_1_typed", "m.far", "not an entry"} {
+		found := false
+		for raw := range raws {
+			found = found || strings.Contains(raw, part)
+		}
+		if !found {
+			t.Errorf("no rejection keeps the raw JSON of %s", part)
+		}
 	}
 }

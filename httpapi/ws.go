@@ -19,28 +19,72 @@ const (
 	wsWriteTimeout = 10 * time.Second
 )
 
-// wsUpgrade checks GET /ws/signups before the upgrade, so bad parameters get a JSON error
-// rather than a socket that closes at once.
+// wsUpgrade checks GET /ws/signups before the upgrade, so that a bad request gets a JSON
+// error rather than a socket that closes at once. A feed belongs to one organization: the
+// request must carry a ticket (POST /api/v1/ws-tickets), which is used up here.
 func (s *Server) wsUpgrade(c *fiber.Ctx) error {
-	if s.cfg.Events == nil {
+	if s.cfg.Events == nil || s.cfg.Store == nil {
 		return voluntree.Errorf(voluntree.EUNAVAILABLE, "live events are not available on this node")
+	}
+	ticket := c.Query("ticket")
+	if ticket == "" {
+		return voluntree.Errorf(voluntree.EUNAUTHORIZED, "a ticket is required: POST /api/v1/ws-tickets with your admin API token, then connect to /ws/signups?ticket=<ticket>")
 	}
 	if !websocket.IsWebSocketUpgrade(c) {
 		return fiber.NewError(fiber.StatusUpgradeRequired, "GET /ws/signups is a WebSocket endpoint")
 	}
-	opts := actors.SubscribeOptions{PostID: c.Query("post"), Since: c.Query("since")}
-	if t := c.Query("tail"); t != "" {
-		n, err := strconv.Atoi(t)
+	opts, err := parseFeedQuery(c.Query("post"), c.Query("since"), c.Query("tail"))
+	if err != nil {
+		return err
+	}
+	// The ticket is checked last, so that a malformed request does not use it up.
+	ctx, cancel := context.WithTimeout(c.UserContext(), 5*time.Second)
+	defer cancel()
+	t, err := s.cfg.Store.TakeWSTicket(ctx, ticket)
+	if err != nil {
+		return err
+	}
+	opts.Org = t.OrgID
+	c.Locals("opts", opts)
+	return c.Next()
+}
+
+// parseFeedQuery reads the feed's query parameters: post, since and tail.
+func parseFeedQuery(post, since, tail string) (actors.SubscribeOptions, error) {
+	opts := actors.SubscribeOptions{PostID: post, Since: since}
+	if tail != "" {
+		n, err := strconv.Atoi(tail)
 		if err != nil || n < 0 || n > actors.MaxTail {
-			return voluntree.Errorf(voluntree.EINVALID, "tail must be a number between 0 and %d", actors.MaxTail)
+			return opts, voluntree.Errorf(voluntree.EINVALID, "tail must be a number between 0 and %d", actors.MaxTail)
 		}
 		opts.Tail = n
 	}
-	if err := actors.ValidateSubscribe(opts); err != nil {
+	check := opts
+	check.Org = "-" // checked by the ticket
+	if err := actors.ValidateSubscribe(check); err != nil {
+		return opts, err
+	}
+	return opts, nil
+}
+
+// TicketTTL is how long a live-feed ticket is valid.
+const TicketTTL = 60 * time.Second
+
+type ticketResponse struct {
+	Ticket    string `json:"ticket"`
+	ExpiresIn int    `json:"expires_in"` // seconds
+}
+
+// createTicket handles POST /api/v1/ws-tickets: a single-use ticket for the organization's
+// live feed, valid TicketTTL, to pass as /ws/signups?ticket=….
+func (s *Server) createTicket(c *fiber.Ctx) error {
+	p := principal(c)
+	ticket, _, err := s.cfg.Store.CreateWSTicket(c.UserContext(), p.OrgID, TicketTTL)
+	if err != nil {
 		return err
 	}
-	c.Locals("opts", opts)
-	return c.Next()
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return c.JSON(ticketResponse{Ticket: ticket, ExpiresIn: int(TicketTTL / time.Second)})
 }
 
 // wsSignups runs one socket: this goroutine is its only writer (events, pings, the close

@@ -38,9 +38,23 @@ type wsFrame struct {
 
 func (f wsFrame) isEvent() bool { return f.Type == string(voluntree.EventInterest) }
 
+// testWSOrg is the organization whose feed the tests' sockets open (dial gets them a ticket).
+const testWSOrg = "org_ws"
+
+// wsEnv is a node with an event hub and a store (tickets live in the store).
 func wsEnv(t *testing.T, sendBuffer int, store redisstore.Config) *pipelineEnv {
 	t.Helper()
-	return newEnv(t, envOptions{store: store, hub: &actors.EventHubConfig{SendBuffer: sendBuffer}})
+	return newEnv(t, envOptions{store: store, hub: &actors.EventHubConfig{SendBuffer: sendBuffer}, admin: true})
+}
+
+// ticket returns a fresh live-feed ticket of org.
+func ticket(t *testing.T, e *pipelineEnv, org string) string {
+	t.Helper()
+	tk, _, err := e.store.CreateWSTicket(context.Background(), org, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tk
 }
 
 func wsURL(e *pipelineEnv, query url.Values) string {
@@ -51,9 +65,17 @@ func wsURL(e *pipelineEnv, query url.Values) string {
 	return u
 }
 
+// dialWith opens /ws/signups with query, adding a ticket of testWSOrg unless query has one.
 func dialWith(t *testing.T, d *websocket.Dialer, e *pipelineEnv, query url.Values) *websocket.Conn {
 	t.Helper()
-	c, resp, err := d.Dial(wsURL(e, query), nil)
+	q := url.Values{}
+	for k, v := range query {
+		q[k] = v
+	}
+	if q.Get("ticket") == "" {
+		q.Set("ticket", ticket(t, e, testWSOrg))
+	}
+	c, resp, err := d.Dial(wsURL(e, q), nil)
 	if err != nil {
 		status := 0
 		if resp != nil {
@@ -143,7 +165,7 @@ func recordText(t *testing.T, e *pipelineEnv, post string, n int, text string) [
 	for i := range ins {
 		ins[i] = newInterest(post, text)
 	}
-	res, err := e.store.Record(context.Background(), post, ins)
+	res, err := e.store.Record(context.Background(), testWSOrg, post, ins)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +187,7 @@ func record(t *testing.T, e *pipelineEnv, post string, n int) []string {
 func TestWSRejectsBadRequests(t *testing.T) {
 	e := wsEnv(t, 0, redisstore.Config{})
 	t.Run("plain GET", func(t *testing.T) {
-		status, raw, _ := request(t, "GET", e.url("/ws/signups"), nil, nil)
+		status, raw, _ := request(t, "GET", e.url("/ws/signups?ticket="+ticket(t, e, testWSOrg)), nil, nil)
 		if status != 426 {
 			t.Fatalf("status %d (%s), want 426", status, raw)
 		}
@@ -180,6 +202,7 @@ func TestWSRejectsBadRequests(t *testing.T) {
 		{"post": {strings.Repeat("p", voluntree.MaxIDLength+1)}},
 	} {
 		t.Run(q.Encode()[:min(20, len(q.Encode()))], func(t *testing.T) {
+			q.Set("ticket", ticket(t, e, testWSOrg))
 			c, resp, err := websocket.DefaultDialer.Dial(wsURL(e, q), nil)
 			if err == nil {
 				c.Close()
@@ -199,7 +222,7 @@ func TestWSRejectsBadRequests(t *testing.T) {
 
 func TestWSWithoutEvents(t *testing.T) {
 	e := newEnv(t, envOptions{}) // no hub
-	c, resp, err := websocket.DefaultDialer.Dial(wsURL(e, nil), nil)
+	c, resp, err := websocket.DefaultDialer.Dial(wsURL(e, url.Values{"ticket": {"wst_" + strings.Repeat("a", 43)}}), nil)
 	if err == nil {
 		c.Close()
 		t.Fatal("the upgrade succeeded without an event hub")
@@ -299,7 +322,7 @@ func TestWSReconnectWhileRecording(t *testing.T) {
 				return
 			default:
 			}
-			res, err := e.store.Record(context.Background(), "P", []voluntree.Interest{newInterest("P", "in")})
+			res, err := e.store.Record(context.Background(), testWSOrg, "P", []voluntree.Interest{newInterest("P", "in")})
 			mu.Lock()
 			if err != nil || res[0].Outcome != redisstore.NewInterest {
 				recErr = fmt.Errorf("record: %v %v", err, res)
@@ -407,7 +430,7 @@ func TestWSGap(t *testing.T) {
 	for range 4 {
 		ids = append(ids, record(t, e, "P", 100)...)
 	}
-	kept, err := e.rdb.XLen(context.Background(), e.store.Keys().Events()).Result()
+	kept, err := e.rdb.XLen(context.Background(), e.store.Keys().OrgEvents(testWSOrg)).Result()
 	if err != nil || kept >= 400 || kept < 100 {
 		t.Fatalf("events log holds %d (%v): the cap did not trim", kept, err)
 	}

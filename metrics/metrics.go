@@ -43,7 +43,7 @@ type Metrics struct {
 	IngestPending     prometheus.Gauge
 	IngestLag         prometheus.Gauge
 	DeadLetterLength  prometheus.Gauge
-	EventsLength      prometheus.Gauge
+	RejectedLength    prometheus.Gauge     // entries in the rejected-events stream
 	IngestRead        prometheus.Counter   // entries delivered to this node's consumer
 	IngestReclaimed   prometheus.Counter   // entries taken over from idle consumers
 	IngestDeadLetters prometheus.Counter   // entries moved to the dead-letter stream
@@ -54,6 +54,7 @@ type Metrics struct {
 	// Pipeline outcome.
 	Classified   *prometheus.CounterVec // new messages by intent
 	Interests    prometheus.Counter     // new interests stored (signup events)
+	Unowned      prometheus.Counter     // new messages on pages of no organization (no feed)
 	EndToEnd     prometheus.Histogram   // webhook received -> event published
 	GrainRequest *prometheus.HistogramVec
 
@@ -123,9 +124,9 @@ func New(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(m.PostsPublish, m.PublishDelay, m.PublishQueue, m.PollRequests, m.PollComments)
 	reg.MustRegister(
 		m.WebhookEvents, m.WebhookRejected, m.WebhookDuplicates, m.IngestLength, m.IngestPending,
-		m.IngestLag, m.DeadLetterLength, m.EventsLength, m.IngestRead, m.IngestReclaimed,
+		m.IngestLag, m.DeadLetterLength, m.RejectedLength, m.IngestRead, m.IngestReclaimed,
 		m.IngestDeadLetters, m.IngestFailures, m.IngestBatchSize, m.IngestBatchTime,
-		m.Classified, m.Interests, m.EndToEnd, m.GrainRequest, m.WSClients, m.WSDropped, m.WSEventsSent,
+		m.Classified, m.Interests, m.Unowned, m.EndToEnd, m.GrainRequest, m.WSClients, m.WSDropped, m.WSEventsSent,
 	)
 	reg.MustRegister(
 		m.BatcherRequests, m.BatcherItems, m.BatcherRejected, m.BatchSize, m.QueueDelay,
@@ -165,14 +166,14 @@ func (m *Metrics) addPipeline() {
 	}, []string{"kind"})
 	m.WebhookRejected = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "webhook", Name: "rejected_total",
-		Help: "Webhook calls refused, by reason (no_signature, bad_signature, malformed, too_large, overloaded, unavailable, not_configured; invalid_event counts single events left out of an accepted call).",
+		Help: "Webhook calls refused, by reason (no_signature, bad_signature, malformed, too_large, overloaded, busy, unavailable, not_configured); and single events left out of an accepted call for their own content, by reason (malformed_event, invalid_event, unencodable_event), kept in the rejected-events stream.",
 	}, []string{"reason"})
 	m.WebhookDuplicates = counter("webhook", "duplicates_total", "Redelivered messages skipped because their id was accepted before.")
 	m.IngestLength = gauge("ingest", "stream_length", "Entries in the ingest stream.")
 	m.IngestPending = gauge("ingest", "pending", "Ingest entries delivered to a consumer and not yet acknowledged.")
 	m.IngestLag = gauge("ingest", "consumer_lag", "Ingest entries not yet delivered to any consumer.")
 	m.DeadLetterLength = gauge("ingest", "dead_letter_length", "Entries in the dead-letter stream.")
-	m.EventsLength = gauge("events", "stream_length", "Entries in the events replay log.")
+	m.RejectedLength = gauge("ingest", "rejected_length", "Entries in the rejected-events stream (webhook events refused for their own content, kept with their raw JSON).")
 	m.IngestRead = counter("ingest", "read_total", "Ingest entries delivered to this node's consumer (new, own pending and reclaimed).")
 	m.IngestReclaimed = counter("ingest", "reclaimed_total", "Ingest entries taken over from a consumer that left them idle.")
 	m.IngestDeadLetters = counter("ingest", "dead_lettered_total", "Ingest entries moved to the dead-letter stream.")
@@ -192,6 +193,7 @@ func (m *Metrics) addPipeline() {
 		Help: "Messages classified and recorded (once per message id), by intent.",
 	}, []string{"intent"})
 	m.Interests = counter("pipeline", "signups_total", "Interests (signups) stored; each published one event.")
+	m.Unowned = counter("pipeline", "unowned_messages_total", "Messages on pages no organization has connected: classified and counted, stored for nobody and shown on no feed.")
 	m.EndToEnd = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: namespace, Subsystem: "pipeline", Name: "end_to_end_seconds",
 		Help:    "From the webhook receiving a message to its signup event being published.",

@@ -5,13 +5,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/voluntree/voluntree"
 )
 
-// DecodeEvent decodes an event as published on the Pub/Sub channel.
+// Events are per organization: each has its own capped replay log (a stream) and Pub/Sub
+// channel, so that a feed can only ever read its own organization's events.
+
+// DecodeEvent decodes an event as published on a Pub/Sub channel.
 func DecodeEvent(payload string) (voluntree.Event, error) {
 	var ev voluntree.Event
 	if err := json.Unmarshal([]byte(payload), &ev); err != nil {
@@ -23,7 +27,7 @@ func DecodeEvent(payload string) (voluntree.Event, error) {
 	return ev, nil
 }
 
-// Replay is a page of the events replay log read after some id.
+// Replay is a page of an events replay log read after some id.
 type Replay struct {
 	Events []voluntree.Event
 	// Gap is true when events after the requested id were trimmed from the capped log
@@ -31,14 +35,15 @@ type Replay struct {
 	Gap bool
 }
 
-// EventsAfter returns up to count events with ids greater than after, oldest first. after ""
-// reads from the beginning of the log.
-func (s *Store) EventsAfter(ctx context.Context, after string, count int64) (Replay, error) {
+// EventsAfter returns up to count of org's events with ids greater than after, oldest first.
+// after "" reads from the beginning of the log.
+func (s *Store) EventsAfter(ctx context.Context, org, after string, count int64) (Replay, error) {
+	key := s.keys.OrgEvents(org)
 	start := "-"
 	if after != "" {
 		start = "(" + after
 	}
-	res, err := s.rdb.XRangeN(ctx, s.keys.Events(), start, "+", count).Result()
+	res, err := s.rdb.XRangeN(ctx, key, start, "+", count).Result()
 	if err != nil {
 		return Replay{}, fmt.Errorf("redisstore: replay events: %w", err)
 	}
@@ -46,7 +51,7 @@ func (s *Store) EventsAfter(ctx context.Context, after string, count int64) (Rep
 	if after != "" {
 		// The log is capped: when an entry newer than after was ever removed, the reader
 		// missed events.
-		info, err := s.rdb.XInfoStream(ctx, s.keys.Events()).Result()
+		info, err := s.rdb.XInfoStream(ctx, key).Result()
 		if err != nil && !isNoStream(err) {
 			return Replay{}, fmt.Errorf("redisstore: replay events: %w", err)
 		}
@@ -83,9 +88,9 @@ func missedAfter(info *redis.XInfoStream, after string) bool {
 	return CompareIDs(oldest, after) > 0
 }
 
-// LastEventID returns the id of the newest event, "" when there is none.
-func (s *Store) LastEventID(ctx context.Context) (string, error) {
-	res, err := s.rdb.XRevRangeN(ctx, s.keys.Events(), "+", "-", 1).Result()
+// LastEventID returns the id of org's newest event, "" when there is none.
+func (s *Store) LastEventID(ctx context.Context, org string) (string, error) {
+	res, err := s.rdb.XRevRangeN(ctx, s.keys.OrgEvents(org), "+", "-", 1).Result()
 	if err != nil {
 		return "", fmt.Errorf("redisstore: last event: %w", err)
 	}
@@ -105,15 +110,22 @@ func eventFromEntry(x redis.XMessage) (voluntree.Event, error) {
 	return ev, nil
 }
 
-// Subscribe subscribes to the events channel. The caller reads with Receive and closes it.
-func (s *Store) Subscribe(ctx context.Context) *redis.PubSub {
-	return s.rdb.Subscribe(ctx, s.keys.EventsChannel())
+// SubscribeAllEvents subscribes to every organization's events channel (a pattern
+// subscription); OrgOfChannel tells a message's organization. The caller reads with Receive
+// and closes it.
+func (s *Store) SubscribeAllEvents(ctx context.Context) *redis.PubSub {
+	return s.rdb.PSubscribe(ctx, s.keys.EventsChannelPattern())
 }
 
-// EventIDBeforeLast returns the id just before the last n events: replaying after it yields
+// OrgOfChannel returns the organization whose events channel this is.
+func (s *Store) OrgOfChannel(channel string) (string, bool) {
+	return s.keys.OrgOfEventsChannel(channel)
+}
+
+// EventIDBeforeLast returns the id just before org's last n events: replaying after it yields
 // those n events. It returns "" when the log holds n events or fewer.
-func (s *Store) EventIDBeforeLast(ctx context.Context, n int) (string, error) {
-	res, err := s.rdb.XRevRangeN(ctx, s.keys.Events(), "+", "-", int64(n)+1).Result()
+func (s *Store) EventIDBeforeLast(ctx context.Context, org string, n int) (string, error) {
+	res, err := s.rdb.XRevRangeN(ctx, s.keys.OrgEvents(org), "+", "-", int64(n)+1).Result()
 	if err != nil {
 		return "", fmt.Errorf("redisstore: tail events: %w", err)
 	}
@@ -129,9 +141,14 @@ type EventHeader struct {
 	PostID string `json:"post_id"`
 }
 
-// DecodeEventHeader reads only the id and post of a published event (the hub forwards the
-// payload as is, so decoding the whole interest would be wasted work on every event).
+// DecodeEventHeader reads only the id and post of a published event: the hub forwards the
+// payload as it is, so decoding the whole interest would be wasted work on every event. The
+// scripts publish `{"id":"<id>","type":"<type>","post_id":"<post>",...` (the event's JSON
+// with its id in front); that prefix is read without a JSON decoder, anything else is decoded.
 func DecodeEventHeader(payload string) (EventHeader, error) {
+	if h, ok := fastHeader(payload); ok {
+		return h, nil
+	}
 	var h EventHeader
 	if err := json.Unmarshal([]byte(payload), &h); err != nil {
 		return h, fmt.Errorf("redisstore: decode event: %w", err)
@@ -142,24 +159,66 @@ func DecodeEventHeader(payload string) (EventHeader, error) {
 	return h, nil
 }
 
-// appendEventScript appends an event to the replay log and publishes it with its id.
-// KEYS[1] events stream; ARGV[1] event JSON without id; ARGV[2] max length; ARGV[3] channel;
-// ARGV[4] event type; ARGV[5] post id.
+// fastHeader reads the id and post of a payload as the scripts publish it. Stream ids and
+// Facebook ids never need escaping, so a field value is the text up to the next quote; a
+// backslash means an escape, and the payload goes to the JSON decoder instead.
+func fastHeader(p string) (EventHeader, bool) {
+	var h EventHeader
+	rest, ok := strings.CutPrefix(p, `{"id":"`)
+	if !ok {
+		return h, false
+	}
+	if h.ID, rest, ok = strings.Cut(rest, `"`); !ok || h.ID == "" || strings.Contains(h.ID, `\`) {
+		return h, false
+	}
+	if rest, ok = strings.CutPrefix(rest, `,"type":"`); !ok {
+		return h, false
+	}
+	if _, rest, ok = strings.Cut(rest, `"`); !ok {
+		return h, false
+	}
+	if !strings.HasPrefix(rest, `,"post_id":"`) {
+		// No post (omitted when empty) — unless post_id comes later in another order, which
+		// only the decoder can tell.
+		if strings.Contains(rest, `"post_id"`) {
+			return h, false
+		}
+		return h, true
+	}
+	rest = rest[len(`,"post_id":"`):]
+	if h.PostID, _, ok = strings.Cut(rest, `"`); !ok || strings.Contains(h.PostID, `\`) {
+		return h, false
+	}
+	return h, true
+}
+
+// appendEventScript appends an event to its organization's replay log and publishes it there
+// with its id.
+// KEYS[1] -> {org:O}:events stream
+// ARGV[1] -> event JSON without id
+// ARGV[2] -> max length
+// ARGV[3] -> the organization's channel
+// ARGV[4] -> event type
+// ARGV[5] -> post id
 var appendEventScript = redis.NewScript(`
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'type', ARGV[4], 'post', ARGV[5], 'data', ARGV[1])
 redis.call('PUBLISH', ARGV[3], '{"id":"' .. id .. '",' .. string.sub(ARGV[1], 2))
 return id
 `)
 
-// AppendEvent appends ev to the replay log and publishes it to every node; it returns the id.
-func (s *Store) AppendEvent(ctx context.Context, ev voluntree.Event) (string, error) {
+// AppendEvent appends ev to org's replay log and publishes it to every node; it returns the
+// id. An event of no organization (org "") goes nowhere: "" and no error.
+func (s *Store) AppendEvent(ctx context.Context, org string, ev voluntree.Event) (string, error) {
+	if org == "" {
+		return "", nil
+	}
 	ev.ID = ""
 	b, err := json.Marshal(ev)
 	if err != nil {
 		return "", fmt.Errorf("redisstore: encode event: %w", err)
 	}
-	id, err := appendEventScript.Run(ctx, s.rdb, []string{s.keys.Events()},
-		string(b), s.cfg.EventsMaxLen, s.keys.EventsChannel(), string(ev.Type), ev.PostID).Text()
+	id, err := appendEventScript.Run(ctx, s.rdb, []string{s.keys.OrgEvents(org)},
+		string(b), s.cfg.EventsMaxLen, s.keys.OrgEventsChannel(org), string(ev.Type), ev.PostID).Text()
 	if err != nil {
 		return "", fmt.Errorf("redisstore: append event: %w", err)
 	}

@@ -18,7 +18,7 @@ func recordInterests(t *testing.T, st *redisstore.Store, n int) ([]voluntree.Int
 	for i := range ins {
 		ins[i] = interest(fmt.Sprintf("m%03d", i), i)
 	}
-	got, err := st.Record(ctx, "111_222", ins)
+	got, err := st.Record(ctx, testOrg, "111_222", ins)
 	if err != nil {
 		t.Fatalf("Record: %v", err)
 	}
@@ -45,25 +45,31 @@ func TestPublishedEvent(t *testing.T) {
 	ctx := testCtx(t)
 	st, _ := newStore(t, redisstore.Config{})
 
-	sub := st.Subscribe(ctx)
+	sub := st.SubscribeAllEvents(ctx)
 	defer sub.Close()
 	// Wait for the subscription to be confirmed before publishing.
 	msg, err := sub.Receive(ctx)
 	if err != nil {
 		t.Fatalf("Subscribe: %v", err)
 	}
-	if s, ok := msg.(*redis.Subscription); !ok || s.Kind != "subscribe" || s.Channel != st.Keys().EventsChannel() {
-		t.Fatalf("first reply %#v, want the subscription to %s", msg, st.Keys().EventsChannel())
+	if s, ok := msg.(*redis.Subscription); !ok || s.Kind != "psubscribe" || s.Channel != st.Keys().EventsChannelPattern() {
+		t.Fatalf("first reply %#v, want the subscription to %s", msg, st.Keys().EventsChannelPattern())
 	}
 
 	in := interest("m1", 0)
-	rec, err := st.Record(ctx, "111_222", []voluntree.Interest{in})
+	rec, err := st.Record(ctx, testOrg, "111_222", []voluntree.Interest{in})
 	if err != nil {
 		t.Fatal(err)
 	}
 	m, err := sub.ReceiveMessage(ctx)
 	if err != nil {
 		t.Fatalf("ReceiveMessage: %v", err)
+	}
+	if org, ok := st.OrgOfChannel(m.Channel); !ok || org != testOrg {
+		t.Fatalf("published on %q (org %q), want %s's channel", m.Channel, org, testOrg)
+	}
+	if h, err := redisstore.DecodeEventHeader(m.Payload); err != nil || h.ID != rec[0].EventID || h.PostID != in.PostID {
+		t.Fatalf("DecodeEventHeader(%s) = %+v, %v", m.Payload, h, err)
 	}
 	ev, err := redisstore.DecodeEvent(m.Payload)
 	if err != nil {
@@ -78,7 +84,7 @@ func TestPublishedEvent(t *testing.T) {
 	diffInterest(t, *ev.Interest, in)
 
 	// The replay log holds the same event.
-	r, err := st.EventsAfter(ctx, "", 10)
+	r, err := st.EventsAfter(ctx, testOrg, "", 10)
 	if err != nil || len(r.Events) != 1 || r.Events[0].ID != ev.ID || r.Events[0].Interest == nil {
 		t.Fatalf("EventsAfter = %+v, %v", r, err)
 	}
@@ -88,7 +94,7 @@ func TestPublishedEvent(t *testing.T) {
 	// channel is the next new interest.
 	q := interest("m2", 1)
 	q.Intent = voluntree.IntentThanks
-	if _, err := st.Record(ctx, "111_222", []voluntree.Interest{in, q, interest("m3", 2)}); err != nil {
+	if _, err := st.Record(ctx, testOrg, "111_222", []voluntree.Interest{in, q, interest("m3", 2)}); err != nil {
 		t.Fatal(err)
 	}
 	m, err = sub.ReceiveMessage(ctx)
@@ -97,6 +103,93 @@ func TestPublishedEvent(t *testing.T) {
 	}
 	if ev, err := redisstore.DecodeEvent(m.Payload); err != nil || ev.Interest == nil || ev.Interest.ID != "m3" {
 		t.Fatalf("next event %+v, %v; want the interest m3", ev, err)
+	}
+}
+
+// Each organization has its own log and channel: recording for one never shows in another's.
+func TestEventsArePerOrganization(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	st, _ := newStore(t, redisstore.Config{})
+	a, b := interest("a1", 0), interest("b1", 1)
+	a.PostID, b.PostID = "111_1", "222_1"
+	if _, err := st.Record(ctx, "org_a", "111_1", []voluntree.Interest{a}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Record(ctx, "org_b", "222_1", []voluntree.Interest{b}); err != nil {
+		t.Fatal(err)
+	}
+	post := voluntree.Event{Type: voluntree.EventPost, PostID: "po_1", Post: &voluntree.PostUpdate{ID: "po_1", Status: voluntree.PostPublished}}
+	if _, err := st.AppendEvent(ctx, "org_b", post); err != nil {
+		t.Fatal(err)
+	}
+	for org, want := range map[string][]string{"org_a": {"a1"}, "org_b": {"b1", "po_1"}, "org_c": nil} {
+		r, err := st.EventsAfter(ctx, org, "", 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, ev := range r.Events {
+			if ev.Interest != nil {
+				got = append(got, ev.Interest.ID)
+			} else {
+				got = append(got, ev.PostID)
+			}
+		}
+		if !equalStrings(got, want) {
+			t.Errorf("%s's log = %q, want %q", org, got, want)
+		}
+	}
+	// An event of no organization goes nowhere.
+	if id, err := st.AppendEvent(ctx, "", post); err != nil || id != "" {
+		t.Fatalf("AppendEvent(no org) = %q, %v; want nothing", id, err)
+	}
+}
+
+// A page of no organization: its messages are counted once, nothing is stored for anyone
+// and no event is published.
+func TestRecordWithoutOrganization(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	st, rdb := newStore(t, redisstore.Config{})
+	in := interest("u1", 0)
+	for range 2 {
+		if _, err := st.Record(ctx, "", in.PostID, []voluntree.Interest{in}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := st.Counts(ctx, in.PostID)
+	if err != nil || c.Intents[voluntree.IntentInterested] != 1 || c.Interests != 0 {
+		t.Fatalf("Counts = %+v, %v; want one interested message counted, no interest stored", c, err)
+	}
+	keys, err := rdb.Keys(ctx, st.Keys().Prefix()+":*events*").Result()
+	if err != nil || len(keys) != 0 {
+		t.Fatalf("event keys %q, %v; want none", keys, err)
+	}
+}
+
+func TestDecodeEventHeader(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		payload  string
+		id, post string
+		ok       bool
+	}{
+		{`{"id":"1-0","type":"interest","post_id":"111_2","interest":{"id":"m","post_id":"111_2"}}`, "1-0", "111_2", true},
+		{`{"id":"1-0","type":"interest","interest":{"id":"m","post_id":"x"}}`, "1-0", "", true},
+		{`{"id":"1-0","type":"post","post_id":"po_1","post":{}}`, "1-0", "po_1", true},
+		{`{"type":"post","post_id":"po_1","id":"2-0"}`, "2-0", "po_1", true},
+		{`{"id":"1-0","type":"interest","post_id":"a\"b"}`, "1-0", `a"b`, true},
+		{`{"id":"1-0","type":"x"}`, "1-0", "", true},
+		{`{"id":"","type":"x"}`, "", "", false},
+		{`{"id":"1-0",`, "", "", false},
+		{``, "", "", false},
+	}
+	for _, c := range cases {
+		h, err := redisstore.DecodeEventHeader(c.payload)
+		if (err == nil) != c.ok || (c.ok && (h.ID != c.id || h.PostID != c.post)) {
+			t.Errorf("DecodeEventHeader(%s) = %+v, %v; want id %q post %q ok %v", c.payload, h, err, c.id, c.post, c.ok)
+		}
 	}
 }
 
@@ -130,22 +223,22 @@ func TestEventsAfter(t *testing.T) {
 	st, _ := newStore(t, redisstore.Config{})
 
 	// Empty log.
-	if id, err := st.LastEventID(ctx); err != nil || id != "" {
+	if id, err := st.LastEventID(ctx, testOrg); err != nil || id != "" {
 		t.Fatalf("LastEventID of an empty log = %q, %v", id, err)
 	}
-	if r, err := st.EventsAfter(ctx, "", 10); err != nil || len(r.Events) != 0 || r.Gap {
+	if r, err := st.EventsAfter(ctx, testOrg, "", 10); err != nil || len(r.Events) != 0 || r.Gap {
 		t.Fatalf("EventsAfter of an empty log = %+v, %v", r, err)
 	}
-	if r, err := st.EventsAfter(ctx, "1-0", 10); err != nil || len(r.Events) != 0 || r.Gap {
+	if r, err := st.EventsAfter(ctx, testOrg, "1-0", 10); err != nil || len(r.Events) != 0 || r.Gap {
 		t.Fatalf("EventsAfter(1-0) of an empty log = %+v, %v", r, err)
 	}
-	if id, err := st.EventIDBeforeLast(ctx, 2); err != nil || id != "" {
+	if id, err := st.EventIDBeforeLast(ctx, testOrg, 2); err != nil || id != "" {
 		t.Fatalf("EventIDBeforeLast of an empty log = %q, %v", id, err)
 	}
 
 	ins, ids := recordInterests(t, st, 5)
 
-	r, err := st.EventsAfter(ctx, ids[0], 100)
+	r, err := st.EventsAfter(ctx, testOrg, ids[0], 100)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,42 +251,42 @@ func TestEventsAfter(t *testing.T) {
 		}
 	}
 
-	r, err = st.EventsAfter(ctx, "", 100)
+	r, err = st.EventsAfter(ctx, testOrg, "", 100)
 	if err != nil || !equalStrings(eventIDs(r.Events), ids) || r.Gap {
 		t.Fatalf("EventsAfter(\"\") = %q gap %v, %v; want %q", eventIDs(r.Events), r.Gap, err, ids)
 	}
-	r, err = st.EventsAfter(ctx, "", 2)
+	r, err = st.EventsAfter(ctx, testOrg, "", 2)
 	if err != nil || !equalStrings(eventIDs(r.Events), ids[:2]) {
 		t.Fatalf("EventsAfter(\"\", 2) = %q, %v; want %q", eventIDs(r.Events), err, ids[:2])
 	}
 
-	before, err := st.EventIDBeforeLast(ctx, 2)
+	before, err := st.EventIDBeforeLast(ctx, testOrg, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if before != ids[2] {
 		t.Fatalf("EventIDBeforeLast(2) = %q, want %q", before, ids[2])
 	}
-	r, err = st.EventsAfter(ctx, before, 100)
+	r, err = st.EventsAfter(ctx, testOrg, before, 100)
 	if err != nil || !equalStrings(eventIDs(r.Events), ids[3:]) {
 		t.Fatalf("EventsAfter(before last 2) = %q, %v; want %q", eventIDs(r.Events), err, ids[3:])
 	}
 	for _, n := range []int{5, 6} { // the log holds n events or fewer
-		if id, err := st.EventIDBeforeLast(ctx, n); err != nil || id != "" {
+		if id, err := st.EventIDBeforeLast(ctx, testOrg, n); err != nil || id != "" {
 			t.Fatalf("EventIDBeforeLast(%d) = %q, %v; want \"\"", n, id, err)
 		}
 	}
 
 	// An id older than every event of a log that never lost one: no gap.
-	if r, err := st.EventsAfter(ctx, "1-0", 100); err != nil || !equalStrings(eventIDs(r.Events), ids) || r.Gap {
+	if r, err := st.EventsAfter(ctx, testOrg, "1-0", 100); err != nil || !equalStrings(eventIDs(r.Events), ids) || r.Gap {
 		t.Fatalf("EventsAfter(1-0) = %q gap %v, %v; want all, no gap", eventIDs(r.Events), r.Gap, err)
 	}
 
-	last, err := st.LastEventID(ctx)
+	last, err := st.LastEventID(ctx, testOrg)
 	if err != nil || last != ids[4] {
 		t.Fatalf("LastEventID = %q, %v; want %q", last, err, ids[4])
 	}
-	if r, err := st.EventsAfter(ctx, last, 100); err != nil || len(r.Events) != 0 || r.Gap {
+	if r, err := st.EventsAfter(ctx, testOrg, last, 100); err != nil || len(r.Events) != 0 || r.Gap {
 		t.Fatalf("EventsAfter(last) = %+v, %v; want nothing", r, err)
 	}
 }
@@ -204,7 +297,7 @@ func TestEventsAfterGap(t *testing.T) {
 	st, rdb := newStore(t, redisstore.Config{EventsMaxLen: 100})
 
 	_, ids := recordInterests(t, st, 300)
-	n, err := rdb.XLen(ctx, st.Keys().Events()).Result()
+	n, err := rdb.XLen(ctx, st.Keys().OrgEvents(testOrg)).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +305,7 @@ func TestEventsAfterGap(t *testing.T) {
 		t.Fatalf("events stream length %d: want it trimmed to about 100 (MAXLEN ~)", n)
 	}
 	// The reader last saw the first event: the ones after it were trimmed.
-	r, err := st.EventsAfter(ctx, ids[0], 1000)
+	r, err := st.EventsAfter(ctx, testOrg, ids[0], 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,15 +317,15 @@ func TestEventsAfterGap(t *testing.T) {
 	}
 	// The reader saw the last event: nothing was missed.
 	last := ids[len(ids)-1]
-	if r, err := st.EventsAfter(ctx, last, 1000); err != nil || r.Gap || len(r.Events) != 0 {
+	if r, err := st.EventsAfter(ctx, testOrg, last, 1000); err != nil || r.Gap || len(r.Events) != 0 {
 		t.Fatalf("EventsAfter(last id) = %d events, gap %v, %v; want none, no gap", len(r.Events), r.Gap, err)
 	}
 	// Nor did one who saw the oldest event still kept.
-	if r, err := st.EventsAfter(ctx, ids[300-n], 1000); err != nil || r.Gap || len(r.Events) != int(n)-1 {
+	if r, err := st.EventsAfter(ctx, testOrg, ids[300-n], 1000); err != nil || r.Gap || len(r.Events) != int(n)-1 {
 		t.Fatalf("EventsAfter(oldest kept id) = %d events, gap %v, %v; want %d, no gap", len(r.Events), r.Gap, err, n-1)
 	}
 	// But one who saw a trimmed event older than the newest trimmed one did.
-	if r, err := st.EventsAfter(ctx, ids[300-n-2], 1000); err != nil || !r.Gap {
+	if r, err := st.EventsAfter(ctx, testOrg, ids[300-n-2], 1000); err != nil || !r.Gap {
 		t.Fatalf("EventsAfter(an older trimmed id) gap %v, %v; want a gap", r.Gap, err)
 	}
 }
@@ -242,7 +335,7 @@ func TestEventsAfterGapAfterDelete(t *testing.T) {
 	ctx := testCtx(t)
 	st, rdb := newStore(t, redisstore.Config{})
 	_, ids := recordInterests(t, st, 4)
-	if err := rdb.XDel(ctx, st.Keys().Events(), ids[2]).Err(); err != nil {
+	if err := rdb.XDel(ctx, st.Keys().OrgEvents(testOrg), ids[2]).Err(); err != nil {
 		t.Fatal(err)
 	}
 	cases := []struct {
@@ -256,7 +349,7 @@ func TestEventsAfterGapAfterDelete(t *testing.T) {
 		{ids[3], nil, false},
 	}
 	for _, c := range cases {
-		r, err := st.EventsAfter(ctx, c.after, 10)
+		r, err := st.EventsAfter(ctx, testOrg, c.after, 10)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -24,53 +24,88 @@ import (
 // ARGV[2] -> approximate max length of the stream
 // ARGV[3] -> message JSON
 // Returns the new entry id, or false for a duplicate.
-var enqueueScript = redis.NewScript(`
+var enqueueScript = newScript(`
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
   return false
 end
 return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'm', ARGV[3])
 `)
 
+// Enqueued is the outcome of one message of Enqueue.
+type Enqueued struct {
+	ID  string // the stream entry id; "" for a duplicate or a refused message
+	Err error  // EINVALID: this message cannot be stored for its own content (refused alone)
+}
+
 // Enqueue appends msgs to the ingest stream in one round trip, skipping ids accepted before
-// (within the dedupe TTL). It returns each message's entry id, "" for a duplicate. When it
-// returns nil, every message is durable as far as Redis's persistence is configured (the
-// embedded default fsyncs every write before answering).
-func (s *Store) Enqueue(ctx context.Context, msgs []voluntree.Message) ([]string, error) {
+// (within the dedupe TTL). It returns each message's outcome; its error is for the store
+// failing (Redis down), never for one message. When it returns no error, every message with
+// an id is durable as far as Redis's persistence is configured (the embedded default fsyncs
+// every write before answering).
+func (s *Store) Enqueue(ctx context.Context, msgs []voluntree.Message) ([]Enqueued, error) {
 	if len(msgs) == 0 {
 		return nil, nil
 	}
 	ttl := strconv.FormatInt(int64(s.cfg.DedupeTTL/time.Second), 10)
 	maxLen := strconv.FormatInt(s.cfg.IngestMaxLen, 10)
+	out := make([]Enqueued, len(msgs))
 	args := make([][]byte, len(msgs))
 	for i, m := range msgs {
-		b, err := json.Marshal(m)
+		b, err := EncodeMessage(m)
 		if err != nil {
-			return nil, fmt.Errorf("redisstore: encode message %s: %w", m.ID, err)
+			out[i].Err = err
+			continue
 		}
 		args[i] = b
 	}
 	cmds := make([]*redis.Cmd, len(msgs))
 	err := s.in.do(ctx, func(pipe redis.Pipeliner) {
 		for i, m := range msgs {
-			cmds[i] = enqueueScript.Eval(ctx, pipe, []string{s.keys.IngestSeen(m.ID), s.keys.Ingest()}, ttl, maxLen, args[i])
+			if args[i] != nil {
+				cmds[i] = enqueueScript.EvalSha(ctx, pipe, []string{s.keys.IngestSeen(m.ID), s.keys.Ingest()}, ttl, maxLen, args[i])
+			}
 		}
 	})
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: enqueue: %w", err)
 	}
-	ids := make([]string, len(msgs))
+	if err := s.retryNoScript(ctx, enqueueScript, cmds); err != nil {
+		return nil, fmt.Errorf("redisstore: enqueue: %w", err)
+	}
 	for i, c := range cmds {
+		if c == nil {
+			continue
+		}
 		id, err := c.Text()
 		switch {
-		case errors.Is(err, redis.Nil):
-			ids[i] = ""
+		case errors.Is(err, redis.Nil): // a duplicate
 		case err != nil:
 			return nil, fmt.Errorf("redisstore: enqueue %s: %w", msgs[i].ID, err)
 		default:
-			ids[i] = id
+			out[i].ID = id
 		}
 	}
-	return ids, nil
+	return out, nil
+}
+
+// EncodeMessage is a message as the ingest stream stores it (JSON). It fails, with EINVALID,
+// only for a message that cannot be represented (a time past year 9999, say), which
+// voluntree.Message.Validate refuses first.
+func EncodeMessage(m voluntree.Message) ([]byte, error) {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, voluntree.Errorf(voluntree.EINVALID, "message %.64q cannot be stored: %v", m.ID, err)
+	}
+	return b, nil
+}
+
+// DecodeMessage reads a message as EncodeMessage wrote it and validates it.
+func DecodeMessage(b []byte) (voluntree.Message, error) {
+	var m voluntree.Message
+	if err := json.Unmarshal(b, &m); err != nil {
+		return m, fmt.Errorf("message JSON: %w", err)
+	}
+	return m, m.Validate()
 }
 
 // Entry is one ingest stream entry as a consumer sees it.
@@ -89,13 +124,7 @@ func decodeEntry(x redis.XMessage) Entry {
 		e.Err = errors.New("entry has no message field \"m\"")
 		return e
 	}
-	if err := json.Unmarshal([]byte(raw), &e.Message); err != nil {
-		e.Err = fmt.Errorf("message JSON: %w", err)
-		return e
-	}
-	if err := e.Message.Validate(); err != nil {
-		e.Err = err
-	}
+	e.Message, e.Err = DecodeMessage([]byte(raw))
 	return e
 }
 
@@ -299,22 +328,22 @@ type IngestStats struct {
 	Pending    int64 // delivered and not acknowledged
 	Lag        int64 // never delivered to the group (-1 when Redis cannot tell)
 	DeadLength int64 // entries in the dead-letter stream
-	Events     int64 // entries in the events replay log
+	Rejected   int64 // entries in the rejected-events stream
 }
 
 // Stats reads the ingest stream's length, the group's pending count and lag, and the lengths
-// of the dead-letter and events streams.
+// of the dead-letter and rejected-events streams.
 func (s *Store) Stats(ctx context.Context) (IngestStats, error) {
 	var st IngestStats
 	pipe := s.rdb.Pipeline()
 	xlen := pipe.XLen(ctx, s.keys.Ingest())
 	dead := pipe.XLen(ctx, s.keys.DeadLetter())
-	events := pipe.XLen(ctx, s.keys.Events())
+	rejected := pipe.XLen(ctx, s.keys.IngestRejected())
 	groups := pipe.XInfoGroups(ctx, s.keys.Ingest())
 	if _, err := pipe.Exec(ctx); err != nil && !isNoStream(err) {
 		return st, fmt.Errorf("redisstore: stats: %w", err)
 	}
-	st.Length, st.DeadLength, st.Events, st.Lag = xlen.Val(), dead.Val(), events.Val(), -1
+	st.Length, st.DeadLength, st.Rejected, st.Lag = xlen.Val(), dead.Val(), rejected.Val(), -1
 	for _, g := range groups.Val() {
 		if g.Name == s.keys.IngestGroup() {
 			st.Pending, st.Lag = g.Pending, g.Lag

@@ -14,27 +14,34 @@ import (
 )
 
 // recordScript records one classified message for a post, once per message id: it counts the
-// intent and, for an interest, stores the interest hash, indexes it, appends the event to the
+// intent and, for an interest of an organization's page, stores the interest hash, indexes it
+// for the post and for the organization's stats, appends the event to the organization's
 // replay log and publishes it, all atomically. A redelivered message finds its id in the
-// classified hash and changes nothing, so the event is published exactly once.
+// classified hash and changes nothing, so the event is published exactly once. Messages on a
+// page of no organization are only counted: nobody may see them.
 //
 // KEYS[1] -> {post:P}:classified  (hash message id → intent)
 // KEYS[2] -> {post:P}:intents     (hash intent → count)
 // KEYS[3] -> {post:P}:interest:<message id> (hash)
 // KEYS[4] -> {post:P}:interests   (sorted set: message id by recording time)
-// KEYS[5] -> {events} stream
+// KEYS[5] -> {org:O}:events stream
+// KEYS[6] -> org:O:interests      (sorted set: "<conversation>|<post key>|<message id>" by time)
+// KEYS[7] -> org:O:volunteers     (sorted set: conversation by first interest time)
 // ARGV[1] -> message id
 // ARGV[2] -> intent
 // ARGV[3] -> "1" to store an interest, "0" to count only
 // ARGV[4] -> recording time, unix ms (index score)
 // ARGV[5] -> event JSON without its id: {"type":...}
 // ARGV[6] -> events stream approximate max length
-// ARGV[7] -> Pub/Sub channel
+// ARGV[7] -> the organization's Pub/Sub channel
 // ARGV[8] -> post id of the event ("" for page-level interests)
-// ARGV[9...] -> the interest hash's field/value pairs
+// ARGV[9] -> time the interest was expressed, unix ms (organization index score)
+// ARGV[10] -> organization interest index member
+// ARGV[11] -> conversation id
+// ARGV[12...] -> the interest hash's field/value pairs
 // Returns the event id for a new interest, "counted" for another new message, false for a
 // message recorded before.
-var recordScript = redis.NewScript(`
+var recordScript = newScript(`
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then
   return false
 end
@@ -42,8 +49,10 @@ redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
 if ARGV[3] ~= '1' then
   return 'counted'
 end
-redis.call('HSET', KEYS[3], unpack(ARGV, 9))
+redis.call('HSET', KEYS[3], unpack(ARGV, 12))
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
+redis.call('ZADD', KEYS[6], 'NX', ARGV[9], ARGV[10])
+redis.call('ZADD', KEYS[7], 'LT', ARGV[9], ARGV[11])
 local id = redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[6], '*', 'type', 'interest', 'post', ARGV[8], 'data', ARGV[5])
 redis.call('PUBLISH', ARGV[7], '{"id":"' .. id .. '",' .. string.sub(ARGV[5], 2))
 return id
@@ -55,7 +64,7 @@ type Outcome int
 // Outcomes of Record.
 const (
 	Duplicate   Outcome = iota // recorded before: nothing changed
-	Counted                    // a new message of another intent: counted
+	Counted                    // a new message of another intent, or of no organization: counted
 	NewInterest                // a new interest: stored, indexed, event published
 )
 
@@ -69,10 +78,11 @@ type Recorded struct {
 // conversation never named a post: they are kept per page.
 func PageInbox(pageID string) string { return "page:" + pageID }
 
-// Record records classified messages of one post (postKey: the post id, or PageInbox) in one
-// round trip. interests are the messages' interests as they will be stored, in the same order
-// as intents; an entry whose intent is not interested is only counted.
-func (s *Store) Record(ctx context.Context, postKey string, interests []voluntree.Interest) ([]Recorded, error) {
+// Record records classified messages of one post (postKey: the post id, or PageInbox) of
+// organization org in one round trip. interests are the messages as they will be stored; a
+// message whose intent is not interested is only counted, and so is every message when org
+// is "" (a page no organization connected).
+func (s *Store) Record(ctx context.Context, org, postKey string, interests []voluntree.Interest) ([]Recorded, error) {
 	if len(interests) == 0 {
 		return nil, nil
 	}
@@ -82,15 +92,20 @@ func (s *Store) Record(ctx context.Context, postKey string, interests []voluntre
 		args []any
 	}
 	calls := make([]call, len(interests))
+	events, channel := s.keys.OrgEvents(org), s.keys.OrgEventsChannel(org)
+	orgInterests, orgVolunteers := s.keys.OrgInterests(org), s.keys.OrgVolunteers(org)
 	for i, in := range interests {
 		keys := []string{
 			s.keys.PostClassified(postKey), s.keys.PostIntents(postKey),
-			s.keys.Interest(postKey, in.ID), s.keys.PostInterests(postKey), s.keys.Events(),
+			s.keys.Interest(postKey, in.ID), s.keys.PostInterests(postKey), events,
+			orgInterests, orgVolunteers,
 		}
 		store := "0"
 		var event []byte
 		var fields []any
-		if in.Intent == voluntree.IntentInterested {
+		var expressed int64
+		var member, conv string
+		if in.Intent == voluntree.IntentInterested && org != "" {
 			store = "1"
 			ev := voluntree.Event{Type: voluntree.EventInterest, PostID: in.PostID, Interest: &in}
 			b, err := json.Marshal(ev) // no id yet (omitempty): the script puts it in front
@@ -99,18 +114,28 @@ func (s *Store) Record(ctx context.Context, postKey string, interests []voluntre
 			}
 			event = b
 			fields = interestFields(in)
+			at := in.CreatedAt
+			if at.IsZero() {
+				at = in.RecordedAt
+			}
+			expressed = at.UnixMilli()
+			conv = voluntree.ConversationID(in.PageID, in.SenderID)
+			member = conv + "|" + postKey + "|" + in.ID
 		}
 		args := append([]any{in.ID, string(in.Intent), store, in.RecordedAt.UnixMilli(), event, maxLen,
-			s.keys.EventsChannel(), in.PostID}, fields...)
+			channel, in.PostID, expressed, member, conv}, fields...)
 		calls[i] = call{keys: keys, args: args}
 	}
 	cmds := make([]*redis.Cmd, len(interests))
 	err := s.co.do(ctx, func(pipe redis.Pipeliner) {
 		for i, c := range calls {
-			cmds[i] = recordScript.Eval(ctx, pipe, c.keys, c.args...)
+			cmds[i] = recordScript.EvalSha(ctx, pipe, c.keys, c.args...)
 		}
 	})
 	if err != nil {
+		return nil, fmt.Errorf("redisstore: record: %w", err)
+	}
+	if err := s.retryNoScript(ctx, recordScript, cmds); err != nil {
 		return nil, fmt.Errorf("redisstore: record: %w", err)
 	}
 	out := make([]Recorded, len(interests))

@@ -54,7 +54,7 @@ func TestRecordIdempotent(t *testing.T) {
 	const post = "111_222"
 
 	in := interest("m1", 0)
-	first, err := st.Record(ctx, post, []voluntree.Interest{in})
+	first, err := st.Record(ctx, testOrg, post, []voluntree.Interest{in})
 	if err != nil {
 		t.Fatalf("Record: %v", err)
 	}
@@ -62,7 +62,7 @@ func TestRecordIdempotent(t *testing.T) {
 		t.Fatalf("Record = %+v, want NewInterest with an event id", first)
 	}
 	for i := 0; i < 2; i++ { // redeliveries
-		again, err := st.Record(ctx, post, []voluntree.Interest{in})
+		again, err := st.Record(ctx, testOrg, post, []voluntree.Interest{in})
 		if err != nil {
 			t.Fatalf("Record again: %v", err)
 		}
@@ -70,14 +70,23 @@ func TestRecordIdempotent(t *testing.T) {
 			t.Fatalf("Record again = %+v, want Duplicate", again)
 		}
 	}
-	if n, _ := rdb.XLen(ctx, k.Events()).Result(); n != 1 {
+	if n, _ := rdb.XLen(ctx, k.OrgEvents(testOrg)).Result(); n != 1 {
 		t.Fatalf("events stream has %d entries, want 1", n)
 	}
 	if n, _ := rdb.ZCard(ctx, k.PostInterests(post)).Result(); n != 1 {
 		t.Fatalf("interests index has %d members, want 1", n)
 	}
+	// The organization's stats indexes got the interest once, at the time it was written.
+	conv := voluntree.ConversationID(in.PageID, in.SenderID)
+	if zs, _ := rdb.ZRangeWithScores(ctx, k.OrgInterests(testOrg), 0, -1).Result(); len(zs) != 1 ||
+		zs[0].Member != conv+"|"+post+"|"+in.ID || int64(zs[0].Score) != in.CreatedAt.UnixMilli() {
+		t.Fatalf("organization interests %+v, want %s|%s|%s at %d", zs, conv, post, in.ID, in.CreatedAt.UnixMilli())
+	}
+	if zs, _ := rdb.ZRangeWithScores(ctx, k.OrgVolunteers(testOrg), 0, -1).Result(); len(zs) != 1 || zs[0].Member != conv {
+		t.Fatalf("organization volunteers %+v, want %s", zs, conv)
+	}
 	// The event in the log is the one Record reported.
-	xs, err := rdb.XRange(ctx, k.Events(), "-", "+").Result()
+	xs, err := rdb.XRange(ctx, k.OrgEvents(testOrg), "-", "+").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,20 +96,20 @@ func TestRecordIdempotent(t *testing.T) {
 
 	q := in
 	q.ID, q.Intent, q.Text = "m2", voluntree.IntentQuestion, "When does it start?"
-	got, err := st.Record(ctx, post, []voluntree.Interest{q})
+	got, err := st.Record(ctx, testOrg, post, []voluntree.Interest{q})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 1 || got[0] != (redisstore.Recorded{Outcome: redisstore.Counted}) {
 		t.Fatalf("Record question = %+v, want Counted", got)
 	}
-	if got, _ := st.Record(ctx, post, []voluntree.Interest{q}); got[0].Outcome != redisstore.Duplicate {
+	if got, _ := st.Record(ctx, testOrg, post, []voluntree.Interest{q}); got[0].Outcome != redisstore.Duplicate {
 		t.Fatalf("Record question again = %+v, want Duplicate", got)
 	}
 	// A message counted as a question is not counted again with another intent.
 	q2 := q
 	q2.Intent = voluntree.IntentInterested
-	if got, _ := st.Record(ctx, post, []voluntree.Interest{q2}); got[0].Outcome != redisstore.Duplicate {
+	if got, _ := st.Record(ctx, testOrg, post, []voluntree.Interest{q2}); got[0].Outcome != redisstore.Duplicate {
 		t.Fatalf("Record of a counted message with another intent = %+v, want Duplicate", got)
 	}
 
@@ -117,7 +126,7 @@ func TestRecordIdempotent(t *testing.T) {
 			t.Fatalf("Counts = %+v, want %v", counts, wantIntents)
 		}
 	}
-	if n, _ := rdb.XLen(ctx, k.Events()).Result(); n != 1 {
+	if n, _ := rdb.XLen(ctx, k.OrgEvents(testOrg)).Result(); n != 1 {
 		t.Fatalf("events stream has %d entries after the question, want 1", n)
 	}
 
@@ -146,13 +155,13 @@ func TestRecordBatch(t *testing.T) {
 	st, _ := newStore(t, redisstore.Config{})
 	const post = "111_222"
 
-	if got, err := st.Record(ctx, post, nil); err != nil || len(got) != 0 {
+	if got, err := st.Record(ctx, testOrg, post, nil); err != nil || len(got) != 0 {
 		t.Fatalf("Record(nil) = %v, %v", got, err)
 	}
 	a, b, c := interest("a", 2), interest("b", 1), interest("c", 3)
 	d := interest("d", 4)
 	d.Intent = voluntree.IntentDonate
-	got, err := st.Record(ctx, post, []voluntree.Interest{a, d, b, a, c})
+	got, err := st.Record(ctx, testOrg, post, []voluntree.Interest{a, d, b, a, c})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +222,7 @@ func TestRecordPageInbox(t *testing.T) {
 	}
 	in := interest("m.1", 0)
 	in.PostID, in.Kind = "", voluntree.KindMessage
-	got, err := st.Record(ctx, inbox, []voluntree.Interest{in})
+	got, err := st.Record(ctx, testOrg, inbox, []voluntree.Interest{in})
 	if err != nil || got[0].Outcome != redisstore.NewInterest {
 		t.Fatalf("Record = %+v, %v", got, err)
 	}
@@ -222,7 +231,7 @@ func TestRecordPageInbox(t *testing.T) {
 		t.Fatalf("Interests = %+v, %v", list, err)
 	}
 	diffInterest(t, list[0], in)
-	r, err := st.EventsAfter(ctx, "", 10)
+	r, err := st.EventsAfter(ctx, testOrg, "", 10)
 	if err != nil || len(r.Events) != 1 || r.Events[0].PostID != "" || r.Events[0].Interest == nil || r.Events[0].Interest.ID != "m.1" {
 		t.Fatalf("EventsAfter = %+v, %v", r, err)
 	}
@@ -235,7 +244,7 @@ func TestInterestsLimit(t *testing.T) {
 	ctx := testCtx(t)
 	st, _ := newStore(t, redisstore.Config{})
 	const post = "111_222"
-	if _, err := st.Record(ctx, post, []voluntree.Interest{interest("a", 0), interest("b", 1), interest("c", 2)}); err != nil {
+	if _, err := st.Record(ctx, testOrg, post, []voluntree.Interest{interest("a", 0), interest("b", 1), interest("c", 2)}); err != nil {
 		t.Fatal(err)
 	}
 	cases := []struct {

@@ -1,12 +1,15 @@
 package redisstore
 
+import "strings"
+
 // Every Redis key and channel Voluntree uses is built here, and keys_test.go pins the
 // strings: renaming one is a data migration, not a refactor.
 //
 // Hash tags ({...}) keep the keys one operation touches in one Redis Cluster slot: the ingest
 // stream with its dedupe and bookkeeping keys, a post with its interests and counts, a
-// conversation alone. The record script (interests.go) also appends to the events stream,
-// which lives in its own slot: on Redis Cluster that step will move out of the script.
+// conversation alone. The record script (interests.go) also appends to the organization's
+// events stream and indexes, which live in other slots: on Redis Cluster those steps will
+// move out of the script.
 
 // DefaultPrefix starts every key unless a test isolates itself with another prefix.
 const DefaultPrefix = "voluntree"
@@ -40,11 +43,45 @@ func (k Keys) IngestErrors() string { return k.prefix + ":{ingest}:errors" }
 // DeadLetter is the stream of ingest entries that failed too often, with their errors.
 func (k Keys) DeadLetter() string { return k.prefix + ":{ingest}:dead" }
 
-// Events is the capped replay log of events (stream; fields "type", "post", "data").
-func (k Keys) Events() string { return k.prefix + ":{events}" }
+// IngestRejected is the capped stream of webhook events refused for their own content (fields
+// "reason", "error", "raw", "source", "at"), kept for operators.
+func (k Keys) IngestRejected() string { return k.prefix + ":{ingest}:rejected" }
 
-// EventsChannel is the Pub/Sub channel every node's sockets listen on.
-func (k Keys) EventsChannel() string { return k.prefix + ":events" }
+// OrgEvents is an organization's capped replay log of events (stream; fields "type", "post",
+// "data"): what its admins' live feeds replay.
+func (k Keys) OrgEvents(orgID string) string { return k.prefix + ":{org:" + orgID + "}:events" }
+
+// OrgEventsChannel is the Pub/Sub channel an organization's events are published on.
+func (k Keys) OrgEventsChannel(orgID string) string { return k.prefix + ":events:" + orgID }
+
+// EventsChannelPattern matches every organization's events channel (PSUBSCRIBE): each node's
+// event hub listens to all of them and routes by organization.
+func (k Keys) EventsChannelPattern() string { return globEscape(k.prefix) + ":events:*" }
+
+// OrgOfEventsChannel returns the organization of an events channel ("", false for another one).
+func (k Keys) OrgOfEventsChannel(channel string) (string, bool) {
+	org, ok := strings.CutPrefix(channel, k.prefix+":events:")
+	if !ok || org == "" {
+		return "", false
+	}
+	return org, true
+}
+
+// WSTicket is a single-use ticket for the live feed, by the SHA-256 (hex) of the ticket (the
+// organization id, expires).
+func (k Keys) WSTicket(ticketHash string) string { return k.prefix + ":wsticket:" + ticketHash }
+
+// globEscape escapes the characters PSUBSCRIBE patterns treat specially.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
 
 // Interest is one stored interest (hash), by post and message id.
 func (k Keys) Interest(postKey, messageID string) string {

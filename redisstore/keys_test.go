@@ -11,8 +11,12 @@ func TestKeyNames(t *testing.T) {
 		{k.IngestSeen("123_456"), "voluntree:{ingest}:seen:123_456"},
 		{k.IngestErrors(), "voluntree:{ingest}:errors"},
 		{k.DeadLetter(), "voluntree:{ingest}:dead"},
-		{k.Events(), "voluntree:{events}"},
-		{k.EventsChannel(), "voluntree:events"},
+		{k.OrgEvents("o1"), "voluntree:{org:o1}:events"},
+		{k.OrgEventsChannel("o1"), "voluntree:events:o1"},
+		{k.EventsChannelPattern(), "voluntree:events:*"},
+		{NewKeys("a*b").EventsChannelPattern(), `a\*b:events:*`},
+		{k.WSTicket("ab12"), "voluntree:wsticket:ab12"},
+		{k.IngestRejected(), "voluntree:{ingest}:rejected"},
 		{k.Interest("1_2", "m.1"), "voluntree:{post:1_2}:interest:m.1"},
 		{k.PostInterests("1_2"), "voluntree:{post:1_2}:interests"},
 		{k.PostIntents("1_2"), "voluntree:{post:1_2}:intents"},
@@ -48,6 +52,23 @@ func TestKeyNames(t *testing.T) {
 	for _, c := range cases {
 		if c.got != c.want {
 			t.Errorf("key %q, want %q", c.got, c.want)
+		}
+	}
+}
+
+func TestOrgOfEventsChannel(t *testing.T) {
+	k := NewKeys("vt")
+	for _, c := range []struct {
+		channel, org string
+		ok           bool
+	}{
+		{"vt:events:o1", "o1", true},
+		{"vt:events:a:b", "a:b", true},
+		{"vt:events:", "", false},
+		{"other:events:o1", "", false},
+	} {
+		if org, ok := k.OrgOfEventsChannel(c.channel); org != c.org || ok != c.ok {
+			t.Errorf("OrgOfEventsChannel(%q) = %q, %v; want %q, %v", c.channel, org, ok, c.org, c.ok)
 		}
 	}
 }

@@ -36,6 +36,9 @@ func testCtx(t *testing.T) context.Context {
 	return ctx
 }
 
+// testOrg owns the page of the tests' interests (its events go to its own log and channel).
+const testOrg = "org_t"
+
 var baseTime = time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC)
 
 // comment returns a valid comment Message with id.
@@ -139,4 +142,20 @@ func TestCompareIDs(t *testing.T) {
 			t.Errorf("CompareIDs(%q, %q) = %d, want %d", c.a, c.b, got, c.want)
 		}
 	}
+}
+
+// idsOf turns Enqueue's outcomes into entry ids ("" for a duplicate); a message refused for
+// its own content is an error here (the tests enqueue valid messages).
+func idsOf(res []redisstore.Enqueued, err error) ([]string, error) {
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(res))
+	for i, r := range res {
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		ids[i] = r.ID
+	}
+	return ids, nil
 }

@@ -12,34 +12,6 @@ import (
 	"github.com/voluntree/voluntree"
 )
 
-// IndexOrgInterests adds interests to their organization's indexes: the interests by time and
-// each volunteer's first interest. Both are set-if-absent, so indexing a redelivered interest
-// again changes nothing.
-func (s *Store) IndexOrgInterests(ctx context.Context, orgID, postKey string, ins []voluntree.Interest) error {
-	if orgID == "" || len(ins) == 0 {
-		return nil
-	}
-	zi := make([]redis.Z, len(ins))
-	zv := make([]redis.Z, len(ins))
-	for i, in := range ins {
-		at := in.CreatedAt
-		if at.IsZero() {
-			at = in.RecordedAt
-		}
-		conv := voluntree.ConversationID(in.PageID, in.SenderID)
-		zi[i] = redis.Z{Score: ms(at), Member: conv + "|" + postKey + "|" + in.ID}
-		zv[i] = redis.Z{Score: ms(at), Member: conv}
-	}
-	pipe := s.rdb.Pipeline()
-	pipe.ZAddNX(ctx, s.keys.OrgInterests(orgID), zi...)
-	// LT keeps the earliest time a volunteer was seen, whatever the order of arrival.
-	pipe.ZAddArgs(ctx, s.keys.OrgVolunteers(orgID), redis.ZAddArgs{LT: true, Members: zv})
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("redisstore: index org interests: %w", err)
-	}
-	return nil
-}
-
 // AddSlotVolunteer records that the interest (of post postKey) chose a slot of a signup.
 func (s *Store) AddSlotVolunteer(ctx context.Context, signupID, slotID, postKey, interestID string, at time.Time) error {
 	err := s.rdb.ZAddNX(ctx, s.keys.SlotVolunteers(signupID, slotID),

@@ -2,17 +2,26 @@
 # The pipeline figures of BENCHMARKS.md: starts a private redis-server configured like the
 # embedded default (AOF, fsync on every write), a `voluntree serve` on it, and runs
 # `voluntree loadgen` at each rate given (default: 2500 and 5000 comments/s), then stops both.
-#   scripts/loadgen.sh [rate...]   env: DURATION (30s), WARMUP (5s), FSYNC (always or everysec), BIN
+#   scripts/loadgen.sh [rate...]
+#   env: DURATION (30s), WARMUP (5s), FSYNC (always or everysec), BIN (the server's binary),
+#        LOADGEN_BIN (the load generator's, default BIN), JSON_DIR (keep each run's JSON report
+#        there), SERVE_ARGS (extra flags of serve), LOADGEN_ARGS (extra flags of loadgen)
+# A server whose live feed needs a ticket gets an organization "loadgen" owning the page the
+# comments go to, and the loadgen an admin API token of it.
 set -euo pipefail
 BIN=${BIN:-bin/voluntree}
+LOADGEN_BIN=${LOADGEN_BIN:-$BIN}
 DURATION=${DURATION:-30s}
 WARMUP=${WARMUP:-5s}
 RATES=("$@")
 [ ${#RATES[@]} -gt 0 ] || RATES=(2500 5000)
 SECRET=loadgen-secret
+PAGE=loadgen-page
 DIR=$(mktemp -d /tmp/voluntree-loadgen.XXXXXX)
-REDIS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-HTTP_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+REDIS_PORT=$(free_port)
+HTTP_PORT=$(free_port)
+REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
 cleanup() {
   [ -n "${SERVE_PID:-}" ] && kill "$SERVE_PID" 2>/dev/null && wait "$SERVE_PID" 2>/dev/null || true
   redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
@@ -23,15 +32,32 @@ redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$DIR" --save "" --appe
   --appendfsync "${FSYNC:-always}" --daemonize yes --logfile "$DIR/redis.log"
 for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 echo "redis appendfsync ${FSYNC:-always}; machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+n=0
 for rate in "${RATES[@]}"; do
+  n=$((n + 1))
   redis-cli -p "$REDIS_PORT" flushall >/dev/null
-  VOLUNTREE_REDIS_URL="redis://127.0.0.1:$REDIS_PORT" VOLUNTREE_FB_APP_SECRET=$SECRET VOLUNTREE_LOG_LEVEL=warn \
-    "$BIN" serve -addr "127.0.0.1:$HTTP_PORT" 2>"$DIR/serve.log" &
+  # shellcheck disable=SC2086
+  VOLUNTREE_REDIS_URL=$REDIS_URL VOLUNTREE_FB_APP_SECRET=$SECRET VOLUNTREE_LOG_LEVEL=warn \
+    "$BIN" serve -addr "127.0.0.1:$HTTP_PORT" ${SERVE_ARGS:-} 2>"$DIR/serve.log" &
   SERVE_PID=$!
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$HTTP_PORT/healthz" >/dev/null && break; sleep 0.1; done
+  token_args=()
+  if [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$HTTP_PORT/api/v1/ws-tickets")" = 401 ]; then
+    token=$("$BIN" admin create-token -org loadgen -create-org Loadgen -redis-url "$REDIS_URL")
+    "$BIN" admin add-page -org loadgen -page "$PAGE" -name "Loadgen page" -redis-url "$REDIS_URL" >/dev/null
+    token_args=(-token "$token")
+  fi
   echo "== $rate comments/s for $DURATION (+ $WARMUP warmup)"
-  "$BIN" loadgen -url "http://127.0.0.1:$HTTP_PORT" -secret $SECRET -rate "$rate" -duration "$DURATION" \
-    -warmup "$WARMUP" -redis-url "redis://127.0.0.1:$REDIS_PORT" || status=$?
+  json_args=()
+  [ -n "${JSON_DIR:-}" ] && json_args=(-json)
+  # shellcheck disable=SC2086
+  if [ -n "${JSON_DIR:-}" ]; then
+    "$LOADGEN_BIN" loadgen -url "http://127.0.0.1:$HTTP_PORT" -secret $SECRET -rate "$rate" -duration "$DURATION" \
+      -warmup "$WARMUP" -page "$PAGE" "${token_args[@]}" "${json_args[@]}" ${LOADGEN_ARGS:-} >"$JSON_DIR/run-$n-$rate.json" || status=$?
+  else
+    "$LOADGEN_BIN" loadgen -url "http://127.0.0.1:$HTTP_PORT" -secret $SECRET -rate "$rate" -duration "$DURATION" \
+      -warmup "$WARMUP" -page "$PAGE" "${token_args[@]}" -redis-url "$REDIS_URL" ${LOADGEN_ARGS:-} || status=$?
+  fi
   kill "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null || true; SERVE_PID=
 done
 exit "${status:-0}"

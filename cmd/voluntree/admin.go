@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -24,16 +25,40 @@ commands:
   create-org     create an organization:       -id ID -name NAME [-email EMAIL]
   create-token   create an admin API token:     -org ID [-label TEXT] [-create-org NAME]
                  (prints the token once; send it as "Authorization: Bearer <token>")
+  add-page       connect a Facebook page by hand: -org ID -page PAGE_ID [-name NAME]
+                 [-access-token-file FILE] (a page access token, e.g. a system user's;
+                 without one the page's webhooks are received but nothing is published)
+  rejected       print the webhook events refused for their own content, newest first,
+                 as JSON lines: [-n 20]
 
 Every command reads VOLUNTREE_REDIS_URL / -redis-url. Without one it uses the embedded
 redis-server of the data directory (-data, VOLUNTREE_DATA_DIR): the running server's, or,
 when none runs, one it starts for the command.
 `
 
+// readSecret reads a secret from a file ("-": stdin), trimmed; empty is an error.
+func readSecret(path string, stdin io.Reader) (string, error) {
+	var b []byte
+	var err error
+	if path == "-" {
+		b, err = io.ReadAll(io.LimitReader(stdin, 64<<10))
+	} else {
+		b, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "" || strings.ContainsAny(s, " \t\r\n") {
+		return "", fmt.Errorf("%s: want one token, no spaces", path)
+	}
+	return s, nil
+}
+
 // embeddedURLFile is where serve leaves the embedded redis-server's URL while it runs.
 const embeddedURLFile = "redis.url"
 
-func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runAdmin(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "help" || args[0] == "--help" {
 		fmt.Fprint(stdout, adminUsage)
 		if len(args) == 0 {
@@ -84,6 +109,60 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				return err
 			}
 			fmt.Fprintln(stdout, token)
+			return nil
+		}
+	case "add-page":
+		org := fs.String("org", "", "organization id")
+		page := fs.String("page", "", "Facebook page id")
+		name := fs.String("name", "", "page name (default: the page id)")
+		tokenFile := fs.String("access-token-file", "", "file holding the page access token (- for stdin)")
+		run = func(ctx context.Context, st *redisstore.Store) error {
+			if *org == "" || *page == "" {
+				return usageError{errors.New("-org and -page are required")}
+			}
+			if !voluntree.ValidID(*page) {
+				return usageError{fmt.Errorf("-page %q is not a page id (letters, digits, _.:-, at most 64)", *page)}
+			}
+			pg := voluntree.Page{ID: *page, OrgID: *org, Name: strings.TrimSpace(*name)}
+			if pg.Name == "" {
+				pg.Name = pg.ID
+			}
+			if *tokenFile != "" {
+				tok, err := readSecret(*tokenFile, stdin)
+				if err != nil {
+					return err
+				}
+				pg.AccessToken = tok
+			}
+			if _, err := st.Org(ctx, *org); err != nil {
+				if voluntree.ErrorCode(err) == voluntree.ENOTFOUND {
+					return fmt.Errorf("organization %q does not exist (create it with `voluntree admin create-org`)", *org)
+				}
+				return err
+			}
+			if err := st.SavePage(ctx, pg); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "page %s connected to organization %s\n", pg.ID, *org)
+			return nil
+		}
+	case "rejected":
+		n := fs.Int("n", 20, "how many (newest first), 1 to 10000")
+		run = func(ctx context.Context, st *redisstore.Store) error {
+			if *n < 1 || *n > 10000 {
+				return usageError{fmt.Errorf("-n must be between 1 and 10000, got %d", *n)}
+			}
+			rs, err := st.RejectedEvents(ctx, int64(*n))
+			if err != nil {
+				return err
+			}
+			enc := json.NewEncoder(stdout)
+			enc.SetEscapeHTML(false)
+			for _, r := range rs {
+				if err := enc.Encode(r); err != nil {
+					return err
+				}
+			}
 			return nil
 		}
 	default:

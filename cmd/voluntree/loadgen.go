@@ -115,6 +115,8 @@ type loadgenConfig struct {
 	Drain       time.Duration
 	RedisURL    string
 	JSON        bool
+	Token       string // admin API token of the page's organization: buys the live-feed ticket
+	MetricsTok  string // Bearer token of /metrics, when the server requires one
 }
 
 // runLoadgen implements `voluntree loadgen`.
@@ -158,6 +160,8 @@ flags:
 	fs.DurationVar(&c.Drain, "drain", 10*time.Second, "max wait for outstanding events after the last send")
 	fs.StringVar(&c.RedisURL, "redis-url", "", "also measure raw XADD/s of this Redis with redis-benchmark (e.g. redis://127.0.0.1:6379)")
 	fs.BoolVar(&c.JSON, "json", false, "also print the report as JSON: JSON to stdout, the text report to stderr")
+	fs.StringVar(&c.Token, "token", "", "admin API token of the organization that owns -page: it buys the live-feed ticket (default: env VOLUNTREE_ADMIN_TOKEN; without one, the feed is opened without a ticket, as servers before tickets allowed)")
+	fs.StringVar(&c.MetricsTok, "metrics-token", "", "Bearer token of the server's /metrics, for the memory figures (default: env VOLUNTREE_METRICS_TOKEN)")
 	if err := fs.Parse(args); err != nil {
 		return c, usageError{err}
 	}
@@ -169,6 +173,12 @@ flags:
 	}
 	if *secret == "" {
 		*secret = getenv("VOLUNTREE_FB_APP_SECRET")
+	}
+	if c.Token == "" {
+		c.Token = getenv("VOLUNTREE_ADMIN_TOKEN")
+	}
+	if c.MetricsTok == "" {
+		c.MetricsTok = getenv("VOLUNTREE_METRICS_TOKEN")
 	}
 	if *secret == "" {
 		return bad("-secret is required (or set VOLUNTREE_FB_APP_SECRET): the server rejects unsigned webhooks")
@@ -220,6 +230,8 @@ type loadgenEndpoints struct {
 	Webhook  string
 	Classify string
 	Signups  string // ws:// or wss://
+	API      string // the admin API's base: /api/v1
+	Metrics  string
 }
 
 func newLoadgenEndpoints(base string) (loadgenEndpoints, error) {
@@ -252,6 +264,8 @@ func newLoadgenEndpoints(base string) (loadgenEndpoints, error) {
 		Webhook:  at(u.Scheme, "/webhooks/facebook"),
 		Classify: at(u.Scheme, "/api/v1/classify"),
 		Signups:  at(wsScheme, "/ws/signups"),
+		API:      at(u.Scheme, "/api/v1"),
+		Metrics:  at(u.Scheme, "/metrics"),
 	}, nil
 }
 
@@ -334,6 +348,7 @@ type lgComment struct {
 	sentNs  int64 // worker: when the request started, ns since loadgen.base
 	ackNs   int64 // worker: request start to response
 	status  int32 // worker: HTTP status, lgStatusError, 0 = never sent
+	retry   bool  // worker: a refusal carried Retry-After
 	events  int32 // reader: events received for it
 	eventNs int64 // reader: when the first event arrived, ns since loadgen.base
 	state   atomic.Uint32
@@ -412,12 +427,22 @@ func loadgenRun(ctx context.Context, cfg loadgenConfig, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
+	ticket := ""
+	if cfg.Token != "" {
+		if ticket, err = loadgenTicket(ctx, client, cfg.Endpoints, cfg.Token, cfg.Page); err != nil {
+			return err
+		}
+	}
 	g := newLoadgen(cfg, newLoadgenRunID(), texts, stderr)
 	defer g.client.CloseIdleConnections()
 
 	dialer := websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 64 << 10}
-	conn, resp, err := dialer.DialContext(ctx, cfg.Endpoints.Signups, nil)
+	conn, resp, err := dialer.DialContext(ctx, withTicket(cfg.Endpoints.Signups, ticket), nil)
 	if err != nil {
+		if resp != nil && resp.StatusCode == http.StatusUnauthorized && ticket == "" {
+			return fmt.Errorf("subscribe to %s: HTTP %s: the feed needs a ticket: pass -token with an admin API token of the organization that owns -page %s (voluntree admin create-token -org ID)",
+				cfg.Endpoints.Signups, resp.Status, cfg.Page)
+		}
 		if resp != nil {
 			return fmt.Errorf("subscribe to %s: HTTP %s: %w", cfg.Endpoints.Signups, resp.Status, err)
 		}
@@ -468,6 +493,10 @@ func loadgenRun(ctx context.Context, cfg loadgenConfig, stdout, stderr io.Writer
 
 	progressDone := make(chan struct{})
 	progressStop := make(chan struct{})
+	rss := &rssSampler{url: cfg.Endpoints.Metrics, token: cfg.MetricsTok, client: newLoadgenClient(2)}
+	rssCtx, stopRSS := context.WithCancel(context.Background())
+	rssDone := make(chan struct{})
+	go func() { defer close(rssDone); rss.run(rssCtx, time.Second, g.since) }()
 	g.startNs.Store(g.since())
 	go func() {
 		defer close(progressDone)
@@ -504,6 +533,8 @@ func loadgenRun(ctx context.Context, cfg loadgenConfig, stdout, stderr io.Writer
 	}
 	close(progressStop)
 	<-progressDone
+	stopRSS()
+	<-rssDone
 	select {
 	case <-wsDone:
 		if stopped == "" && wsErr != nil {
@@ -514,6 +545,8 @@ func loadgenRun(ctx context.Context, cfg loadgenConfig, stdout, stderr io.Writer
 	stopWS()
 
 	rep := g.report(scheduled, schedEnd, stopped)
+	from := g.startNs.Load() + int64(cfg.Warmup)
+	rep.Memory = rss.summary(from, from+int64(time.Duration(rep.Window*float64(time.Second))))
 	var problems []string
 	if cfg.RedisURL != "" && stopped == "" {
 		fmt.Fprintf(stderr, "loadgen: redis-benchmark XADD on %s ...\n", redactRedisURL(cfg.RedisURL))
@@ -623,12 +656,13 @@ func (g *loadgen) send(i int) {
 	due := g.base.Add(time.Duration(g.dueNs(i)))
 	body, err := json.Marshal(facebook.CommentPayload(g.cfg.Page, g.names.comment(i, g.texts, due)))
 	status := lgStatusError
+	retry := false
 	sent := g.since()
 	g.sent.Add(1)
 	if err == nil {
-		status, err = g.post(body)
+		status, retry, err = g.post(body)
 	}
-	rec.sentNs, rec.ackNs, rec.status = sent, g.since()-sent, int32(status)
+	rec.sentNs, rec.ackNs, rec.status, rec.retry = sent, g.since()-sent, int32(status), retry
 	if status == http.StatusOK {
 		g.acked.Add(1)
 		if rec.state.Or(lgAcked)&lgEvent != 0 {
@@ -647,23 +681,24 @@ func (g *loadgen) send(i int) {
 	g.finished.Add(1)
 }
 
-func (g *loadgen) post(body []byte) (int, error) {
+// post sends one webhook call: its status, and whether a refusal said when to retry.
+func (g *loadgen) post(body []byte) (int, bool, error) {
 	req, err := http.NewRequest(http.MethodPost, g.cfg.Endpoints.Webhook, bytes.NewReader(body))
 	if err != nil {
-		return lgStatusError, err
+		return lgStatusError, false, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(facebook.SignatureHeader, facebook.Sign(g.cfg.Secret, body))
 	resp, err := g.client.Do(req)
 	if err != nil {
-		return lgStatusError, err
+		return lgStatusError, false, err
 	}
 	_, err = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // drain: keep the connection
 	resp.Body.Close()
 	if err != nil {
-		return lgStatusError, fmt.Errorf("read response: %w", err)
+		return lgStatusError, false, fmt.Errorf("read response: %w", err)
 	}
-	return resp.StatusCode, nil
+	return resp.StatusCode, resp.Header.Get("Retry-After") != "", nil
 }
 
 // lgFrame is the part of a /ws/signups frame the reader needs.

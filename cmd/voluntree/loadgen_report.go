@@ -22,6 +22,9 @@ type loadgenCounts struct {
 	Duplicated int            `json:"duplicated"`                   // events beyond the first per comment
 	Unexpected int            `json:"events_for_rejected"`          // events of comments not acked
 	LateSends  int            `json:"late_sends"`                   // sent > 10 ms after due
+	// NoRetryAfter: refusals (HTTP 429 or 5xx) without Retry-After, which Facebook would
+	// retry blindly; a server that sheds load well has none.
+	NoRetryAfter int `json:"refused_without_retry_after"`
 }
 
 type loadgenBench struct {
@@ -63,7 +66,8 @@ type loadgenReport struct {
 	BadFrames      int            `json:"bad_frames,omitempty"`
 	TransportError string         `json:"first_transport_error,omitempty"`
 
-	Redis *loadgenBench `json:"redis_benchmark,omitempty"`
+	Redis  *loadgenBench  `json:"redis_benchmark,omitempty"`
+	Memory *loadgenMemory `json:"node_rss,omitempty"` // the node's resident memory (its /metrics)
 }
 
 // report computes the figures once every goroutine that writes recs has ended: scheduled
@@ -157,6 +161,9 @@ func (g *loadgen) count(from, to int) loadgenCounts {
 		if rec.status != lgStatusError {
 			key = strconv.Itoa(int(rec.status))
 		}
+		if (rec.status == http.StatusTooManyRequests || rec.status >= 500) && !rec.retry {
+			c.NoRetryAfter++
+		}
 		c.RejectedBy[key]++
 		if rec.events > 0 {
 			c.Unexpected++
@@ -196,7 +203,7 @@ func (r *loadgenReport) print(w io.Writer) {
 			}
 			parts[i] = fmt.Sprintf("%s: %d", name, t.RejectedBy[k])
 		}
-		fmt.Fprintf(w, "  rejected by  %s (not expected to produce events)\n", strings.Join(parts, ", "))
+		fmt.Fprintf(w, "  rejected by  %s (not expected to produce events); without Retry-After: %d\n", strings.Join(parts, ", "), t.NoRetryAfter)
 		if r.TransportError != "" {
 			fmt.Fprintf(w, "  first error  %s\n", r.TransportError)
 		}
@@ -232,6 +239,14 @@ func (r *loadgenReport) print(w io.Writer) {
 		fmt.Fprintf(w, "  websocket    %s\n", strings.Join(parts, ", "))
 		if r.ControlFrames["gap"] > 0 {
 			fmt.Fprintf(w, "               a \"gap\" frame means the server skipped events for this subscriber: lost may include them\n")
+		}
+	}
+	if m := r.Memory; m != nil {
+		if m.Samples == 0 {
+			fmt.Fprintf(w, "  node memory  unavailable: %s\n", m.Error)
+		} else {
+			fmt.Fprintf(w, "  node memory  RSS peak %.0f MB, steady %.0f MB (median of the measured window; %d samples of process_resident_memory_bytes)\n",
+				m.PeakBytes/1e6, m.SteadyBytes/1e6, m.Samples)
 		}
 	}
 	if b := r.Redis; b != nil {

@@ -376,6 +376,11 @@ type fakeServer struct {
 	mu   sync.Mutex
 	subs map[chan []byte]bool
 	wg   sync.WaitGroup
+
+	// With token set, /ws/signups needs a ticket bought with it, for an organization that
+	// owns page (as serve's feed does).
+	token, page string
+	tickets     sync.Map
 }
 
 func newFakeServer(t *testing.T, secret string) (*fakeServer, *httptest.Server) {
@@ -390,6 +395,20 @@ func newFakeServer(t *testing.T, secret string) (*fakeServer, *httptest.Server) 
 	mux.HandleFunc("POST /api/v1/classify", f.classify)
 	mux.HandleFunc("POST /webhooks/facebook", f.webhook)
 	mux.HandleFunc("GET /ws/signups", f.signups)
+	mux.HandleFunc("GET /api/v1/me", f.admin(func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte(`{"org":{"id":"org_lg"}}`))
+	}))
+	mux.HandleFunc("GET /api/v1/pages", f.admin(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintf(w, `{"items":[{"id":"other"},{"id":%q}],"total":2}`, f.page)
+	}))
+	mux.HandleFunc("POST /api/v1/ws-tickets", f.admin(func(w http.ResponseWriter, _ *http.Request) {
+		tk := fmt.Sprintf("wst_%d", f.calls.Add(0)+time.Now().UnixNano())
+		f.tickets.Store(tk, true)
+		fmt.Fprintf(w, `{"ticket":%q,"expires_in":60}`, tk)
+	}))
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte("# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes 1.5e+08\n"))
+	})
 	srv := httptest.NewServer(mux)
 	t.Cleanup(func() {
 		srv.CloseClientConnections()
@@ -472,7 +491,23 @@ func (f *fakeServer) publish(frame []byte) {
 	}
 }
 
+func (f *fakeServer) admin(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if f.token == "" || r.Header.Get("Authorization") != "Bearer "+f.token {
+			http.Error(w, `{"error":"unknown admin API token"}`, 401)
+			return
+		}
+		h(w, r)
+	}
+}
+
 func (f *fakeServer) signups(w http.ResponseWriter, r *http.Request) {
+	if f.token != "" {
+		if _, ok := f.tickets.LoadAndDelete(r.URL.Query().Get("ticket")); !ok {
+			http.Error(w, `{"error":"a ticket is required"}`, 401)
+			return
+		}
+	}
 	conn, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
 	if err != nil {
 		return
@@ -684,5 +719,47 @@ func TestLoadgenSlowServerCountsFromDueTime(t *testing.T) {
 	}
 	if rep.Sustained > 120 || rep.Sustained < 60 {
 		t.Errorf("sustained %.1f/s, want about the server's 100/s", rep.Sustained)
+	}
+}
+
+// With -token, loadgen checks that the token's organization owns the page, buys a ticket and
+// opens the feed with it; it also reports the node's memory from /metrics.
+func TestLoadgenTicketAndMemory(t *testing.T) {
+	f, srv := newFakeServer(t, "s3cret")
+	f.token, f.page = "vt_lg", "lg-page"
+	var stdout, stderr bytes.Buffer
+	err := loadgenRun(context.Background(), loadgenTestConfig(t, srv.URL, "-json", "-token", "vt_lg", "-page", "lg-page"), &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
+	}
+	var rep loadgenReport
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Total.Lost != 0 || rep.Total.Acked != 500 {
+		t.Fatalf("total %+v", rep.Total)
+	}
+	if m := rep.Memory; m == nil || m.Samples < 1 || m.PeakBytes != 1.5e8 || m.SteadyBytes != 1.5e8 {
+		t.Fatalf("memory %+v, want the fake's 150 MB", rep.Memory)
+	}
+	if !strings.Contains(stderr.String(), "RSS peak 150 MB") {
+		t.Errorf("the text report lacks the memory line:\n%s", stderr.String())
+	}
+
+	// A page the organization does not own: refused before the run, saying what to do.
+	stderr.Reset()
+	err = loadgenRun(context.Background(), loadgenTestConfig(t, srv.URL, "-token", "vt_lg", "-page", "not-mine"), io.Discard, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "voluntree admin add-page -org org_lg -page not-mine") {
+		t.Fatalf("unowned page: %v", err)
+	}
+	// No token on a server that needs a ticket: a clear error.
+	err = loadgenRun(context.Background(), loadgenTestConfig(t, srv.URL), io.Discard, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "-token") {
+		t.Fatalf("no token: %v", err)
+	}
+	// A wrong token.
+	err = loadgenRun(context.Background(), loadgenTestConfig(t, srv.URL, "-token", "vt_nope", "-page", "lg-page"), io.Discard, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "refused -token") {
+		t.Fatalf("wrong token: %v", err)
 	}
 }

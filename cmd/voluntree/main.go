@@ -5,7 +5,7 @@
 //	voluntree classify   classify texts from stdin, one per line, as JSON lines
 //	voluntree evaluate   score the model on labelled JSON-lines files
 //	voluntree loadgen    open-loop load test of a running server (webhooks in, events out)
-//	voluntree admin      organizations and admin API tokens
+//	voluntree admin      organizations, pages, admin API tokens, rejected events
 package main
 
 import (
@@ -28,7 +28,7 @@ commands:
   evaluate   score the model on labelled JSON-lines files (per-intent precision/recall/F1)
   loadgen    open-loop load test of a running server: signed comment webhooks in, WebSocket
              events out; reports throughput, latency, lost and duplicated events
-  admin      organizations and admin API tokens (voluntree admin help)
+  admin      organizations, pages, admin API tokens, rejected events (voluntree admin help)
 
 Run 'voluntree <command> -h' for the flags of a command.
 `
@@ -64,7 +64,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "loadgen":
 		err = runLoadgen(ctx, args[1:], stdout, stderr)
 	case "admin":
-		err = runAdmin(ctx, args[1:], stdout, stderr)
+		err = runAdmin(ctx, args[1:], stdin, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

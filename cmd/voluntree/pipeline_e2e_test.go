@@ -59,6 +59,43 @@ func signed(t *testing.T, p any) ([]byte, string) {
 	return b, facebook.Sign([]byte(e2eSecret), b)
 }
 
+// orgWithPages creates organization org under prefix with the CLI, connects pages to it (the
+// CLI's add-page) and returns an admin API token of it.
+func orgWithPages(t *testing.T, prefix, org string, pages ...string) string {
+	t.Helper()
+	flags := []string{"-redis-url", redisSrv.URL(t), "-redis-prefix", prefix}
+	code, out, errOut := runCLI(t, "", append([]string{"admin", "create-token", "-org", org, "-create-org", "Org " + org}, flags...)...)
+	if code != 0 || !strings.HasPrefix(out, "vt_") {
+		t.Fatalf("admin create-token: exit %d, %q %q", code, out, errOut)
+	}
+	for _, p := range pages {
+		code, out, errOut := runCLI(t, "", append([]string{"admin", "add-page", "-org", org, "-page", p}, flags...)...)
+		if code != 0 || !strings.Contains(out, "connected") {
+			t.Fatalf("admin add-page %s: exit %d, %q %q", p, code, out, errOut)
+		}
+	}
+	return strings.TrimSpace(out)
+}
+
+// feedTicket buys a live-feed ticket with an admin API token.
+func feedTicket(t *testing.T, n *node, token string) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, n.base+"/api/v1/ws-tickets", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Ticket string `json:"ticket"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != 200 || out.Ticket == "" {
+		t.Fatalf("POST /api/v1/ws-tickets: %d %+v %v", resp.StatusCode, out, err)
+	}
+	return out.Ticket
+}
+
 // wsClient collects the events of one /ws/signups connection.
 type wsClient struct {
 	conn   *websocket.Conn
@@ -68,9 +105,10 @@ type wsClient struct {
 	closed chan struct{}
 }
 
-func dialEvents(t *testing.T, n *node, query string) *wsClient {
+// dialEvents opens the live feed of the token's organization; query adds parameters ("&since=…").
+func dialEvents(t *testing.T, n *node, token, query string) *wsClient {
 	t.Helper()
-	url := "ws" + strings.TrimPrefix(n.base, "http") + "/ws/signups" + query
+	url := "ws" + strings.TrimPrefix(n.base, "http") + "/ws/signups?ticket=" + feedTicket(t, n, token) + query
 	conn, resp, err := websocket.DefaultDialer.Dial(url, nil)
 	if err != nil {
 		t.Fatalf("dial %s: %v (%v)", url, err, resp)
@@ -146,6 +184,7 @@ func hasIDs(ids ...string) func([]map[string]any) bool {
 }
 
 func TestWebhookToWebSocket(t *testing.T) {
+	token := orgWithPages(t, "e2e-flow", "flow", "p1", "p2")
 	n, rdb, keys := pipelineNode(t, "e2e-flow")
 	ctx := context.Background()
 
@@ -158,7 +197,7 @@ func TestWebhookToWebSocket(t *testing.T) {
 		t.Fatalf("verify with a wrong token: %d, want 403", status)
 	}
 
-	ws := dialEvents(t, n, "")
+	ws := dialEvents(t, n, token, "")
 	now := time.Now().Unix()
 	// Meta's shapes: two entries (two pages) in one call, feed comments and Messenger events.
 	payload := map[string]any{"object": "page", "entry": []any{
@@ -289,8 +328,9 @@ func waitRedis(t *testing.T, cond func() bool, what string) {
 // event: the restarted node re-reads what the dead one read but never acknowledged.
 func TestKilledNodeLosesNothing(t *testing.T) {
 	const total = 300
+	token := orgWithPages(t, "e2e-kill", "kill", "k")
 	n, rdb, keys := pipelineNode(t, "e2e-kill")
-	ws := dialEvents(t, n, "")
+	ws := dialEvents(t, n, token, "")
 	var acked []string
 	send := func(n *node, i int) bool {
 		id := fmt.Sprintf("k_1_%d", i)
@@ -325,7 +365,7 @@ func TestKilledNodeLosesNothing(t *testing.T) {
 
 	n2 := startServe(t, "VOLUNTREE_REDIS_URL="+redisSrv.URL(t), "VOLUNTREE_REDIS_PREFIX=e2e-kill",
 		"VOLUNTREE_FB_APP_SECRET="+e2eSecret)
-	ws2 := dialEvents(t, n2, "?since="+last)
+	ws2 := dialEvents(t, n2, token, "&since="+last)
 	for ; i < total; i++ {
 		send(n2, i)
 	}
@@ -351,24 +391,40 @@ func TestKilledNodeLosesNothing(t *testing.T) {
 }
 
 // TestPageListsSignupsInABrowser posts a comment through the demo channel and reads the first
-// page's DOM in headless Chromium: the signup is listed (replayed over the WebSocket) and
-// the connection reached the live state.
+// page's DOM in headless Chromium, opened with the demo organization's token: the signup is
+// listed (replayed over the WebSocket, with a ticket the page bought) and the connection
+// reached the live state. Without a token the page says how to get one.
 func TestPageListsSignupsInABrowser(t *testing.T) {
 	browser := requireChromium(t)
 	n, _, _ := pipelineNode(t, "e2e-page", "VOLUNTREE_DEMO=on")
-	ws := dialEvents(t, n, "")
-	status, out := n.post(t, "/api/v1/demo/comments", `{"name":"Ada Lovelace","text":"Count me in for Saturday!"}`)
-	if status != 202 {
-		t.Fatalf("demo comment: %d %v", status, out)
+	code, out, errOut := runCLI(t, "", "admin", "create-token", "-org", "demo", "-redis-url", redisSrv.URL(t), "-redis-prefix", "e2e-page")
+	if code != 0 {
+		t.Fatalf("admin create-token: exit %d, %q %q", code, out, errOut)
 	}
-	id := out["message_id"].(string)
+	token := strings.TrimSpace(out)
+	ws := dialEvents(t, n, token, "")
+	status, posted := n.post(t, "/api/v1/demo/comments", `{"name":"Ada Lovelace","text":"Count me in for Saturday!"}`)
+	if status != 202 {
+		t.Fatalf("demo comment: %d %v", status, posted)
+	}
+	id := posted["message_id"].(string)
 	ws.waitFor(t, 10*time.Second, "the demo signup", hasIDs(id))
 
-	dom := renderedDOM(t, browser, n.base+"/")
+	dom := renderedDOM(t, browser, n.base+"/#token="+token)
 	for _, want := range []string{`data-message-id="` + id + `"`, "Ada Lovelace", "Count me in for Saturday!",
 		`id="conn-status"`, `data-state="live"`, `id="demo-form"`} {
 		if !bytes.Contains(dom, []byte(want)) {
 			t.Errorf("rendered page lacks %s", want)
+		}
+	}
+	// Without a token: no feed, and the way to get one.
+	dom = renderedDOM(t, browser, n.base+"/")
+	if bytes.Contains(dom, []byte(`data-message-id="`+id+`"`)) {
+		t.Error("the page shows signups without a token")
+	}
+	for _, want := range []string{`data-state="signed-out"`, "voluntree admin create-token -org demo"} {
+		if !bytes.Contains(dom, []byte(want)) {
+			t.Errorf("the page without a token lacks %s", want)
 		}
 	}
 	n.stop(t)

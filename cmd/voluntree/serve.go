@@ -487,7 +487,7 @@ func sampleStreams(ctx context.Context, store *redisstore.Store, m *metrics.Metr
 			m.IngestPending.Set(float64(st.Pending))
 			m.IngestLag.Set(float64(st.Lag))
 			m.DeadLetterLength.Set(float64(st.DeadLength))
-			m.EventsLength.Set(float64(st.Events))
+			m.RejectedLength.Set(float64(st.Rejected))
 			backlog := st.Pending + max(st.Lag, 0)
 			overloaded.Store(backlog > store.IngestMaxLen()*9/10)
 		}

@@ -119,6 +119,7 @@
     session: 0,        // signups that arrived after the page (or filter) loaded
     trimmed: false,
     state: '',
+    gen: 0,            // bumped by every connect: a ticket bought for an older attempt is dropped
   };
   const seenEvents = boundedSet(MAX_SEEN);
   const seenMessages = boundedSet(MAX_SEEN);
@@ -133,12 +134,15 @@
     pill.dataset.state = state;
     let text;
     if (state === 'live') text = feed.post ? 'live · post ' + feed.post : 'live';
+    else if (state === 'signed-out') text = 'no organization';
     else if (state === 'reconnecting') {
       const secs = Math.max(1, Math.ceil((feed.retryAt - Date.now()) / 1000));
       text = 'reconnecting in ' + secs + ' s';
     } else text = 'connecting…';
     $('#conn-text').textContent = text;
     $('#conn-retry').hidden = state !== 'reconnecting';
+    $('#feed-signin').hidden = state !== 'signed-out';
+    if (changed) updateCounts();
     if (changed) {
       // The visible pill ticks every second while reconnecting; announce only transitions.
       $('#conn-announce').textContent = state === 'live' ? 'Live feed connected'
@@ -146,8 +150,12 @@
     }
   }
 
-  function wsURL() {
+  // The feed is one organization's: each connection needs a fresh single-use ticket, bought
+  // with the admin API token (POST /api/v1/ws-tickets), since a browser cannot send an
+  // Authorization header with a WebSocket.
+  function wsURL(ticket) {
     const params = new URLSearchParams();
+    params.set('ticket', ticket);
     if (feed.post) params.set('post', feed.post);
     if (feed.lastId) params.set('since', feed.lastId);
     else params.set('tail', String(TAIL));
@@ -169,14 +177,35 @@
     try { ws.close(1000, 'reconnect'); } catch (e) { /* already closed */ }
   }
 
-  function connect() {
+  async function connect() {
     stopTimers();
     detach();
+    const gen = ++feed.gen;
+    if (!org.token) {
+      setConn('signed-out');
+      return;
+    }
     feed.usedSince = !!feed.lastId;
     setConn('connecting');
+    let ticket;
+    try {
+      const { data } = await api('POST', '/ws-tickets');
+      ticket = typeof data.ticket === 'string' ? data.ticket : '';
+      if (!ticket) throw new ApiError(0, 'no ticket in the answer');
+    } catch (err) {
+      if (gen !== feed.gen) return;
+      if (err instanceof ApiError && (err.status === 401 || err.status === -1)) {
+        setConn('signed-out'); // the token was refused (the Organization card says so) or changed
+        return;
+      }
+      console.warn('live feed ticket:', err.message);
+      scheduleReconnect();
+      return;
+    }
+    if (gen !== feed.gen) return;
     let ws;
     try {
-      ws = new WebSocket(wsURL());
+      ws = new WebSocket(wsURL(ticket));
     } catch (err) {
       console.error('websocket:', err);
       scheduleReconnect();
@@ -206,6 +235,16 @@
     if (feed.state !== 'reconnecting') return;
     feed.attempt = 0;
     connect();
+  }
+
+  // restartFeed shows another organization's feed (or none): called when the token changes.
+  function restartFeed() {
+    if (!list) return;
+    resetList();
+    feed.session = 0;
+    feed.attempt = 0;
+    updateCounts();
+    if ('WebSocket' in window) connect();
   }
 
   function onFrame(data) {
@@ -349,7 +388,7 @@
     $('#count-session').textContent = String(feed.session);
     $('#count-shown').textContent = String(shown);
     const empty = $('#empty');
-    empty.hidden = shown > 0;
+    empty.hidden = shown > 0 || feed.state === 'signed-out';
     if (!feed.ready) empty.textContent = 'Loading recent signups…';
     else if (feed.post) empty.textContent = 'No signups for post “' + feed.post + '” yet. They appear here the moment someone comments or messages that they want to help.';
     else empty.textContent = 'No signups yet. They appear here the moment someone comments or messages that they want to help.';
@@ -409,7 +448,7 @@
       showNotice('This browser does not support WebSockets: the live feed is unavailable.');
       return;
     }
-    connect();
+    connect(); // signed out until the Organization card has a token (restartFeed)
   }
 
   // ---------------------------------------------------------------- demo channel
@@ -443,6 +482,11 @@
 
   function trackDemo(messageId, postId, text) {
     const short = shorten(text, 60);
+    if (!org.token) {
+      setDemoStatus('Sent. Signups show in the live list of the organization that owns the page: enter the demo '
+        + 'organization\'s admin token in the Organization card to watch them arrive.', 'ok');
+      return;
+    }
     const hidden = feed.post && postId && feed.post !== postId
       ? ' Your post filter hides the demo post: clear it to see the signup.' : '';
     if (messageId && seenMessages.has(messageId)) {
@@ -690,6 +734,7 @@
     clearFieldError($('#token-input'), $('#token-error'));
     renderOrg();
     loadOrg();
+    restartFeed();
   }
 
   function forgetToken(message) {
@@ -699,6 +744,7 @@
     renderOrg();
     setStatus('#org-status', '', '');
     $('#token-error').textContent = message || '';
+    restartFeed();
   }
 
   function submitToken(e) {

@@ -1,0 +1,79 @@
+package redisstore
+
+import (
+	"context"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Scripts on the hot path are sent by their SHA1 (EVALSHA) in pipelines: EVAL would send the
+// whole script, and have Redis hash it, with every message. A Redis that does not know a
+// script (it restarted, or SCRIPT FLUSH) answers NOSCRIPT; the failed commands are sent again
+// with the script's text, which also loads it.
+
+// script is a Lua script sent by its SHA1 in pipelines, with its source for NOSCRIPT.
+type script struct {
+	*redis.Script
+	src string
+}
+
+func newScript(src string) *script { return &script{Script: redis.NewScript(src), src: src} }
+
+// retryNoScript runs again, with EVAL, every command of cmds that failed with NOSCRIPT, and
+// replaces its result. nil commands are skipped.
+func (s *Store) retryNoScript(ctx context.Context, sc *script, cmds []*redis.Cmd) error {
+	var retry []int
+	for i, c := range cmds {
+		if c != nil && isNoScript(c.Err()) {
+			retry = append(retry, i)
+		}
+	}
+	if len(retry) == 0 {
+		return nil
+	}
+	pipe := s.rdb.Pipeline()
+	again := make([]*redis.Cmd, len(retry))
+	for j, i := range retry {
+		args := cmds[i].Args() // "evalsha", sha, numkeys, keys..., args...
+		again[j] = pipe.Eval(ctx, sc.src, keysOf(args), args[3+numKeys(args):]...)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errorsAreReplies(again) {
+		return err
+	}
+	for j, i := range retry {
+		cmds[i] = again[j]
+	}
+	return nil
+}
+
+func isNoScript(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
+}
+
+func numKeys(args []any) int {
+	n, _ := args[2].(int)
+	return n
+}
+
+func keysOf(args []any) []string {
+	n := numKeys(args)
+	keys := make([]string, n)
+	for i := range n {
+		keys[i], _ = args[3+i].(string)
+	}
+	return keys
+}
+
+// errorsAreReplies reports whether every failed command failed with a reply of its own (a
+// script's error, a duplicate's nil) rather than the connection.
+func errorsAreReplies(cmds []*redis.Cmd) bool {
+	for _, c := range cmds {
+		if err := c.Err(); err != nil && err != redis.Nil {
+			if _, ok := err.(redis.Error); !ok {
+				return false
+			}
+		}
+	}
+	return true
+}
