@@ -41,7 +41,7 @@ func BenchmarkClassifyHTTP(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := New(Config{Classifier: batcher, Metrics: m, Gatherer: reg, Logger: logger})
+	srv := New(Config{Classifier: batcher, Metrics: m, Gatherer: reg, Logger: logger, ClassifyRate: -1})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)

@@ -2,7 +2,9 @@ package httpapi
 
 import (
 	"context"
+	"crypto/subtle"
 	"embed"
+	"errors"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -28,10 +30,15 @@ var static embed.FS
 
 // Defaults of Config.
 const (
-	// 256 texts of 5,000 characters fit even when every character is \u-escaped (12 bytes
-	// for an emoji's surrogate pair, as Python's json.dumps writes by default).
-	DefaultBodyLimit      = 16 << 20
+	// The largest request body of any route (the webhook's, classify's, the admin API's): a
+	// longer Content-Length is refused with 413 before the body is read.
+	DefaultBodyLimit      = 1 << 20
 	DefaultRequestTimeout = 30 * time.Second
+	// POST /api/v1/classify is public: each client (IP address) may classify this many texts a
+	// second, and save up to the burst (two full requests).
+	DefaultClassifyRate  = 50
+	DefaultClassifyBurst = 2 * voluntree.MaxClassifyTexts
+	classifyClients      = 100_000 // buckets kept at most
 )
 
 // HealthCheck reports whether one dependency works; /healthz runs them all.
@@ -49,6 +56,18 @@ type Config struct {
 	Logger         *slog.Logger
 	BodyLimit      int
 	RequestTimeout time.Duration
+
+	// ClassifyRate is the texts a second each client may classify (a token bucket of
+	// ClassifyBurst texts; past it, 429 with Retry-After). 0 is DefaultClassifyRate; negative
+	// turns the limit off.
+	ClassifyRate  float64
+	ClassifyBurst int
+	// TrustedProxies are the addresses (IPs or CIDRs) of reverse proxies whose
+	// X-Forwarded-For names the client (the rate limit's key); empty: the peer address is.
+	TrustedProxies []string
+	// MetricsToken, when set, is the Bearer token GET /metrics requires (Prometheus's
+	// bearer_token); empty: /metrics is open.
+	MetricsToken string
 
 	// The live pipeline. Ingest is required for the webhook and the demo channel; Events
 	// for /ws/signups.
@@ -90,31 +109,54 @@ func (c *Config) setDefaults() {
 	if c.PublicURL == "" {
 		c.PublicURL = "http://localhost:8080"
 	}
+	if c.ClassifyRate == 0 {
+		c.ClassifyRate = DefaultClassifyRate
+	}
+	if c.ClassifyBurst == 0 {
+		c.ClassifyBurst = DefaultClassifyBurst
+	}
 }
 
 // Server is the node's HTTP front: REST API, metrics, health and the dashboard.
 type Server struct {
-	app *fiber.App
-	cfg Config
+	app           *fiber.App
+	cfg           Config
+	classifyLimit *limiter // nil: no limit
 }
 
 // New builds the Fiber app and its routes.
 func New(cfg Config) *Server {
 	cfg.setDefaults()
 	cfg.Logger = cfg.Logger.With("component", "httpapi")
-	app := fiber.New(fiber.Config{
-		AppName:               "voluntree",
-		BodyLimit:             cfg.BodyLimit,
-		ErrorHandler:          errorHandler(cfg.Logger),
+	s := &Server{cfg: cfg}
+	base := errorHandler(cfg.Logger)
+	fc := fiber.Config{
+		AppName:   "voluntree",
+		BodyLimit: cfg.BodyLimit,
+		ErrorHandler: func(c *fiber.Ctx, err error) error {
+			// A body over the limit is refused by the server before any handler runs.
+			if errors.Is(err, fiber.ErrRequestEntityTooLarge) && c.Path() == "/webhooks/facebook" {
+				s.reject("too_large")
+			}
+			return base(c, err)
+		},
 		DisableStartupMessage: true,
 		ReadTimeout:           cfg.RequestTimeout,
 		WriteTimeout:          cfg.RequestTimeout,
 		IdleTimeout:           2 * time.Minute,
-	})
-	s := &Server{app: app, cfg: cfg}
+	}
+	if len(cfg.TrustedProxies) > 0 {
+		fc.EnableTrustedProxyCheck, fc.TrustedProxies = true, cfg.TrustedProxies
+		fc.ProxyHeader, fc.EnableIPValidation = fiber.HeaderXForwardedFor, true
+	}
+	app := fiber.New(fc)
+	s.app = app
+	if cfg.ClassifyRate > 0 {
+		s.classifyLimit = newLimiter(cfg.ClassifyRate, cfg.ClassifyBurst, classifyClients)
+	}
 	app.Use(s.observe)
 	app.Get("/healthz", s.healthz)
-	app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
+	app.Get("/metrics", s.requireMetricsToken, adaptor.HTTPHandler(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
 	app.Get("/webhooks/facebook", s.webhookVerify)
 	app.Post("/webhooks/facebook", s.webhookReceive)
 	app.Get("/ws/signups", s.wsUpgrade, websocket.New(s.wsSignups, websocket.Config{
@@ -211,6 +253,8 @@ type healthResponse struct {
 	Checks map[string]string `json:"checks"`
 }
 
+// healthz answers every check's state, "ok" or "unavailable": why a check failed (an address,
+// a Redis error) is for the logs, not for whoever asks.
 func (s *Server) healthz(c *fiber.Ctx) error {
 	ctx, cancel := context.WithTimeout(c.UserContext(), 2*time.Second)
 	defer cancel()
@@ -218,7 +262,8 @@ func (s *Server) healthz(c *fiber.Ctx) error {
 	for _, h := range s.cfg.Health {
 		if err := h.Check(ctx); err != nil {
 			resp.Status = "unavailable"
-			resp.Checks[h.Name] = err.Error()
+			resp.Checks[h.Name] = "unavailable"
+			s.cfg.Logger.Warn("health check failed", "action", "healthz", "check", h.Name, "error", err)
 			continue
 		}
 		resp.Checks[h.Name] = "ok"
@@ -227,4 +272,17 @@ func (s *Server) healthz(c *fiber.Ctx) error {
 		c.Status(fiber.StatusServiceUnavailable)
 	}
 	return c.JSON(resp)
+}
+
+// requireMetricsToken guards /metrics with MetricsToken, when one is set.
+func (s *Server) requireMetricsToken(c *fiber.Ctx) error {
+	if s.cfg.MetricsToken == "" {
+		return c.Next()
+	}
+	scheme, token, _ := strings.Cut(c.Get(fiber.HeaderAuthorization), " ")
+	if !strings.EqualFold(scheme, "Bearer") ||
+		subtle.ConstantTimeCompare([]byte(strings.TrimSpace(token)), []byte(s.cfg.MetricsToken)) != 1 {
+		return voluntree.Errorf(voluntree.EUNAUTHORIZED, "/metrics needs Authorization: Bearer <VOLUNTREE_METRICS_TOKEN>")
+	}
+	return c.Next()
 }

@@ -1,10 +1,13 @@
 package httpapi_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -238,7 +241,6 @@ func TestWebhookRejections(t *testing.T) {
 	}
 	malformed := []byte(`{"object":"page","entry":[`)
 	user := []byte(`{"object":"user","entry":[{"id":"1","time":1,"changes":[{"field":"feed","value":{}}]}]}`)
-	tooLarge := append(bytes.Repeat([]byte(" "), httpapi.MaxWebhookBody+1-len(valid)), valid...)
 
 	cases := []struct {
 		name      string
@@ -255,7 +257,6 @@ func TestWebhookRejections(t *testing.T) {
 		{name: "signature over another body", body: reindented, signature: sign(valid), status: 403, reason: "bad_signature"},
 		{name: "malformed JSON", body: malformed, signature: sign(malformed), status: 400, reason: "malformed"},
 		{name: "object user", body: user, signature: sign(user), status: 400, reason: "malformed"},
-		{name: "1 MiB + 1 byte", body: tooLarge, signature: sign(tooLarge), status: 413, reason: "too_large"},
 		{name: "app secret unset", body: valid, signature: sign(valid), status: 503, reason: "not_configured",
 			adjust: func(c *httpapi.Config) { c.AppSecret = nil }},
 		{name: "overloaded", body: valid, signature: sign(valid), status: 503, reason: "overloaded",
@@ -281,6 +282,38 @@ func TestWebhookRejections(t *testing.T) {
 				t.Fatal("503 overloaded without Retry-After")
 			}
 		})
+	}
+}
+
+// TestWebhookBodyOverLimitRefusedBeforeItIsRead: a Content-Length over 1 MiB is answered 413
+// before the body is sent, so a hostile sender cannot make the server buffer it: only the
+// headers are written here, and the answer comes anyway.
+func TestWebhookBodyOverLimitRefusedBeforeItIsRead(t *testing.T) {
+	e := webhookEnv(t, nil)
+	for _, length := range []int{httpapi.MaxWebhookBody + 1, 16 << 20, 1 << 30} {
+		conn, err := net.Dial("tcp", e.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "POST /webhooks/facebook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"+
+			"X-Hub-Signature-256: sha256=00\r\nContent-Length: %d\r\n\r\n{\"object\":", length)
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("Content-Length %d: no answer before the body was sent: %v", length, err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		conn.Close()
+		if resp.StatusCode != 413 {
+			t.Fatalf("Content-Length %d: status %d (%s), want 413", length, resp.StatusCode, truncate(raw))
+		}
+		requireErrorBody(t, raw)
+	}
+	if got := testutil.ToFloat64(e.m.WebhookRejected.WithLabelValues("too_large")); got != 3 {
+		t.Fatalf("webhook rejected{reason=too_large} = %v, want 3", got)
+	}
+	if l := e.ingestLen(t); l != 0 {
+		t.Fatalf("refused calls enqueued %d entries", l)
 	}
 }
 

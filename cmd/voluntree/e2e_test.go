@@ -346,6 +346,11 @@ func TestCLIUsageErrors(t *testing.T) {
 		{[]string{"serve", "-max-queue", "100"}, "", 2, "max-queue"},
 		{[]string{"serve", "-torch-threads", "0"}, "", 2, "torch-threads"},
 		{[]string{"serve"}, "VOLUNTREE_REDIS_URL=bogus://x", 2, "VOLUNTREE_REDIS_URL"},
+		{[]string{"serve"}, "VOLUNTREE_CLAIM_IDLE=soon", 2, "VOLUNTREE_CLAIM_IDLE"},
+		{[]string{"serve"}, "VOLUNTREE_CLASSIFY_RATE=lots", 2, "VOLUNTREE_CLASSIFY_RATE"},
+		{[]string{"serve", "-trusted-proxies", "10.0.0.0/99"}, "", 2, "trusted-proxies"},
+		{[]string{"admin", "add-page", "-org", "x"}, "", 2, "-page are required"},
+		{[]string{"admin", "rejected", "-n", "0"}, "", 2, "-n must be"},
 	}
 	for _, tc := range cases {
 		t.Run(strings.Join(tc.args, "_"), func(t *testing.T) {

@@ -77,6 +77,11 @@ type serveConfig struct {
 	// organization's mail, verification codes included, to its own admins: on a shared server
 	// that would let an admin verify any address, so it is for local use only.
 	Outbox string
+
+	MetricsToken   string  // Bearer token of /metrics ("": open)
+	ClassifyRate   float64 // texts a second per client on /api/v1/classify (0: no limit)
+	ClassifyBurst  int
+	TrustedProxies string // comma-separated IPs/CIDRs whose X-Forwarded-For is believed
 }
 
 func envOr(key, def string) string {
@@ -86,23 +91,53 @@ func envOr(key, def string) string {
 	return def
 }
 
-func envInt(key string, def int) int {
-	if v, err := strconv.Atoi(envOr(key, "")); err == nil {
-		return v
+// envErrors collects the environment variables that are set but do not parse: serve names
+// them and stops, rather than falling back to a default the operator did not ask for.
+type envErrors []error
+
+func (e *envErrors) int(key string, def int) int {
+	s := envOr(key, "")
+	if s == "" {
+		return def
 	}
-	return def
+	v, err := strconv.Atoi(s)
+	if err != nil {
+		*e = append(*e, fmt.Errorf("%s=%q: not a whole number", key, s))
+		return def
+	}
+	return v
 }
 
-func envDuration(key string, def time.Duration) time.Duration {
-	if v, err := time.ParseDuration(envOr(key, "")); err == nil {
-		return v
+func (e *envErrors) float(key string, def float64) float64 {
+	s := envOr(key, "")
+	if s == "" {
+		return def
 	}
-	return def
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		*e = append(*e, fmt.Errorf("%s=%q: not a number", key, s))
+		return def
+	}
+	return v
+}
+
+func (e *envErrors) duration(key string, def time.Duration) time.Duration {
+	s := envOr(key, "")
+	if s == "" {
+		return def
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		*e = append(*e, fmt.Errorf("%s=%q: not a duration like 30s or 5m", key, s))
+		return def
+	}
+	return v
 }
 
 func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	host, _ := os.Hostname()
 	var c serveConfig
+	var env envErrors
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.Addr, "addr", envOr("VOLUNTREE_ADDR", ":8080"), "HTTP listen address (env VOLUNTREE_ADDR)")
@@ -124,10 +159,10 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.VerifyToken, "fb-verify-token", envOr("VOLUNTREE_FB_VERIFY_TOKEN", ""), "token of the webhook subscription handshake (env VOLUNTREE_FB_VERIFY_TOKEN)")
 	fs.StringVar(&c.Demo, "demo", envOr("VOLUNTREE_DEMO", "auto"), "demo channel: on, off, or auto (on with the embedded redis) (env VOLUNTREE_DEMO)")
 	fs.StringVar(&c.Cluster.Host, "cluster-host", envOr("VOLUNTREE_CLUSTER_HOST", cluster.DefaultHost), "address other cluster members reach this node at (env VOLUNTREE_CLUSTER_HOST)")
-	fs.IntVar(&c.Cluster.Port, "cluster-port", envInt("VOLUNTREE_CLUSTER_PORT", 0), "cluster remoting port; 0 picks a free one (env VOLUNTREE_CLUSTER_PORT)")
-	fs.IntVar(&c.Cluster.HealthPort, "cluster-health-port", envInt("VOLUNTREE_CLUSTER_HEALTH_PORT", 0), "cluster membership (automanaged) port; 0 picks a free one (env VOLUNTREE_CLUSTER_HEALTH_PORT)")
+	fs.IntVar(&c.Cluster.Port, "cluster-port", env.int("VOLUNTREE_CLUSTER_PORT", 0), "cluster remoting port; 0 picks a free one (env VOLUNTREE_CLUSTER_PORT)")
+	fs.IntVar(&c.Cluster.HealthPort, "cluster-health-port", env.int("VOLUNTREE_CLUSTER_HEALTH_PORT", 0), "cluster membership (automanaged) port; 0 picks a free one (env VOLUNTREE_CLUSTER_HEALTH_PORT)")
 	fs.StringVar(&c.Peers, "cluster-peers", envOr("VOLUNTREE_CLUSTER_PEERS", ""), "comma-separated host:health-port of every member; empty: a one-node cluster (env VOLUNTREE_CLUSTER_PEERS)")
-	fs.DurationVar(&c.Ingest.ClaimIdle, "claim-idle", envDuration("VOLUNTREE_CLAIM_IDLE", actors.DefaultClaimIdle), "ingest entries pending this long under a dead consumer are reclaimed (env VOLUNTREE_CLAIM_IDLE)")
+	fs.DurationVar(&c.Ingest.ClaimIdle, "claim-idle", env.duration("VOLUNTREE_CLAIM_IDLE", actors.DefaultClaimIdle), "ingest entries pending this long under a dead consumer are reclaimed (env VOLUNTREE_CLAIM_IDLE)")
 	fs.DurationVar(&c.Ingest.Linger, "ingest-linger", defaultLinger, "a consumer read with fewer than -ingest-min-batch entries waits this long for more (0: never)")
 	fs.IntVar(&c.Ingest.MinBatch, "ingest-min-batch", actors.DefaultMinBatch, "see -ingest-linger")
 	fs.IntVar(&c.Ingest.MaxDeliveries, "max-deliveries", actors.DefaultMaxDeliveries, "an ingest entry failing this many deliveries goes to the dead-letter stream")
@@ -139,13 +174,20 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.Graph.Version, "fb-graph-version", envOr("VOLUNTREE_FB_GRAPH_VERSION", facebook.DefaultGraphVersion), "Graph API version path (env VOLUNTREE_FB_GRAPH_VERSION)")
 	fs.StringVar(&c.Graph.DialogURL, "fb-dialog-url", envOr("VOLUNTREE_FB_DIALOG_URL", facebook.DefaultDialogURL), "Facebook Login dialog base URL (env VOLUNTREE_FB_DIALOG_URL)")
 	fs.StringVar(&c.Graph.AppID, "fb-app-id", envOr("VOLUNTREE_FB_APP_ID", ""), "Facebook app id: Facebook Login for pages (env VOLUNTREE_FB_APP_ID)")
-	fs.DurationVar(&c.PollInterval, "poll-interval", envDuration("VOLUNTREE_POLL_INTERVAL", facebook.DefaultPollInterval), "comments of published posts are fetched this often besides the webhook; 0: never (env VOLUNTREE_POLL_INTERVAL)")
+	fs.DurationVar(&c.PollInterval, "poll-interval", env.duration("VOLUNTREE_POLL_INTERVAL", facebook.DefaultPollInterval), "comments of published posts are fetched this often besides the webhook; 0: never (env VOLUNTREE_POLL_INTERVAL)")
 	fs.StringVar(&c.PublicURL, "public-url", envOr("VOLUNTREE_PUBLIC_URL", ""), "URL browsers reach this server at, for the Facebook Login redirect; default http://localhost<addr> (env VOLUNTREE_PUBLIC_URL)")
 	fs.StringVar(&c.SMTPURL, "smtp-url", envOr("VOLUNTREE_SMTP_URL", ""), "SMTP server of outgoing mail, smtp://user:pass@host:port?from=addr; empty: the outbox, or no mail (env VOLUNTREE_SMTP_URL)")
 	fs.StringVar(&c.Outbox, "mail-outbox", envOr("VOLUNTREE_MAIL_OUTBOX", "auto"), "mail to an outbox the first page shows instead of SMTP (local use only: admins read their own codes): on, off, or auto (on with the embedded redis and no SMTP) (env VOLUNTREE_MAIL_OUTBOX)")
+	fs.StringVar(&c.MetricsToken, "metrics-token", envOr("VOLUNTREE_METRICS_TOKEN", ""), "Bearer token GET /metrics requires (Prometheus bearer_token); empty: /metrics is open (env VOLUNTREE_METRICS_TOKEN)")
+	fs.Float64Var(&c.ClassifyRate, "classify-rate", env.float("VOLUNTREE_CLASSIFY_RATE", httpapi.DefaultClassifyRate), "texts a second each client may classify through POST /api/v1/classify; 0 turns the limit off (env VOLUNTREE_CLASSIFY_RATE)")
+	fs.IntVar(&c.ClassifyBurst, "classify-burst", env.int("VOLUNTREE_CLASSIFY_BURST", httpapi.DefaultClassifyBurst), "texts a client may classify at once before the rate applies (env VOLUNTREE_CLASSIFY_BURST)")
+	fs.StringVar(&c.TrustedProxies, "trusted-proxies", envOr("VOLUNTREE_TRUSTED_PROXIES", ""), "comma-separated IPs or CIDRs of reverse proxies whose X-Forwarded-For names the client (env VOLUNTREE_TRUSTED_PROXIES)")
 	fs.StringVar(&c.PprofAddr, "pprof", envOr("VOLUNTREE_PPROF", ""), "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); empty: off (env VOLUNTREE_PPROF)")
 	if err := fs.Parse(args); err != nil {
 		return c, usageError{err}
+	}
+	if len(env) > 0 {
+		return c, usageError{errors.Join(env...)}
 	}
 	if fs.NArg() > 0 {
 		return c, usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
@@ -179,11 +221,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	default:
 		return c, usageError{fmt.Errorf("-mail-outbox must be on, off or auto, got %q", c.Outbox)}
 	}
-	for _, p := range strings.Split(c.Peers, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			c.Cluster.Peers = append(c.Cluster.Peers, p)
-		}
-	}
+	c.Cluster.Peers = splitList(c.Peers)
 	c.Ingest.Consumer = c.Node
 	if c.Ingest.ClaimIdle < 10*time.Millisecond {
 		return c, usageError{fmt.Errorf("-claim-idle must be at least 10ms, got %s", c.Ingest.ClaimIdle)}
@@ -196,6 +234,14 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	}
 	if c.Threads < 1 {
 		return c, usageError{fmt.Errorf("-torch-threads must be at least 1, got %d", c.Threads)}
+	}
+	if c.ClassifyRate < 0 || c.ClassifyBurst < 1 {
+		return c, usageError{fmt.Errorf("-classify-rate must be 0 (off) or positive and -classify-burst at least 1, got %v and %d", c.ClassifyRate, c.ClassifyBurst)}
+	}
+	for _, p := range splitList(c.TrustedProxies) {
+		if _, _, err := net.ParseCIDR(p); err != nil && net.ParseIP(p) == nil {
+			return c, usageError{fmt.Errorf("-trusted-proxies: %q is not an IP address or CIDR", p)}
+		}
 	}
 	if c.PollInterval != 0 && c.PollInterval < time.Second {
 		return c, usageError{fmt.Errorf("-poll-interval must be 0 (off) or at least 1s, got %s", c.PollInterval)}
@@ -415,21 +461,25 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		cfg.PublicURL = defaultPublicURL(ln.Addr())
 	}
 	api := httpapi.New(httpapi.Config{
-		Classifier:  batcher,
-		Metrics:     m,
-		Gatherer:    reg,
-		Logger:      logger,
-		Ingest:      store,
-		Store:       store,
-		Events:      hub,
-		AppSecret:   []byte(cfg.AppSecret),
-		VerifyToken: cfg.VerifyToken,
-		Overloaded:  overloaded.Load,
-		Demo:        demo,
-		Mail:        mailQueue,
-		Outbox:      outbox,
-		Facebook:    fbLogin,
-		PublicURL:   cfg.PublicURL,
+		Classifier:     batcher,
+		Metrics:        m,
+		Gatherer:       reg,
+		Logger:         logger,
+		Ingest:         store,
+		Store:          store,
+		Events:         hub,
+		AppSecret:      []byte(cfg.AppSecret),
+		VerifyToken:    cfg.VerifyToken,
+		Overloaded:     overloaded.Load,
+		Demo:           demo,
+		Mail:           mailQueue,
+		Outbox:         outbox,
+		Facebook:       fbLogin,
+		PublicURL:      cfg.PublicURL,
+		MetricsToken:   cfg.MetricsToken,
+		ClassifyRate:   classifyRate(cfg.ClassifyRate),
+		ClassifyBurst:  cfg.ClassifyBurst,
+		TrustedProxies: splitList(cfg.TrustedProxies),
 		Health: []httpapi.HealthCheck{
 			{Name: "redis", Check: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},
 			{Name: "classifier", Check: batcher.Healthy},
@@ -511,4 +561,23 @@ func servePprof(addr string, log *slog.Logger) {
 	if err := http.ListenAndServe(addr, mux); err != nil {
 		log.Error("pprof", "action", "listen", "error", err)
 	}
+}
+
+// classifyRate is the API's ClassifyRate for serve's flag: 0 (no limit) is negative there.
+func classifyRate(r float64) float64 {
+	if r == 0 {
+		return -1
+	}
+	return r
+}
+
+// splitList splits a comma-separated list, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }

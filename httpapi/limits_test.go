@@ -1,0 +1,116 @@
+package httpapi
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/voluntree/voluntree/metrics"
+)
+
+// serveOn runs cfg on a loopback listener (real peer addresses, unlike App().Test).
+func serveOn(t *testing.T, cfg Config) string {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	cfg.Metrics, cfg.Gatherer = metrics.New(reg), reg
+	s := New(cfg)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	t.Cleanup(func() { s.Shutdown(t.Context()) })
+	return "http://" + ln.Addr().String()
+}
+
+func post(t *testing.T, url, body string, header map[string]string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+// TestClassifyRateLimit: each client has its own bucket of texts; past it, 429 with
+// Retry-After and a JSON error, and the classifier is not called.
+func TestClassifyRateLimit(t *testing.T) {
+	fc := &fakeClassifier{}
+	base := serveOn(t, Config{Classifier: fc, ClassifyRate: 1, ClassifyBurst: 10})
+	url := base + "/api/v1/classify"
+	if resp, body := post(t, url, `{"texts": "not a list"}`, nil); resp.StatusCode != 400 {
+		t.Fatalf("an invalid body: %d %s", resp.StatusCode, body) // invalid input costs nothing
+	}
+	texts := jsonTexts("a", "b", "c", "d", "e", "f", "g", "h", "i")
+	if resp, body := post(t, url, texts, nil); resp.StatusCode != 200 {
+		t.Fatalf("9 texts of a burst of 10: %d %s", resp.StatusCode, body)
+	}
+	resp, body := post(t, url, jsonTexts("j", "k"), nil)
+	if resp.StatusCode != 429 || !strings.Contains(body, `"error"`) {
+		t.Fatalf("past the burst: %d %s, want 429 with a JSON error", resp.StatusCode, body)
+	}
+	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || s < 1 || s > 2 {
+		t.Fatalf("Retry-After %q, want 1-2 s (one text missing at one a second)", resp.Header.Get("Retry-After"))
+	}
+	if fc.calls != 1 {
+		t.Fatalf("the classifier was called %d times, want 1", fc.calls)
+	}
+}
+
+// TestClassifyRateLimitPerForwardedClient: behind a trusted proxy, the client is the one
+// X-Forwarded-For names; from anyone else the header is ignored.
+func TestClassifyRateLimitPerForwardedClient(t *testing.T) {
+	url := serveOn(t, Config{Classifier: &fakeClassifier{}, ClassifyRate: 1, ClassifyBurst: 2,
+		TrustedProxies: []string{"127.0.0.1"}}) + "/api/v1/classify"
+	two := jsonTexts("a", "b")
+	for _, client := range []string{"203.0.113.1", "203.0.113.2"} {
+		if resp, body := post(t, url, two, map[string]string{"X-Forwarded-For": client}); resp.StatusCode != 200 {
+			t.Fatalf("client %s: %d %s", client, resp.StatusCode, body)
+		}
+	}
+	if resp, _ := post(t, url, two, map[string]string{"X-Forwarded-For": "203.0.113.1"}); resp.StatusCode != 429 {
+		t.Fatalf("client 1 again: %d, want 429", resp.StatusCode)
+	}
+
+	direct := serveOn(t, Config{Classifier: &fakeClassifier{}, ClassifyRate: 1, ClassifyBurst: 2}) + "/api/v1/classify"
+	post(t, direct, two, map[string]string{"X-Forwarded-For": "203.0.113.1"})
+	if resp, _ := post(t, direct, two, map[string]string{"X-Forwarded-For": "203.0.113.9"}); resp.StatusCode != 429 {
+		t.Fatalf("an untrusted X-Forwarded-For changed the client: %d, want 429", resp.StatusCode)
+	}
+}
+
+func TestMetricsToken(t *testing.T) {
+	base := serveOn(t, Config{Classifier: &fakeClassifier{}, MetricsToken: "s3cr3t"})
+	get := func(auth string) int {
+		req, _ := http.NewRequest("GET", base+"/metrics", nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for auth, want := range map[string]int{"": 401, "Bearer nope": 401, "Basic s3cr3t": 401, "Bearer s3cr3t": 200, "bearer s3cr3t": 200} {
+		if got := get(auth); got != want {
+			t.Errorf("GET /metrics with %q: %d, want %d", auth, got, want)
+		}
+	}
+	open := serveOn(t, Config{Classifier: &fakeClassifier{}})
+	if resp, err := http.Get(open + "/metrics"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("/metrics without a token configured: %v %v", resp, err)
+	}
+}
