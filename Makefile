@@ -22,10 +22,10 @@ APT_TESTDATA := python3-torch
 export CGO_ENABLED := 1
 GOTEST_FLAGS ?= -count=1 -timeout 15m
 
-.PHONY: run test build deps deps-test gotch gotch-discover train testdata proto bench loadgen clean help
+.PHONY: run test build deps deps-test gotch gotch-discover train testdata proto bench loadgen loadgen-ab fuzz clean help
 
 help:
-	@echo "make run | make test | make build | make train | make bench | make testdata | make proto | make clean"
+	@echo "make run | make test | make build | make train | make bench | make loadgen | make loadgen-ab REF=<commit> | make fuzz [FUZZTIME=10m] | make testdata | make proto | make clean"
 
 run: build
 	./$(BIN) serve
@@ -99,6 +99,11 @@ bench: deps-test gotch
 # The live pipeline's figures (BENCHMARKS.md): loadgen against serve on a private Redis.
 loadgen: build
 	scripts/loadgen.sh $(RATES)
+
+# Every fuzz target for FUZZTIME each (make test replays their corpora as plain tests).
+FUZZTIME ?= 1m
+fuzz: deps-test gotch
+	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
 clean:
 	rm -rf bin .build

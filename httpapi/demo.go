@@ -55,6 +55,25 @@ type demoAccepted struct {
 	PostID    string `json:"post_id"`
 }
 
+// parseDemoComment reads {"name","text"}: both required (trimmed), the name at most 80
+// characters; the text's own limit is the webhook's.
+func parseDemoComment(body []byte) (demoComment, error) {
+	var req demoComment
+	if err := json.Unmarshal(body, &req); err != nil {
+		return req, voluntree.Errorf(voluntree.EINVALID, "body must be a JSON object {\"name\", \"text\"}: %v", err)
+	}
+	req.Name, req.Text = strings.TrimSpace(req.Name), strings.TrimSpace(req.Text)
+	switch {
+	case req.Name == "":
+		return req, voluntree.Errorf(voluntree.EINVALID, "name: required")
+	case utf8.RuneCountInString(req.Name) > 80:
+		return req, voluntree.Errorf(voluntree.EINVALID, "name: at most 80 characters")
+	case req.Text == "":
+		return req, voluntree.Errorf(voluntree.EINVALID, "text: required")
+	}
+	return req, nil
+}
+
 // demoComment handles POST /api/v1/demo/comments {"name","text"}: it builds the webhook body
 // Facebook would send for that comment and takes it through the webhook's own parser,
 // validation and ingest stream — nothing goes around the real path but the signature.
@@ -62,18 +81,9 @@ func (s *Server) demoComment(c *fiber.Ctx) error {
 	if s.cfg.Demo == nil {
 		return fiber.NewError(fiber.StatusNotFound, "the demo channel is off (it runs on the embedded default, or with VOLUNTREE_DEMO=on)")
 	}
-	var req demoComment
-	if err := json.Unmarshal(c.Body(), &req); err != nil {
-		return voluntree.Errorf(voluntree.EINVALID, "body must be a JSON object {\"name\", \"text\"}: %v", err)
-	}
-	req.Name, req.Text = strings.TrimSpace(req.Name), strings.TrimSpace(req.Text)
-	switch {
-	case req.Name == "":
-		return voluntree.Errorf(voluntree.EINVALID, "name: required")
-	case utf8.RuneCountInString(req.Name) > 80:
-		return voluntree.Errorf(voluntree.EINVALID, "name: at most 80 characters")
-	case req.Text == "":
-		return voluntree.Errorf(voluntree.EINVALID, "text: required")
+	req, err := parseDemoComment(c.Body())
+	if err != nil {
+		return err
 	}
 	d := s.cfg.Demo
 	nameSum := sha256.Sum256([]byte(strings.ToLower(req.Name)))

@@ -39,6 +39,7 @@ const (
 	DefaultClassifyRate  = 50
 	DefaultClassifyBurst = 2 * voluntree.MaxClassifyTexts
 	classifyClients      = 100_000 // buckets kept at most
+	maxHeaderBytes       = 16 << 10
 )
 
 // HealthCheck reports whether one dependency works; /healthz runs them all.
@@ -133,6 +134,9 @@ func New(cfg Config) *Server {
 	fc := fiber.Config{
 		AppName:   "voluntree",
 		BodyLimit: cfg.BodyLimit,
+		// Request line and headers up to 16 KiB (fasthttp's default is 4 KiB): a long URL gets
+		// its 4xx instead of a reset connection. Larger ones are answered 431.
+		ReadBufferSize: maxHeaderBytes,
 		ErrorHandler: func(c *fiber.Ctx, err error) error {
 			// A body over the limit is refused by the server before any handler runs.
 			if errors.Is(err, fiber.ErrRequestEntityTooLarge) && c.Path() == "/webhooks/facebook" {

@@ -1,0 +1,130 @@
+package httpapi
+
+import (
+	"testing"
+	"time"
+
+	"github.com/voluntree/voluntree"
+	"github.com/voluntree/voluntree/actors"
+	"github.com/voluntree/voluntree/redisstore"
+)
+
+// is4xx reports whether err maps to a client error of the API's status table.
+func is4xx(err error) bool {
+	st := statusOf[voluntree.ErrorCode(err)]
+	return st >= 400 && st < 500
+}
+
+// FuzzClassifyBody: any body is texts the model may take (1–256 of at most 5,000 characters)
+// or a 400, never a panic.
+func FuzzClassifyBody(f *testing.F) {
+	for _, b := range []string{`{"texts":["count me in","where?"]}`, `{"texts":[]}`, `{"texts":null}`, `{"texts":"x"}`,
+		`{"texts":[1]}`, `{}`, `[]`, `{"texts":["\ud800"]}`, `{"texts":["a"],"texts":["b"]}`, ``} {
+		f.Add([]byte(b))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		texts, err := parseClassifyBody(body)
+		if err != nil {
+			if !is4xx(err) || voluntree.ErrorCode(err) != voluntree.EINVALID {
+				t.Fatalf("error %v is not a 400", err)
+			}
+			return
+		}
+		if err := voluntree.ValidateTexts(texts); err != nil || len(texts) == 0 {
+			t.Fatalf("accepted %d texts that do not validate: %v", len(texts), err)
+		}
+	})
+}
+
+// FuzzFeedQuery: any post, since, tail and ticket of /ws/signups is a subscription the hub
+// accepts or a 4xx, never a panic.
+func FuzzFeedQuery(f *testing.F) {
+	f.Add("111_2", "1732262400000-0", "", "wst_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
+	f.Add("", "", "100", "")
+	f.Add("", "0-0", "-1", "x")
+	f.Add("", "99999999999999999999-1", "1001", "wst_")
+	f.Add("{}", "1-", "9999999999999999999999", "wst_\x00")
+	f.Fuzz(func(t *testing.T, post, since, tail, ticket string) {
+		opts, err := parseFeedQuery(post, since, tail)
+		if err != nil {
+			if !is4xx(err) {
+				t.Fatalf("error %v is not a 4xx", err)
+			}
+		} else {
+			opts.Org = "org"
+			if err := actors.ValidateSubscribe(opts); err != nil {
+				t.Fatalf("accepted options the hub refuses: %v", err)
+			}
+			if opts.Tail < 0 || opts.Tail > actors.MaxTail {
+				t.Fatalf("tail %d accepted", opts.Tail)
+			}
+		}
+		if redisstore.ValidTicketFormat(ticket) && (len(ticket) != 47 || ticket[:4] != "wst_") {
+			t.Fatalf("ticket %q passes the format check", ticket)
+		}
+	})
+}
+
+// FuzzAdminBodies: any JSON body of the admin API's write routes (signup create, replace and
+// patch, post, email, code, demo comment) decodes and validates into a record or a 400 that
+// may name a field, never a panic or a 5xx.
+func FuzzAdminBodies(f *testing.F) {
+	seeds := []struct {
+		kind uint8
+		body string
+	}{
+		{0, `{"title":"Cleanup","time_zone":"Europe/Paris","slots":[{"date":"2030-05-04","start":"09:00","end":"12:00","required":5}]}`},
+		{0, `{"title":"x","time_zone":"Mars/Olympus","slots":[{"date":"2030-02-30","start":"25:00","end":"09:00","required":-1}]}`},
+		{1, `{"disabled":true}`},
+		{1, `{"slots":null,"facts":7}`},
+		{2, `{"signup_id":"su_1","page_id":"111","message":"Join us","publish_at":"2030-01-01T09:00:00Z"}`},
+		{2, `{"signup_id":"","page_id":"../x","publish_at":"yesterday","photo_url":"javascript:alert(1)"}`},
+		{3, `{"email":"admin@example.org"}`},
+		{4, `{"code":"123456"}`},
+		{5, `{"name":"Ada","text":"Count me in"}`},
+		{5, `{"name":"","text":"` + "\u0000" + `"}`},
+		{0, `{"title":"a","unknown":1}`},
+		{2, `{"signup_id":"su_1"} {"extra":1}`},
+	}
+	for _, s := range seeds {
+		f.Add(s.kind, []byte(s.body))
+	}
+	srv := &Server{cfg: Config{Now: func() time.Time { return time.Unix(1732262400, 0) }}}
+	f.Fuzz(func(t *testing.T, kind uint8, body []byte) {
+		var err error
+		switch kind % 6 {
+		case 0, 1: // POST/PUT (replace) and PATCH of a signup
+			var in signupInput
+			if err = decodeJSON(body, &in); err == nil {
+				su := voluntree.Signup{ID: "su_1", OrgID: "o"}
+				err = in.applyTo(&su, kind%6 == 0)
+			}
+		case 2:
+			var in postInput
+			if err = decodeJSON(body, &in); err == nil {
+				p := voluntree.Post{ID: "po_1", OrgID: "o", SignupID: in.SignupID, PageID: in.PageID,
+					Message: in.Message, PhotoURL: in.PhotoURL}
+				if err = p.Validate(); err == nil {
+					_, err = srv.parsePublishAt(in.PublishAt)
+				}
+			}
+		case 3:
+			var in struct {
+				Email string `json:"email"`
+			}
+			if err = decodeOptionalJSON(body, &in); err == nil {
+				_, err = voluntree.NormalizeEmail(in.Email)
+			}
+		case 4:
+			var in struct {
+				Code string `json:"code"`
+			}
+			err = decodeJSON(body, &in)
+		case 5:
+			_, err = parseDemoComment(body)
+		}
+		if err != nil && !is4xx(err) {
+			t.Fatalf("kind %d: error %v maps to %d, want a 4xx", kind%6, err, statusOf[voluntree.ErrorCode(err)])
+		}
+	})
+}
