@@ -13,8 +13,9 @@ BIN := bin/voluntree
 
 # Debian packages: redis-server (embedded default and tests), libtorch-dev (gotch), g++ (cgo),
 # prometheus (promtool, to check /metrics in tests), chromium (the page's browser test),
-# curl (health probes in scripts), ca-certificates (the Go module proxy over TLS).
-APT_RUN  := redis-server libtorch-dev g++ curl ca-certificates
+# curl (health probes in scripts), ca-certificates (the Go module proxy over TLS), python3
+# (free ports in scripts).
+APT_RUN  := redis-server libtorch-dev g++ curl ca-certificates python3
 APT_TEST := $(APT_RUN) prometheus chromium
 # python3-torch is only needed to regenerate ml/testdata (make testdata).
 APT_TESTDATA := python3-torch
@@ -97,8 +98,16 @@ bench: deps-test gotch
 	.build/bin/benchstat .build/bench.txt
 
 # The live pipeline's figures (BENCHMARKS.md): loadgen against serve on a private Redis.
+# python3 (free ports) and redis-tools come with the packages above.
 loadgen: build
 	scripts/loadgen.sh $(RATES)
+
+# A/B of the live pipeline against an older commit, interleaved in one sitting:
+#   make loadgen-ab REF=0b16356 [RATE=2500] [ROUNDS=3] [DURATION=10s]
+RATE ?= 2500
+loadgen-ab: build
+	@[ -n "$(REF)" ] || { echo "usage: make loadgen-ab REF=<commit> [RATE=2500] [ROUNDS=3]"; exit 2; }
+	scripts/loadgen-ab.sh $(REF) $(RATE)
 
 # Every fuzz target for FUZZTIME each (make test replays their corpora as plain tests).
 FUZZTIME ?= 1m

@@ -55,13 +55,16 @@ var _ grainpb.Conversation = (*conversationGrain)(nil)
 
 func (g *conversationGrain) Init(ctx protocluster.GrainContext) {
 	g.id = ctx.Identity()
+	g.deps.metrics.GrainsActive.WithLabelValues("conversation").Inc()
 	if err := g.load(); err != nil {
 		// Not fatal: the next request retries, and fails (to be redelivered) if Redis is down.
 		g.deps.log.Warn("load conversation", "action", "activate", "conversation", g.id, "error", err)
 	}
 }
 
-func (g *conversationGrain) Terminate(protocluster.GrainContext)      {}
+func (g *conversationGrain) Terminate(protocluster.GrainContext) {
+	g.deps.metrics.GrainsActive.WithLabelValues("conversation").Dec()
+}
 func (g *conversationGrain) ReceiveDefault(protocluster.GrainContext) {}
 
 func (g *conversationGrain) load() error {

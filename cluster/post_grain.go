@@ -24,12 +24,15 @@ var _ grainpb.Post = (*postGrain)(nil)
 
 func (g *postGrain) Init(ctx protocluster.GrainContext) {
 	g.key = ctx.Identity()
+	g.deps.metrics.GrainsActive.WithLabelValues("post").Inc()
 	if err := g.load(); err != nil {
 		g.deps.log.Warn("load post", "action", "activate", "post", g.key, "error", err)
 	}
 }
 
-func (g *postGrain) Terminate(protocluster.GrainContext)      {}
+func (g *postGrain) Terminate(protocluster.GrainContext) {
+	g.deps.metrics.GrainsActive.WithLabelValues("post").Dec()
+}
 func (g *postGrain) ReceiveDefault(protocluster.GrainContext) {}
 
 func (g *postGrain) load() error {

@@ -39,7 +39,12 @@ const (
 	DefaultClassifyRate  = 50
 	DefaultClassifyBurst = 2 * voluntree.MaxClassifyTexts
 	classifyClients      = 100_000 // buckets kept at most
-	maxHeaderBytes       = 16 << 10
+	maxHeaderBytes       = 8 << 10
+	// DefaultMaxInflightWebhooks: a webhook call is in flight for about one Redis round trip
+	// (a few ms; tens to hundreds under a burst), so this takes well over 10,000 calls a
+	// second into the stream; it trips when Redis stalls, before goroutines pile up.
+	DefaultMaxInflightWebhooks = 1024
+	DefaultMaxConns            = 8192
 )
 
 // HealthCheck reports whether one dependency works; /healthz runs them all.
@@ -69,6 +74,13 @@ type Config struct {
 	// MetricsToken, when set, is the Bearer token GET /metrics requires (Prometheus's
 	// bearer_token); empty: /metrics is open.
 	MetricsToken string
+	// MaxInflightWebhooks bounds the webhook calls handled at once: past it, a call is answered
+	// 503 with Retry-After at once (Facebook retries it), so that a burst waits in Facebook's
+	// retries and the Redis stream rather than in this node's memory. 0 is
+	// DefaultMaxInflightWebhooks; negative: no bound.
+	MaxInflightWebhooks int
+	// MaxConns bounds the open connections (0: DefaultMaxConns).
+	MaxConns int
 
 	// The live pipeline. Ingest is required for the webhook and the demo channel; Events
 	// for /ws/signups.
@@ -116,13 +128,20 @@ func (c *Config) setDefaults() {
 	if c.ClassifyBurst == 0 {
 		c.ClassifyBurst = DefaultClassifyBurst
 	}
+	if c.MaxInflightWebhooks == 0 {
+		c.MaxInflightWebhooks = DefaultMaxInflightWebhooks
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = DefaultMaxConns
+	}
 }
 
 // Server is the node's HTTP front: REST API, metrics, health and the dashboard.
 type Server struct {
 	app           *fiber.App
 	cfg           Config
-	classifyLimit *limiter // nil: no limit
+	classifyLimit *limiter      // nil: no limit
+	webhooks      chan struct{} // a slot per webhook call in flight; nil: no bound
 }
 
 // New builds the Fiber app and its routes.
@@ -134,9 +153,10 @@ func New(cfg Config) *Server {
 	fc := fiber.Config{
 		AppName:   "voluntree",
 		BodyLimit: cfg.BodyLimit,
-		// Request line and headers up to 16 KiB (fasthttp's default is 4 KiB): a long URL gets
-		// its 4xx instead of a reset connection. Larger ones are answered 431.
+		// Request line and headers up to 8 KiB (fasthttp's default is 4 KiB), as nginx allows: a
+		// long URL gets its 4xx instead of a reset connection. Larger ones are answered 431.
 		ReadBufferSize: maxHeaderBytes,
+		Concurrency:    cfg.MaxConns,
 		ErrorHandler: func(c *fiber.Ctx, err error) error {
 			// A body over the limit is refused by the server before any handler runs.
 			if errors.Is(err, fiber.ErrRequestEntityTooLarge) && c.Path() == "/webhooks/facebook" {
@@ -157,6 +177,9 @@ func New(cfg Config) *Server {
 	s.app = app
 	if cfg.ClassifyRate > 0 {
 		s.classifyLimit = newLimiter(cfg.ClassifyRate, cfg.ClassifyBurst, classifyClients)
+	}
+	if cfg.MaxInflightWebhooks > 0 {
+		s.webhooks = make(chan struct{}, cfg.MaxInflightWebhooks)
 	}
 	app.Use(s.observe)
 	app.Get("/healthz", s.healthz)

@@ -52,6 +52,18 @@ type webhookResponse struct {
 // handled event of every entry appended to the ingest stream; 200 only once they are stored.
 func (s *Server) webhookReceive(c *fiber.Ctx) error {
 	received := time.Now()
+	if s.webhooks != nil {
+		select {
+		case s.webhooks <- struct{}{}:
+			s.cfg.Metrics.WebhookInflight.Inc()
+			defer func() { <-s.webhooks; s.cfg.Metrics.WebhookInflight.Dec() }()
+		default:
+			s.reject("busy")
+			e := voluntree.Errorf(voluntree.EOVERLOADED, "too many webhook calls at once; retry later")
+			e.RetryAfter = time.Second
+			return e
+		}
+	}
 	body := c.Request().Body() // raw bytes, never decoded: the signature covers exactly these
 	if len(body) > MaxWebhookBody {
 		s.reject("too_large")

@@ -20,6 +20,7 @@ import (
 	"github.com/voluntree/voluntree"
 	"github.com/voluntree/voluntree/facebook"
 	"github.com/voluntree/voluntree/httpapi"
+	"github.com/voluntree/voluntree/redisstore"
 )
 
 const (
@@ -403,5 +404,57 @@ func TestWebhookHostileEventRejectedAlone(t *testing.T) {
 		if !found {
 			t.Errorf("no rejection keeps the raw JSON of %s", part)
 		}
+	}
+}
+
+// heldIngester holds every Enqueue until released: webhook calls stay in flight.
+type heldIngester struct {
+	httpapi.Ingester
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (h *heldIngester) Enqueue(ctx context.Context, msgs []voluntree.Message) ([]redisstore.Enqueued, error) {
+	h.entered <- struct{}{}
+	<-h.release
+	return h.Ingester.Enqueue(ctx, msgs)
+}
+
+// TestWebhookInflightBound: past MaxInflightWebhooks calls at once, a call is answered 503
+// with Retry-After straight away (Facebook retries it); once the calls in flight end, calls
+// are taken again, and nothing of the refused call was stored.
+func TestWebhookInflightBound(t *testing.T) {
+	var held *heldIngester
+	e := webhookEnv(t, func(c *httpapi.Config) {
+		held = &heldIngester{Ingester: c.Ingest, entered: make(chan struct{}, 2), release: make(chan struct{})}
+		c.Ingest, c.MaxInflightWebhooks = held, 2
+	})
+	first, _ := webhookBatch(t, "held")
+	done := make(chan int, 2)
+	for range 2 {
+		go func() { status, _, _ := postWebhook(t, e, first, sign(first)); done <- status }()
+	}
+	<-held.entered
+	<-held.entered
+	if got := testutil.ToFloat64(e.m.WebhookInflight); got != 2 {
+		t.Fatalf("webhook inflight gauge %v, want 2", got)
+	}
+	extra, _ := webhookBatch(t, "refused")
+	status, raw, h := postWebhook(t, e, extra, sign(extra))
+	if status != 503 || h.Get("Retry-After") == "" {
+		t.Fatalf("a call past the bound: %d (%s), Retry-After %q; want 503 with Retry-After", status, raw, h.Get("Retry-After"))
+	}
+	requireErrorBody(t, raw)
+	if got := testutil.ToFloat64(e.m.WebhookRejected.WithLabelValues("busy")); got != 1 {
+		t.Fatalf("rejected{busy} = %v, want 1", got)
+	}
+	close(held.release)
+	for range 2 {
+		if s := <-done; s != 200 {
+			t.Fatalf("a call in flight ended with %d", s)
+		}
+	}
+	if got := acceptWebhook(t, e, extra); got.Accepted == 0 {
+		t.Fatalf("after the calls in flight: %+v, want the call accepted", got)
 	}
 }

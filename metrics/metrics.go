@@ -39,6 +39,7 @@ type Metrics struct {
 	WebhookEvents     *prometheus.CounterVec // messages accepted, by kind
 	WebhookRejected   *prometheus.CounterVec // calls or events refused, by reason
 	WebhookDuplicates prometheus.Counter     // redelivered messages skipped
+	WebhookInflight   prometheus.Gauge       // webhook calls being handled
 	IngestLength      prometheus.Gauge
 	IngestPending     prometheus.Gauge
 	IngestLag         prometheus.Gauge
@@ -57,6 +58,7 @@ type Metrics struct {
 	Unowned      prometheus.Counter     // new messages on pages of no organization (no feed)
 	EndToEnd     prometheus.Histogram   // webhook received -> event published
 	GrainRequest *prometheus.HistogramVec
+	GrainsActive *prometheus.GaugeVec // grains activated on this node, by kind
 
 	// Publishing and comment polling.
 	PostsPublish *prometheus.CounterVec // publish attempts by outcome: published, adopted, retry, failed
@@ -123,10 +125,10 @@ func New(reg prometheus.Registerer) *Metrics {
 	m.addPublishing()
 	reg.MustRegister(m.PostsPublish, m.PublishDelay, m.PublishQueue, m.PollRequests, m.PollComments)
 	reg.MustRegister(
-		m.WebhookEvents, m.WebhookRejected, m.WebhookDuplicates, m.IngestLength, m.IngestPending,
+		m.WebhookEvents, m.WebhookRejected, m.WebhookDuplicates, m.WebhookInflight, m.IngestLength, m.IngestPending,
 		m.IngestLag, m.DeadLetterLength, m.RejectedLength, m.IngestRead, m.IngestReclaimed,
 		m.IngestDeadLetters, m.IngestFailures, m.IngestBatchSize, m.IngestBatchTime,
-		m.Classified, m.Interests, m.Unowned, m.EndToEnd, m.GrainRequest, m.WSClients, m.WSDropped, m.WSEventsSent,
+		m.Classified, m.Interests, m.Unowned, m.EndToEnd, m.GrainRequest, m.GrainsActive, m.WSClients, m.WSDropped, m.WSEventsSent,
 	)
 	reg.MustRegister(
 		m.BatcherRequests, m.BatcherItems, m.BatcherRejected, m.BatchSize, m.QueueDelay,
@@ -169,6 +171,7 @@ func (m *Metrics) addPipeline() {
 		Help: "Webhook calls refused, by reason (no_signature, bad_signature, malformed, too_large, overloaded, busy, unavailable, not_configured); and single events left out of an accepted call for their own content, by reason (malformed_event, invalid_event, unencodable_event), kept in the rejected-events stream.",
 	}, []string{"reason"})
 	m.WebhookDuplicates = counter("webhook", "duplicates_total", "Redelivered messages skipped because their id was accepted before.")
+	m.WebhookInflight = gauge("webhook", "inflight", "Webhook calls being handled; past the bound (-max-inflight-webhooks) calls are answered 503 (rejected_total{reason=\"busy\"}).")
 	m.IngestLength = gauge("ingest", "stream_length", "Entries in the ingest stream.")
 	m.IngestPending = gauge("ingest", "pending", "Ingest entries delivered to a consumer and not yet acknowledged.")
 	m.IngestLag = gauge("ingest", "consumer_lag", "Ingest entries not yet delivered to any consumer.")
@@ -204,6 +207,10 @@ func (m *Metrics) addPipeline() {
 		Help:    "Grain request duration as the caller sees it, by kind and outcome.",
 		Buckets: latency,
 	}, []string{"kind", "outcome"})
+	m.GrainsActive = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Subsystem: "grains", Name: "active",
+		Help: "Grains (virtual actors) active on this node, by kind (conversation, post); idle ones are passivated.",
+	}, []string{"kind"})
 	m.WSClients = gauge("ws", "clients", "Open WebSocket connections on this node.")
 	m.WSDropped = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "ws", Name: "dropped_total",

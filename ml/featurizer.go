@@ -3,6 +3,7 @@ package ml
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"unicode"
 )
 
@@ -54,6 +55,7 @@ func (c FeaturizerConfig) Validate() error {
 func (c FeaturizerConfig) Featurize(text string) []int64 {
 	toks := tokenize(text)
 	f := newFeatureSet(c, len(text))
+	defer f.release()
 	f.add("s:n", tokenCountBucket(len(toks.words)))
 	if len(toks.words) <= 3 {
 		f.add("s:all", strings.Join(toks.words, " "))
@@ -109,12 +111,42 @@ func newFeatureSet(cfg FeaturizerConfig, textBytes int) *featureSet {
 	for n < 2*guess {
 		n <<= 1
 	}
-	return &featureSet{cfg: cfg, slots: make([]int64, n), out: make([]int64, 0, guess)}
+	return &featureSet{cfg: cfg, slots: takeSlots(n), out: make([]int64, 0, guess)}
+}
+
+// The dedupe tables are scratch space, reused through a pool: featurizing every message of a
+// busy pipeline allocated a fresh table for each (a tenth of the node's allocations).
+var slotPool sync.Pool
+
+// maxPooledSlots is the largest table kept for reuse (512 KiB); longer texts allocate theirs.
+const maxPooledSlots = 1 << 16
+
+// takeSlots returns a zeroed table of n slots.
+func takeSlots(n int) []int64 {
+	if p, ok := slotPool.Get().(*[]int64); ok {
+		if s := *p; cap(s) >= n {
+			s = s[:n]
+			clear(s)
+			return s
+		}
+		slotPool.Put(p)
+	}
+	return make([]int64, n)
+}
+
+// release hands the table back for reuse; out, the result, stays the caller's.
+func (f *featureSet) release() {
+	if s := f.slots; cap(s) <= maxPooledSlots {
+		slotPool.Put(&s)
+	}
+	f.slots = nil
 }
 
 // grow doubles the table and reinserts what it holds.
 func (f *featureSet) grow() {
-	f.slots = make([]int64, 2*len(f.slots))
+	n := 2 * len(f.slots)
+	f.release()
+	f.slots = takeSlots(n)
 	mask := len(f.slots) - 1
 	for _, idx := range f.out {
 		j := slotOf(idx, mask)

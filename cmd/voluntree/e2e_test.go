@@ -187,7 +187,7 @@ func TestServeEndToEnd(t *testing.T) {
 		"voluntree_batcher_inference_duration_seconds_bucket", "voluntree_batcher_queue_depth",
 		"voluntree_batcher_requests_total", "voluntree_batcher_rejected_items_total",
 		`voluntree_http_requests_total{method="POST",route="/api/v1/classify",status="200"} 1`,
-		"voluntree_http_request_duration_seconds_bucket", "voluntree_protoactor_actor_", "voluntree_model_info",
+		"voluntree_http_request_duration_seconds_bucket", "voluntree_grains_active", "voluntree_model_info",
 	} {
 		if !bytes.Contains(metricsText, []byte(name)) {
 			t.Errorf("/metrics lacks %s", name)
@@ -349,6 +349,8 @@ func TestCLIUsageErrors(t *testing.T) {
 		{[]string{"serve"}, "VOLUNTREE_CLAIM_IDLE=soon", 2, "VOLUNTREE_CLAIM_IDLE"},
 		{[]string{"serve"}, "VOLUNTREE_CLASSIFY_RATE=lots", 2, "VOLUNTREE_CLASSIFY_RATE"},
 		{[]string{"serve", "-trusted-proxies", "10.0.0.0/99"}, "", 2, "trusted-proxies"},
+		{[]string{"serve", "-memory-limit", "lots"}, "", 2, "memory-limit"},
+		{[]string{"serve"}, "VOLUNTREE_ACTOR_METRICS=yes", 2, "VOLUNTREE_ACTOR_METRICS"},
 		{[]string{"admin", "add-page", "-org", "x"}, "", 2, "-page are required"},
 		{[]string{"admin", "rejected", "-n", "0"}, "", 2, "-n must be"},
 	}

@@ -27,7 +27,8 @@ commands:
   classify   read texts from stdin, one per line; print JSON lines {"text","intent","confidence"}
   evaluate   score the model on labelled JSON-lines files (per-intent precision/recall/F1)
   loadgen    open-loop load test of a running server: signed comment webhooks in, WebSocket
-             events out; reports throughput, latency, lost and duplicated events
+             events out; reports throughput, latency, lost and duplicated events, node memory
+  loadgen-compare  the A/B table of make loadgen-ab: median and runs of each side's JSON reports
   admin      organizations, pages, admin API tokens, rejected events (voluntree admin help)
 
 Run 'voluntree <command> -h' for the flags of a command.
@@ -63,6 +64,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = runEvaluate(ctx, args[1:], stdout, stderr)
 	case "loadgen":
 		err = runLoadgen(ctx, args[1:], stdout, stderr)
+	case "loadgen-compare":
+		err = runLoadgenCompare(args[1:], stdout, stderr)
 	case "admin":
 		err = runAdmin(ctx, args[1:], stdin, stdout, stderr)
 	case "help", "-h", "--help":

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -22,6 +24,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/voluntree/voluntree"
 	"github.com/voluntree/voluntree/actors"
@@ -43,6 +47,11 @@ const defaultLinger = 5 * time.Millisecond
 
 // defaultGCPercent is serve's garbage-collection target unless GOGC is set.
 const defaultGCPercent = 400
+
+// defaultMemoryLimit is the Go heap's soft limit unless GOMEMLIMIT or -memory-limit is set:
+// with GOGC 400 the heap may otherwise grow to five times its live size under load. The
+// libraries (libtorch above all) take about 200 MB more, so a node stays under ~400 MB.
+const defaultMemoryLimit = 160 << 20
 
 // defaultRedisPool is the Redis connection pool size unless the URL sets pool_size.
 const defaultRedisPool = 256
@@ -82,6 +91,9 @@ type serveConfig struct {
 	ClassifyRate   float64 // texts a second per client on /api/v1/classify (0: no limit)
 	ClassifyBurst  int
 	TrustedProxies string // comma-separated IPs/CIDRs whose X-Forwarded-For is believed
+	ActorMetrics   bool   // Proto.Actor's own metrics (off: they leak every spawned actor)
+	MemoryLimit    int64  // the Go heap's soft limit in bytes (0: none)
+	MaxInflight    int    // webhook calls handled at once
 }
 
 func envOr(key, def string) string {
@@ -119,6 +131,20 @@ func (e *envErrors) float(key string, def float64) float64 {
 		return def
 	}
 	return v
+}
+
+func (e *envErrors) onOff(key string, def bool) bool {
+	switch s := envOr(key, ""); s {
+	case "":
+		return def
+	case "on":
+		return true
+	case "off":
+		return false
+	default:
+		*e = append(*e, fmt.Errorf("%s=%q: want on or off", key, s))
+		return def
+	}
 }
 
 func (e *envErrors) duration(key string, def time.Duration) time.Duration {
@@ -182,12 +208,30 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.Float64Var(&c.ClassifyRate, "classify-rate", env.float("VOLUNTREE_CLASSIFY_RATE", httpapi.DefaultClassifyRate), "texts a second each client may classify through POST /api/v1/classify; 0 turns the limit off (env VOLUNTREE_CLASSIFY_RATE)")
 	fs.IntVar(&c.ClassifyBurst, "classify-burst", env.int("VOLUNTREE_CLASSIFY_BURST", httpapi.DefaultClassifyBurst), "texts a client may classify at once before the rate applies (env VOLUNTREE_CLASSIFY_BURST)")
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", envOr("VOLUNTREE_TRUSTED_PROXIES", ""), "comma-separated IPs or CIDRs of reverse proxies whose X-Forwarded-For names the client (env VOLUNTREE_TRUSTED_PROXIES)")
+	fs.BoolVar(&c.ActorMetrics, "actor-metrics", env.onOff("VOLUNTREE_ACTOR_METRICS", false), "Proto.Actor's own per-actor metrics as voluntree_protoactor_* (costly: every spawned actor stays in memory; for debugging) (env VOLUNTREE_ACTOR_METRICS=on)")
+	memLimit := fs.String("memory-limit", envOr("VOLUNTREE_MEMORY_LIMIT", ""), "soft limit of the Go heap, like 160MiB or 1GiB; 0: none (default 160MiB, or GOMEMLIMIT when set) (env VOLUNTREE_MEMORY_LIMIT)")
+	fs.IntVar(&c.MaxInflight, "max-inflight-webhooks", env.int("VOLUNTREE_MAX_INFLIGHT_WEBHOOKS", httpapi.DefaultMaxInflightWebhooks), "webhook calls handled at once; past it they are answered 503 with Retry-After (env VOLUNTREE_MAX_INFLIGHT_WEBHOOKS)")
 	fs.StringVar(&c.PprofAddr, "pprof", envOr("VOLUNTREE_PPROF", ""), "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); empty: off (env VOLUNTREE_PPROF)")
 	if err := fs.Parse(args); err != nil {
 		return c, usageError{err}
 	}
 	if len(env) > 0 {
 		return c, usageError{errors.Join(env...)}
+	}
+	switch {
+	case *memLimit != "":
+		n, err := parseBytes(*memLimit)
+		if err != nil {
+			return c, usageError{fmt.Errorf("-memory-limit: %w", err)}
+		}
+		c.MemoryLimit = n
+	case os.Getenv("GOMEMLIMIT") != "":
+		c.MemoryLimit = -1 // the runtime's own
+	default:
+		c.MemoryLimit = defaultMemoryLimit
+	}
+	if c.MaxInflight < 1 {
+		return c, usageError{fmt.Errorf("-max-inflight-webhooks must be at least 1, got %d", c.MaxInflight)}
 	}
 	if fs.NArg() > 0 {
 		return c, usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
@@ -284,15 +328,26 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		// The live heap is small, so trading memory for CPU is cheap. GOGC overrides.
 		debug.SetGCPercent(defaultGCPercent)
 	}
+	if cfg.MemoryLimit >= 0 {
+		// A soft limit: past it the collector runs more often (never a failure); the work a
+		// node holds is bounded elsewhere (webhooks in flight, batches, socket buffers).
+		debug.SetMemoryLimit(cmp.Or(cfg.MemoryLimit, math.MaxInt64))
+	}
 
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg)
-	mp, err := metrics.NewMeterProvider(reg)
-	if err != nil {
-		return err
+	// Proto.Actor's own metrics are off unless asked for: its version here records every
+	// message with freshly built attributes, and registers a mailbox gauge callback for every
+	// actor it spawns that is never unregistered, so every grain and socket a node ever had
+	// stays in memory (and in every scrape). Our own metrics cover grains, batches and sockets.
+	var mp *sdkmetric.MeterProvider
+	if cfg.ActorMetrics {
+		if mp, err = metrics.NewMeterProvider(reg); err != nil {
+			return err
+		}
+		otel.SetMeterProvider(mp) // Proto.Actor reads the global provider; main is the one place for globals
+		defer mp.Shutdown(context.Background())
 	}
-	otel.SetMeterProvider(mp) // Proto.Actor reads the global provider; main is the one place for globals
-	defer mp.Shutdown(context.Background())
 
 	redisURL := cfg.RedisURL
 	if redisURL == "" {
@@ -345,7 +400,11 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer store.Close()
-	system := actors.NewSystem(logger, mp)
+	var actorMetrics metric.MeterProvider
+	if mp != nil {
+		actorMetrics = mp
+	}
+	system := actors.NewSystem(logger, actorMetrics)
 	stopActors := func() {
 		// Shutdown can hang after a peer died (FACTS): bound it.
 		done := make(chan struct{})
@@ -461,25 +520,26 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		cfg.PublicURL = defaultPublicURL(ln.Addr())
 	}
 	api := httpapi.New(httpapi.Config{
-		Classifier:     batcher,
-		Metrics:        m,
-		Gatherer:       reg,
-		Logger:         logger,
-		Ingest:         store,
-		Store:          store,
-		Events:         hub,
-		AppSecret:      []byte(cfg.AppSecret),
-		VerifyToken:    cfg.VerifyToken,
-		Overloaded:     overloaded.Load,
-		Demo:           demo,
-		Mail:           mailQueue,
-		Outbox:         outbox,
-		Facebook:       fbLogin,
-		PublicURL:      cfg.PublicURL,
-		MetricsToken:   cfg.MetricsToken,
-		ClassifyRate:   classifyRate(cfg.ClassifyRate),
-		ClassifyBurst:  cfg.ClassifyBurst,
-		TrustedProxies: splitList(cfg.TrustedProxies),
+		Classifier:          batcher,
+		Metrics:             m,
+		Gatherer:            reg,
+		Logger:              logger,
+		Ingest:              store,
+		Store:               store,
+		Events:              hub,
+		AppSecret:           []byte(cfg.AppSecret),
+		VerifyToken:         cfg.VerifyToken,
+		Overloaded:          overloaded.Load,
+		Demo:                demo,
+		Mail:                mailQueue,
+		Outbox:              outbox,
+		Facebook:            fbLogin,
+		PublicURL:           cfg.PublicURL,
+		MetricsToken:        cfg.MetricsToken,
+		MaxInflightWebhooks: cfg.MaxInflight,
+		ClassifyRate:        classifyRate(cfg.ClassifyRate),
+		ClassifyBurst:       cfg.ClassifyBurst,
+		TrustedProxies:      splitList(cfg.TrustedProxies),
 		Health: []httpapi.HealthCheck{
 			{Name: "redis", Check: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},
 			{Name: "classifier", Check: batcher.Healthy},
@@ -580,4 +640,28 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// parseBytes reads a size: a number with an optional unit B, KiB, MiB, GiB (or K, M, G, KB,
+// MB, GB, all powers of 1024).
+func parseBytes(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	i := strings.IndexFunc(s, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
+	num, unit := s, ""
+	if i >= 0 {
+		num, unit = s[:i], strings.TrimSpace(s[i:])
+	}
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("%q is not a size like 160MiB", s)
+	}
+	mult := map[string]float64{"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "KiB": 1 << 10, "M": 1 << 20, "MB": 1 << 20,
+		"MiB": 1 << 20, "G": 1 << 30, "GB": 1 << 30, "GiB": 1 << 30}[unit]
+	if mult == 0 {
+		return 0, fmt.Errorf("%q: unknown unit %q (B, KiB, MiB, GiB)", s, unit)
+	}
+	if v*mult > math.MaxInt64/2 {
+		return 0, fmt.Errorf("%q is too large", s)
+	}
+	return int64(v * mult), nil
 }
