@@ -211,6 +211,9 @@ func (m *Metrics) addPipeline() {
 		Namespace: namespace, Subsystem: "grains", Name: "active",
 		Help: "Grains (virtual actors) active on this node, by kind (conversation, post); idle ones are passivated.",
 	}, []string{"kind"})
+	for _, kind := range []string{"conversation", "post"} {
+		m.GrainsActive.WithLabelValues(kind) // exported from the start, at 0
+	}
 	m.WSClients = gauge("ws", "clients", "Open WebSocket connections on this node.")
 	m.WSDropped = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "ws", Name: "dropped_total",
