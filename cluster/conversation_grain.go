@@ -16,7 +16,7 @@ import (
 	"github.com/voluntree/voluntree/redisstore"
 )
 
-// Conversation stages. Later issues add confirm, email verification, slot choice.
+// Conversation stages: what the pipeline knows of a person so far.
 const (
 	StageNew        = "new"
 	StageInterested = "interested"

@@ -25,9 +25,9 @@ const (
 type principalKey struct{}
 
 // requireAdmin is the one gate of the admin API: it authenticates the request and puts its
-// Principal in c.Locals, or answers 401. Today the only credential is an admin API token
-// (`voluntree admin create-token --org …`) sent as "Authorization: Bearer <token>"; browser
-// sessions will be a second branch here. It also gives the request its deadline.
+// Principal in c.Locals, or answers 401. The credential is an admin API token (`voluntree
+// admin create-token -org …`) sent as "Authorization: Bearer <token>". It also gives the
+// request its deadline.
 func (s *Server) requireAdmin(c *fiber.Ctx) error {
 	ctx, cancel := context.WithTimeout(c.UserContext(), s.cfg.RequestTimeout)
 	defer cancel()

@@ -107,7 +107,7 @@ func (k Keys) Conversation(conversationID string) string {
 	return k.prefix + ":{conv:" + conversationID + "}"
 }
 
-// ---- Organizations, admin tokens, pages, signups, posts (issue 4) ----
+// ---- Organizations, admin tokens, pages, signups, posts ----
 //
 // Records are JSON strings; every record names its organization. Per-organization indexes are
 // sorted sets (by creation time) so lists page with a stable order.

@@ -127,7 +127,7 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	if _, set := os.LookupEnv("GOGC"); !set {
 		// The tool's own collector pauses and assists land in the latencies it measures
-		// (ack p99 8.1 -> 5.6 ms at 2,500/s with 800 instead of 100); its heap is small.
+		// (BENCHMARKS.md); its heap is small.
 		debug.SetGCPercent(800)
 	}
 	return loadgenRun(ctx, cfg, stdout, stderr)

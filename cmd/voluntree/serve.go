@@ -40,9 +40,8 @@ import (
 	"github.com/voluntree/voluntree/redisstore"
 )
 
-// defaultLinger trades ~3 ms of median latency for fewer, larger pipeline batches: at 2,500
-// comments/s it cut the webhook ack p99 from 7 to 5.3 ms and the 5,000/s p99 from 385 to
-// 206 ms (BENCHMARKS.md).
+// defaultLinger trades a little median latency for fewer, larger pipeline batches, which cut
+// the tail latencies (BENCHMARKS.md has the measurements).
 const defaultLinger = 5 * time.Millisecond
 
 // defaultGCPercent is serve's garbage-collection target unless GOGC is set.
@@ -50,7 +49,7 @@ const defaultGCPercent = 400
 
 // defaultMemoryLimit is the Go heap's soft limit unless GOMEMLIMIT or -memory-limit is set:
 // with GOGC 400 the heap may otherwise grow to five times its live size under load. The
-// libraries (libtorch above all) take about 200 MB more, so a node stays under ~400 MB.
+// libraries (libtorch above all) take about as much again (BENCHMARKS.md, Memory).
 const defaultMemoryLimit = 160 << 20
 
 // defaultRedisPool is the Redis connection pool size unless the URL sets pool_size.
