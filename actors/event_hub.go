@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -19,12 +20,17 @@ import (
 // Event hub defaults.
 const (
 	DefaultSendBuffer = 4096 // frames (~2 MB) queued for one socket before it counts as too slow
+	DefaultMaxSockets = 1000 // sockets of one node: what its event fan-out may hold is this × SendBuffer frames
 	MaxTail           = 1000
+	// maxReplays bounds the replays reading the events logs at once: after a Pub/Sub
+	// reconnect every socket replays, and they queue here rather than all hit Redis together.
+	maxReplays = 16
 )
 
 // EventHubConfig configures an EventHub.
 type EventHubConfig struct {
 	SendBuffer int    // frames queued per connection
+	MaxSockets int    // connections at once; past it Subscribe answers EOVERLOADED
 	Name       string // hub actor name, default "events"
 }
 
@@ -41,10 +47,12 @@ type EventHub struct {
 	metrics *metrics.Metrics
 	log     *slog.Logger
 
-	cancel context.CancelFunc
-	done   chan struct{}
-	ready  chan struct{} // closed once subscribed
-	once   sync.Once
+	cancel  context.CancelFunc
+	done    chan struct{}
+	ready   chan struct{} // closed once subscribed
+	once    sync.Once
+	sockets atomic.Int64  // open subscriptions
+	replays chan struct{} // a slot per replay reading Redis
 }
 
 // NewEventHub spawns the hub actor and starts the Pub/Sub loop; it returns once subscribed.
@@ -55,11 +63,15 @@ func NewEventHub(ctx context.Context, system *actor.ActorSystem, store *redissto
 	if cfg.Name == "" {
 		cfg.Name = "events"
 	}
-	if cfg.SendBuffer < 1 {
-		return nil, fmt.Errorf("actors: send buffer must be positive, got %d", cfg.SendBuffer)
+	if cfg.MaxSockets == 0 {
+		cfg.MaxSockets = DefaultMaxSockets
+	}
+	if cfg.SendBuffer < 1 || cfg.MaxSockets < 1 {
+		return nil, fmt.Errorf("actors: send buffer and max sockets must be positive, got %d and %d", cfg.SendBuffer, cfg.MaxSockets)
 	}
 	h := &EventHub{system: system, store: store, cfg: cfg, metrics: m,
-		log: logger.With("component", "events"), done: make(chan struct{}), ready: make(chan struct{})}
+		log: logger.With("component", "events"), done: make(chan struct{}), ready: make(chan struct{}),
+		replays: make(chan struct{}, maxReplays)}
 	props := actor.PropsFromProducer(func() actor.Actor {
 		return &hubActor{conns: make(map[string]map[*actor.PID]struct{}), orgOf: make(map[*actor.PID]string)}
 	}, actor.WithGuardian(restartStrategy()))
@@ -82,6 +94,10 @@ func NewEventHub(ctx context.Context, system *actor.ActorSystem, store *redissto
 		return nil, fmt.Errorf("actors: subscribe to events: %w", ctx.Err())
 	}
 }
+
+// Full reports whether the node has as many sockets as it takes (checked before an upgrade;
+// Subscribe checks again).
+func (h *EventHub) Full() bool { return h.sockets.Load() >= int64(h.cfg.MaxSockets) }
 
 // Stop ends the Pub/Sub loop and the hub actor; open subscriptions see their Done channel.
 func (h *EventHub) Stop(ctx context.Context) error {

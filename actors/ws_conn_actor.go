@@ -72,6 +72,12 @@ func (h *EventHub) Subscribe(ctx context.Context, opts SubscribeOptions) (*Subsc
 		return nil, voluntree.Errorf(voluntree.EUNAVAILABLE, "events are shutting down")
 	default:
 	}
+	if n := h.sockets.Add(1); n > int64(h.cfg.MaxSockets) {
+		h.sockets.Add(-1)
+		e := voluntree.Errorf(voluntree.EOVERLOADED, "this node has %d live feeds open, its most; retry later", h.cfg.MaxSockets)
+		e.RetryAfter = 5 * time.Second
+		return nil, e
+	}
 	sub := &Subscription{frames: make(chan []byte, h.cfg.SendBuffer), done: make(chan struct{}), system: h.system}
 	props := actor.PropsFromProducer(func() actor.Actor {
 		return &connActor{hub: h, sub: sub, opts: opts}
@@ -180,6 +186,7 @@ func (a *connActor) Receive(ctx actor.Context) {
 	case *actor.Stopped:
 		a.sub.drop(DropStopped)
 		a.hub.metrics.WSClients.Dec()
+		a.hub.sockets.Add(-1)
 	}
 }
 
@@ -197,15 +204,29 @@ func (a *connActor) startReplay(ctx actor.Context, after string, first bool) {
 	a.nextPage = next
 	self, root, store, opts := ctx.Self(), a.hub.system.Root, a.hub.store, a.opts
 	reportGap := !first || opts.Since != ""
+	slots := a.hub.replays
+	// read runs one Redis read of the replay holding a slot: a bounded number of replays read
+	// at once, and a replay waiting on its client holds none.
+	read := func(f func() error) error {
+		select {
+		case slots <- struct{}{}:
+			defer func() { <-slots }()
+			return f()
+		case <-rctx.Done():
+			return rctx.Err()
+		}
+	}
 	go func() {
 		defer cancel()
 		if first && after == "" {
-			var err error
-			if opts.Tail > 0 {
-				after, err = store.EventIDBeforeLast(rctx, opts.Org, opts.Tail)
-			} else {
-				after, err = store.LastEventID(rctx, opts.Org)
-			}
+			err := read(func() (err error) {
+				if opts.Tail > 0 {
+					after, err = store.EventIDBeforeLast(rctx, opts.Org, opts.Tail)
+				} else {
+					after, err = store.LastEventID(rctx, opts.Org)
+				}
+				return err
+			})
 			if err != nil {
 				root.Send(self, &replayPage{err: err, final: true})
 				return
@@ -214,7 +235,11 @@ func (a *connActor) startReplay(ctx actor.Context, after string, first bool) {
 		const page = 500
 		start := after
 		for {
-			r, err := store.EventsAfter(rctx, opts.Org, after, page)
+			var r redisstore.Replay
+			err := read(func() (err error) {
+				r, err = store.EventsAfter(rctx, opts.Org, after, page)
+				return err
+			})
 			if err != nil {
 				root.Send(self, &replayPage{err: err, final: true})
 				return

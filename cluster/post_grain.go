@@ -55,22 +55,35 @@ func (g *postGrain) Record(req *grainpb.RecordRequest, _ protocluster.GrainConte
 	}
 	ctx, cancel := g.deps.ctx()
 	defer cancel()
-	// Every message of a post is on the post's page; a page inbox is one page too.
-	org := ""
-	if len(req.Messages) > 0 {
-		var err error
-		if org, err = g.deps.orgs.orgOf(ctx, req.Messages[0].PageId); err != nil {
-			return nil, err
-		}
-	}
 	now := time.Now()
 	interests := make([]voluntree.Interest, len(req.Messages))
 	for i, m := range req.Messages {
 		interests[i] = interestOf(m, now)
 	}
-	res, err := g.deps.store.Record(ctx, org, g.key, interests)
-	if err != nil {
-		return nil, err
+	// A post's messages are all on its page, a page inbox's too: one organization, one call.
+	// Should a request mix pages, each page's messages go to their own organization.
+	orgs := make([]string, len(interests))
+	for i, in := range interests {
+		if i > 0 && in.PageID == interests[i-1].PageID {
+			orgs[i] = orgs[i-1]
+			continue
+		}
+		org, err := g.deps.orgs.orgOf(ctx, in.PageID)
+		if err != nil {
+			return nil, err
+		}
+		orgs[i] = org
+	}
+	res := make([]redisstore.Recorded, len(interests))
+	for _, grp := range groupBy(len(interests), func(i int) string { return "o" + orgs[i] }) {
+		org := orgs[grp.idx[0]]
+		part, err := g.deps.store.Record(ctx, org, g.key, pick(interests, grp.idx))
+		if err != nil {
+			return nil, err
+		}
+		for j, i := range grp.idx {
+			res[i] = part[j]
+		}
 	}
 	published := time.Now()
 	resp := &grainpb.RecordResponse{}
@@ -90,7 +103,7 @@ func (g *postGrain) Record(req *grainpb.RecordRequest, _ protocluster.GrainConte
 		case redisstore.Counted:
 			resp.Counted++
 		}
-		if org == "" {
+		if orgs[i] == "" {
 			g.deps.metrics.Unowned.Inc()
 		}
 		g.counts.Intents[in.Intent]++

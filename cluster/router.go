@@ -235,8 +235,8 @@ func groupBy(n int, key func(i int) string) []group {
 	return out
 }
 
-func pick(items []*grainpb.Classified, idx []int) []*grainpb.Classified {
-	out := make([]*grainpb.Classified, len(idx))
+func pick[T any](items []T, idx []int) []T {
+	out := make([]T, len(idx))
 	for j, i := range idx {
 		out[j] = items[i]
 	}

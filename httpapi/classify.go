@@ -31,7 +31,7 @@ func (s *Server) classify(c *fiber.Ctx) error {
 		return err
 	}
 	if s.classifyLimit != nil {
-		if ok, wait := s.classifyLimit.take(c.IP(), float64(len(texts))); !ok {
+		if ok, wait := s.classifyLimit.take(s.clientKey(c), float64(len(texts))); !ok {
 			e := voluntree.Errorf(voluntree.ERATELIMITED, "too many texts classified from this address: at most %g a second; retry later", s.cfg.ClassifyRate)
 			e.RetryAfter = wait
 			return e

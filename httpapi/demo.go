@@ -108,8 +108,12 @@ func (s *Server) demoComment(c *fiber.Ctx) error {
 	for i := range msgs {
 		msgs[i].Source = voluntree.SourceDemo
 	}
-	if _, err := s.accept(c.UserContext(), msgs, nil); err != nil {
+	res, err := s.accept(c.UserContext(), msgs, nil)
+	if err != nil {
 		return err
+	}
+	if res.Rejected > 0 {
+		return voluntree.Errorf(voluntree.EINVALID, "the comment cannot be stored")
 	}
 	return c.Status(fiber.StatusAccepted).JSON(demoAccepted{MessageID: commentID, PostID: d.PostID})
 }

@@ -82,6 +82,23 @@ func TestClassifyRateLimitPerForwardedClient(t *testing.T) {
 	if resp, _ := post(t, url, two, map[string]string{"X-Forwarded-For": "203.0.113.1"}); resp.StatusCode != 429 {
 		t.Fatalf("client 1 again: %d, want 429", resp.StatusCode)
 	}
+	// The client cannot choose its bucket: what it writes is left of what the proxy adds.
+	for _, fake := range []string{"198.51.100.7", "198.51.100.8"} {
+		if resp, _ := post(t, url, two, map[string]string{"X-Forwarded-For": fake + ", 203.0.113.1"}); resp.StatusCode != 429 {
+			t.Fatalf("client 1 with a made-up address %s in front: %d, want 429", fake, resp.StatusCode)
+		}
+	}
+	// Behind two proxies, the client is the address the first trusted one saw.
+	if resp, _ := post(t, url, two, map[string]string{"X-Forwarded-For": "203.0.113.1, 127.0.0.1"}); resp.StatusCode != 429 {
+		t.Fatalf("client 1 through two proxies: %d, want 429", resp.StatusCode)
+	}
+	// An IPv6 client is its /64.
+	if resp, _ := post(t, url, two, map[string]string{"X-Forwarded-For": "2001:db8:1:2::1"}); resp.StatusCode != 200 {
+		t.Fatalf("an IPv6 client: %d, want 200", resp.StatusCode)
+	}
+	if resp, _ := post(t, url, two, map[string]string{"X-Forwarded-For": "2001:db8:1:2:ffff::9"}); resp.StatusCode != 429 {
+		t.Fatalf("another address of the same /64: %d, want 429", resp.StatusCode)
+	}
 
 	direct := serveOn(t, Config{Classifier: &fakeClassifier{}, ClassifyRate: 1, ClassifyBurst: 2}) + "/api/v1/classify"
 	post(t, direct, two, map[string]string{"X-Forwarded-For": "203.0.113.1"})

@@ -70,6 +70,7 @@ type Config struct {
 	ClassifyBurst int
 	// TrustedProxies are the addresses (IPs or CIDRs) of reverse proxies whose
 	// X-Forwarded-For names the client (the rate limit's key); empty: the peer address is.
+	// Entries that are neither are ignored (serve checks them first).
 	TrustedProxies []string
 	// MetricsToken, when set, is the Bearer token GET /metrics requires (Prometheus's
 	// bearer_token); empty: /metrics is open.
@@ -141,6 +142,7 @@ type Server struct {
 	app           *fiber.App
 	cfg           Config
 	classifyLimit *limiter      // nil: no limit
+	proxies       []*net.IPNet  // trusted reverse proxies (the client's address: clientKey)
 	webhooks      chan struct{} // a slot per webhook call in flight; nil: no bound
 }
 
@@ -169,15 +171,12 @@ func New(cfg Config) *Server {
 		WriteTimeout:          cfg.RequestTimeout,
 		IdleTimeout:           2 * time.Minute,
 	}
-	if len(cfg.TrustedProxies) > 0 {
-		fc.EnableTrustedProxyCheck, fc.TrustedProxies = true, cfg.TrustedProxies
-		fc.ProxyHeader, fc.EnableIPValidation = fiber.HeaderXForwardedFor, true
-	}
 	app := fiber.New(fc)
 	s.app = app
 	if cfg.ClassifyRate > 0 {
 		s.classifyLimit = newLimiter(cfg.ClassifyRate, cfg.ClassifyBurst, classifyClients)
 	}
+	s.proxies = parseNets(cfg.TrustedProxies)
 	if cfg.MaxInflightWebhooks > 0 {
 		s.webhooks = make(chan struct{}, cfg.MaxInflightWebhooks)
 	}

@@ -122,7 +122,10 @@ func (s *Server) accept(ctx context.Context, msgs []voluntree.Message, rejected 
 	for i, r := range res {
 		switch {
 		case r.Err != nil:
-			b, _ := json.Marshal(msgs[i])
+			// What made it unencodable is most likely a time: the rest is kept as it came.
+			m := msgs[i]
+			m.CreatedAt, m.ReceivedAt = time.Time{}, time.Time{}
+			b, _ := json.Marshal(m)
 			rejected = append(rejected, redisstore.Rejection{Reason: "unencodable_event", Error: voluntree.ErrorMessage(r.Err),
 				Source: msgs[i].Source, Raw: string(b)})
 		case r.ID == "":

@@ -37,6 +37,11 @@ func (s *Server) wsUpgrade(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	if s.cfg.Events.Full() {
+		e := voluntree.Errorf(voluntree.EOVERLOADED, "this node has as many live feeds open as it takes; retry later")
+		e.RetryAfter = 5 * time.Second
+		return e
+	}
 	// The ticket is checked last, so that a malformed request does not use it up.
 	ctx, cancel := context.WithTimeout(c.UserContext(), 5*time.Second)
 	defer cancel()

@@ -3,11 +3,13 @@ package httpapi_test
 import (
 	"context"
 	"encoding/json"
+	"github.com/voluntree/voluntree/actors"
 	"io"
 	"net/url"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fasthttp/websocket"
 
@@ -190,4 +192,24 @@ func TestWSOrganizationIsolation(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestWSSocketBound: a node takes MaxSockets live feeds; past it the upgrade gets 503 with
+// Retry-After (what a node's fan-out may hold is bounded), and a closed socket frees its place.
+func TestWSSocketBound(t *testing.T) {
+	e := newEnv(t, envOptions{hub: &actors.EventHubConfig{MaxSockets: 2}, admin: true})
+	a := dial(t, e, nil)
+	expectReady(t, a)
+	expectReady(t, dial(t, e, nil))
+	c, resp, err := websocket.DefaultDialer.Dial(wsURL(e, url.Values{"ticket": {ticket(t, e, testWSOrg)}}), nil)
+	if err == nil {
+		c.Close()
+		t.Fatal("a third socket was taken")
+	}
+	if resp == nil || resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("a third socket: %v %v, want 503 with Retry-After", resp, err)
+	}
+	a.Close()
+	eventually(t, 10*time.Second, "a place freed", func() bool { return !e.hub.Full() })
+	expectReady(t, dial(t, e, nil))
 }

@@ -69,7 +69,10 @@ func (s *Store) Enqueue(ctx context.Context, msgs []voluntree.Message) ([]Enqueu
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: enqueue: %w", err)
 	}
-	if err := s.retryNoScript(ctx, enqueueScript, cmds); err != nil {
+	err = s.retryNoScript(ctx, enqueueScript, cmds, func(i int) ([]string, []any) {
+		return []string{s.keys.IngestSeen(msgs[i].ID), s.keys.Ingest()}, []any{ttl, maxLen, args[i]}
+	})
+	if err != nil {
 		return nil, fmt.Errorf("redisstore: enqueue: %w", err)
 	}
 	for i, c := range cmds {

@@ -135,7 +135,8 @@ func (s *Store) Record(ctx context.Context, org, postKey string, interests []vol
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: record: %w", err)
 	}
-	if err := s.retryNoScript(ctx, recordScript, cmds); err != nil {
+	err = s.retryNoScript(ctx, recordScript, cmds, func(i int) ([]string, []any) { return calls[i].keys, calls[i].args })
+	if err != nil {
 		return nil, fmt.Errorf("redisstore: record: %w", err)
 	}
 	out := make([]Recorded, len(interests))

@@ -21,8 +21,9 @@ type script struct {
 func newScript(src string) *script { return &script{Script: redis.NewScript(src), src: src} }
 
 // retryNoScript runs again, with EVAL, every command of cmds that failed with NOSCRIPT, and
-// replaces its result. nil commands are skipped.
-func (s *Store) retryNoScript(ctx context.Context, sc *script, cmds []*redis.Cmd) error {
+// replaces its result; call(i) gives command i's keys and arguments. nil commands are
+// skipped.
+func (s *Store) retryNoScript(ctx context.Context, sc *script, cmds []*redis.Cmd, call func(i int) ([]string, []any)) error {
 	var retry []int
 	for i, c := range cmds {
 		if c != nil && isNoScript(c.Err()) {
@@ -35,8 +36,8 @@ func (s *Store) retryNoScript(ctx context.Context, sc *script, cmds []*redis.Cmd
 	pipe := s.rdb.Pipeline()
 	again := make([]*redis.Cmd, len(retry))
 	for j, i := range retry {
-		args := cmds[i].Args() // "evalsha", sha, numkeys, keys..., args...
-		again[j] = pipe.Eval(ctx, sc.src, keysOf(args), args[3+numKeys(args):]...)
+		keys, args := call(i)
+		again[j] = pipe.Eval(ctx, sc.src, keys, args...)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errorsAreReplies(again) {
 		return err
@@ -49,20 +50,6 @@ func (s *Store) retryNoScript(ctx context.Context, sc *script, cmds []*redis.Cmd
 
 func isNoScript(err error) bool {
 	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
-}
-
-func numKeys(args []any) int {
-	n, _ := args[2].(int)
-	return n
-}
-
-func keysOf(args []any) []string {
-	n := numKeys(args)
-	keys := make([]string, n)
-	for i := range n {
-		keys[i], _ = args[3+i].(string)
-	}
-	return keys
 }
 
 // errorsAreReplies reports whether every failed command failed with a reply of its own (a

@@ -17,7 +17,7 @@ import (
 // Defaults of Config.
 const (
 	DefaultIngestMaxLen = 1_000_000
-	DefaultEventsMaxLen = 100_000
+	DefaultEventsMaxLen = 20_000         // per organization: what a dashboard can catch up on after a disconnect
 	DefaultDedupeTTL    = 36 * time.Hour // Facebook retries a webhook for up to 36 hours
 )
 
@@ -25,7 +25,7 @@ const (
 type Config struct {
 	Prefix       string        // key prefix; "" is DefaultPrefix
 	IngestMaxLen int64         // approximate cap of the ingest stream (MAXLEN ~)
-	EventsMaxLen int64         // approximate cap of the events replay log
+	EventsMaxLen int64         // approximate cap of each organization's events replay log
 	DedupeTTL    time.Duration // how long an accepted message id is remembered
 }
 

@@ -35,7 +35,7 @@ type WSTicket struct {
 // CreateWSTicket issues a ticket for org's live feed, valid for ttl (at most MaxTicketTTL).
 func (s *Store) CreateWSTicket(ctx context.Context, org string, ttl time.Duration) (string, WSTicket, error) {
 	if org == "" {
-		return "", WSTicket{}, errors.New("redisstore: a ticket needs an organization")
+		return "", WSTicket{}, voluntree.Errorf(voluntree.EFORBIDDEN, "a live feed belongs to an organization")
 	}
 	ttl = min(ttl, MaxTicketTTL)
 	if ttl <= 0 {

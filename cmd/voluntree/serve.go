@@ -193,7 +193,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.IntVar(&c.Ingest.MaxDeliveries, "max-deliveries", actors.DefaultMaxDeliveries, "an ingest entry failing this many deliveries goes to the dead-letter stream")
 	fs.StringVar(&c.Store.Prefix, "redis-prefix", envOr("VOLUNTREE_REDIS_PREFIX", redisstore.DefaultPrefix), "prefix of every Redis key, to share one Redis between deployments (env VOLUNTREE_REDIS_PREFIX)")
 	fs.Int64Var(&c.Store.IngestMaxLen, "ingest-max-len", redisstore.DefaultIngestMaxLen, "approximate cap of the ingest stream; webhooks get 503 when the backlog nears it")
-	fs.Int64Var(&c.Store.EventsMaxLen, "events-max-len", redisstore.DefaultEventsMaxLen, "approximate cap of the events replay log")
+	fs.Int64Var(&c.Store.EventsMaxLen, "events-max-len", redisstore.DefaultEventsMaxLen, "approximate cap of each organization's events replay log")
 	fs.IntVar(&c.SendBuffer, "ws-send-buffer", actors.DefaultSendBuffer, "events queued per WebSocket before the client counts as too slow and is dropped")
 	fs.StringVar(&c.Graph.BaseURL, "fb-graph-url", envOr("VOLUNTREE_FB_GRAPH_URL", facebook.DefaultGraphURL), "Graph API base URL (env VOLUNTREE_FB_GRAPH_URL)")
 	fs.StringVar(&c.Graph.Version, "fb-graph-version", envOr("VOLUNTREE_FB_GRAPH_VERSION", facebook.DefaultGraphVersion), "Graph API version path (env VOLUNTREE_FB_GRAPH_VERSION)")

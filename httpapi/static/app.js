@@ -273,8 +273,10 @@
   }
 
   function onGap() {
-    if (!feed.usedSince) {
-      console.warn('gap frame on a tail connection: ignored');
+    // A tail replay cannot miss anything; once live, a gap means the server's Pub/Sub
+    // connection dropped and events older than its log were lost for this list.
+    if (!feed.usedSince && !feed.ready) {
+      console.warn('gap frame during a tail replay: ignored');
       return;
     }
     showNotice('Some signups were missed while the connection was down (they are older than the server keeps). '
