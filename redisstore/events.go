@@ -198,10 +198,8 @@ func fastHeader(p string) (EventHeader, bool) {
 // ARGV[1] -> event JSON without id
 // ARGV[2] -> max length
 // ARGV[3] -> the organization's channel
-// ARGV[4] -> event type
-// ARGV[5] -> post id
 var appendEventScript = redis.NewScript(`
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'type', ARGV[4], 'post', ARGV[5], 'data', ARGV[1])
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'data', ARGV[1])
 redis.call('PUBLISH', ARGV[3], '{"id":"' .. id .. '",' .. string.sub(ARGV[1], 2))
 return id
 `)
@@ -218,7 +216,7 @@ func (s *Store) AppendEvent(ctx context.Context, org string, ev voluntree.Event)
 		return "", fmt.Errorf("redisstore: encode event: %w", err)
 	}
 	id, err := appendEventScript.Run(ctx, s.rdb, []string{s.keys.OrgEvents(org)},
-		string(b), s.cfg.EventsMaxLen, s.keys.OrgEventsChannel(org), string(ev.Type), ev.PostID).Text()
+		string(b), s.cfg.EventsMaxLen, s.keys.OrgEventsChannel(org)).Text()
 	if err != nil {
 		return "", fmt.Errorf("redisstore: append event: %w", err)
 	}

@@ -1,11 +1,12 @@
 package redisstore
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -13,49 +14,57 @@ import (
 	"github.com/voluntree/voluntree"
 )
 
-// recordScript records one classified message for a post, once per message id: it counts the
-// intent and, for an interest of an organization's page, stores the interest hash, indexes it
-// for the post and for the organization's stats, appends the event to the organization's
-// replay log and publishes it, all atomically. A redelivered message finds its id in the
-// classified hash and changes nothing, so the event is published exactly once. Messages on a
-// page of no organization are only counted: nobody may see them.
+// recordScript records classified messages of one post, once per message id: it counts each
+// one's intent and, for an interest on an organization's page, stores the interest hash,
+// indexes it for the post and for the organization's stats, appends the event to the
+// organization's replay log and publishes it, all atomically. A redelivered message finds its
+// id in the classified hash and changes nothing, so its event is published exactly once.
+// Messages on a page of no organization are only counted: nobody may see them. One call takes
+// a whole batch of the post's messages (one script run, one transaction in the AOF).
 //
 // KEYS[1] -> {post:P}:classified  (hash message id → intent)
 // KEYS[2] -> {post:P}:intents     (hash intent → count)
-// KEYS[3] -> {post:P}:interest:<message id> (hash)
-// KEYS[4] -> {post:P}:interests   (sorted set: message id by recording time)
-// KEYS[5] -> {org:O}:events stream
-// KEYS[6] -> org:O:interests      (sorted set: "<conversation>|<post key>|<message id>" by time)
-// KEYS[7] -> org:O:volunteers     (sorted set: conversation by first interest time)
-// ARGV[1] -> message id
-// ARGV[2] -> intent
-// ARGV[3] -> "1" to store an interest, "0" to count only
-// ARGV[4] -> recording time, unix ms (index score)
-// ARGV[5] -> event JSON without its id: {"type":...}
-// ARGV[6] -> events stream approximate max length
-// ARGV[7] -> the organization's Pub/Sub channel
-// ARGV[8] -> post id of the event ("" for page-level interests)
-// ARGV[9] -> time the interest was expressed, unix ms (organization index score)
-// ARGV[10] -> organization interest index member
-// ARGV[11] -> conversation id
-// ARGV[12...] -> the interest hash's field/value pairs
-// Returns the event id for a new interest, "counted" for another new message, false for a
-// message recorded before.
+// KEYS[3] -> {post:P}:interests   (sorted set: message id by recording time)
+// KEYS[4] -> {org:O}:events stream (field "data": the event's JSON without its id)
+// KEYS[5] -> org:O:interests      (sorted set: "<conversation>|<message id>" by time)
+// KEYS[6] -> org:O:volunteers     (sorted set: conversation by first interest time)
+// KEYS[7...] -> {post:P}:interest:<message id> (hash), one per message to store, in order
+// ARGV[1] -> events stream approximate max length
+// ARGV[2] -> the organization's Pub/Sub channel
+// ARGV[3] -> number of messages; then for each message 10 values and its hash's fields:
+//
+//	id, intent, "1" to store an interest or "0" to count only, recording time (unix ms),
+//	event JSON ({"type":...}), time expressed (unix ms), organization index member,
+//	conversation id, unused, number of hash field/value values; then those values
+//
+// Returns, per message, the event id of a new interest, "c" for another new message, "d"
+// for a message recorded before.
 var recordScript = newScript(`
-if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then
-  return false
+local maxlen, channel, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local out = {}
+local a, k = 4, 7
+for i = 1, n do
+  local id, intent, store, nf = ARGV[a], ARGV[a+1], ARGV[a+2], tonumber(ARGV[a+9])
+  if redis.call('HSETNX', KEYS[1], id, intent) == 0 then
+    out[i] = 'd'
+  else
+    redis.call('HINCRBY', KEYS[2], intent, 1)
+    if store ~= '1' then
+      out[i] = 'c'
+    else
+      redis.call('HSET', KEYS[k], unpack(ARGV, a+10, a+9+nf))
+      redis.call('ZADD', KEYS[3], ARGV[a+3], id)
+      redis.call('ZADD', KEYS[5], 'NX', ARGV[a+5], ARGV[a+6])
+      redis.call('ZADD', KEYS[6], 'LT', ARGV[a+5], ARGV[a+7])
+      local eid = redis.call('XADD', KEYS[4], 'MAXLEN', '~', maxlen, '*', 'data', ARGV[a+4])
+      redis.call('PUBLISH', channel, '{"id":"' .. eid .. '",' .. string.sub(ARGV[a+4], 2))
+      out[i] = eid
+    end
+  end
+  if store == '1' then k = k + 1 end
+  a = a + 10 + nf
 end
-redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
-if ARGV[3] ~= '1' then
-  return 'counted'
-end
-redis.call('HSET', KEYS[3], unpack(ARGV, 12))
-redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
-redis.call('ZADD', KEYS[6], 'NX', ARGV[9], ARGV[10])
-redis.call('ZADD', KEYS[7], 'LT', ARGV[9], ARGV[11])
-local id = redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[6], '*', 'type', 'interest', 'post', ARGV[8], 'data', ARGV[5])
-redis.call('PUBLISH', ARGV[7], '{"id":"' .. id .. '",' .. string.sub(ARGV[5], 2))
-return id
+return out
 `)
 
 // Outcome says what recording a classified message did.
@@ -86,68 +95,56 @@ func (s *Store) Record(ctx context.Context, org, postKey string, interests []vol
 	if len(interests) == 0 {
 		return nil, nil
 	}
-	maxLen := strconv.FormatInt(s.cfg.EventsMaxLen, 10)
-	type call struct {
-		keys []string
-		args []any
+	keys := []string{
+		s.keys.PostClassified(postKey), s.keys.PostIntents(postKey), s.keys.PostInterests(postKey),
+		s.keys.OrgEvents(org), s.keys.OrgInterests(org), s.keys.OrgVolunteers(org),
 	}
-	calls := make([]call, len(interests))
-	events, channel := s.keys.OrgEvents(org), s.keys.OrgEventsChannel(org)
-	orgInterests, orgVolunteers := s.keys.OrgInterests(org), s.keys.OrgVolunteers(org)
-	for i, in := range interests {
-		keys := []string{
-			s.keys.PostClassified(postKey), s.keys.PostIntents(postKey),
-			s.keys.Interest(postKey, in.ID), s.keys.PostInterests(postKey), events,
-			orgInterests, orgVolunteers,
+	args := []any{strconv.FormatInt(s.cfg.EventsMaxLen, 10), s.keys.OrgEventsChannel(org), len(interests)}
+	for _, in := range interests {
+		if in.Intent != voluntree.IntentInterested || org == "" {
+			args = append(args, in.ID, string(in.Intent), "0", 0, "", 0, "", "", "", 0)
+			continue
 		}
-		store := "0"
-		var event []byte
-		var fields []any
-		var expressed int64
-		var member, conv string
-		if in.Intent == voluntree.IntentInterested && org != "" {
-			store = "1"
-			ev := voluntree.Event{Type: voluntree.EventInterest, PostID: in.PostID, Interest: &in}
-			b, err := json.Marshal(ev) // no id yet (omitempty): the script puts it in front
-			if err != nil {
-				return nil, fmt.Errorf("redisstore: encode event: %w", err)
-			}
-			event = b
-			fields = interestFields(in)
-			at := in.CreatedAt
-			if at.IsZero() {
-				at = in.RecordedAt
-			}
-			expressed = at.UnixMilli()
-			conv = voluntree.ConversationID(in.PageID, in.SenderID)
-			member = conv + "|" + postKey + "|" + in.ID
+		ev := voluntree.Event{Type: voluntree.EventInterest, PostID: in.PostID, Interest: &in}
+		event, err := json.Marshal(ev) // no id yet (omitempty): the script puts it in front
+		if err != nil {
+			return nil, fmt.Errorf("redisstore: encode event: %w", err)
 		}
-		args := append([]any{in.ID, string(in.Intent), store, in.RecordedAt.UnixMilli(), event, maxLen,
-			channel, in.PostID, expressed, member, conv}, fields...)
-		calls[i] = call{keys: keys, args: args}
+		at := in.CreatedAt
+		if at.IsZero() {
+			at = in.RecordedAt
+		}
+		conv := voluntree.ConversationID(in.PageID, in.SenderID)
+		fields := interestFields(in)
+		keys = append(keys, s.keys.Interest(postKey, in.ID))
+		args = append(args, in.ID, string(in.Intent), "1", in.RecordedAt.UnixMilli(), event,
+			at.UnixMilli(), conv+"|"+in.ID, conv, "", len(fields))
+		args = append(args, fields...)
 	}
-	cmds := make([]*redis.Cmd, len(interests))
+	var cmd *redis.Cmd
 	err := s.co.do(ctx, func(pipe redis.Pipeliner) {
-		for i, c := range calls {
-			cmds[i] = recordScript.EvalSha(ctx, pipe, c.keys, c.args...)
-		}
+		cmd = recordScript.EvalSha(ctx, pipe, keys, args...)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: record: %w", err)
 	}
-	err = s.retryNoScript(ctx, recordScript, cmds, func(i int) ([]string, []any) { return calls[i].keys, calls[i].args })
+	cmds := []*redis.Cmd{cmd}
+	if err := s.retryNoScript(ctx, recordScript, cmds, func(int) ([]string, []any) { return keys, args }); err != nil {
+		return nil, fmt.Errorf("redisstore: record: %w", err)
+	}
+	res, err := cmds[0].StringSlice()
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: record: %w", err)
 	}
+	if len(res) != len(interests) {
+		return nil, fmt.Errorf("redisstore: record: %d outcomes for %d messages", len(res), len(interests))
+	}
 	out := make([]Recorded, len(interests))
-	for i, c := range cmds {
-		v, err := c.Text()
-		switch {
-		case errors.Is(err, redis.Nil):
+	for i, v := range res {
+		switch v {
+		case "d":
 			out[i] = Recorded{Outcome: Duplicate}
-		case err != nil:
-			return nil, fmt.Errorf("redisstore: record %s: %w", interests[i].ID, err)
-		case v == "counted":
+		case "c":
 			out[i] = Recorded{Outcome: Counted}
 		default:
 			out[i] = Recorded{Outcome: NewInterest, EventID: v}
@@ -156,11 +153,13 @@ func (s *Store) Record(ctx context.Context, org, postKey string, interests []vol
 	return out, nil
 }
 
+// interestFields is an interest's hash. Its id and post are in its key, and an interest's
+// intent is always interested: those are not stored again (hashes written before have them).
 func interestFields(in voluntree.Interest) []any {
 	return []any{
-		"id", in.ID, "post_id", in.PostID, "page_id", in.PageID,
+		"page_id", in.PageID,
 		"sender_id", in.SenderID, "sender_name", in.SenderName, "kind", string(in.Kind),
-		"text", in.Text, "intent", string(in.Intent),
+		"text", in.Text,
 		"confidence", strconv.FormatFloat(float64(in.Confidence), 'f', 4, 32),
 		"created_at", in.CreatedAt.UTC().Format(time.RFC3339Nano),
 		"received_at", in.ReceivedAt.UTC().Format(time.RFC3339Nano),
@@ -222,17 +221,21 @@ func (s *Store) interestsByID(ctx context.Context, postKey string, ids []string)
 	if _, err := pipe.Exec(ctx); err != nil && len(ids) > 0 {
 		return nil, fmt.Errorf("redisstore: interests: %w", err)
 	}
+	post := postKey
+	if strings.HasPrefix(postKey, PageInbox("")) {
+		post = ""
+	}
 	out := make([]voluntree.Interest, 0, len(ids))
-	for _, c := range cmds {
+	for i, c := range cmds {
 		h := c.Val()
 		if len(h) == 0 {
 			continue
 		}
 		conf, _ := strconv.ParseFloat(h["confidence"], 32)
 		in := voluntree.Interest{
-			ID: h["id"], PostID: h["post_id"], PageID: h["page_id"], SenderID: h["sender_id"],
+			ID: cmp.Or(h["id"], ids[i]), PostID: cmp.Or(h["post_id"], post), PageID: h["page_id"], SenderID: h["sender_id"],
 			SenderName: h["sender_name"], Kind: voluntree.MessageKind(h["kind"]), Text: h["text"],
-			Intent: voluntree.Intent(h["intent"]), Confidence: float32(conf),
+			Intent: voluntree.Intent(cmp.Or(h["intent"], string(voluntree.IntentInterested))), Confidence: float32(conf),
 		}
 		in.CreatedAt, _ = time.Parse(time.RFC3339Nano, h["created_at"])
 		in.ReceivedAt, _ = time.Parse(time.RFC3339Nano, h["received_at"])

@@ -47,8 +47,8 @@ func (k Keys) DeadLetter() string { return k.prefix + ":{ingest}:dead" }
 // "reason", "error", "raw", "source", "at"), kept for operators.
 func (k Keys) IngestRejected() string { return k.prefix + ":{ingest}:rejected" }
 
-// OrgEvents is an organization's capped replay log of events (stream; fields "type", "post",
-// "data"): what its admins' live feeds replay.
+// OrgEvents is an organization's capped replay log of events (stream; field "data": the
+// event's JSON without its id, which is the entry's): what its admins' live feeds replay.
 func (k Keys) OrgEvents(orgID string) string { return k.prefix + ":{org:" + orgID + "}:events" }
 
 // OrgEventsChannel is the Pub/Sub channel an organization's events are published on.
@@ -177,7 +177,8 @@ func (k Keys) OrgVolunteers(orgID string) string {
 }
 
 // OrgInterests indexes an organization's interests by the time they were expressed, unix ms
-// (sorted set; member "<conversation id>|<post key>|<message id>").
+// (sorted set; member "<conversation id>|<message id>"; older members have the post key in
+// between: readers only take the conversation, before the first "|").
 func (k Keys) OrgInterests(orgID string) string {
 	return k.prefix + ":org:" + orgID + ":interests"
 }
