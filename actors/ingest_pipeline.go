@@ -144,7 +144,8 @@ func (c *IngestConsumer) submit(parent context.Context, in chan<- *Batch, entrie
 	// A batch is finished even when the consumer is stopping: its effects are on their way,
 	// and acknowledging them now saves a redelivery.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), c.cfg.ProcessTimeout)
-	b := &Batch{start: time.Now(), ctx: ctx, cancel: cancel}
+	b := &Batch{start: time.Now(), ctx: ctx, cancel: cancel,
+		entries: make([]redisstore.Entry, 0, len(entries)), Msgs: make([]voluntree.Message, 0, len(entries))}
 	for _, e := range entries {
 		switch {
 		case e.Err != nil:

@@ -95,11 +95,11 @@ func (s *Store) Record(ctx context.Context, org, postKey string, interests []vol
 	if len(interests) == 0 {
 		return nil, nil
 	}
-	keys := []string{
-		s.keys.PostClassified(postKey), s.keys.PostIntents(postKey), s.keys.PostInterests(postKey),
-		s.keys.OrgEvents(org), s.keys.OrgInterests(org), s.keys.OrgVolunteers(org),
-	}
-	args := []any{strconv.FormatInt(s.cfg.EventsMaxLen, 10), s.keys.OrgEventsChannel(org), len(interests)}
+	keys := make([]string, 6, 6+len(interests))
+	keys[0], keys[1], keys[2] = s.keys.PostClassified(postKey), s.keys.PostIntents(postKey), s.keys.PostInterests(postKey)
+	keys[3], keys[4], keys[5] = s.keys.OrgEvents(org), s.keys.OrgInterests(org), s.keys.OrgVolunteers(org)
+	args := make([]any, 0, 3+len(interests)*(10+2*interestHashFields))
+	args = append(args, strconv.FormatInt(s.cfg.EventsMaxLen, 10), s.keys.OrgEventsChannel(org), len(interests))
 	for _, in := range interests {
 		if in.Intent != voluntree.IntentInterested || org == "" {
 			args = append(args, in.ID, string(in.Intent), "0", 0, "", 0, "", "", "", 0)
@@ -152,6 +152,9 @@ func (s *Store) Record(ctx context.Context, org, postKey string, interests []vol
 	}
 	return out, nil
 }
+
+// interestHashFields is the number of fields of an interest's hash.
+const interestHashFields = 9
 
 // interestFields is an interest's hash. Its id and post are in its key, and an interest's
 // intent is always interested: those are not stored again (hashes written before have them).
