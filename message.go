@@ -1,7 +1,6 @@
 package voluntree
 
 import (
-	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -69,7 +68,11 @@ func (m Message) Validate() error {
 		if f.v == "" {
 			return Errorf(EINVALID, "%s %s: missing", m.Kind, f.name)
 		}
-		if len(f.v) > MaxIDLength || strings.ContainsAny(f.v, " \t\r\n{}") {
+	}
+	// Optional ids are checked when present.
+	ids = append(ids, struct{ name, v string }{"post_id", m.PostID}, struct{ name, v string }{"parent_id", m.ParentID})
+	for _, f := range ids {
+		if f.v != "" && !validFacebookID(f.v) {
 			return Errorf(EINVALID, "%s %s: not a Facebook id: %.40q", m.Kind, f.name, f.v)
 		}
 	}
@@ -94,6 +97,22 @@ func (m Message) Validate() error {
 		}
 	}
 	return nil
+}
+
+// validFacebookID reports whether s can be a Facebook id: Graph ids are digits and
+// underscores, Messenger mids ASCII letters, digits and a few marks. Printable ASCII without
+// spaces and braces is accepted: anything else (control or non-ASCII bytes) would not even
+// survive a JSON round trip unchanged, and two ids could then meet as one.
+func validFacebookID(s string) bool {
+	if len(s) > MaxIDLength {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x21 || c > 0x7e || c == '{' || c == '}' {
+			return false
+		}
+	}
+	return true
 }
 
 // The times a Message may carry (zero aside): a year past 9999 cannot even be encoded.
