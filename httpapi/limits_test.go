@@ -6,7 +6,9 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/voluntree/voluntree/metrics"
@@ -129,5 +131,60 @@ func TestMetricsToken(t *testing.T) {
 	open := serveOn(t, Config{Classifier: &fakeClassifier{}})
 	if resp, err := http.Get(open + "/metrics"); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("/metrics without a token configured: %v %v", resp, err)
+	}
+}
+
+// TestOversizedRequestsGetTheirAnswer: a request the server answers before reading it whole
+// (a 431 for headers over 8 KiB, a 413 for a body over the limit) gets that answer, never a
+// reset connection, even while the client is still sending; 16 clients at once.
+func TestOversizedRequestsGetTheirAnswer(t *testing.T) {
+	base := serveOn(t, Config{Classifier: &fakeClassifier{}, BodyLimit: 64 << 10})
+	type attempt struct {
+		name   string
+		path   string
+		header string
+		body   int
+		want   int
+	}
+	attempts := []attempt{
+		{"a 30 KB header and a body", "/api/v1/classify", strings.Repeat("x", 30000), 60000, 431},
+		{"a 20 KB URL", "/api/v1/classify?q=" + strings.Repeat("a", 20000), "", 100, 431},
+		{"a 200 KB body", "/api/v1/classify", "", 200000, 413},
+	}
+	var mu sync.Mutex
+	failures := map[string][]string{}
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Go(func() {
+			client := &http.Client{Timeout: 10 * time.Second}
+			for i := range 60 {
+				a := attempts[(w+i)%len(attempts)]
+				req, _ := http.NewRequest("POST", base+a.path, strings.NewReader(strings.Repeat("b", a.body)))
+				if a.header != "" {
+					req.Header.Set("X-Filler", a.header)
+				}
+				resp, err := client.Do(req)
+				got := ""
+				switch {
+				case err != nil:
+					got = err.Error()
+				case resp.StatusCode != a.want:
+					got = resp.Status
+				}
+				if resp != nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				if got != "" {
+					mu.Lock()
+					failures[a.name] = append(failures[a.name], got)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for name, errs := range failures {
+		t.Errorf("%s: %d of 320 without their answer, first: %.300s", name, len(errs), errs[0])
 	}
 }
