@@ -129,9 +129,9 @@ func isNoGroup(err error) bool {
 var errNoMessageField = errors.New(`entry has no email field "m"`)
 
 // decode returns the email of a stream entry, or why it can never be sent.
-func decode(x redis.XMessage) (Email, error) {
+func decode(values map[string]any) (Email, error) {
 	var e Email
-	raw, ok := x.Values["m"].(string)
+	raw, ok := values["m"].(string)
 	if !ok {
 		return e, errNoMessageField
 	}

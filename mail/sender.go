@@ -3,11 +3,11 @@ package mail
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/voluntree/voluntree/internal/streamworker"
 	"github.com/voluntree/voluntree/redisstore"
 )
 
@@ -17,26 +17,12 @@ type Sender interface {
 	Send(ctx context.Context, e Email) error
 }
 
-// permanentError marks a failure that retrying cannot fix.
-type permanentError struct{ err error }
-
-func (e *permanentError) Error() string { return e.err.Error() }
-func (e *permanentError) Unwrap() error { return e.err }
-
 // Permanent wraps err so that IsPermanent reports true: for Senders to tell the worker not
 // to retry. Permanent(nil) is nil.
-func Permanent(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &permanentError{err: err}
-}
+func Permanent(err error) error { return streamworker.Permanent(err) }
 
 // IsPermanent reports whether err (or an error it wraps) is a permanent delivery failure.
-func IsPermanent(err error) bool {
-	var p *permanentError
-	return errors.As(err, &p)
-}
+func IsPermanent(err error) bool { return streamworker.IsPermanent(err) }
 
 // OutboxSender "sends" an email by keeping it in a capped Redis list (Keys.MailOutbox,
 // newest first, OutboxMax long): the embedded default, where no SMTP server is configured,

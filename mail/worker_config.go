@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/voluntree/voluntree/internal/streamworker"
 )
 
 // Worker defaults.
@@ -26,6 +28,8 @@ type WorkerConfig struct {
 	BaseDelay   time.Duration // wait after the first temporary failure, doubling after each
 	MaxDelay    time.Duration // longest wait between attempts (past ClaimIdle, any worker claims it)
 	SendTimeout time.Duration // one Send; must be under ClaimIdle so that no peer claims it meanwhile
+
+	Metrics *streamworker.Metrics // nil: none
 }
 
 func (c *WorkerConfig) setDefaults() {

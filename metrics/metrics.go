@@ -67,6 +67,10 @@ type Metrics struct {
 	PollRequests *prometheus.CounterVec // Graph comment fetches by outcome: ok, throttled, error
 	PollComments *prometheus.CounterVec // polled comments by outcome: new, duplicate, skipped
 
+	// Job streams (internal/streamworker): mail, effects.
+	StreamEntries  *prometheus.CounterVec   // by stream, outcome
+	StreamDuration *prometheus.HistogramVec // one job, by stream
+
 	// WebSockets.
 	WSClients    prometheus.Gauge
 	WSDropped    *prometheus.CounterVec // connections closed by the server, by reason
@@ -128,7 +132,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.WebhookEvents, m.WebhookRejected, m.WebhookDuplicates, m.WebhookInflight, m.IngestLength, m.IngestPending,
 		m.IngestLag, m.DeadLetterLength, m.RejectedLength, m.IngestRead, m.IngestReclaimed,
 		m.IngestDeadLetters, m.IngestFailures, m.IngestBatchSize, m.IngestBatchTime,
-		m.Classified, m.Interests, m.Unowned, m.EndToEnd, m.GrainRequest, m.GrainsActive, m.WSClients, m.WSDropped, m.WSEventsSent,
+		m.Classified, m.Interests, m.Unowned, m.EndToEnd, m.GrainRequest, m.GrainsActive, m.StreamEntries, m.StreamDuration, m.WSClients, m.WSDropped, m.WSEventsSent,
 	)
 	reg.MustRegister(
 		m.BatcherRequests, m.BatcherItems, m.BatcherRejected, m.BatchSize, m.QueueDelay,
@@ -214,6 +218,15 @@ func (m *Metrics) addPipeline() {
 	for _, kind := range []string{"conversation", "post"} {
 		m.GrainsActive.WithLabelValues(kind) // exported from the start, at 0
 	}
+	m.StreamEntries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "stream", Name: "entries_total",
+		Help: "Job stream entries by stream (mail, effects) and outcome (done; retry: failed, left pending for a later attempt; dead: given up, in the dead stream; claimed: taken over from an idle consumer).",
+	}, []string{"stream", "outcome"})
+	m.StreamDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: namespace, Subsystem: "stream", Name: "handle_duration_seconds",
+		Help:    "Duration of one job (an email sent, an effect performed), by stream.",
+		Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5, 10, 30},
+	}, []string{"stream"})
 	m.WSClients = gauge("ws", "clients", "Open WebSocket connections on this node.")
 	m.WSDropped = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "ws", Name: "dropped_total",

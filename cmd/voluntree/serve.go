@@ -34,6 +34,7 @@ import (
 	"github.com/voluntree/voluntree/httpapi"
 	"github.com/voluntree/voluntree/internal/logging"
 	"github.com/voluntree/voluntree/internal/redisproc"
+	"github.com/voluntree/voluntree/internal/streamworker"
 	"github.com/voluntree/voluntree/mail"
 	"github.com/voluntree/voluntree/metrics"
 	"github.com/voluntree/voluntree/ml"
@@ -467,6 +468,10 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	var loops sync.WaitGroup
 	loopCtx, stopLoops := context.WithCancel(context.Background())
 	defer func() { stopLoops(); loops.Wait() }()
+	// The job streams' readers are supervised actors (actors.StreamReader), stopped after the
+	// HTTP server.
+	streamMetrics := &streamworker.Metrics{Entries: m.StreamEntries, Duration: m.StreamDuration}
+	var readers []*actors.StreamReader
 	scheduler := cluster.NewScheduler(node, cluster.SchedulerConfig{})
 	loops.Go(func() { scheduler.Run(loopCtx) })
 	// Outgoing mail (verification codes): SMTP when configured, else the outbox the first page
@@ -490,12 +495,16 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		if cfg.Outbox == "on" {
 			outbox = q
 		}
-		mailer := mail.NewWorker(rdb, redisstore.NewKeys(cfg.Store.Prefix), sender, mail.WorkerConfig{Consumer: cfg.Node}, logger)
-		loops.Go(func() {
-			if err := mailer.Run(loopCtx); err != nil {
-				log.Error("mail worker", "action", "mail", "error", err)
-			}
-		})
+		mailer := mail.NewWorker(rdb, redisstore.NewKeys(cfg.Store.Prefix), sender,
+			mail.WorkerConfig{Consumer: cfg.Node, Metrics: streamMetrics}, logger)
+		if err := mailer.Engine().Validate(); err != nil {
+			return err
+		}
+		reader, err := actors.StartStreamReader(system, "mail", mailer, logger)
+		if err != nil {
+			return err
+		}
+		readers = append(readers, reader)
 	}
 	var fbLogin httpapi.FacebookLogin
 	if cfg.Graph.AppID != "" && cfg.Graph.AppSecret != "" {
@@ -569,6 +578,11 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	stopLoops()
 	loops.Wait()
+	for _, r := range readers {
+		if err := r.Stop(sctx); err != nil {
+			log.Error("stream reader stop", "action", "shutdown", "error", err)
+		}
+	}
 	if err := consumer.Stop(sctx); err != nil {
 		log.Error("ingest consumer stop", "action", "shutdown", "error", err)
 	}
