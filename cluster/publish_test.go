@@ -99,7 +99,7 @@ func TestPublishNowWithSummaryAndPhoto(t *testing.T) {
 	f := newPublishFixture(t)
 	runScheduler(t, f.e)
 	ctx := testCtx(t)
-	if err := f.e.store.AddSlotVolunteer(ctx, f.signup.ID, "a", "x_1", "c1", time.Now()); err != nil {
+	if _, err := f.e.store.Book(ctx, f.signup.ID, "a", 5, "p:c1", redisstore.BookingRecord{}, 0); err != nil {
 		t.Fatal(err)
 	}
 	p := f.post(t, "Join us!", time.Now(), func(p *voluntree.Post) {

@@ -346,7 +346,7 @@ func TestAdminSignupCRUD(t *testing.T) {
 	}
 
 	// Someone chose the first slot.
-	if err := e.store.AddSlotVolunteer(ctx, su.ID, s0, "fb_1", "c1", time.Now()); err != nil {
+	if _, err := e.store.Book(ctx, su.ID, s0, 6, "p:c1", redisstore.BookingRecord{PostKey: "fb_1", Interest: "c1"}, 0); err != nil {
 		t.Fatal(err)
 	}
 
@@ -776,7 +776,8 @@ func TestAdminInterests(t *testing.T) {
 	// Two of them chose the first slot.
 	slotID := su.Slots[0].ID
 	for i := range 2 {
-		if err := e.store.AddSlotVolunteer(ctx, su.ID, slotID, fbPost, ins[i].ID, ins[i].CreatedAt); err != nil {
+		rec := redisstore.BookingRecord{PostKey: fbPost, Interest: ins[i].ID, At: ins[i].CreatedAt}
+		if _, err := e.store.Book(ctx, su.ID, slotID, su.Slots[0].Required, voluntree.ConversationID(ins[i].PageID, ins[i].SenderID), rec, 0); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -165,9 +165,27 @@ func (k Keys) PollCursor() string { return k.prefix + ":poll:cursor" }
 // PollLock is held by the node polling a post's comments this round.
 func (k Keys) PollLock(postID string) string { return k.prefix + ":poll:lock:" + postID }
 
-// SlotVolunteers lists the volunteers (interest ids) who chose a slot (sorted set by time).
-func (k Keys) SlotVolunteers(signupID, slotID string) string {
-	return k.prefix + ":signup:" + signupID + ":slot:" + slotID + ":volunteers"
+// SlotBooked lists the people (conversation ids) booked on a slot, by booking time in unix ms
+// (sorted set). A slot's booking keys share the signup's hash tag: one script changes them.
+func (k Keys) SlotBooked(signupID, slotID string) string {
+	return k.prefix + ":{signup:" + signupID + "}:slot:" + slotID + ":booked"
+}
+
+// SlotWaitlist lists the people waiting for a place on a full slot, by joining time (sorted set).
+func (k Keys) SlotWaitlist(signupID, slotID string) string {
+	return k.prefix + ":{signup:" + signupID + "}:slot:" + slotID + ":waitlist"
+}
+
+// SlotHolds lists the people offered a freed place of a slot, by the offer's expiry in unix ms
+// (sorted set): a hold counts against the slot's capacity until it is taken or expires.
+func (k Keys) SlotHolds(signupID, slotID string) string {
+	return k.prefix + ":{signup:" + signupID + "}:slot:" + slotID + ":holds"
+}
+
+// SignupBookings maps each booked person of a signup to their booking (hash: conversation id
+// → JSON BookingRecord).
+func (k Keys) SignupBookings(signupID string) string {
+	return k.prefix + ":{signup:" + signupID + "}:bookings"
 }
 
 // OrgVolunteers records when each volunteer (page:sender) first showed interest in one of

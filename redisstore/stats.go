@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -12,22 +13,12 @@ import (
 	"github.com/voluntree/voluntree"
 )
 
-// AddSlotVolunteer records that the interest (of post postKey) chose a slot of a signup.
-func (s *Store) AddSlotVolunteer(ctx context.Context, signupID, slotID, postKey, interestID string, at time.Time) error {
-	err := s.rdb.ZAddNX(ctx, s.keys.SlotVolunteers(signupID, slotID),
-		redis.Z{Score: ms(at), Member: postKey + "|" + interestID}).Err()
-	if err != nil {
-		return fmt.Errorf("redisstore: add slot volunteer: %w", err)
-	}
-	return nil
-}
-
-// SlotFills counts the volunteers of each of a signup's slots.
+// SlotFills counts the people booked on each of a signup's slots.
 func (s *Store) SlotFills(ctx context.Context, su *voluntree.Signup) ([]voluntree.SlotFill, error) {
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.IntCmd, len(su.Slots))
 	for i, sl := range su.Slots {
-		cmds[i] = pipe.ZCard(ctx, s.keys.SlotVolunteers(su.ID, sl.ID))
+		cmds[i] = pipe.ZCard(ctx, s.keys.SlotBooked(su.ID, sl.ID))
 	}
 	if _, err := pipe.Exec(ctx); err != nil && len(cmds) > 0 {
 		return nil, fmt.Errorf("redisstore: slot fills: %w", err)
@@ -39,17 +30,26 @@ func (s *Store) SlotFills(ctx context.Context, su *voluntree.Signup) ([]voluntre
 	return fills, nil
 }
 
-// SlotInterests lists the interests that chose a slot, oldest first.
+// SlotInterests lists the interests of the people booked on a slot, in booking order (a
+// person booked from the web chat has no interest and is left out of the page's items).
 func (s *Store) SlotInterests(ctx context.Context, signupID, slotID string, offset, limit int) (Page[voluntree.Interest], error) {
-	key := s.keys.SlotVolunteers(signupID, slotID)
-	return listIndex(ctx, s, key, offset, limit, func(ctx context.Context, members []string) ([]voluntree.Interest, error) {
-		out := make([]voluntree.Interest, 0, len(members))
-		for _, m := range members {
-			postKey, id, ok := strings.Cut(m, "|")
-			if !ok {
+	key := s.keys.SlotBooked(signupID, slotID)
+	return listIndex(ctx, s, key, offset, limit, func(ctx context.Context, people []string) ([]voluntree.Interest, error) {
+		out := make([]voluntree.Interest, 0, len(people))
+		if len(people) == 0 {
+			return out, nil
+		}
+		raws, err := s.rdb.HMGet(ctx, s.keys.SignupBookings(signupID), people...).Result()
+		if err != nil {
+			return nil, fmt.Errorf("redisstore: slot bookings: %w", err)
+		}
+		for _, raw := range raws {
+			str, _ := raw.(string)
+			var rec BookingRecord
+			if json.Unmarshal([]byte(str), &rec) != nil || rec.PostKey == "" || rec.Interest == "" {
 				continue
 			}
-			ins, err := s.interestsByID(ctx, postKey, []string{id})
+			ins, err := s.interestsByID(ctx, rec.PostKey, []string{rec.Interest})
 			if err != nil {
 				return nil, err
 			}
