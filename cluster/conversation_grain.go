@@ -16,13 +16,6 @@ import (
 	"github.com/voluntree/voluntree/redisstore"
 )
 
-// Conversation stages: what the pipeline knows of a person so far.
-const (
-	StageNew        = "new"
-	StageInterested = "interested"
-	StageDeclined   = "declined"
-)
-
 // recentIDs is how many handled message ids a conversation remembers, so that a redelivered
 // message does not count twice. Redelivery comes from a crashed consumer (seconds later), so
 // a few dozen is plenty; the post grain's record is the authoritative dedupe for signups.

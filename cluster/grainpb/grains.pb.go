@@ -391,8 +391,26 @@ type ConversationState struct {
 	RecentIds         []string               `protobuf:"bytes,8,rep,name=recent_ids,json=recentIds,proto3" json:"recent_ids,omitempty"` // ids handled lately, for idempotence under redelivery
 	UpdatedAtUnixNano int64                  `protobuf:"varint,9,opt,name=updated_at_unix_nano,json=updatedAtUnixNano,proto3" json:"updated_at_unix_nano,omitempty"`
 	RecentPostIds     []string               `protobuf:"bytes,10,rep,name=recent_post_ids,json=recentPostIds,proto3" json:"recent_post_ids,omitempty"` // the post answered for each of recent_ids (same order)
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The volunteer conversation (cluster/flow.go): a form of required slots, Rasa-style.
+	Channel               string `protobuf:"bytes,11,opt,name=channel,proto3" json:"channel,omitempty"`                   // messenger, webchat
+	SignupId              string `protobuf:"bytes,12,opt,name=signup_id,json=signupId,proto3" json:"signup_id,omitempty"` // what the person is signing up for
+	Asking                string `protobuf:"bytes,13,opt,name=asking,proto3" json:"asking,omitempty"`                     // the form slot being asked: confirm, email, code, slot; "" none
+	Email                 string `protobuf:"bytes,14,opt,name=email,proto3" json:"email,omitempty"`
+	EmailVerified         bool   `protobuf:"varint,15,opt,name=email_verified,json=emailVerified,proto3" json:"email_verified,omitempty"`
+	CodeHash              string `protobuf:"bytes,16,opt,name=code_hash,json=codeHash,proto3" json:"code_hash,omitempty"` // the pending email code's hash (never the code)
+	CodeExpiresUnix       int64  `protobuf:"varint,17,opt,name=code_expires_unix,json=codeExpiresUnix,proto3" json:"code_expires_unix,omitempty"`
+	CodeAttempts          int32  `protobuf:"varint,18,opt,name=code_attempts,json=codeAttempts,proto3" json:"code_attempts,omitempty"`                          // wrong codes entered
+	SlotId                string `protobuf:"bytes,19,opt,name=slot_id,json=slotId,proto3" json:"slot_id,omitempty"`                                             // booked (stage booked) or waited for (stage waitlisted)
+	Nonce                 string `protobuf:"bytes,20,opt,name=nonce,proto3" json:"nonce,omitempty"`                                                             // of the options offered last: a tap carrying another is stale
+	LastInboundUnixNano   int64  `protobuf:"varint,21,opt,name=last_inbound_unix_nano,json=lastInboundUnixNano,proto3" json:"last_inbound_unix_nano,omitempty"` // Messenger's 24-hour window starts here
+	Handoff               bool   `protobuf:"varint,22,opt,name=handoff,proto3" json:"handoff,omitempty"`                                                        // a person was asked for: the bot is silent
+	EffectSeq             int64  `protobuf:"varint,23,opt,name=effect_seq,json=effectSeq,proto3" json:"effect_seq,omitempty"`                                   // effects emitted so far (effect ids: conversation:seq)
+	RepliedCommentId      string `protobuf:"bytes,24,opt,name=replied_comment_id,json=repliedCommentId,proto3" json:"replied_comment_id,omitempty"`             // the comment the private reply answered
+	FirstInterestUnixNano int64  `protobuf:"varint,25,opt,name=first_interest_unix_nano,json=firstInterestUnixNano,proto3" json:"first_interest_unix_nano,omitempty"`
+	CodeSends             int32  `protobuf:"varint,26,opt,name=code_sends,json=codeSends,proto3" json:"code_sends,omitempty"`       // codes sent for the current address
+	PublicReply           bool   `protobuf:"varint,27,opt,name=public_reply,json=publicReply,proto3" json:"public_reply,omitempty"` // (per signup) reply to the comment in public too
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *ConversationState) Reset() {
@@ -495,6 +513,437 @@ func (x *ConversationState) GetRecentPostIds() []string {
 	return nil
 }
 
+func (x *ConversationState) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *ConversationState) GetSignupId() string {
+	if x != nil {
+		return x.SignupId
+	}
+	return ""
+}
+
+func (x *ConversationState) GetAsking() string {
+	if x != nil {
+		return x.Asking
+	}
+	return ""
+}
+
+func (x *ConversationState) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *ConversationState) GetEmailVerified() bool {
+	if x != nil {
+		return x.EmailVerified
+	}
+	return false
+}
+
+func (x *ConversationState) GetCodeHash() string {
+	if x != nil {
+		return x.CodeHash
+	}
+	return ""
+}
+
+func (x *ConversationState) GetCodeExpiresUnix() int64 {
+	if x != nil {
+		return x.CodeExpiresUnix
+	}
+	return 0
+}
+
+func (x *ConversationState) GetCodeAttempts() int32 {
+	if x != nil {
+		return x.CodeAttempts
+	}
+	return 0
+}
+
+func (x *ConversationState) GetSlotId() string {
+	if x != nil {
+		return x.SlotId
+	}
+	return ""
+}
+
+func (x *ConversationState) GetNonce() string {
+	if x != nil {
+		return x.Nonce
+	}
+	return ""
+}
+
+func (x *ConversationState) GetLastInboundUnixNano() int64 {
+	if x != nil {
+		return x.LastInboundUnixNano
+	}
+	return 0
+}
+
+func (x *ConversationState) GetHandoff() bool {
+	if x != nil {
+		return x.Handoff
+	}
+	return false
+}
+
+func (x *ConversationState) GetEffectSeq() int64 {
+	if x != nil {
+		return x.EffectSeq
+	}
+	return 0
+}
+
+func (x *ConversationState) GetRepliedCommentId() string {
+	if x != nil {
+		return x.RepliedCommentId
+	}
+	return ""
+}
+
+func (x *ConversationState) GetFirstInterestUnixNano() int64 {
+	if x != nil {
+		return x.FirstInterestUnixNano
+	}
+	return 0
+}
+
+func (x *ConversationState) GetCodeSends() int32 {
+	if x != nil {
+		return x.CodeSends
+	}
+	return 0
+}
+
+func (x *ConversationState) GetPublicReply() bool {
+	if x != nil {
+		return x.PublicReply
+	}
+	return false
+}
+
+// A button or quick reply offered with a message: its title, and the payload a tap sends.
+type Option struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Title         string                 `protobuf:"bytes,1,opt,name=title,proto3" json:"title,omitempty"`
+	Payload       string                 `protobuf:"bytes,2,opt,name=payload,proto3" json:"payload,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Option) Reset() {
+	*x = Option{}
+	mi := &file_grains_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Option) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Option) ProtoMessage() {}
+
+func (x *Option) ProtoReflect() protoreflect.Message {
+	mi := &file_grains_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Option.ProtoReflect.Descriptor instead.
+func (*Option) Descriptor() ([]byte, []int) {
+	return file_grains_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Option) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *Option) GetPayload() string {
+	if x != nil {
+		return x.Payload
+	}
+	return ""
+}
+
+// One side effect of a conversation transition, appended to the effects stream (the outbox)
+// in the same Redis transaction as the new state, and performed by the effects worker.
+type Effect struct {
+	state               protoimpl.MessageState `protogen:"open.v1"`
+	Id                  string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`     // conversation id ":" sequence: sent as Messenger metadata
+	Kind                string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"` // send, private_reply, comment_reply, email, book, cancel_booking, notify_admins
+	ConversationId      string                 `protobuf:"bytes,3,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	Channel             string                 `protobuf:"bytes,4,opt,name=channel,proto3" json:"channel,omitempty"` // messenger, webchat
+	PageId              string                 `protobuf:"bytes,5,opt,name=page_id,json=pageId,proto3" json:"page_id,omitempty"`
+	RecipientId         string                 `protobuf:"bytes,6,opt,name=recipient_id,json=recipientId,proto3" json:"recipient_id,omitempty"` // the person's page-scoped id (send)
+	CommentId           string                 `protobuf:"bytes,7,opt,name=comment_id,json=commentId,proto3" json:"comment_id,omitempty"`       // private_reply, comment_reply
+	Text                string                 `protobuf:"bytes,8,opt,name=text,proto3" json:"text,omitempty"`
+	Options             []*Option              `protobuf:"bytes,9,rep,name=options,proto3" json:"options,omitempty"`
+	AskEmail            bool                   `protobuf:"varint,10,opt,name=ask_email,json=askEmail,proto3" json:"ask_email,omitempty"` // offer the user_email quick reply
+	Tag                 string                 `protobuf:"bytes,11,opt,name=tag,proto3" json:"tag,omitempty"`                            // HUMAN_AGENT for a person's reply from the dashboard
+	EmailTo             string                 `protobuf:"bytes,12,opt,name=email_to,json=emailTo,proto3" json:"email_to,omitempty"`
+	EmailSubject        string                 `protobuf:"bytes,13,opt,name=email_subject,json=emailSubject,proto3" json:"email_subject,omitempty"`
+	SignupId            string                 `protobuf:"bytes,14,opt,name=signup_id,json=signupId,proto3" json:"signup_id,omitempty"` // book, cancel_booking
+	SlotId              string                 `protobuf:"bytes,15,opt,name=slot_id,json=slotId,proto3" json:"slot_id,omitempty"`
+	OrgId               string                 `protobuf:"bytes,16,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	WindowUntilUnixNano int64                  `protobuf:"varint,17,opt,name=window_until_unix_nano,json=windowUntilUnixNano,proto3" json:"window_until_unix_nano,omitempty"` // an automated message after this is outside the 24-hour window
+	CreatedAtUnixNano   int64                  `protobuf:"varint,18,opt,name=created_at_unix_nano,json=createdAtUnixNano,proto3" json:"created_at_unix_nano,omitempty"`
+	PersonName          string                 `protobuf:"bytes,19,opt,name=person_name,json=personName,proto3" json:"person_name,omitempty"`
+	From                string                 `protobuf:"bytes,20,opt,name=from,proto3" json:"from,omitempty"`                                             // bot, admin
+	PreviousSlotId      string                 `protobuf:"bytes,21,opt,name=previous_slot_id,json=previousSlotId,proto3" json:"previous_slot_id,omitempty"` // book: the slot to free once the new one is booked (a change)
+	Capacity            int32                  `protobuf:"varint,22,opt,name=capacity,proto3" json:"capacity,omitempty"`                                    // book, cancel_booking: the slot's places
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *Effect) Reset() {
+	*x = Effect{}
+	mi := &file_grains_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Effect) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Effect) ProtoMessage() {}
+
+func (x *Effect) ProtoReflect() protoreflect.Message {
+	mi := &file_grains_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Effect.ProtoReflect.Descriptor instead.
+func (*Effect) Descriptor() ([]byte, []int) {
+	return file_grains_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Effect) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Effect) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Effect) GetConversationId() string {
+	if x != nil {
+		return x.ConversationId
+	}
+	return ""
+}
+
+func (x *Effect) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *Effect) GetPageId() string {
+	if x != nil {
+		return x.PageId
+	}
+	return ""
+}
+
+func (x *Effect) GetRecipientId() string {
+	if x != nil {
+		return x.RecipientId
+	}
+	return ""
+}
+
+func (x *Effect) GetCommentId() string {
+	if x != nil {
+		return x.CommentId
+	}
+	return ""
+}
+
+func (x *Effect) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+func (x *Effect) GetOptions() []*Option {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+func (x *Effect) GetAskEmail() bool {
+	if x != nil {
+		return x.AskEmail
+	}
+	return false
+}
+
+func (x *Effect) GetTag() string {
+	if x != nil {
+		return x.Tag
+	}
+	return ""
+}
+
+func (x *Effect) GetEmailTo() string {
+	if x != nil {
+		return x.EmailTo
+	}
+	return ""
+}
+
+func (x *Effect) GetEmailSubject() string {
+	if x != nil {
+		return x.EmailSubject
+	}
+	return ""
+}
+
+func (x *Effect) GetSignupId() string {
+	if x != nil {
+		return x.SignupId
+	}
+	return ""
+}
+
+func (x *Effect) GetSlotId() string {
+	if x != nil {
+		return x.SlotId
+	}
+	return ""
+}
+
+func (x *Effect) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *Effect) GetWindowUntilUnixNano() int64 {
+	if x != nil {
+		return x.WindowUntilUnixNano
+	}
+	return 0
+}
+
+func (x *Effect) GetCreatedAtUnixNano() int64 {
+	if x != nil {
+		return x.CreatedAtUnixNano
+	}
+	return 0
+}
+
+func (x *Effect) GetPersonName() string {
+	if x != nil {
+		return x.PersonName
+	}
+	return ""
+}
+
+func (x *Effect) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *Effect) GetPreviousSlotId() string {
+	if x != nil {
+		return x.PreviousSlotId
+	}
+	return ""
+}
+
+func (x *Effect) GetCapacity() int32 {
+	if x != nil {
+		return x.Capacity
+	}
+	return 0
+}
+
+// The effects of one transition, in order: one entry of the effects stream.
+type EffectBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Effects       []*Effect              `protobuf:"bytes,1,rep,name=effects,proto3" json:"effects,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EffectBatch) Reset() {
+	*x = EffectBatch{}
+	mi := &file_grains_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EffectBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EffectBatch) ProtoMessage() {}
+
+func (x *EffectBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_grains_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EffectBatch.ProtoReflect.Descriptor instead.
+func (*EffectBatch) Descriptor() ([]byte, []int) {
+	return file_grains_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *EffectBatch) GetEffects() []*Effect {
+	if x != nil {
+		return x.Effects
+	}
+	return nil
+}
+
 // Publish the admin post named by the grain's identity (an admin post id, "po_…").
 type PublishRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -504,7 +953,7 @@ type PublishRequest struct {
 
 func (x *PublishRequest) Reset() {
 	*x = PublishRequest{}
-	mi := &file_grains_proto_msgTypes[6]
+	mi := &file_grains_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -516,7 +965,7 @@ func (x *PublishRequest) String() string {
 func (*PublishRequest) ProtoMessage() {}
 
 func (x *PublishRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_grains_proto_msgTypes[6]
+	mi := &file_grains_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -529,7 +978,7 @@ func (x *PublishRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishRequest.ProtoReflect.Descriptor instead.
 func (*PublishRequest) Descriptor() ([]byte, []int) {
-	return file_grains_proto_rawDescGZIP(), []int{6}
+	return file_grains_proto_rawDescGZIP(), []int{9}
 }
 
 type PublishResponse struct {
@@ -543,7 +992,7 @@ type PublishResponse struct {
 
 func (x *PublishResponse) Reset() {
 	*x = PublishResponse{}
-	mi := &file_grains_proto_msgTypes[7]
+	mi := &file_grains_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -555,7 +1004,7 @@ func (x *PublishResponse) String() string {
 func (*PublishResponse) ProtoMessage() {}
 
 func (x *PublishResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_grains_proto_msgTypes[7]
+	mi := &file_grains_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -568,7 +1017,7 @@ func (x *PublishResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishResponse.ProtoReflect.Descriptor instead.
 func (*PublishResponse) Descriptor() ([]byte, []int) {
-	return file_grains_proto_rawDescGZIP(), []int{7}
+	return file_grains_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PublishResponse) GetStatus() string {
@@ -629,7 +1078,7 @@ const file_grains_proto_rawDesc = "" +
 	"\acounted\x18\x02 \x01(\x05R\acounted\x12\x1e\n" +
 	"\n" +
 	"duplicates\x18\x03 \x01(\x05R\n" +
-	"duplicates\"\xbe\x03\n" +
+	"duplicates\"\xfe\a\n" +
 	"\x11ConversationState\x12\x17\n" +
 	"\apage_id\x18\x01 \x01(\tR\x06pageId\x12\x1b\n" +
 	"\tsender_id\x18\x02 \x01(\tR\bsenderId\x12\x1f\n" +
@@ -644,10 +1093,60 @@ const file_grains_proto_rawDesc = "" +
 	"recent_ids\x18\b \x03(\tR\trecentIds\x12/\n" +
 	"\x14updated_at_unix_nano\x18\t \x01(\x03R\x11updatedAtUnixNano\x12&\n" +
 	"\x0frecent_post_ids\x18\n" +
-	" \x03(\tR\rrecentPostIds\x1a:\n" +
+	" \x03(\tR\rrecentPostIds\x12\x18\n" +
+	"\achannel\x18\v \x01(\tR\achannel\x12\x1b\n" +
+	"\tsignup_id\x18\f \x01(\tR\bsignupId\x12\x16\n" +
+	"\x06asking\x18\r \x01(\tR\x06asking\x12\x14\n" +
+	"\x05email\x18\x0e \x01(\tR\x05email\x12%\n" +
+	"\x0eemail_verified\x18\x0f \x01(\bR\remailVerified\x12\x1b\n" +
+	"\tcode_hash\x18\x10 \x01(\tR\bcodeHash\x12*\n" +
+	"\x11code_expires_unix\x18\x11 \x01(\x03R\x0fcodeExpiresUnix\x12#\n" +
+	"\rcode_attempts\x18\x12 \x01(\x05R\fcodeAttempts\x12\x17\n" +
+	"\aslot_id\x18\x13 \x01(\tR\x06slotId\x12\x14\n" +
+	"\x05nonce\x18\x14 \x01(\tR\x05nonce\x123\n" +
+	"\x16last_inbound_unix_nano\x18\x15 \x01(\x03R\x13lastInboundUnixNano\x12\x18\n" +
+	"\ahandoff\x18\x16 \x01(\bR\ahandoff\x12\x1d\n" +
+	"\n" +
+	"effect_seq\x18\x17 \x01(\x03R\teffectSeq\x12,\n" +
+	"\x12replied_comment_id\x18\x18 \x01(\tR\x10repliedCommentId\x127\n" +
+	"\x18first_interest_unix_nano\x18\x19 \x01(\x03R\x15firstInterestUnixNano\x12\x1d\n" +
+	"\n" +
+	"code_sends\x18\x1a \x01(\x05R\tcodeSends\x12!\n" +
+	"\fpublic_reply\x18\x1b \x01(\bR\vpublicReply\x1a:\n" +
 	"\fIntentsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\x10\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"8\n" +
+	"\x06Option\x12\x14\n" +
+	"\x05title\x18\x01 \x01(\tR\x05title\x12\x18\n" +
+	"\apayload\x18\x02 \x01(\tR\apayload\"\xaf\x05\n" +
+	"\x06Effect\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12'\n" +
+	"\x0fconversation_id\x18\x03 \x01(\tR\x0econversationId\x12\x18\n" +
+	"\achannel\x18\x04 \x01(\tR\achannel\x12\x17\n" +
+	"\apage_id\x18\x05 \x01(\tR\x06pageId\x12!\n" +
+	"\frecipient_id\x18\x06 \x01(\tR\vrecipientId\x12\x1d\n" +
+	"\n" +
+	"comment_id\x18\a \x01(\tR\tcommentId\x12\x12\n" +
+	"\x04text\x18\b \x01(\tR\x04text\x122\n" +
+	"\aoptions\x18\t \x03(\v2\x18.voluntree.grains.OptionR\aoptions\x12\x1b\n" +
+	"\task_email\x18\n" +
+	" \x01(\bR\baskEmail\x12\x10\n" +
+	"\x03tag\x18\v \x01(\tR\x03tag\x12\x19\n" +
+	"\bemail_to\x18\f \x01(\tR\aemailTo\x12#\n" +
+	"\remail_subject\x18\r \x01(\tR\femailSubject\x12\x1b\n" +
+	"\tsignup_id\x18\x0e \x01(\tR\bsignupId\x12\x17\n" +
+	"\aslot_id\x18\x0f \x01(\tR\x06slotId\x12\x15\n" +
+	"\x06org_id\x18\x10 \x01(\tR\x05orgId\x123\n" +
+	"\x16window_until_unix_nano\x18\x11 \x01(\x03R\x13windowUntilUnixNano\x12/\n" +
+	"\x14created_at_unix_nano\x18\x12 \x01(\x03R\x11createdAtUnixNano\x12\x1f\n" +
+	"\vperson_name\x18\x13 \x01(\tR\n" +
+	"personName\x12\x12\n" +
+	"\x04from\x18\x14 \x01(\tR\x04from\x12(\n" +
+	"\x10previous_slot_id\x18\x15 \x01(\tR\x0epreviousSlotId\x12\x1a\n" +
+	"\bcapacity\x18\x16 \x01(\x05R\bcapacity\"A\n" +
+	"\vEffectBatch\x122\n" +
+	"\aeffects\x18\x01 \x03(\v2\x18.voluntree.grains.EffectR\aeffects\"\x10\n" +
 	"\x0ePublishRequest\"\x82\x01\n" +
 	"\x0fPublishResponse\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\tR\x06status\x12(\n" +
@@ -671,7 +1170,7 @@ func file_grains_proto_rawDescGZIP() []byte {
 	return file_grains_proto_rawDescData
 }
 
-var file_grains_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_grains_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_grains_proto_goTypes = []any{
 	(*Classified)(nil),           // 0: voluntree.grains.Classified
 	(*ConversationRequest)(nil),  // 1: voluntree.grains.ConversationRequest
@@ -679,25 +1178,30 @@ var file_grains_proto_goTypes = []any{
 	(*RecordRequest)(nil),        // 3: voluntree.grains.RecordRequest
 	(*RecordResponse)(nil),       // 4: voluntree.grains.RecordResponse
 	(*ConversationState)(nil),    // 5: voluntree.grains.ConversationState
-	(*PublishRequest)(nil),       // 6: voluntree.grains.PublishRequest
-	(*PublishResponse)(nil),      // 7: voluntree.grains.PublishResponse
-	nil,                          // 8: voluntree.grains.ConversationState.IntentsEntry
+	(*Option)(nil),               // 6: voluntree.grains.Option
+	(*Effect)(nil),               // 7: voluntree.grains.Effect
+	(*EffectBatch)(nil),          // 8: voluntree.grains.EffectBatch
+	(*PublishRequest)(nil),       // 9: voluntree.grains.PublishRequest
+	(*PublishResponse)(nil),      // 10: voluntree.grains.PublishResponse
+	nil,                          // 11: voluntree.grains.ConversationState.IntentsEntry
 }
 var file_grains_proto_depIdxs = []int32{
-	0, // 0: voluntree.grains.ConversationRequest.messages:type_name -> voluntree.grains.Classified
-	0, // 1: voluntree.grains.RecordRequest.messages:type_name -> voluntree.grains.Classified
-	8, // 2: voluntree.grains.ConversationState.intents:type_name -> voluntree.grains.ConversationState.IntentsEntry
-	1, // 3: voluntree.grains.Conversation.Handle:input_type -> voluntree.grains.ConversationRequest
-	3, // 4: voluntree.grains.Post.Record:input_type -> voluntree.grains.RecordRequest
-	6, // 5: voluntree.grains.Post.Publish:input_type -> voluntree.grains.PublishRequest
-	2, // 6: voluntree.grains.Conversation.Handle:output_type -> voluntree.grains.ConversationResponse
-	4, // 7: voluntree.grains.Post.Record:output_type -> voluntree.grains.RecordResponse
-	7, // 8: voluntree.grains.Post.Publish:output_type -> voluntree.grains.PublishResponse
-	6, // [6:9] is the sub-list for method output_type
-	3, // [3:6] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	0,  // 0: voluntree.grains.ConversationRequest.messages:type_name -> voluntree.grains.Classified
+	0,  // 1: voluntree.grains.RecordRequest.messages:type_name -> voluntree.grains.Classified
+	11, // 2: voluntree.grains.ConversationState.intents:type_name -> voluntree.grains.ConversationState.IntentsEntry
+	6,  // 3: voluntree.grains.Effect.options:type_name -> voluntree.grains.Option
+	7,  // 4: voluntree.grains.EffectBatch.effects:type_name -> voluntree.grains.Effect
+	1,  // 5: voluntree.grains.Conversation.Handle:input_type -> voluntree.grains.ConversationRequest
+	3,  // 6: voluntree.grains.Post.Record:input_type -> voluntree.grains.RecordRequest
+	9,  // 7: voluntree.grains.Post.Publish:input_type -> voluntree.grains.PublishRequest
+	2,  // 8: voluntree.grains.Conversation.Handle:output_type -> voluntree.grains.ConversationResponse
+	4,  // 9: voluntree.grains.Post.Record:output_type -> voluntree.grains.RecordResponse
+	10, // 10: voluntree.grains.Post.Publish:output_type -> voluntree.grains.PublishResponse
+	8,  // [8:11] is the sub-list for method output_type
+	5,  // [5:8] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_grains_proto_init() }
@@ -711,7 +1215,7 @@ func file_grains_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_grains_proto_rawDesc), len(file_grains_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
