@@ -35,6 +35,10 @@ type Page struct {
 	// SubscribedFields are the webhook fields the app is subscribed to on the page.
 	SubscribedFields []string  `json:"subscribed_fields,omitempty"`
 	ConnectedAt      time.Time `json:"connected_at"`
+	// DisconnectedAt is set when Graph refused the page's token (code 190): messages wait
+	// for the page to be connected again.
+	DisconnectedAt *time.Time `json:"disconnected_at,omitempty"`
+	Error          string     `json:"error,omitempty"`
 }
 
 // Slot is one date-time slot of a signup, in the signup's time zone.
@@ -50,14 +54,17 @@ type Slot struct {
 // Signup is what volunteers sign up for: an event with slots. Facts is free text questions
 // are answered from.
 type Signup struct {
-	ID          string    `json:"id"`
-	OrgID       string    `json:"org_id"`
-	Title       string    `json:"title"`
-	Description string    `json:"description,omitempty"`
-	Facts       string    `json:"facts,omitempty"`
-	TimeZone    string    `json:"time_zone"` // IANA name of the slots' zone
-	Slots       []Slot    `json:"slots"`
-	Disabled    bool      `json:"disabled"`
+	ID          string `json:"id"`
+	OrgID       string `json:"org_id"`
+	Title       string `json:"title"`
+	Description string `json:"description,omitempty"`
+	Facts       string `json:"facts,omitempty"`
+	TimeZone    string `json:"time_zone"` // IANA name of the slots' zone
+	Slots       []Slot `json:"slots"`
+	Disabled    bool   `json:"disabled"`
+	// PublicReply also answers an interested comment in public ("we've sent you a message"),
+	// besides the private reply.
+	PublicReply bool      `json:"public_reply"`
 	CreatedAt   time.Time `json:"created_at"`
 	UpdatedAt   time.Time `json:"updated_at"`
 }

@@ -145,7 +145,30 @@ type EventType string
 const (
 	EventInterest EventType = "interest" // a new Interest was stored
 	EventPost     EventType = "post"     // an admin post changed status
+	EventNotice   EventType = "notice"   // something the admins should look at (a question, a handoff)
+	EventBooking  EventType = "booking"  // a slot's bookings changed
 )
+
+// Notice is a message for the admins about one conversation.
+type Notice struct {
+	ConversationID string `json:"conversation_id"`
+	Name           string `json:"name,omitempty"`
+	Text           string `json:"text"`
+}
+
+// BookingUpdate is a change of a slot's bookings and its counts afterwards.
+type BookingUpdate struct {
+	SignupID       string `json:"signup_id"`
+	SlotID         string `json:"slot_id"`
+	ConversationID string `json:"conversation_id"`
+	Name           string `json:"name,omitempty"`
+	Channel        string `json:"channel,omitempty"`
+	Outcome        string `json:"outcome"` // booked, waitlisted, cancelled, offered
+	Booked         int    `json:"booked"`
+	Held           int    `json:"held"`
+	Waiting        int    `json:"waiting"`
+	Required       int    `json:"required"`
+}
 
 // PostUpdate is a post's new status, as an event carries it.
 type PostUpdate struct {
@@ -161,11 +184,13 @@ type PostUpdate struct {
 // Event is something admins see live: published to every node and kept in a capped replay
 // log. ID is the replay log's id (Redis stream id), increasing in publication order.
 type Event struct {
-	ID       string      `json:"id,omitempty"` // always set once published
-	Type     EventType   `json:"type"`
-	PostID   string      `json:"post_id,omitempty"`
-	Interest *Interest   `json:"interest,omitempty"`
-	Post     *PostUpdate `json:"post,omitempty"` // EventPost (PostID is then the admin post id)
+	ID       string         `json:"id,omitempty"` // always set once published
+	Type     EventType      `json:"type"`
+	PostID   string         `json:"post_id,omitempty"`
+	Interest *Interest      `json:"interest,omitempty"`
+	Post     *PostUpdate    `json:"post,omitempty"` // EventPost (PostID is then the admin post id)
+	Notice   *Notice        `json:"notice,omitempty"`
+	Booking  *BookingUpdate `json:"booking,omitempty"`
 }
 
 // PostEvent is the event announcing a post's current status.

@@ -289,7 +289,9 @@ func TestAbandonedEntriesAreReclaimedExactlyOnce(t *testing.T) {
 func TestConversationStateSurvivesActivation(t *testing.T) {
 	e := requireEnv(t)
 	u := uid(t)
-	deps := &grainDeps{store: e.store, metrics: e.metrics, timeout: time.Second, log: slog.New(slog.DiscardHandler)}
+	cfg := Config{Store: e.store, Metrics: e.metrics, StoreTimeout: time.Second}
+	cfg.setDefaults()
+	deps := newGrainDeps(cfg)
 	id := voluntree.ConversationID("page"+u, "s"+u)
 	req := func(ids ...string) *grainpb.ConversationRequest {
 		r := &grainpb.ConversationRequest{}

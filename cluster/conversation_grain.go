@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -29,6 +31,9 @@ type grainDeps struct {
 	log       *slog.Logger
 	publisher *publisher // nil: this node does not publish posts
 	orgs      *pageOrgs  // the organization of each page
+	signups   *signupCache
+	featurize Featurizer // matches questions to facts (nil: questions go to the team)
+	now       func() time.Time
 }
 
 func (d *grainDeps) ctx() (context.Context, context.CancelFunc) {
@@ -83,7 +88,9 @@ func (g *conversationGrain) load() error {
 	return nil
 }
 
-// Handle applies a conversation's messages in order and answers the post each belongs to.
+// Handle applies a conversation's messages in order, saves the new state with the effects
+// the transitions emitted (one transaction: the outbox), and answers the post each message
+// belongs to.
 func (g *conversationGrain) Handle(req *grainpb.ConversationRequest, _ protocluster.GrainContext) (*grainpb.ConversationResponse, error) {
 	if g.state == nil {
 		if err := g.load(); err != nil {
@@ -96,6 +103,9 @@ func (g *conversationGrain) Handle(req *grainpb.ConversationRequest, _ protoclus
 	}
 	resp := &grainpb.ConversationResponse{PostIds: make([]string, len(req.Messages))}
 	changed := false
+	var effects []*grainpb.Effect
+	ctx, cancel := g.deps.ctx()
+	defer cancel()
 	for i, m := range req.Messages {
 		if j := slices.Index(next.RecentIds, m.Id); j >= 0 {
 			// Redelivered: counted before, and it keeps the post it was given then (the
@@ -109,23 +119,79 @@ func (g *conversationGrain) Handle(req *grainpb.ConversationRequest, _ protoclus
 		} else {
 			resp.PostIds[i] = next.LastPostId
 		}
+		env, err := g.env(ctx, next, m)
+		if err != nil {
+			return nil, err // g.state unchanged: the redelivery applies the messages again
+		}
 		apply(next, m, resp.PostIds[i])
+		effects = append(effects, step(next, m, env)...)
 		changed = true
 	}
 	if changed {
-		next.UpdatedAtUnixNano = time.Now().UnixNano()
+		next.UpdatedAtUnixNano = g.deps.now().UnixNano()
 		b, err := proto.Marshal(next)
 		if err != nil {
 			return nil, fmt.Errorf("encode conversation %s: %w", g.id, err)
 		}
-		ctx, cancel := g.deps.ctx()
-		defer cancel()
-		if err := g.deps.store.SaveConversation(ctx, g.id, b); err != nil {
+		var batch []byte
+		if len(effects) > 0 {
+			if batch, err = proto.Marshal(&grainpb.EffectBatch{Effects: effects}); err != nil {
+				return nil, fmt.Errorf("encode effects of %s: %w", g.id, err)
+			}
+		}
+		from := g.state.Stage
+		if g.state.UpdatedAtUnixNano == 0 {
+			from = "" // a conversation saved for the first time
+		}
+		if err := g.deps.store.SaveConversationEffects(ctx, g.id, b, batch, from, next.Stage); err != nil {
 			return nil, err // g.state unchanged: the redelivery applies the messages again
+		}
+		if next.Stage != g.state.Stage {
+			g.deps.metrics.StageEntered.WithLabelValues(next.Stage).Inc()
+		}
+		if next.Stage == StageBooked && g.state.Stage != StageBooked && next.FirstInterestUnixNano != 0 {
+			g.deps.metrics.TimeToBooking.Observe(time.Duration(g.deps.now().UnixNano() - next.FirstInterestUnixNano).Seconds())
 		}
 		g.state = next
 	}
 	return resp, nil
+}
+
+// env loads what the transition of m needs: the organization, the signup the conversation is
+// about, the slots' free places. A comment other than an interest needs none of it (the comment
+// path stays one write).
+func (g *conversationGrain) env(ctx context.Context, st *grainpb.ConversationState, m *grainpb.Classified) (flowEnv, error) {
+	env := flowEnv{conversationID: g.id, now: g.deps.now(), newCode: newCode, nonce: newNonce}
+	if m.Kind == string(voluntree.KindComment) && voluntree.Intent(m.Intent) != voluntree.IntentInterested {
+		return env, nil
+	}
+	org, err := g.deps.orgs.orgOf(ctx, m.PageId)
+	if err != nil || org == "" {
+		return env, err // a page of no organization: nobody to sign up with
+	}
+	env.orgID = org
+	post := st.LastPostId
+	if m.Kind == string(voluntree.KindComment) {
+		post = m.PostId
+	}
+	su, ix, err := g.deps.signups.forConversation(ctx, post, st.SignupId, org)
+	if err != nil || su == nil {
+		return env, err
+	}
+	env.signup = su
+	env.answer = func(q string) (string, bool) { return ix.answer(q, g.deps.featurize) }
+	if m.Kind != string(voluntree.KindComment) {
+		counts, err := g.deps.store.SlotBookingCounts(ctx, su)
+		if err != nil {
+			return env, err
+		}
+		env.free = make(map[string]int, len(su.Slots))
+		for _, sl := range su.Slots {
+			c := counts[sl.ID]
+			env.free[sl.ID] = sl.Required - c.Booked - c.Held
+		}
+	}
+	return env, nil
 }
 
 // attributed is the post a redelivered message was given the first time.
@@ -139,9 +205,21 @@ func attributed(m *grainpb.Classified, posts []string, j int) string {
 	return ""
 }
 
-// apply advances the conversation by one new message, attributed to post.
+// apply records a new message, attributed to post: sender, counts, and its id among the recent
+// ones (the transition itself is step's).
 func apply(st *grainpb.ConversationState, m *grainpb.Classified, post string) {
-	st.PageId, st.SenderId = m.PageId, m.SenderId
+	if m.Kind == KindSystem {
+		st.RecentIds = append(st.RecentIds, m.Id)
+		st.RecentPostIds = append(st.RecentPostIds, post)
+		trimRecent(st)
+		return
+	}
+	// SenderId is whom messages go to: the Messenger PSID once the person wrote there (it may
+	// differ from their id on comments, which reach this conversation through an alias).
+	st.PageId = m.PageId
+	if st.SenderId == "" || m.Kind != string(voluntree.KindComment) {
+		st.SenderId = m.SenderId
+	}
 	if m.SenderName != "" {
 		st.SenderName = m.SenderName
 	}
@@ -150,20 +228,34 @@ func apply(st *grainpb.ConversationState, m *grainpb.Classified, post string) {
 	}
 	st.Messages++
 	st.Intents[m.Intent]++
-	switch voluntree.Intent(m.Intent) {
-	case voluntree.IntentInterested:
-		st.Stage = StageInterested
-	case voluntree.IntentDecline:
-		st.Stage = StageDeclined
-	}
 	// Older states have no recent_post_ids: pad so both lists stay parallel.
 	for len(st.RecentPostIds) < len(st.RecentIds) {
 		st.RecentPostIds = append(st.RecentPostIds, "")
 	}
 	st.RecentIds = append(st.RecentIds, m.Id)
 	st.RecentPostIds = append(st.RecentPostIds, post)
+	trimRecent(st)
+}
+
+func trimRecent(st *grainpb.ConversationState) {
 	if n := len(st.RecentIds); n > recentIDs {
 		st.RecentIds = slices.Delete(st.RecentIds, 0, n-recentIDs)
 		st.RecentPostIds = slices.Delete(st.RecentPostIds, 0, n-recentIDs)
 	}
+}
+
+// newCode is a fresh 6-digit email code (crypto/rand).
+func newCode() string {
+	c, err := voluntree.NewEmailCode()
+	if err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return c
+}
+
+// newNonce tags the options offered in one message.
+func newNonce() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

@@ -87,13 +87,14 @@ const (
 
 // flowEnv is what a transition may know besides the state and the message.
 type flowEnv struct {
-	now     time.Time
-	signup  *voluntree.Signup // nil: no signup is known for the conversation
-	orgID   string
-	free    map[string]int                // free places per slot id (capacity − booked − held)
-	answer  func(q string) (string, bool) // the best fact for a question, if one matches well
-	newCode func() string                 // a fresh 6-digit code
-	nonce   func() string
+	conversationID string // the grain's id (a Messenger PSID may differ from the commenter's id)
+	now            time.Time
+	signup         *voluntree.Signup // nil: no signup is known for the conversation
+	orgID          string
+	free           map[string]int                // free places per slot id (capacity − booked − held)
+	answer         func(q string) (string, bool) // the best fact for a question, if one matches well
+	newCode        func() string                 // a fresh 6-digit code
+	nonce          func() string
 }
 
 // flow accumulates one transition's effects.
@@ -158,6 +159,10 @@ func (f *flow) run() {
 		f.decline()
 		return
 	}
+	if strings.HasPrefix(m.Payload, slotPrefix) && st.Stage != StageSlot {
+		f.stale()
+		return
+	}
 	if f.env.signup == nil {
 		if voluntree.Intent(m.Intent) == voluntree.IntentInterested && st.Stage == StageNew {
 			st.Stage = StageInterested
@@ -216,7 +221,7 @@ func (f *flow) comment() {
 	name := firstName(m.SenderName)
 	f.emit(&grainpb.Effect{Kind: EffectPrivateReply, CommentId: m.Id,
 		Text: fmt.Sprintf("Hi%s! Thanks for your interest in %q. Can we count on you? Answer here and we'll find you a slot.", name, f.env.signup.Title)})
-	if st.PublicReply {
+	if f.env.signup.PublicReply {
 		f.emit(&grainpb.Effect{Kind: EffectCommentReply, CommentId: m.Id,
 			Text: fmt.Sprintf("Thank you%s! We've sent you a private message.", name)})
 	}
@@ -233,7 +238,7 @@ func (f *flow) startForm() {
 		f.afterConfirm()
 		return
 	}
-	if in == voluntree.IntentQuestion {
+	if f.question() {
 		f.answerQuestion()
 	}
 	st.Stage = StageConfirm
@@ -253,7 +258,7 @@ func (f *flow) confirm() {
 		f.afterConfirm()
 	case f.m.Payload == PayloadNo || in == voluntree.IntentDecline:
 		f.decline()
-	case in == voluntree.IntentQuestion:
+	case f.question():
 		f.answerQuestion()
 		f.askConfirm()
 	default:
@@ -281,7 +286,7 @@ func (f *flow) email() {
 		addr = f.m.Payload // the user_email quick reply
 	}
 	if addr == "" {
-		if voluntree.Intent(f.m.Intent) == voluntree.IntentQuestion {
+		if f.question() {
 			f.answerQuestion()
 		}
 		f.askEmail("What's your email address? (for example name@example.org)")
@@ -329,7 +334,7 @@ func (f *flow) code() {
 	}
 	code := reCode.FindString(text)
 	if code == "" {
-		if voluntree.Intent(f.m.Intent) == voluntree.IntentQuestion {
+		if f.question() {
 			f.answerQuestion()
 		}
 		f.send(fmt.Sprintf("Please type the 6-digit code we sent to %s, or \"resend\" for a new one.", st.Email), nil)
@@ -360,26 +365,41 @@ func (f *flow) askSlot(intro string) {
 	st.Stage, st.Asking = StageSlot, StageSlot
 	st.Nonce = f.env.nonce()
 	var free, full []*grainpb.Option
+	var freeLines, fullLines []string
 	for _, sl := range f.env.signup.Slots {
 		if f.past(sl) || sl.ID == st.SlotId { // st.SlotId: the place held while changing
 			continue
 		}
-		o := &grainpb.Option{Title: f.slotLabel(sl, true), Payload: slotPrefix + sl.ID + ":" + st.Nonce}
+		// A quick reply's title has 20 characters at most: the text lists the slots in full.
+		o := &grainpb.Option{Title: f.slotTitle(sl), Payload: slotPrefix + sl.ID + ":" + st.Nonce}
 		if f.env.free[sl.ID] > 0 {
 			free = append(free, o)
+			freeLines = append(freeLines, f.slotLabel(sl, true))
 		} else {
-			o.Title = "Waitlist: " + o.Title
+			o.Title = "Wait " + f.slotTitleNoDay(sl)
 			full = append(full, o)
+			fullLines = append(fullLines, f.slotLabel(sl, true))
 		}
+	}
+	list := func(lines []string) string {
+		var b strings.Builder
+		for i, l := range lines[:min(len(lines), 13)] {
+			fmt.Fprintf(&b, "\n%d. %s", i+1, l)
+		}
+		return b.String()
 	}
 	switch {
 	case len(free) > 0:
-		f.send(intro+" Which slot suits you?", limitOptions(free))
+		f.send(intro+" Which slot suits you?"+list(freeLines), limitOptions(free))
 	case len(full) > 0:
-		f.send(intro+" All slots are full at the moment. Join a waitlist? We'll message you when a place frees up.", limitOptions(full))
+		f.send(intro+" All slots are full at the moment. Join a waitlist? We'll message you when a place frees up."+list(fullLines), limitOptions(full))
 	default:
 		st.Stage, st.Asking = StageCancelled, ""
 		f.send(intro+" There are no upcoming slots left. Thank you for offering your help!", nil)
+	}
+	st.Options = nil
+	for _, o := range append(free, full...) {
+		st.Options = append(st.Options, strings.TrimPrefix(o.Payload, slotPrefix))
 	}
 }
 
@@ -390,14 +410,14 @@ func (f *flow) slot() {
 	st := f.st
 	payload := f.m.Payload
 	if !strings.HasPrefix(payload, slotPrefix) {
-		// A typed number picks the n-th option offered.
-		if n, err := strconv.Atoi(strings.TrimSpace(f.m.Text)); err == nil && n >= 1 && n <= len(f.env.signup.Slots) {
-			payload = slotPrefix + f.env.signup.Slots[n-1].ID + ":" + st.Nonce
+		// A typed number picks the n-th slot listed.
+		if n, err := strconv.Atoi(strings.Trim(strings.TrimSpace(f.m.Text), ".")); err == nil && n >= 1 && n <= len(st.Options) {
+			payload = slotPrefix + st.Options[n-1]
 		}
 	}
 	slotID, nonce, ok := strings.Cut(strings.TrimPrefix(payload, slotPrefix), ":")
 	if !strings.HasPrefix(payload, slotPrefix) || !ok {
-		if voluntree.Intent(f.m.Intent) == voluntree.IntentQuestion {
+		if f.question() {
 			f.answerQuestion()
 		}
 		f.askSlot("Please pick a slot.")
@@ -412,6 +432,20 @@ func (f *flow) slot() {
 		PreviousSlotId: st.SlotId, PersonName: st.SenderName})
 	st.Stage, st.Asking = StageBooking, ""
 	st.Nonce = "" // one tap books: a second tap of the same button is stale
+}
+
+// stale answers a slot button tapped when no slot is being asked.
+func (f *flow) stale() {
+	st := f.st
+	if sl, ok := f.slotOf(st.SlotId); ok && st.Stage == StageBooked {
+		f.send(fmt.Sprintf("That button is from an earlier message. You're booked: %s.", f.slotLabel(sl, false)),
+			[]*grainpb.Option{{Title: "Change slot", Payload: PayloadChange}, {Title: "Cancel", Payload: PayloadCancel}})
+		return
+	}
+	if st.Stage == StageBooking {
+		return // the booking answers shortly
+	}
+	f.send("That button is from an earlier message.", nil)
 }
 
 // system: what the effects worker or an admin tells the conversation.
@@ -504,9 +538,16 @@ func (f *flow) decline() {
 	f.send("Understood, thank you for letting us know. We won't message you again.", nil)
 }
 
+// question reports a question: the model says so, or the text ends with a question mark (a
+// form must not take "Where can I park?" for an invalid answer).
+func (f *flow) question() bool {
+	return voluntree.Intent(f.m.Intent) == voluntree.IntentQuestion ||
+		(f.m.Payload == "" && strings.HasSuffix(strings.TrimSpace(f.m.Text), "?"))
+}
+
 // questionOr answers a question from the facts, else runs otherwise.
 func (f *flow) questionOr(otherwise func()) {
-	if voluntree.Intent(f.m.Intent) == voluntree.IntentQuestion {
+	if f.question() {
 		f.answerQuestion()
 		return
 	}
@@ -547,6 +588,9 @@ func (f *flow) emit(e *grainpb.Effect) {
 		e.From = "bot"
 	}
 	e.CreatedAtUnixNano = f.env.now.UnixNano()
+	if e.Kind == EffectSend && st.EmailVerified {
+		e.EmailTo = st.Email // where it goes if Messenger's window has closed
+	}
 	window := messengerWindow
 	if e.Tag == "HUMAN_AGENT" {
 		window = humanAgentWindow
@@ -557,7 +601,12 @@ func (f *flow) emit(e *grainpb.Effect) {
 	f.out = append(f.out, e)
 }
 
-func (f *flow) conversationID() string { return voluntree.ConversationID(f.st.PageId, f.st.SenderId) }
+func (f *flow) conversationID() string {
+	if f.env.conversationID != "" {
+		return f.env.conversationID
+	}
+	return voluntree.ConversationID(f.st.PageId, f.st.SenderId)
+}
 
 func (f *flow) who() string {
 	if f.st.SenderName != "" {
@@ -585,6 +634,22 @@ func (f *flow) past(sl voluntree.Slot) bool {
 	}
 	start, err := sl.StartTime(loc)
 	return err == nil && start.Before(f.env.now)
+}
+
+// slotTitle is a slot's short title for a quick reply: "Sat 4 May 09:00".
+func (f *flow) slotTitle(sl voluntree.Slot) string {
+	if d, err := time.Parse("2006-01-02", sl.Date); err == nil {
+		return d.Format("Mon 2 Jan") + " " + sl.Start
+	}
+	return sl.Date + " " + sl.Start
+}
+
+// slotTitleNoDay is a waitlist option's title: "Wait 14 May 09:00" fits in 20 characters.
+func (f *flow) slotTitleNoDay(sl voluntree.Slot) string {
+	if d, err := time.Parse("2006-01-02", sl.Date); err == nil {
+		return d.Format("2 Jan") + " " + sl.Start
+	}
+	return sl.Date + " " + sl.Start
 }
 
 // slotLabel is a slot's date and time in the signup's time zone: "Sat 4 May, 09:00–12:00

@@ -103,7 +103,7 @@ func TestFlowFromCommentToBooking(t *testing.T) {
 	if !effs[0].AskEmail || effs[0].WindowUntilUnixNano != h.env.now.Add(24*time.Hour).UnixNano() {
 		t.Fatalf("email question %+v", effs[0])
 	}
-	h.expect(h.msg("what?", voluntree.IntentOther), StageEmail, "send: What's your email address?")
+	h.expect(h.msg("hmm", voluntree.IntentOther), StageEmail, "send: What's your email address?")
 	h.expect(h.msg("ada at example", voluntree.IntentOther), StageEmail, "send: What's your email address?")
 
 	// A question mid-form is answered, and the form resumes where it was.
@@ -124,7 +124,7 @@ func TestFlowFromCommentToBooking(t *testing.T) {
 	effs = h.msg("it's 123456", voluntree.IntentOther)
 	h.expect(effs, StageSlot, "send: Which slot suits you?")
 	if !h.st.EmailVerified || len(effs[0].Options) != 1 || effs[0].Options[0].Payload != "SLOT:am:"+h.st.Nonce ||
-		!strings.Contains(effs[0].Options[0].Title, "Sat 4 May, 09:00–12:00") {
+		effs[0].Options[0].Title != "Sat 4 May 09:00" || !strings.Contains(effs[0].Text, "\n1. Sat 4 May, 09:00–12:00 · Morning") {
 		t.Fatalf("only the free slot is offered: %+v", effs[0].Options)
 	}
 	offered := effs[0].Options[0].Payload
@@ -141,6 +141,14 @@ func TestFlowFromCommentToBooking(t *testing.T) {
 		t.Fatalf("book effect %+v", e)
 	}
 	h.expect(h.tap(current), StageBooking) // a double tap books nothing more
+
+	// (The same, typed: "1" picks the first slot listed.)
+	h2 := newFlowHarness(t)
+	h2.st.Stage, h2.st.Email, h2.st.EmailVerified = StageInvited, "ada@example.org", true
+	h2.msg("yes", voluntree.IntentInterested)
+	if effs := h2.msg("1", voluntree.IntentOther); len(effs) != 1 || effs[0].Kind != EffectBook || effs[0].SlotId != "am" {
+		t.Fatalf("typing 1: %s", kinds(effs))
+	}
 
 	// The booking's outcome: a confirmation in the signup's time zone, with change and cancel.
 	effs = h.system("booked:am")
@@ -190,7 +198,7 @@ func TestFlowHandoffDeclineAndWaitlist(t *testing.T) {
 	h.env.free = map[string]int{}
 	effs = h.msg("ok", voluntree.IntentOther)
 	h.expect(effs, StageSlot, "send: All slots are full")
-	if len(effs[0].Options) != 2 || !strings.HasPrefix(effs[0].Options[1].Title, "Waitlist: ") {
+	if len(effs[0].Options) != 2 || effs[0].Options[1].Title != "Wait 4 May 14:00" {
 		t.Fatalf("waitlist options %+v", effs[0].Options)
 	}
 	h.tap(effs[0].Options[1].Payload)

@@ -52,6 +52,10 @@ type Config struct {
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
 
+	// Featurize matches volunteers' questions to signups' facts (nil: every question goes to
+	// the team).
+	Featurize Featurizer
+
 	// Graph publishes admin posts (nil: posts fail with "no Graph API is configured").
 	Graph   Graph
 	Publish PublishConfig
@@ -96,11 +100,19 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// newGrainDeps returns what the grains of a node share (cfg with its defaults).
+func newGrainDeps(cfg Config) *grainDeps {
+	return &grainDeps{store: cfg.Store, metrics: cfg.Metrics, timeout: cfg.StoreTimeout,
+		log: cfg.Logger.With("component", "grain"), orgs: newPageOrgs(cfg.Store),
+		signups: newSignupCache(cfg.Store, cfg.Featurize), featurize: cfg.Featurize, now: time.Now}
+}
+
 // Node is this process's cluster member.
 type Node struct {
-	c   *protocluster.Cluster
-	cfg Config
-	log *slog.Logger
+	c       *protocluster.Cluster
+	cfg     Config
+	log     *slog.Logger
+	aliases *aliasCache
 }
 
 // Start joins (or forms) the cluster with the conversation and post grain kinds. The actor
@@ -124,8 +136,7 @@ func Start(ctx context.Context, system *actor.ActorSystem, cfg Config) (node *No
 	if len(peers) == 0 {
 		peers = []string{net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.HealthPort))}
 	}
-	deps := &grainDeps{store: cfg.Store, metrics: cfg.Metrics, timeout: cfg.StoreTimeout,
-		log: cfg.Logger.With("component", "grain"), orgs: newPageOrgs(cfg.Store)}
+	deps := newGrainDeps(cfg)
 	deps.publisher = &publisher{store: cfg.Store, graph: cfg.Graph, metrics: cfg.Metrics, cfg: cfg.Publish,
 		log: cfg.Logger.With("component", "publisher"), now: time.Now}
 	supervision := actor.WithSupervisor(actor.NewOneForOneStrategy(10, time.Second, actor.DefaultDecider))
@@ -148,7 +159,7 @@ func Start(ctx context.Context, system *actor.ActorSystem, cfg Config) (node *No
 	log := cfg.Logger.With("component", "cluster")
 	log.Info("cluster member started", "action", "start_cluster", "address", system.Address(),
 		"health_port", cfg.HealthPort, "peers", peers)
-	return &Node{c: c, cfg: cfg, log: log}, nil
+	return &Node{c: c, cfg: cfg, log: log, aliases: newAliasCache(cfg.Store)}, nil
 }
 
 // Stop leaves the cluster, bounded by ctx (Shutdown can hang after a peer died).

@@ -76,14 +76,15 @@ func (r *Router) classifyStage(ctx context.Context, b *actors.Batch) {
 }
 
 // sendConversations sends each conversation's messages to its grain.
-func (r *Router) sendConversations(_ context.Context, b *actors.Batch) {
+func (r *Router) sendConversations(ctx context.Context, b *actors.Batch) {
 	d := b.Data.(*routeData)
 	d.calls = nil
+	keys := r.conversationKeys(ctx, b)
 	for _, g := range groupBy(len(b.Msgs), func(i int) string {
 		if b.Failed(i) {
 			return ""
 		}
-		return b.Msgs[i].ConversationID()
+		return keys[i]
 	}) {
 		client := r.node.Conversation(g.key)
 		req := &grainpb.ConversationRequest{Messages: pick(d.items, g.idx)}
@@ -92,6 +93,36 @@ func (r *Router) sendConversations(_ context.Context, b *actors.Batch) {
 		c.future, c.err = client.HandleFuture(req)
 		d.calls = append(d.calls, c)
 	}
+}
+
+// conversationKeys is each message's conversation: a Messenger message of a commenter whose
+// PSID is an alias goes to the conversation their comment started (see aliases.go).
+func (r *Router) conversationKeys(ctx context.Context, b *actors.Batch) []string {
+	keys := make([]string, len(b.Msgs))
+	var messenger []int
+	for i, m := range b.Msgs {
+		keys[i] = m.ConversationID()
+		if m.Kind != voluntree.KindComment && !b.Failed(i) {
+			messenger = append(messenger, i)
+		}
+	}
+	if len(messenger) == 0 {
+		return keys // the comment path: no lookup
+	}
+	ids := make([]string, len(messenger))
+	for j, i := range messenger {
+		ids[j] = keys[i]
+	}
+	resolved, err := r.node.aliases.resolve(ctx, ids)
+	for j, i := range messenger {
+		switch {
+		case err != nil:
+			b.Errs[i] = fmt.Errorf("conversation alias: %w", err)
+		default:
+			keys[i] = resolved[j]
+		}
+	}
+	return keys
 }
 
 // sendPosts takes the conversations' answers (the post each message belongs to: Messenger

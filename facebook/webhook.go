@@ -111,6 +111,7 @@ type MessengerMessage struct {
 	Text       string      `json:"text,omitempty"`
 	IsEcho     bool        `json:"is_echo,omitempty"`
 	QuickReply *QuickReply `json:"quick_reply,omitempty"`
+	Metadata   string      `json:"metadata,omitempty"` // echoes: what the sender attached
 }
 
 // QuickReply is the payload of a quick-reply button the person tapped.
@@ -333,4 +334,19 @@ func CommentPayload(pageID string, comments ...ChangeValue) Payload {
 		e.Changes = append(e.Changes, Change{Field: "feed", Value: c})
 	}
 	return Payload{Object: "page", Entry: []Entry{e}}
+}
+
+// MessagePayload is the webhook body of one Messenger event from sender to page: a text
+// (with the payload of a tapped quick reply, if any) or, when postback is set, a button press.
+func MessagePayload(pageID, sender, mid, text, quickReply string, postback bool, at time.Time) Payload {
+	ev := Messaging{Sender: User{ID: sender}, Recipient: User{ID: pageID}, Timestamp: at.UnixMilli()}
+	if postback {
+		ev.Postback = &Postback{MID: mid, Title: text, Payload: quickReply}
+	} else {
+		ev.Message = &MessengerMessage{MID: mid, Text: text}
+		if quickReply != "" {
+			ev.Message.QuickReply = &QuickReply{Payload: quickReply}
+		}
+	}
+	return Payload{Object: "page", Entry: []Entry{{ID: pageID, Time: at.UnixMilli(), Messaging: []Messaging{ev}}}}
 }

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -86,6 +87,9 @@ func (s *Server) webhookReceive(c *fiber.Ctx) error {
 		s.reject("malformed")
 		return err
 	}
+	if err := s.recordEchoes(c.UserContext(), body); err != nil {
+		return err
+	}
 	rs := make([]redisstore.Rejection, 0, len(rejected))
 	for _, r := range rejected { // left out, so that the call's other events are not lost
 		rs = append(rs, redisstore.Rejection{Reason: r.Reason, Error: voluntree.ErrorMessage(r.Err),
@@ -96,6 +100,23 @@ func (s *Server) webhookReceive(c *fiber.Ctx) error {
 		return err
 	}
 	return c.JSON(res)
+}
+
+// recordEchoes marks the effects whose messages Facebook echoed (message_echoes with our
+// metadata): the effects worker then knows an ambiguous send went through.
+func (s *Server) recordEchoes(ctx context.Context, body []byte) error {
+	if s.cfg.Store == nil || !bytes.Contains(body, []byte(`"is_echo"`)) {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for _, e := range facebook.Echoes(body) {
+		if _, err := s.cfg.Store.MarkEchoed(ctx, e.Metadata, e.MessageID); err != nil {
+			s.cfg.Logger.Error("record echo", "action", "webhook", "error", err)
+			return voluntree.Errorf(voluntree.EUNAVAILABLE, "could not record the echoes; retry later")
+		}
+	}
+	return nil
 }
 
 // accept appends parsed messages to the ingest stream, and refused events to the

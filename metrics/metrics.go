@@ -67,6 +67,15 @@ type Metrics struct {
 	PollRequests *prometheus.CounterVec // Graph comment fetches by outcome: ok, throttled, error
 	PollComments *prometheus.CounterVec // polled comments by outcome: new, duplicate, skipped
 
+	// Volunteer conversations (cluster/flow.go) and their effects.
+	Conversations    *prometheus.GaugeVec   // by stage, across the cluster (sampled from Redis)
+	StageEntered     *prometheus.CounterVec // transitions into a stage, by stage
+	Effects          *prometheus.CounterVec // performed effects, by kind, outcome and Graph error code
+	WindowDrops      prometheus.Counter     // automated messages not sent: outside Messenger's 24-hour window
+	Bookings         *prometheus.CounterVec // by outcome: booked, waitlisted, cancelled, offered, full
+	TimeToBooking    prometheus.Histogram   // first interest -> booked slot
+	EffectsPending   prometheus.Gauge       // effects stream: entries not yet performed
+
 	// Job streams (internal/streamworker): mail, effects.
 	StreamEntries  *prometheus.CounterVec   // by stream, outcome
 	StreamDuration *prometheus.HistogramVec // one job, by stream
@@ -132,7 +141,8 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.WebhookEvents, m.WebhookRejected, m.WebhookDuplicates, m.WebhookInflight, m.IngestLength, m.IngestPending,
 		m.IngestLag, m.DeadLetterLength, m.RejectedLength, m.IngestRead, m.IngestReclaimed,
 		m.IngestDeadLetters, m.IngestFailures, m.IngestBatchSize, m.IngestBatchTime,
-		m.Classified, m.Interests, m.Unowned, m.EndToEnd, m.GrainRequest, m.GrainsActive, m.StreamEntries, m.StreamDuration, m.WSClients, m.WSDropped, m.WSEventsSent,
+		m.Classified, m.Interests, m.Unowned, m.EndToEnd, m.GrainRequest, m.GrainsActive, m.StreamEntries, m.StreamDuration,
+		m.Conversations, m.StageEntered, m.Effects, m.WindowDrops, m.Bookings, m.TimeToBooking, m.EffectsPending, m.WSClients, m.WSDropped, m.WSEventsSent,
 	)
 	reg.MustRegister(
 		m.BatcherRequests, m.BatcherItems, m.BatcherRejected, m.BatchSize, m.QueueDelay,
@@ -218,6 +228,29 @@ func (m *Metrics) addPipeline() {
 	for _, kind := range []string{"conversation", "post"} {
 		m.GrainsActive.WithLabelValues(kind) // exported from the start, at 0
 	}
+	m.Conversations = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Subsystem: "conversations", Name: "by_stage",
+		Help: "Volunteer conversations in each stage, across the cluster (new, interested, invited, confirm, email, code, slot, booking, booked, waitlisted, declined, cancelled).",
+	}, []string{"stage"})
+	m.StageEntered = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "conversations", Name: "stage_entered_total",
+		Help: "Conversation transitions into a stage, on this node, by stage.",
+	}, []string{"stage"})
+	m.Effects = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "effects", Name: "total",
+		Help: "Conversation effects performed, by kind (send, private_reply, comment_reply, email, book, cancel_booking, notify_admins), outcome (done, duplicate, dropped_window, outside_window, unavailable, already_replied, page_disconnected, retry, ambiguous, resent, failed) and Graph error code (\"\" when none).",
+	}, []string{"kind", "outcome", "code"})
+	m.WindowDrops = counter("effects", "window_drops_total", "Automated messages not sent because the person's 24-hour Messenger window had closed (sent by email instead when the address is verified).")
+	m.Bookings = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "bookings", Name: "total",
+		Help: "Slot bookings, by outcome: booked, waitlisted, cancelled, offered (a freed place held for the first person waiting), full (a change to a full slot).",
+	}, []string{"outcome"})
+	m.TimeToBooking = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: namespace, Subsystem: "conversations", Name: "interest_to_booking_seconds",
+		Help:    "From a person's first interest to their booked slot.",
+		Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600, 7 * 24 * 3600},
+	})
+	m.EffectsPending = gauge("effects", "stream_length", "Effect batches waiting in the effects stream (the conversations' outbox).")
 	m.StreamEntries = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "stream", Name: "entries_total",
 		Help: "Job stream entries by stream (mail, effects) and outcome (done; retry: failed, left pending for a later attempt; dead: given up, in the dead stream; claimed: taken over from an idle consumer).",

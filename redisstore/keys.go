@@ -107,6 +107,46 @@ func (k Keys) Conversation(conversationID string) string {
 	return k.prefix + ":{conv:" + conversationID + "}"
 }
 
+// ConversationDelivery is what the effects worker learned about reaching a conversation's
+// person (hash: error, code, at, dropped).
+func (k Keys) ConversationDelivery(conversationID string) string {
+	return k.prefix + ":{conv:" + conversationID + "}:delivery"
+}
+
+// ConversationAlias maps a Messenger conversation (page:PSID) to the conversation it continues
+// (string: the conversation id of the comment a private reply answered), expires.
+func (k Keys) ConversationAlias(conversationID string) string {
+	return k.prefix + ":{conv:" + conversationID + "}:alias"
+}
+
+// ConversationStages counts conversations by stage (hash stage → count), kept in the same
+// transaction as each state change.
+func (k Keys) ConversationStages() string { return k.prefix + ":conversations:stages" }
+
+// ---- Effects: the conversations' outbox ----
+
+// Effects is the outbox stream of conversation effects (field "b": a protobuf EffectBatch;
+// "c": the conversation id).
+func (k Keys) Effects() string { return k.prefix + ":{effects}" }
+
+// EffectsGroup is the consumer group of the effects workers.
+func (k Keys) EffectsGroup() string { return "effects" }
+
+// EffectsDead is the stream of effect batches given up, with their errors.
+func (k Keys) EffectsDead() string { return k.prefix + ":{effects}:dead" }
+
+// EffectDone marks an effect performed (string: its outcome, expires): a redelivered batch
+// skips it.
+func (k Keys) EffectDone(effectID string) string { return k.prefix + ":effect:done:" + effectID }
+
+// EffectEcho holds the message id of a sent effect's message_echoes callback (expires).
+func (k Keys) EffectEcho(effectID string) string { return k.prefix + ":effect:echo:" + effectID }
+
+// EffectAmbiguous holds when an effect's send first failed ambiguously (unix ms, expires).
+func (k Keys) EffectAmbiguous(effectID string) string {
+	return k.prefix + ":effect:ambiguous:" + effectID
+}
+
 // ---- Organizations, admin tokens, pages, signups, posts ----
 //
 // Records are JSON strings; every record names its organization. Per-organization indexes are

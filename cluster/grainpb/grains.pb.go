@@ -392,23 +392,23 @@ type ConversationState struct {
 	UpdatedAtUnixNano int64                  `protobuf:"varint,9,opt,name=updated_at_unix_nano,json=updatedAtUnixNano,proto3" json:"updated_at_unix_nano,omitempty"`
 	RecentPostIds     []string               `protobuf:"bytes,10,rep,name=recent_post_ids,json=recentPostIds,proto3" json:"recent_post_ids,omitempty"` // the post answered for each of recent_ids (same order)
 	// The volunteer conversation (cluster/flow.go): a form of required slots, Rasa-style.
-	Channel               string `protobuf:"bytes,11,opt,name=channel,proto3" json:"channel,omitempty"`                   // messenger, webchat
-	SignupId              string `protobuf:"bytes,12,opt,name=signup_id,json=signupId,proto3" json:"signup_id,omitempty"` // what the person is signing up for
-	Asking                string `protobuf:"bytes,13,opt,name=asking,proto3" json:"asking,omitempty"`                     // the form slot being asked: confirm, email, code, slot; "" none
-	Email                 string `protobuf:"bytes,14,opt,name=email,proto3" json:"email,omitempty"`
-	EmailVerified         bool   `protobuf:"varint,15,opt,name=email_verified,json=emailVerified,proto3" json:"email_verified,omitempty"`
-	CodeHash              string `protobuf:"bytes,16,opt,name=code_hash,json=codeHash,proto3" json:"code_hash,omitempty"` // the pending email code's hash (never the code)
-	CodeExpiresUnix       int64  `protobuf:"varint,17,opt,name=code_expires_unix,json=codeExpiresUnix,proto3" json:"code_expires_unix,omitempty"`
-	CodeAttempts          int32  `protobuf:"varint,18,opt,name=code_attempts,json=codeAttempts,proto3" json:"code_attempts,omitempty"`                          // wrong codes entered
-	SlotId                string `protobuf:"bytes,19,opt,name=slot_id,json=slotId,proto3" json:"slot_id,omitempty"`                                             // booked (stage booked) or waited for (stage waitlisted)
-	Nonce                 string `protobuf:"bytes,20,opt,name=nonce,proto3" json:"nonce,omitempty"`                                                             // of the options offered last: a tap carrying another is stale
-	LastInboundUnixNano   int64  `protobuf:"varint,21,opt,name=last_inbound_unix_nano,json=lastInboundUnixNano,proto3" json:"last_inbound_unix_nano,omitempty"` // Messenger's 24-hour window starts here
-	Handoff               bool   `protobuf:"varint,22,opt,name=handoff,proto3" json:"handoff,omitempty"`                                                        // a person was asked for: the bot is silent
-	EffectSeq             int64  `protobuf:"varint,23,opt,name=effect_seq,json=effectSeq,proto3" json:"effect_seq,omitempty"`                                   // effects emitted so far (effect ids: conversation:seq)
-	RepliedCommentId      string `protobuf:"bytes,24,opt,name=replied_comment_id,json=repliedCommentId,proto3" json:"replied_comment_id,omitempty"`             // the comment the private reply answered
-	FirstInterestUnixNano int64  `protobuf:"varint,25,opt,name=first_interest_unix_nano,json=firstInterestUnixNano,proto3" json:"first_interest_unix_nano,omitempty"`
-	CodeSends             int32  `protobuf:"varint,26,opt,name=code_sends,json=codeSends,proto3" json:"code_sends,omitempty"`       // codes sent for the current address
-	PublicReply           bool   `protobuf:"varint,27,opt,name=public_reply,json=publicReply,proto3" json:"public_reply,omitempty"` // (per signup) reply to the comment in public too
+	Channel               string   `protobuf:"bytes,11,opt,name=channel,proto3" json:"channel,omitempty"`                   // messenger, webchat
+	SignupId              string   `protobuf:"bytes,12,opt,name=signup_id,json=signupId,proto3" json:"signup_id,omitempty"` // what the person is signing up for
+	Asking                string   `protobuf:"bytes,13,opt,name=asking,proto3" json:"asking,omitempty"`                     // the form slot being asked: confirm, email, code, slot; "" none
+	Email                 string   `protobuf:"bytes,14,opt,name=email,proto3" json:"email,omitempty"`
+	EmailVerified         bool     `protobuf:"varint,15,opt,name=email_verified,json=emailVerified,proto3" json:"email_verified,omitempty"`
+	CodeHash              string   `protobuf:"bytes,16,opt,name=code_hash,json=codeHash,proto3" json:"code_hash,omitempty"` // the pending email code's hash (never the code)
+	CodeExpiresUnix       int64    `protobuf:"varint,17,opt,name=code_expires_unix,json=codeExpiresUnix,proto3" json:"code_expires_unix,omitempty"`
+	CodeAttempts          int32    `protobuf:"varint,18,opt,name=code_attempts,json=codeAttempts,proto3" json:"code_attempts,omitempty"`                          // wrong codes entered
+	SlotId                string   `protobuf:"bytes,19,opt,name=slot_id,json=slotId,proto3" json:"slot_id,omitempty"`                                             // booked (stage booked) or waited for (stage waitlisted)
+	Nonce                 string   `protobuf:"bytes,20,opt,name=nonce,proto3" json:"nonce,omitempty"`                                                             // of the options offered last: a tap carrying another is stale
+	LastInboundUnixNano   int64    `protobuf:"varint,21,opt,name=last_inbound_unix_nano,json=lastInboundUnixNano,proto3" json:"last_inbound_unix_nano,omitempty"` // Messenger's 24-hour window starts here
+	Handoff               bool     `protobuf:"varint,22,opt,name=handoff,proto3" json:"handoff,omitempty"`                                                        // a person was asked for: the bot is silent
+	EffectSeq             int64    `protobuf:"varint,23,opt,name=effect_seq,json=effectSeq,proto3" json:"effect_seq,omitempty"`                                   // effects emitted so far (effect ids: conversation:seq)
+	RepliedCommentId      string   `protobuf:"bytes,24,opt,name=replied_comment_id,json=repliedCommentId,proto3" json:"replied_comment_id,omitempty"`             // the comment the private reply answered
+	FirstInterestUnixNano int64    `protobuf:"varint,25,opt,name=first_interest_unix_nano,json=firstInterestUnixNano,proto3" json:"first_interest_unix_nano,omitempty"`
+	CodeSends             int32    `protobuf:"varint,26,opt,name=code_sends,json=codeSends,proto3" json:"code_sends,omitempty"` // codes sent for the current address
+	Options               []string `protobuf:"bytes,28,rep,name=options,proto3" json:"options,omitempty"`                       // the slots listed last, in order: "<slot id>:<nonce>"
 	unknownFields         protoimpl.UnknownFields
 	sizeCache             protoimpl.SizeCache
 }
@@ -625,11 +625,11 @@ func (x *ConversationState) GetCodeSends() int32 {
 	return 0
 }
 
-func (x *ConversationState) GetPublicReply() bool {
+func (x *ConversationState) GetOptions() []string {
 	if x != nil {
-		return x.PublicReply
+		return x.Options
 	}
-	return false
+	return nil
 }
 
 // A button or quick reply offered with a message: its title, and the payload a tap sends.
@@ -1078,7 +1078,7 @@ const file_grains_proto_rawDesc = "" +
 	"\acounted\x18\x02 \x01(\x05R\acounted\x12\x1e\n" +
 	"\n" +
 	"duplicates\x18\x03 \x01(\x05R\n" +
-	"duplicates\"\xfe\a\n" +
+	"duplicates\"\xfb\a\n" +
 	"\x11ConversationState\x12\x17\n" +
 	"\apage_id\x18\x01 \x01(\tR\x06pageId\x12\x1b\n" +
 	"\tsender_id\x18\x02 \x01(\tR\bsenderId\x12\x1f\n" +
@@ -1111,11 +1111,11 @@ const file_grains_proto_rawDesc = "" +
 	"\x12replied_comment_id\x18\x18 \x01(\tR\x10repliedCommentId\x127\n" +
 	"\x18first_interest_unix_nano\x18\x19 \x01(\x03R\x15firstInterestUnixNano\x12\x1d\n" +
 	"\n" +
-	"code_sends\x18\x1a \x01(\x05R\tcodeSends\x12!\n" +
-	"\fpublic_reply\x18\x1b \x01(\bR\vpublicReply\x1a:\n" +
+	"code_sends\x18\x1a \x01(\x05R\tcodeSends\x12\x18\n" +
+	"\aoptions\x18\x1c \x03(\tR\aoptions\x1a:\n" +
 	"\fIntentsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"8\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01J\x04\b\x1b\x10\x1c\"8\n" +
 	"\x06Option\x12\x14\n" +
 	"\x05title\x18\x01 \x01(\tR\x05title\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\tR\apayload\"\xaf\x05\n" +

@@ -74,7 +74,25 @@ type demoGraph struct {
 var (
 	_ cluster.Graph          = (*demoGraph)(nil)
 	_ facebook.CommentSource = (*demoGraph)(nil)
+	_ cluster.Messenger      = (*demoGraph)(nil)
 )
+
+// SendMessage "sends" the demo page's Messenger messages nowhere (the demo has no Messenger:
+// its volunteers use the web chat) and hands other pages' to the Graph API.
+func (g *demoGraph) SendMessage(ctx context.Context, pageID, token string, m facebook.OutMessage) (facebook.SendResult, error) {
+	if pageID == g.pageID {
+		return facebook.SendResult{RecipientID: m.RecipientID, MessageID: "m_demo_" + strconv.FormatInt(g.seq.Add(1), 10)}, nil
+	}
+	return g.real.SendMessage(ctx, pageID, token, m)
+}
+
+// ReplyToComment answers demo comments nowhere, like SendMessage.
+func (g *demoGraph) ReplyToComment(ctx context.Context, commentID, token, text string) (string, error) {
+	if strings.HasPrefix(commentID, g.pageID+"_") {
+		return commentID + "_r" + strconv.FormatInt(g.seq.Add(1), 10), nil
+	}
+	return g.real.ReplyToComment(ctx, commentID, token, text)
+}
 
 func (g *demoGraph) PublishPost(ctx context.Context, pageID, token string, p facebook.PostContent) (string, error) {
 	if pageID == g.pageID {

@@ -94,6 +94,8 @@ type serveConfig struct {
 	ActorMetrics   bool   // Proto.Actor's own metrics (off: they leak every spawned actor)
 	MemoryLimit    int64  // the Go heap's soft limit in bytes (0: none)
 	MaxInflight    int    // webhook calls handled at once
+	EffectsWorkers int    // effects stream readers of this node
+	EchoWait       time.Duration
 }
 
 func envOr(key, def string) string {
@@ -211,6 +213,8 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.BoolVar(&c.ActorMetrics, "actor-metrics", env.onOff("VOLUNTREE_ACTOR_METRICS", false), "Proto.Actor's own per-actor metrics as voluntree_protoactor_* (costly: every spawned actor stays in memory; for debugging) (env VOLUNTREE_ACTOR_METRICS=on)")
 	memLimit := fs.String("memory-limit", envOr("VOLUNTREE_MEMORY_LIMIT", ""), "soft limit of the Go heap, like 160MiB or 1GiB; 0: none (default 160MiB, or GOMEMLIMIT when set) (env VOLUNTREE_MEMORY_LIMIT)")
 	fs.IntVar(&c.MaxInflight, "max-inflight-webhooks", env.int("VOLUNTREE_MAX_INFLIGHT_WEBHOOKS", httpapi.DefaultMaxInflightWebhooks), "webhook calls handled at once; past it they are answered 503 with Retry-After (env VOLUNTREE_MAX_INFLIGHT_WEBHOOKS)")
+	fs.IntVar(&c.EffectsWorkers, "effects-workers", env.int("VOLUNTREE_EFFECTS_WORKERS", 4), "readers of the effects stream (Messenger messages, emails, bookings) on this node, each a consumer of its own (env VOLUNTREE_EFFECTS_WORKERS)")
+	fs.DurationVar(&c.EchoWait, "echo-wait", env.duration("VOLUNTREE_ECHO_WAIT", cluster.DefaultEchoWait), "after an ambiguous Send API failure, how long to wait for the message's echo before sending it again (env VOLUNTREE_ECHO_WAIT)")
 	fs.StringVar(&c.PprofAddr, "pprof", envOr("VOLUNTREE_PPROF", ""), "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); empty: off (env VOLUNTREE_PPROF)")
 	if err := fs.Parse(args); err != nil {
 		return c, usageError{err}
@@ -229,6 +233,9 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 		c.MemoryLimit = -1 // the runtime's own
 	default:
 		c.MemoryLimit = defaultMemoryLimit
+	}
+	if c.EffectsWorkers < 1 || c.EffectsWorkers > 64 {
+		return c, usageError{fmt.Errorf("-effects-workers must be between 1 and 64, got %d", c.EffectsWorkers)}
 	}
 	if c.MaxInflight < 1 {
 		return c, usageError{fmt.Errorf("-max-inflight-webhooks must be at least 1, got %d", c.MaxInflight)}
@@ -434,11 +441,13 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	var publishGraph cluster.Graph = graph
 	var commentSource facebook.CommentSource = graph
+	var messenger cluster.Messenger = graph
 	if demo != nil {
 		dg := &demoGraph{pageID: demo.PageID, real: graph}
-		publishGraph, commentSource = dg, dg
+		publishGraph, commentSource, messenger = dg, dg, dg
 	}
 	cfg.Cluster.Store, cfg.Cluster.Metrics, cfg.Cluster.Logger, cfg.Cluster.Graph = store, m, logger, publishGraph
+	cfg.Cluster.Featurize = ml.DefaultFeaturizerConfig().Featurize
 	node, err := cluster.Start(ctx, system, cfg.Cluster)
 	if err != nil {
 		return err
@@ -489,9 +498,10 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	default:
 		log.Warn("no VOLUNTREE_SMTP_URL: emails cannot be verified, so pages cannot be connected", "action", "configure")
 	}
+	var mq *mail.Queue
 	if sender != nil {
 		q := mail.NewQueue(rdb, redisstore.NewKeys(cfg.Store.Prefix))
-		mailQueue = q
+		mailQueue, mq = q, q
 		if cfg.Outbox == "on" {
 			outbox = q
 		}
@@ -501,6 +511,23 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 			return err
 		}
 		reader, err := actors.StartStreamReader(system, "mail", mailer, logger)
+		if err != nil {
+			return err
+		}
+		readers = append(readers, reader)
+	}
+	// The conversations' effects (Messenger, email, bookings): readers of the effects stream.
+	fxCfg := cluster.EffectsConfig{Graph: messenger, EchoWait: cfg.EchoWait, Logger: logger}
+	if mq != nil {
+		fxCfg.Mail = mq
+	}
+	fx := cluster.NewEffects(node, fxCfg)
+	for i := range cfg.EffectsWorkers {
+		w := streamworker.New(rdb, fx.StreamConfig(fmt.Sprintf("%s-fx%d", cfg.Node, i)), fx, streamMetrics, logger)
+		if err := w.Validate(); err != nil {
+			return err
+		}
+		reader, err := actors.StartStreamReader(system, fmt.Sprintf("effects-%d", i), w, logger)
 		if err != nil {
 			return err
 		}
@@ -613,6 +640,14 @@ func sampleStreams(ctx context.Context, store *redisstore.Store, m *metrics.Metr
 			m.RejectedLength.Set(float64(st.Rejected))
 			backlog := st.Pending + max(st.Lag, 0)
 			overloaded.Store(backlog > store.IngestMaxLen()*9/10)
+		}
+		if stages, err := store.ConversationStages(ctx); err == nil {
+			for _, stage := range cluster.Stages() {
+				m.Conversations.WithLabelValues(stage).Set(float64(stages[stage]))
+			}
+		}
+		if n, err := store.EffectsLength(ctx); err == nil {
+			m.EffectsPending.Set(float64(n))
 		}
 		select {
 		case <-ctx.Done():

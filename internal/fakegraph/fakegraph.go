@@ -67,6 +67,10 @@ type Config struct {
 	// MaxPageSize caps a list's limit parameter (default DefaultMaxPageSize); a small value makes
 	// tests page through few items.
 	MaxPageSize int
+	// WebhookURL receives the echoes of sent messages (message_echoes), signed with
+	// WebhookSecret as X-Hub-Signature-256; "" sends none.
+	WebhookURL    string
+	WebhookSecret string
 }
 
 // Post is a published page post.
@@ -113,10 +117,13 @@ func (c Call) key() string { return c.Method + " " + c.Path }
 // Failure is an injected Graph error.
 type Failure struct {
 	HTTPStatus int // default 500 for codes 1 and 2, 400 otherwise
-	Code       int
-	Subcode    int
-	Type       string // default "OAuthException"
-	Message    string
+	// Deliver performs the call before failing it: the ambiguous failure of a call that took
+	// effect (a message sent, then a 500 or a timeout on the way back).
+	Deliver bool
+	Code    int
+	Subcode int
+	Type    string // default "OAuthException"
+	Message string
 }
 
 // ServerError is Graph's transient "unexpected error" (HTTP 500, code 2).
@@ -171,22 +178,28 @@ type Server struct {
 	closed chan struct{}
 	once   sync.Once
 
-	mu       sync.Mutex
-	changed  chan struct{} // closed and replaced when a call is recorded
-	pages    map[string]*page
-	tokens   map[string]string // access token -> page id, or "" for a user token
-	users    map[string][]string
-	codes    map[string]*login
-	posts    []Post
-	photos   map[string]*Photo
-	photoIDs []string
-	comments map[string][]Comment // by post id, in insertion order
-	parentOf map[string]string    // comment id -> post id
-	rules    []*rule
-	calls    []Call
-	seq      int
-	dialog   string // the user token the login dialog logs in as; "" before SetDialogUser
-	deny     bool   // the dialog answers as a user who canceled
+	mu          sync.Mutex
+	changed     chan struct{} // closed and replaced when a call is recorded
+	pages       map[string]*page
+	tokens      map[string]string // access token -> page id, or "" for a user token
+	users       map[string][]string
+	codes       map[string]*login
+	posts       []Post
+	photos      map[string]*Photo
+	photoIDs    []string
+	comments    map[string][]Comment // by post id, in insertion order
+	parentOf    map[string]string    // comment id -> post id
+	rules       []*rule
+	calls       []Call
+	seq         int
+	sent        []Sent
+	replied     map[string]bool // comments answered with a private reply
+	commenters  map[string]string
+	outside     map[string]bool
+	unavailable map[string]bool
+	echoes      sync.WaitGroup
+	dialog      string // the user token the login dialog logs in as; "" before SetDialogUser
+	deny        bool   // the dialog answers as a user who canceled
 }
 
 // New starts a fake Graph API.
@@ -204,7 +217,8 @@ func New(cfg Config) *Server {
 		cfg: cfg, closed: make(chan struct{}), changed: make(chan struct{}),
 		pages: map[string]*page{}, tokens: map[string]string{}, users: map[string][]string{},
 		codes: map[string]*login{}, photos: map[string]*Photo{}, comments: map[string][]Comment{},
-		parentOf: map[string]string{},
+		parentOf: map[string]string{}, replied: map[string]bool{}, commenters: map[string]string{},
+		outside: map[string]bool{}, unavailable: map[string]bool{},
 	}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serveHTTP))
 	s.URL = s.srv.URL
@@ -215,6 +229,7 @@ func New(cfg Config) *Server {
 func (s *Server) Close() {
 	s.once.Do(func() { close(s.closed) })
 	s.srv.Close()
+	s.echoes.Wait()
 }
 
 // AddPage adds a page and its page access token.
@@ -533,11 +548,16 @@ func (s *Server) handle(rq *request, perr error) (int, []byte) {
 	case perr != nil:
 		e = badRequest(100, "(#100) Could not parse the request: "+perr.Error())
 	default:
-		if e = s.injected(rq); e == nil {
+		var deliver bool
+		if e, deliver = s.injected(rq); e == nil || deliver {
+			failure := e
 			if rq.parts == nil {
 				e = badRequest(2500, "Unknown path components: "+rq.path)
 			} else {
 				out, e = s.route(rq)
+			}
+			if failure != nil {
+				e = failure // it took effect, and the answer is lost
 			}
 		}
 	}
@@ -552,7 +572,7 @@ func (s *Server) handle(rq *request, perr error) (int, []byte) {
 }
 
 // injected returns the failure of the first rule matching rq, consuming one FailNext call.
-func (s *Server) injected(rq *request) *apiError {
+func (s *Server) injected(rq *request) (*apiError, bool) {
 	key := rq.method + " " + rq.path
 	now := time.Now()
 	for i, r := range s.rules {
@@ -563,13 +583,13 @@ func (s *Server) injected(rq *request) *apiError {
 			if r.remaining--; r.remaining == 0 {
 				s.rules = slices.Delete(s.rules, i, i+1)
 			}
-			return fromFailure(r.failure)
+			return fromFailure(r.failure), r.failure.Deliver
 		}
 		if now.Before(r.until) {
-			return fromFailure(r.failure)
+			return fromFailure(r.failure), r.failure.Deliver
 		}
 	}
-	return nil
+	return nil, false
 }
 
 func (s *Server) errorBody(e *apiError) []byte {
@@ -601,6 +621,8 @@ func (s *Server) route(rq *request) (any, *apiError) {
 		return s.uploadPhoto(rq, p[0])
 	case len(p) == 2 && p[1] == "comments" && rq.method == http.MethodGet:
 		return s.listComments(rq, p[0])
+	case len(p) == 2 && p[1] == "messages" && rq.method == http.MethodPost:
+		return s.sendMessage(rq, p[0])
 	case len(p) == 2 && p[1] == "subscribed_apps":
 		return s.subscribedApps(rq, p[0])
 	}

@@ -1,0 +1,232 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The effects outbox. A conversation grain's transition writes its new state and appends its
+// effects (one entry, field "b": the protobuf EffectBatch) in one MULTI/EXEC, so an effect
+// exists exactly when the state that caused it does. The effects worker reads the stream with
+// the group EffectsGroup (internal/streamworker) and marks each effect it performed, so a
+// redelivered batch skips what was done.
+
+// How long the worker's marks are kept: longer than any redelivery (the dead stream takes an
+// entry after a few minutes of attempts) and than Messenger's echo delay.
+const effectMarkTTL = 7 * 24 * time.Hour
+
+// SaveConversationEffects stores a conversation's state and appends its effects batch to the
+// outbox in one transaction (batch nil: none), and moves the conversation from stage from to
+// stage to in the count of conversations by stage (from "": a new conversation). Without
+// effects it is one coalesced pipeline (the comment path): the state and the count are written
+// together, though not as one transaction — the count is a metric.
+func (s *Store) SaveConversationEffects(ctx context.Context, conversationID string, state, batch []byte, from, to string) error {
+	stages := func(p redis.Pipeliner) {
+		if from == to {
+			return
+		}
+		if from != "" {
+			p.HIncrBy(ctx, s.keys.ConversationStages(), from, -1)
+		}
+		p.HIncrBy(ctx, s.keys.ConversationStages(), to, 1)
+	}
+	if batch == nil {
+		var cmd *redis.StatusCmd
+		if err := s.co.do(ctx, func(p redis.Pipeliner) {
+			cmd = p.Set(ctx, s.keys.Conversation(conversationID), state, 0)
+			stages(p)
+		}); err != nil {
+			return fmt.Errorf("redisstore: save conversation: %w", err)
+		}
+		return cmdErr("save conversation", cmd)
+	}
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, s.keys.Conversation(conversationID), state, 0)
+		p.XAdd(ctx, &redis.XAddArgs{Stream: s.keys.Effects(), Values: []any{"b", batch, "c", conversationID}})
+		stages(p)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("redisstore: save conversation %s with effects: %w", conversationID, err)
+	}
+	return nil
+}
+
+// ConversationStages returns how many conversations are in each stage.
+func (s *Store) ConversationStages(ctx context.Context) (map[string]int64, error) {
+	h, err := s.rdb.HGetAll(ctx, s.keys.ConversationStages()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: conversation stages: %w", err)
+	}
+	out := make(map[string]int64, len(h))
+	for k, v := range h {
+		out[k], _ = strconv.ParseInt(v, 10, 64)
+	}
+	return out, nil
+}
+
+// EffectsLength is the number of effect batches in the outbox.
+func (s *Store) EffectsLength(ctx context.Context) (int64, error) {
+	n, err := s.rdb.XLen(ctx, s.keys.Effects()).Result()
+	if err != nil {
+		return 0, fmt.Errorf("redisstore: effects length: %w", err)
+	}
+	return n, nil
+}
+
+// EffectDone reports whether the effect was performed.
+func (s *Store) EffectDone(ctx context.Context, effectID string) (bool, error) {
+	n, err := s.rdb.Exists(ctx, s.keys.EffectDone(effectID)).Result()
+	if err != nil {
+		return false, fmt.Errorf("redisstore: effect done: %w", err)
+	}
+	return n == 1, nil
+}
+
+// MarkEffectDone records that the effect was performed, with its outcome.
+func (s *Store) MarkEffectDone(ctx context.Context, effectID, outcome string) error {
+	if err := s.rdb.Set(ctx, s.keys.EffectDone(effectID), outcome, effectMarkTTL).Err(); err != nil {
+		return fmt.Errorf("redisstore: mark effect done: %w", err)
+	}
+	return nil
+}
+
+// MarkEchoed records the message_echoes webhook of a sent message by its metadata (our effect
+// id). It reports whether it was the first echo of it.
+func (s *Store) MarkEchoed(ctx context.Context, effectID, messageID string) (bool, error) {
+	ok, err := s.rdb.SetNX(ctx, s.keys.EffectEcho(effectID), messageID, effectMarkTTL).Result()
+	if err != nil {
+		return false, fmt.Errorf("redisstore: mark echoed: %w", err)
+	}
+	return ok, nil
+}
+
+// Echoed returns the message id of the effect's echo ("" when none arrived).
+func (s *Store) Echoed(ctx context.Context, effectID string) (string, error) {
+	mid, err := s.rdb.Get(ctx, s.keys.EffectEcho(effectID)).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("redisstore: echoed: %w", err)
+	}
+	return mid, nil
+}
+
+// MarkAmbiguous records the first ambiguous failure of an effect's send (5xx, timeout: the
+// message may have gone) and returns when that was.
+func (s *Store) MarkAmbiguous(ctx context.Context, effectID string, at time.Time) (time.Time, error) {
+	key := s.keys.EffectAmbiguous(effectID)
+	if err := s.rdb.SetNX(ctx, key, at.UnixMilli(), effectMarkTTL).Err(); err != nil {
+		return time.Time{}, fmt.Errorf("redisstore: mark ambiguous: %w", err)
+	}
+	return s.ambiguousSince(ctx, key)
+}
+
+// AmbiguousSince returns when the effect's send first failed ambiguously (ok false: never).
+func (s *Store) AmbiguousSince(ctx context.Context, effectID string) (time.Time, bool, error) {
+	t, err := s.ambiguousSince(ctx, s.keys.EffectAmbiguous(effectID))
+	if errors.Is(err, redis.Nil) {
+		return time.Time{}, false, nil
+	}
+	return t, err == nil, err
+}
+
+// ClearAmbiguous forgets an ambiguous failure once it is settled (a resend is on its way).
+func (s *Store) ClearAmbiguous(ctx context.Context, effectID string) error {
+	if err := s.rdb.Del(ctx, s.keys.EffectAmbiguous(effectID)).Err(); err != nil {
+		return fmt.Errorf("redisstore: clear ambiguous: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) ambiguousSince(ctx context.Context, key string) (time.Time, error) {
+	v, err := s.rdb.Get(ctx, key).Result()
+	if err != nil {
+		return time.Time{}, err
+	}
+	ms, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("redisstore: ambiguous mark %q: %w", v, err)
+	}
+	return time.UnixMilli(ms), nil
+}
+
+// Delivery is what the effects worker learned about reaching a person (hash fields).
+type Delivery struct {
+	Error   string    // the last failure that stops messages (outside_window, unavailable)
+	Code    int       // its Graph error code
+	At      time.Time // when
+	Dropped int64     // automated messages dropped outside the 24-hour window
+}
+
+// MarkUndeliverable records why a conversation's person could not be reached.
+func (s *Store) MarkUndeliverable(ctx context.Context, conversationID, reason string, code int, dropped bool) error {
+	key := s.keys.ConversationDelivery(conversationID)
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, key, "error", reason, "code", code, "at", time.Now().UTC().Format(time.RFC3339Nano))
+		if dropped {
+			p.HIncrBy(ctx, key, "dropped", 1)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("redisstore: mark undeliverable: %w", err)
+	}
+	return nil
+}
+
+// ConversationDelivery returns what is known of reaching a conversation's person.
+func (s *Store) ConversationDelivery(ctx context.Context, conversationID string) (Delivery, error) {
+	h, err := s.rdb.HGetAll(ctx, s.keys.ConversationDelivery(conversationID)).Result()
+	if err != nil {
+		return Delivery{}, fmt.Errorf("redisstore: delivery: %w", err)
+	}
+	d := Delivery{Error: h["error"]}
+	d.Code, _ = strconv.Atoi(h["code"])
+	d.Dropped, _ = strconv.ParseInt(h["dropped"], 10, 64)
+	d.At, _ = time.Parse(time.RFC3339Nano, h["at"])
+	return d, nil
+}
+
+// aliasTTL: a person answers a private reply within days, not months.
+const aliasTTL = 90 * 24 * time.Hour
+
+// SetConversationAlias makes Messenger conversation alias (page:PSID) continue conversation
+// target: Facebook gives a commenter another id in Messenger, learnt from the private reply.
+func (s *Store) SetConversationAlias(ctx context.Context, alias, target string) error {
+	if err := s.rdb.Set(ctx, s.keys.ConversationAlias(alias), target, aliasTTL).Err(); err != nil {
+		return fmt.Errorf("redisstore: set conversation alias: %w", err)
+	}
+	return nil
+}
+
+// ConversationAliases returns the conversation each of ids continues (itself when none).
+func (s *Store) ConversationAliases(ctx context.Context, ids []string) ([]string, error) {
+	out := make([]string, len(ids))
+	cmds := make([]*redis.StringCmd, len(ids))
+	if err := s.co.do(ctx, func(p redis.Pipeliner) {
+		for i, id := range ids {
+			cmds[i] = p.Get(ctx, s.keys.ConversationAlias(id))
+		}
+	}); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("redisstore: conversation aliases: %w", err)
+	}
+	for i, c := range cmds {
+		v, err := c.Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			out[i] = ids[i]
+		case err != nil:
+			return nil, fmt.Errorf("redisstore: conversation alias: %w", err)
+		default:
+			out[i] = v
+		}
+	}
+	return out, nil
+}
