@@ -20,7 +20,12 @@ const (
 	SourceWebhook = "webhook" // Facebook called POST /webhooks/facebook
 	SourceDemo    = "demo"    // the demo channel of the embedded default
 	SourcePoll    = "poll"    // the comment poller (when a webhook was missed)
+	SourceWebChat = "webchat" // the web chat page (PageID WebChatPage, SignupID set)
 )
+
+// WebChatPage is the page id of web chat messages: their conversations are
+// "webchat:<session id>".
+const WebChatPage = "webchat"
 
 // Limits of one Message.
 const (
@@ -41,9 +46,10 @@ type Message struct {
 	SenderID   string      `json:"sender_id"`
 	SenderName string      `json:"sender_name,omitempty"`
 	Text       string      `json:"text"`
-	Payload    string      `json:"payload,omitempty"` // postbacks and quick replies
-	CreatedAt  time.Time   `json:"created_at"`        // when the person wrote it (Facebook's clock)
-	ReceivedAt time.Time   `json:"received_at"`       // when we accepted it (for end-to-end latency)
+	Payload    string      `json:"payload,omitempty"`   // postbacks and quick replies
+	CreatedAt  time.Time   `json:"created_at"`          // when the person wrote it (Facebook's clock)
+	ReceivedAt time.Time   `json:"received_at"`         // when we accepted it (for end-to-end latency)
+	SignupID   string      `json:"signup_id,omitempty"` // web chat: the signup the session is for
 }
 
 // ConversationID is the key of the person's private conversation with the page.
@@ -70,7 +76,8 @@ func (m Message) Validate() error {
 		}
 	}
 	// Optional ids are checked when present.
-	ids = append(ids, struct{ name, v string }{"post_id", m.PostID}, struct{ name, v string }{"parent_id", m.ParentID})
+	ids = append(ids, struct{ name, v string }{"post_id", m.PostID}, struct{ name, v string }{"parent_id", m.ParentID},
+		struct{ name, v string }{"signup_id", m.SignupID})
 	for _, f := range ids {
 		if f.v != "" && !validFacebookID(f.v) {
 			return Errorf(EINVALID, "%s %s: not a Facebook id: %.40q", m.Kind, f.name, f.v)

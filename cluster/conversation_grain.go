@@ -139,11 +139,11 @@ func (g *conversationGrain) Handle(req *grainpb.ConversationRequest, _ protoclus
 				return nil, fmt.Errorf("encode effects of %s: %w", g.id, err)
 			}
 		}
-		from := g.state.Stage
+		from, to := countedStage(g.state.Stage), countedStage(next.Stage)
 		if g.state.UpdatedAtUnixNano == 0 {
 			from = "" // a conversation saved for the first time
 		}
-		if err := g.deps.store.SaveConversationEffects(ctx, g.id, b, batch, from, next.Stage); err != nil {
+		if err := g.deps.store.SaveConversationEffects(ctx, g.id, b, batch, from, to); err != nil {
 			return nil, err // g.state unchanged: the redelivery applies the messages again
 		}
 		if next.Stage != g.state.Stage {
@@ -157,6 +157,16 @@ func (g *conversationGrain) Handle(req *grainpb.ConversationRequest, _ protoclus
 	return resp, nil
 }
 
+// countedStage is the stage a conversation counts in (voluntree_conversations_by_stage): the
+// ones of the conversation flow. A person who only commented (new, interested without a
+// signup) is not counted, so that the comment path writes nothing more than the state.
+func countedStage(stage string) string {
+	if stage == StageNew || stage == StageInterested {
+		return ""
+	}
+	return stage
+}
+
 // env loads what the transition of m needs: the organization, the signup the conversation is
 // about, the slots' free places. A comment other than an interest needs none of it (the comment
 // path stays one write).
@@ -165,18 +175,32 @@ func (g *conversationGrain) env(ctx context.Context, st *grainpb.ConversationSta
 	if m.Kind == string(voluntree.KindComment) && voluntree.Intent(m.Intent) != voluntree.IntentInterested {
 		return env, nil
 	}
-	org, err := g.deps.orgs.orgOf(ctx, m.PageId)
-	if err != nil || org == "" {
-		return env, err // a page of no organization: nobody to sign up with
-	}
-	env.orgID = org
-	post := st.LastPostId
-	if m.Kind == string(voluntree.KindComment) {
-		post = m.PostId
-	}
-	su, ix, err := g.deps.signups.forConversation(ctx, post, st.SignupId, org)
-	if err != nil || su == nil {
-		return env, err
+	var su *voluntree.Signup
+	var ix *factIndex
+	if m.PageId == voluntree.WebChatPage {
+		// Web chat: the session names the signup, and the signup its organization.
+		id := m.SignupId
+		if id == "" {
+			id = st.SignupId
+		}
+		cs, err := g.deps.signups.signup(ctx, id)
+		if err != nil || cs.su == nil || cs.su.Disabled {
+			return env, err
+		}
+		su, ix, env.orgID = cs.su, cs.facts, cs.su.OrgID
+	} else {
+		org, err := g.deps.orgs.orgOf(ctx, m.PageId)
+		if err != nil || org == "" {
+			return env, err // a page of no organization: nobody to sign up with
+		}
+		env.orgID = org
+		post := st.LastPostId
+		if m.Kind == string(voluntree.KindComment) {
+			post = m.PostId
+		}
+		if su, ix, err = g.deps.signups.forConversation(ctx, post, st.SignupId, org); err != nil || su == nil {
+			return env, err
+		}
 	}
 	env.signup = su
 	env.answer = func(q string) (string, bool) { return ix.answer(q, g.deps.featurize) }

@@ -56,6 +56,25 @@ type ChatSink interface {
 	Deliver(ctx context.Context, conversationID string, e *grainpb.Effect) error
 }
 
+// storeChat delivers web chat messages into the conversation's history, which its open
+// sockets follow (redisstore.AppendChat publishes each one).
+type storeChat struct{ store *redisstore.Store }
+
+// NewChatSink returns the web chat sink on store.
+func NewChatSink(store *redisstore.Store) ChatSink { return storeChat{store: store} }
+
+func (c storeChat) Deliver(ctx context.Context, conversationID string, e *grainpb.Effect) error {
+	m := redisstore.ChatMessage{From: e.From, Text: e.Text}
+	for _, o := range e.Options {
+		m.Options = append(m.Options, redisstore.ChatOption{Title: o.Title, Payload: o.Payload})
+	}
+	if e.AskEmail {
+		m.Options = nil // the page has a text box for it
+	}
+	_, err := c.store.AppendChat(ctx, conversationID, m, e.Id)
+	return err
+}
+
 // DefaultEchoWait is how long an ambiguous send waits for its echo before it is sent again.
 const DefaultEchoWait = 30 * time.Second
 
@@ -329,7 +348,7 @@ func (x *Effects) email(ctx context.Context, e *grainpb.Effect, to, subject, tex
 		return "dropped", 0, nil
 	}
 	sum := sha256.Sum256([]byte(e.Id))
-	_, err := x.cfg.Mail.Enqueue(ctx, mail.Email{ID: "fx" + hex.EncodeToString(sum[:16]), To: to, Subject: subject, Text: text})
+	_, err := x.cfg.Mail.Enqueue(ctx, mail.Email{ID: "fx" + hex.EncodeToString(sum[:16]), Org: e.OrgId, To: to, Subject: subject, Text: text})
 	if voluntree.ErrorCode(err) == voluntree.EINVALID {
 		return "failed", 0, nil
 	}

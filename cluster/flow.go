@@ -73,6 +73,7 @@ const (
 	PayloadCancel    = "CANCEL"
 	PayloadChange    = "CHANGE"
 	PayloadHuman     = "HUMAN"
+	PayloadStart     = "START"   // a web chat session opened: greet and ask
 	slotPrefix       = "SLOT:"   // SLOT:<slot id>:<nonce>
 	sysBooked        = "booked:" // booked:<slot id>
 	sysWaitlisted    = "waitlisted:"
@@ -135,6 +136,9 @@ func (f *flow) run() {
 	st.LastInboundUnixNano = f.env.now.UnixNano()
 	if st.Channel == "" {
 		st.Channel = ChannelMessenger
+		if m.PageId == voluntree.WebChatPage {
+			st.Channel = ChannelWebChat
+		}
 	}
 	text := strings.TrimSpace(m.Text)
 	switch {
@@ -147,6 +151,16 @@ func (f *flow) run() {
 		return
 	case st.Handoff:
 		return // a person answers: the bot stays silent
+	case m.Payload == PayloadStart:
+		if f.env.signup != nil && (st.Stage == StageNew || st.Stage == StageDeclined || st.Stage == StageCancelled) {
+			st.SignupId, st.Stage = f.env.signup.ID, StageConfirm
+			if st.FirstInterestUnixNano == 0 {
+				st.FirstInterestUnixNano = f.env.now.UnixNano()
+			}
+			f.send(fmt.Sprintf("Hi%s! Thanks for stopping by.", firstName(st.SenderName)), nil)
+			f.askConfirm()
+		}
+		return
 	case st.Stage == StageDeclined && voluntree.Intent(m.Intent) != voluntree.IntentInterested && m.Payload != PayloadYes:
 		return // withdrew: no more messages until they come back
 	case m.Payload == PayloadCancel || reCancel.MatchString(text):

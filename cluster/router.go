@@ -150,7 +150,7 @@ func (r *Router) sendPosts(_ context.Context, b *actors.Batch) {
 	d.calls = nil
 	for _, g := range groupBy(len(b.Msgs), func(i int) string {
 		switch {
-		case b.Failed(i):
+		case b.Failed(i), b.Msgs[i].Source == voluntree.SourceWebChat: // web chat: no post to count for
 			return ""
 		case d.items[i].PostId == "":
 			return redisstore.PageInbox(d.items[i].PageId)
@@ -278,7 +278,7 @@ func classified(m voluntree.Message, p voluntree.Prediction) *grainpb.Classified
 	c := &grainpb.Classified{
 		Id: m.ID, Kind: string(m.Kind), Source: m.Source, PageId: m.PageID, PostId: m.PostID,
 		ParentId: m.ParentID, SenderId: m.SenderID, SenderName: m.SenderName, Text: m.Text,
-		Payload: m.Payload, Intent: string(p.Intent), Confidence: p.Confidence,
+		Payload: m.Payload, Intent: string(p.Intent), Confidence: p.Confidence, SignupId: m.SignupID,
 	}
 	if !m.CreatedAt.IsZero() {
 		c.CreatedAtUnixNano = m.CreatedAt.UnixNano()

@@ -21,6 +21,7 @@ type Demo struct {
 	PageID      string
 	PostID      string
 	PostMessage string // the post's text, shown on the page
+	SignupID    string // the demo signup: its web chat is /chat/<SignupID>
 }
 
 // DefaultDemo is the demo page and post.
@@ -28,6 +29,7 @@ var DefaultDemo = Demo{
 	PageID:      "demo-page",
 	PostID:      "demo-page_1",
 	PostMessage: "Riverside cleanup this Saturday, 9am–1pm! We need 20 volunteers for litter picking, sorting and snacks. Comment if you can join.",
+	SignupID:    "su_demo",
 }
 
 type demoInfo struct {
@@ -35,6 +37,7 @@ type demoInfo struct {
 	PageID      string `json:"page_id,omitempty"`
 	PostID      string `json:"post_id,omitempty"`
 	PostMessage string `json:"post_message,omitempty"`
+	ChatURL     string `json:"chat_url,omitempty"` // the demo signup's web chat: play the volunteer
 }
 
 func (s *Server) demoInfo(c *fiber.Ctx) error {
@@ -42,7 +45,11 @@ func (s *Server) demoInfo(c *fiber.Ctx) error {
 		return c.JSON(demoInfo{})
 	}
 	d := s.cfg.Demo
-	return c.JSON(demoInfo{Enabled: true, PageID: d.PageID, PostID: d.PostID, PostMessage: d.PostMessage})
+	info := demoInfo{Enabled: true, PageID: d.PageID, PostID: d.PostID, PostMessage: d.PostMessage}
+	if d.SignupID != "" {
+		info.ChatURL = "/chat/" + d.SignupID
+	}
+	return c.JSON(info)
 }
 
 type demoComment struct {

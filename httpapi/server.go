@@ -144,6 +144,7 @@ type Server struct {
 	classifyLimit *limiter      // nil: no limit
 	proxies       []*net.IPNet  // trusted reverse proxies (the client's address: clientKey)
 	webhooks      chan struct{} // a slot per webhook call in flight; nil: no bound
+	chats         *chatHub      // web chat sockets of this node (nil without a Store)
 }
 
 // New builds the Fiber app and its routes.
@@ -192,8 +193,21 @@ func New(cfg Config) *Server {
 			}
 		},
 	}))
+	if cfg.Store != nil {
+		s.chats = newChatHub(cfg.Store, cfg.Logger)
+	}
+	app.Get("/ws/chat", s.wsChatUpgrade, websocket.New(s.wsChat, websocket.Config{
+		RecoverHandler: func(conn *websocket.Conn) {
+			if r := recover(); r != nil {
+				cfg.Logger.Error("websocket handler panic", "action", "chat", "panic", r)
+			}
+		},
+	}))
+	app.Get("/chat/:signup", s.chatPage)
 	api := app.Group("/api/v1")
 	api.Post("/classify", s.classify)
+	api.Post("/chat/sessions", s.createChatSession)
+	api.Post("/chat/sessions/refresh", s.refreshChatSession)
 	api.Get("/demo", s.demoInfo)
 	api.Post("/demo/comments", s.demoComment)
 	if cfg.Store != nil {
@@ -251,7 +265,13 @@ func (s *Server) App() *fiber.App { return s.app }
 func (s *Server) Serve(ln net.Listener) error { return s.app.Listener(lingerListener{ln}) }
 
 // Shutdown stops accepting connections and waits for in-flight requests until ctx ends.
-func (s *Server) Shutdown(ctx context.Context) error { return s.app.ShutdownWithContext(ctx) }
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.app.ShutdownWithContext(ctx)
+	if s.chats != nil {
+		s.chats.close()
+	}
+	return err
+}
 
 // observe records request counts and durations by route pattern (not raw path, which would
 // let clients create unbounded label values).

@@ -68,13 +68,13 @@ type Metrics struct {
 	PollComments *prometheus.CounterVec // polled comments by outcome: new, duplicate, skipped
 
 	// Volunteer conversations (cluster/flow.go) and their effects.
-	Conversations    *prometheus.GaugeVec   // by stage, across the cluster (sampled from Redis)
-	StageEntered     *prometheus.CounterVec // transitions into a stage, by stage
-	Effects          *prometheus.CounterVec // performed effects, by kind, outcome and Graph error code
-	WindowDrops      prometheus.Counter     // automated messages not sent: outside Messenger's 24-hour window
-	Bookings         *prometheus.CounterVec // by outcome: booked, waitlisted, cancelled, offered, full
-	TimeToBooking    prometheus.Histogram   // first interest -> booked slot
-	EffectsPending   prometheus.Gauge       // effects stream: entries not yet performed
+	Conversations  *prometheus.GaugeVec   // by stage, across the cluster (sampled from Redis)
+	StageEntered   *prometheus.CounterVec // transitions into a stage, by stage
+	Effects        *prometheus.CounterVec // performed effects, by kind, outcome and Graph error code
+	WindowDrops    prometheus.Counter     // automated messages not sent: outside Messenger's 24-hour window
+	Bookings       *prometheus.CounterVec // by outcome: booked, waitlisted, cancelled, offered, full
+	TimeToBooking  prometheus.Histogram   // first interest -> booked slot
+	EffectsPending prometheus.Gauge       // effects stream: entries not yet performed
 
 	// Job streams (internal/streamworker): mail, effects.
 	StreamEntries  *prometheus.CounterVec   // by stream, outcome
@@ -230,7 +230,7 @@ func (m *Metrics) addPipeline() {
 	}
 	m.Conversations = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Subsystem: "conversations", Name: "by_stage",
-		Help: "Volunteer conversations in each stage, across the cluster (new, interested, invited, confirm, email, code, slot, booking, booked, waitlisted, declined, cancelled).",
+		Help: "Volunteer conversations in each stage of the flow, across the cluster (invited, confirm, email, code, slot, booking, booked, waitlisted, declined, cancelled); people who only commented are not counted.",
 	}, []string{"stage"})
 	m.StageEntered = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "conversations", Name: "stage_entered_total",

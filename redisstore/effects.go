@@ -22,9 +22,9 @@ const effectMarkTTL = 7 * 24 * time.Hour
 
 // SaveConversationEffects stores a conversation's state and appends its effects batch to the
 // outbox in one transaction (batch nil: none), and moves the conversation from stage from to
-// stage to in the count of conversations by stage (from "": a new conversation). Without
-// effects it is one coalesced pipeline (the comment path): the state and the count are written
-// together, though not as one transaction — the count is a metric.
+// stage to in the count of conversations by stage ("" on either side: not counted there).
+// Without effects it is one coalesced pipeline (the comment path): the state and the count
+// are written together, though not as one transaction — the count is a metric.
 func (s *Store) SaveConversationEffects(ctx context.Context, conversationID string, state, batch []byte, from, to string) error {
 	stages := func(p redis.Pipeliner) {
 		if from == to {
@@ -33,7 +33,9 @@ func (s *Store) SaveConversationEffects(ctx context.Context, conversationID stri
 		if from != "" {
 			p.HIncrBy(ctx, s.keys.ConversationStages(), from, -1)
 		}
-		p.HIncrBy(ctx, s.keys.ConversationStages(), to, 1)
+		if to != "" {
+			p.HIncrBy(ctx, s.keys.ConversationStages(), to, 1)
+		}
 	}
 	if batch == nil {
 		var cmd *redis.StatusCmd

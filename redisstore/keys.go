@@ -123,6 +123,22 @@ func (k Keys) ConversationAlias(conversationID string) string {
 // transaction as each state change.
 func (k Keys) ConversationStages() string { return k.prefix + ":conversations:stages" }
 
+// ---- Web chat ----
+
+// ChatSession is a web chat session by the SHA-256 (hex) of its token (JSON, expires).
+func (k Keys) ChatSession(tokenHash string) string { return k.prefix + ":chatsession:" + tokenHash }
+
+// ChatHistory is a web chat conversation's messages both ways (capped stream, field "m").
+func (k Keys) ChatHistory(conversationID string) string {
+	return k.prefix + ":{conv:" + conversationID + "}:chat"
+}
+
+// ChatChannel is the Pub/Sub channel of a web chat conversation's new messages.
+func (k Keys) ChatChannel(conversationID string) string { return k.prefix + ":chat:" + conversationID }
+
+// ChatDedupe marks a message appended to a chat history once (an effect id; expires).
+func (k Keys) ChatDedupe(id string) string { return k.prefix + ":chat:dedupe:" + id }
+
 // ---- Effects: the conversations' outbox ----
 
 // Effects is the outbox stream of conversation effects (field "b": a protobuf EffectBatch;

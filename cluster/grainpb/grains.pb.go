@@ -42,6 +42,7 @@ type Classified struct {
 	Confidence         float32                `protobuf:"fixed32,12,opt,name=confidence,proto3" json:"confidence,omitempty"`
 	CreatedAtUnixNano  int64                  `protobuf:"varint,13,opt,name=created_at_unix_nano,json=createdAtUnixNano,proto3" json:"created_at_unix_nano,omitempty"`
 	ReceivedAtUnixNano int64                  `protobuf:"varint,14,opt,name=received_at_unix_nano,json=receivedAtUnixNano,proto3" json:"received_at_unix_nano,omitempty"`
+	SignupId           string                 `protobuf:"bytes,15,opt,name=signup_id,json=signupId,proto3" json:"signup_id,omitempty"` // web chat: the signup of the session
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
@@ -172,6 +173,13 @@ func (x *Classified) GetReceivedAtUnixNano() int64 {
 		return x.ReceivedAtUnixNano
 	}
 	return 0
+}
+
+func (x *Classified) GetSignupId() string {
+	if x != nil {
+		return x.SignupId
+	}
+	return ""
 }
 
 // Messages of one conversation, in stream order.
@@ -1045,7 +1053,7 @@ var File_grains_proto protoreflect.FileDescriptor
 
 const file_grains_proto_rawDesc = "" +
 	"\n" +
-	"\fgrains.proto\x12\x10voluntree.grains\x1a2protobuf/protoc-gen-go-grain/options/options.proto\"\x9f\x03\n" +
+	"\fgrains.proto\x12\x10voluntree.grains\x1a2protobuf/protoc-gen-go-grain/options/options.proto\"\xbc\x03\n" +
 	"\n" +
 	"Classified\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
@@ -1065,7 +1073,8 @@ const file_grains_proto_rawDesc = "" +
 	"confidence\x18\f \x01(\x02R\n" +
 	"confidence\x12/\n" +
 	"\x14created_at_unix_nano\x18\r \x01(\x03R\x11createdAtUnixNano\x121\n" +
-	"\x15received_at_unix_nano\x18\x0e \x01(\x03R\x12receivedAtUnixNano\"O\n" +
+	"\x15received_at_unix_nano\x18\x0e \x01(\x03R\x12receivedAtUnixNano\x12\x1b\n" +
+	"\tsignup_id\x18\x0f \x01(\tR\bsignupId\"O\n" +
 	"\x13ConversationRequest\x128\n" +
 	"\bmessages\x18\x01 \x03(\v2\x1c.voluntree.grains.ClassifiedR\bmessages\"1\n" +
 	"\x14ConversationResponse\x12\x19\n" +

@@ -37,7 +37,7 @@ func seedDemo(ctx context.Context, st *redisstore.Store, d httpapi.Demo) error {
 	}
 	saturday := now.AddDate(0, 0, (int(time.Saturday)-int(now.Weekday())+7)%7+1).Format("2006-01-02")
 	su := voluntree.Signup{
-		ID: "su_demo", OrgID: demoOrg, Title: "Riverside cleanup",
+		ID: d.SignupID, OrgID: demoOrg, Title: "Riverside cleanup",
 		Description: "Litter picking, sorting and snacks along the river.",
 		Facts:       "Meet at the boathouse. Gloves and bags provided. Bring water and sun cream. Children welcome with an adult.",
 		TimeZone:    "UTC",

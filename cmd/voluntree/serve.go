@@ -517,7 +517,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		readers = append(readers, reader)
 	}
 	// The conversations' effects (Messenger, email, bookings): readers of the effects stream.
-	fxCfg := cluster.EffectsConfig{Graph: messenger, EchoWait: cfg.EchoWait, Logger: logger}
+	fxCfg := cluster.EffectsConfig{Graph: messenger, Chat: cluster.NewChatSink(store), EchoWait: cfg.EchoWait, Logger: logger}
 	if mq != nil {
 		fxCfg.Mail = mq
 	}
@@ -643,7 +643,9 @@ func sampleStreams(ctx context.Context, store *redisstore.Store, m *metrics.Metr
 		}
 		if stages, err := store.ConversationStages(ctx); err == nil {
 			for _, stage := range cluster.Stages() {
-				m.Conversations.WithLabelValues(stage).Set(float64(stages[stage]))
+				if stage != cluster.StageNew && stage != cluster.StageInterested {
+					m.Conversations.WithLabelValues(stage).Set(float64(stages[stage]))
+				}
 			}
 		}
 		if n, err := store.EffectsLength(ctx); err == nil {

@@ -254,6 +254,7 @@
     for (const f of frames) {
       if (!f || typeof f !== 'object') continue;
       if (f.type === 'interest') addEvent(f);
+      else if (f.type === 'booking' || f.type === 'notice') addActivity(f);
       else if (f.type === 'ready') onReady(f);
       else if (f.type === 'gap') { onGap(); return; }
       else if (typeof f.id === 'string' && parseId(f.id) && cmpId(f.id, feed.lastId) > 0) {
@@ -321,6 +322,35 @@
       seenMessages.add(String(it.id));
       demoSignupArrived(String(it.id), it);
     }
+  }
+
+  // addActivity shows a booking (a slot filling, a waitlist, a cancellation) or a notice for
+  // the admins (a question the bot could not answer, a person asking for a human), newest first.
+  const seenActivity = new Set();
+  function addActivity(ev) {
+    if (typeof ev.id !== 'string' || !ev.id || seenActivity.has(ev.id)) return;
+    seenActivity.add(ev.id);
+    if (cmpId(ev.id, feed.lastId) > 0) feed.lastId = ev.id;
+    const box = $('#activity');
+    if (!box) return;
+    const li = el('li', 'activity-item');
+    li.dataset.eventId = ev.id;
+    if (ev.type === 'booking' && ev.booking) {
+      const b = ev.booking;
+      li.dataset.kind = 'booking';
+      const who = String(b.name || 'A volunteer');
+      const verb = { booked: 'booked', waitlisted: 'joined the waitlist of', cancelled: 'cancelled', full: 'found full' }[b.outcome] || String(b.outcome);
+      li.textContent = `${who} ${verb} slot ${b.slot_id}: ${Number(b.booked)} of ${Number(b.required)} filled` +
+        (b.waiting ? `, ${Number(b.waiting)} waiting` : '') + (b.held ? `, ${Number(b.held)} offered` : '');
+    } else if (ev.type === 'notice' && ev.notice) {
+      li.dataset.kind = 'notice';
+      li.textContent = `Needs you: ${String(ev.notice.text || '')}`;
+    } else return;
+    let ref = box.firstElementChild;
+    while (ref && cmpId(ref.dataset.eventId, ev.id) > 0) ref = ref.nextElementSibling;
+    box.insertBefore(li, ref);
+    while (box.childElementCount > 50) box.lastElementChild.remove();
+    $('#activity-section').hidden = false;
   }
 
   function insertNewestFirst(li) {
@@ -582,6 +612,10 @@
       $('#demo-post-message').textContent = String(cfg.post_message || '');
       $('#demo-post-id').textContent = demo.postId;
       $('#demo-post').hidden = false;
+    }
+    if (typeof cfg.chat_url === 'string' && cfg.chat_url.startsWith('/chat/')) {
+      $('#demo-chat-link').href = cfg.chat_url;
+      $('#demo-chat').hidden = false;
     }
     $('#demo').hidden = false;
     $('#layout').classList.add('has-demo');
