@@ -25,11 +25,11 @@ import (
 
 // Web chat limits.
 const (
-	chatMaxText     = 2000            // characters of one message
-	chatRate        = 1.0             // messages a second per session...
-	chatBurst       = 5               // ...after a burst of this many
-	chatSendBuffer  = 64              // frames queued per socket before it counts as too slow
-	chatCloseBadTok = 1008            // policy violation: a bad or expired token
+	chatMaxText     = 2000 // characters of one message
+	chatRate        = 1.0  // messages a second per session...
+	chatBurst       = 5    // ...after a burst of this many
+	chatSendBuffer  = 64   // frames queued per socket before it counts as too slow
+	chatCloseBadTok = 1008 // policy violation: a bad or expired token
 	chatReplayMax   = int64(redisstore.ChatHistoryMax)
 )
 
