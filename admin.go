@@ -49,6 +49,8 @@ type Slot struct {
 	End      string `json:"end"`   // HH:MM, after Start
 	Title    string `json:"title,omitempty"`
 	Required int    `json:"required"` // volunteers needed
+	// Cancelled slots stay (their volunteers are told and freed) but are offered to no one.
+	Cancelled bool `json:"cancelled,omitempty"`
 }
 
 // Signup is what volunteers sign up for: an event with slots. Facts is free text questions

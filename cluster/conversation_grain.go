@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	protocluster "github.com/asynkron/protoactor-go/cluster"
@@ -124,6 +125,9 @@ func (g *conversationGrain) Handle(req *grainpb.ConversationRequest, _ protoclus
 			return nil, err // g.state unchanged: the redelivery applies the messages again
 		}
 		apply(next, m, resp.PostIds[i])
+		if env.orgID != "" {
+			next.OrgId = env.orgID
+		}
 		effects = append(effects, step(next, m, env)...)
 		changed = true
 	}
@@ -174,6 +178,9 @@ func (g *conversationGrain) env(ctx context.Context, st *grainpb.ConversationSta
 	env := flowEnv{conversationID: g.id, now: g.deps.now(), newCode: newCode, nonce: newNonce}
 	if m.Kind == string(voluntree.KindComment) && voluntree.Intent(m.Intent) != voluntree.IntentInterested {
 		return env, nil
+	}
+	if m.Kind == KindSystem && (strings.HasPrefix(m.Payload, sysChanged) || strings.HasPrefix(m.Payload, sysSlotCancelled)) {
+		g.deps.signups.forget(st.SignupId) // the admin's change must be seen, not the cached signup
 	}
 	var su *voluntree.Signup
 	var ix *factIndex

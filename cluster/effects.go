@@ -184,6 +184,13 @@ func (x *Effects) perform(ctx context.Context, e *grainpb.Effect) (outcome strin
 		return x.book(ctx, e)
 	case EffectCancelBooking:
 		return x.cancelBooking(ctx, e)
+	case EffectSlotChanged, EffectSlotCancelled:
+		return x.slotChange(ctx, e)
+	case EffectTell:
+		if err := x.tell(ctx, e.ConversationId, e.Id, e.Text); err != nil {
+			return "", 0, err
+		}
+		return "done", 0, nil
 	case EffectNotifyAdmins:
 		_, err := x.store.AppendEvent(ctx, e.OrgId, voluntree.Event{Type: voluntree.EventNotice,
 			Notice: &voluntree.Notice{ConversationID: e.ConversationId, Name: e.PersonName, Text: e.Text}})

@@ -77,10 +77,12 @@ const (
 	slotPrefix       = "SLOT:"   // SLOT:<slot id>:<nonce>
 	sysBooked        = "booked:" // booked:<slot id>
 	sysWaitlisted    = "waitlisted:"
-	sysOffer         = "offer:"  // offer:<slot id>: a freed place is held for the person
-	sysFull          = "full:"   // full:<slot id>: a change found the new slot full (the old place is kept)
-	sysAdminReply    = "admin:"  // admin:<text>: an admin's reply, sent with the HUMAN_AGENT tag
-	sysRelease       = "release" // an admin hands the conversation back to the bot
+	sysOffer         = "offer:"     // offer:<slot id>: a freed place is held for the person
+	sysFull          = "full:"      // full:<slot id>: a change found the new slot full (the old place is kept)
+	sysAdminReply    = "admin:"     // admin:<text>: an admin's reply, sent with the HUMAN_AGENT tag
+	sysChanged       = "changed:"   // changed:<slot>|<old label>: the organisers moved the slot
+	sysSlotCancelled = "cancelled:" // cancelled:<slot>|<label>: the organisers cancelled it
+	sysRelease       = "release"    // an admin hands the conversation back to the bot
 	messengerWindow  = 24 * time.Hour
 	humanAgentWindow = 7 * 24 * time.Hour
 	maxCodeSends     = 5 // codes sent for one address
@@ -381,7 +383,7 @@ func (f *flow) askSlot(intro string) {
 	var free, full []*grainpb.Option
 	var freeLines, fullLines []string
 	for _, sl := range f.env.signup.Slots {
-		if f.past(sl) || sl.ID == st.SlotId { // st.SlotId: the place held while changing
+		if f.past(sl) || sl.Cancelled || sl.ID == st.SlotId { // st.SlotId: the place held while changing
 			continue
 		}
 		// A quick reply's title has 20 characters at most: the text lists the slots in full.
@@ -438,7 +440,7 @@ func (f *flow) slot() {
 		return
 	}
 	sl, known := f.env.signup.Slot(slotID)
-	if nonce != st.Nonce || !known || f.past(sl) {
+	if nonce != st.Nonce || !known || f.past(sl) || sl.Cancelled {
 		f.askSlot("That button is from an earlier message.")
 		return
 	}
@@ -500,6 +502,25 @@ func (f *flow) system() {
 		f.emit(&grainpb.Effect{Kind: EffectSend, Text: strings.TrimPrefix(p, sysAdminReply), Tag: "HUMAN_AGENT", From: "admin"})
 	case p == sysRelease:
 		st.Handoff = false
+	case strings.HasPrefix(p, sysChanged):
+		slotID, old := parseChange(strings.TrimPrefix(p, sysChanged))
+		sl, ok := f.slotOf(slotID)
+		if !ok || st.SlotId != slotID || (st.Stage != StageBooked && st.Stage != StageWaitlisted) {
+			return
+		}
+		f.send(fmt.Sprintf("Update from the organisers: %s has moved to %s. Reply \"change\" to pick another slot or \"cancel\" if you can't make it.",
+			old, f.slotLabel(sl, false)),
+			[]*grainpb.Option{{Title: "Change slot", Payload: PayloadChange}, {Title: "Cancel", Payload: PayloadCancel}})
+	case strings.HasPrefix(p, sysSlotCancelled):
+		slotID, label := parseChange(strings.TrimPrefix(p, sysSlotCancelled))
+		if st.SlotId != slotID {
+			return
+		}
+		st.SlotId = "" // freed by the worker already
+		if f.env.signup == nil || st.Stage == StageDeclined || st.Stage == StageCancelled {
+			return
+		}
+		f.askSlot(fmt.Sprintf("Sorry: the organisers cancelled %s.", label))
 	}
 }
 

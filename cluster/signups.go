@@ -131,3 +131,10 @@ func (c *signupCache) signup(ctx context.Context, id string) (cachedSignup, erro
 	c.mu.Unlock()
 	return s, nil
 }
+
+// forget drops a signup from the cache: the next read gets it from Redis (an admin changed it).
+func (c *signupCache) forget(id string) {
+	c.mu.Lock()
+	delete(c.signups, id)
+	c.mu.Unlock()
+}

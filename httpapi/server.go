@@ -95,7 +95,13 @@ type Config struct {
 	// Admin data: organizations, pages, signups, posts. nil: the admin API (/api/v1/me,
 	// signups, posts, pages, interests, stats) is not registered.
 	Store *redisstore.Store
-	Now   func() time.Time // the clock of records and schedules; nil is time.Now
+	// SlotChanges turns a signup's update into the effect batches that tell its booked
+	// volunteers (cluster.SlotChangeEffects); nil: nobody is told.
+	SlotChanges func(old, updated *voluntree.Signup) ([][]byte, error)
+	// Conversations lets admins answer a conversation and hand it back to the bot (nil: the
+	// conversation routes answer 503).
+	Conversations Conversations
+	Now           func() time.Time // the clock of records and schedules; nil is time.Now
 
 	// Connecting a page. Mail queues the email verification codes (nil: those routes answer
 	// 503); Outbox, set on the embedded default, adds GET /api/v1/outbox; Facebook runs the
@@ -254,6 +260,11 @@ func (s *Server) adminRoutes(api fiber.Router) {
 		api.Get("/outbox", auth, s.listOutbox)
 	}
 
+	api.Get("/conversations/:id", auth, s.getConversation)
+	if s.cfg.Conversations != nil {
+		api.Post("/conversations/:id/messages", auth, s.replyConversation)
+		api.Post("/conversations/:id/release", auth, s.releaseConversation)
+	}
 	api.Get("/stats", auth, s.myStats)
 	api.Get("/orgs/:org/stats", auth, s.orgStats)
 }

@@ -20,6 +20,7 @@ type signupInput struct {
 	TimeZone    *string           `json:"time_zone"`
 	Slots       *[]voluntree.Slot `json:"slots"`
 	Disabled    *bool             `json:"disabled"`
+	PublicReply *bool             `json:"public_reply"`
 }
 
 // applyTo sets su's editable fields from in (all of them when replace), then normalizes and
@@ -27,6 +28,7 @@ type signupInput struct {
 func (in *signupInput) applyTo(su *voluntree.Signup, replace bool) error {
 	if replace {
 		su.Title, su.Description, su.Facts, su.TimeZone, su.Slots, su.Disabled = "", "", "", "", nil, false
+		su.PublicReply = false
 	}
 	set := func(dst *string, src *string) {
 		if src != nil {
@@ -42,6 +44,9 @@ func (in *signupInput) applyTo(su *voluntree.Signup, replace bool) error {
 	}
 	if in.Disabled != nil {
 		su.Disabled = *in.Disabled
+	}
+	if in.PublicReply != nil {
+		su.PublicReply = *in.PublicReply
 	}
 	if su.Slots == nil {
 		su.Slots = []voluntree.Slot{}
@@ -144,7 +149,7 @@ func (s *Server) updateSignup(c *fiber.Ctx, replace bool) error {
 		return err
 	}
 	ctx := c.UserContext()
-	su, err := s.cfg.Store.UpdateSignup(ctx, id, func(su *voluntree.Signup) error {
+	su, err := s.cfg.Store.UpdateSignupWithEffects(ctx, id, func(su *voluntree.Signup) error {
 		if err := s.ownedBy(c, "signup", su.OrgID); err != nil {
 			return err
 		}
@@ -158,7 +163,7 @@ func (s *Server) updateSignup(c *fiber.Ctx, replace bool) error {
 		}
 		su.UpdatedAt = s.now()
 		return nil
-	})
+	}, s.cfg.SlotChanges) // booked volunteers are told of a moved or cancelled slot
 	if err != nil {
 		return err
 	}

@@ -290,6 +290,13 @@ func (s *Store) Signups(ctx context.Context, orgID string, offset, limit int) (P
 // UpdateSignup changes a signup with fn under an optimistic transaction. fn sees the stored
 // signup and may refuse with an error.
 func (s *Store) UpdateSignup(ctx context.Context, id string, fn func(*voluntree.Signup) error) (voluntree.Signup, error) {
+	return s.UpdateSignupWithEffects(ctx, id, fn, nil)
+}
+
+// UpdateSignupWithEffects is UpdateSignup that also appends, in the same transaction, the
+// effect batches effects returns for the change (telling booked volunteers their slot moved).
+func (s *Store) UpdateSignupWithEffects(ctx context.Context, id string, fn func(*voluntree.Signup) error,
+	effects func(old, updated *voluntree.Signup) ([][]byte, error)) (voluntree.Signup, error) {
 	var out voluntree.Signup
 	key := s.keys.Signup(id)
 	err := s.watch(ctx, func(tx *redis.Tx) error {
@@ -297,11 +304,22 @@ func (s *Store) UpdateSignup(ctx context.Context, id string, fn func(*voluntree.
 		if err != nil {
 			return err
 		}
+		old := su
+		old.Slots = append([]voluntree.Slot(nil), su.Slots...)
 		if err := fn(&su); err != nil {
 			return err
 		}
+		var batches [][]byte
+		if effects != nil {
+			if batches, err = effects(&old, &su); err != nil {
+				return err
+			}
+		}
 		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			p.Set(ctx, key, mustJSON(su), 0)
+			for _, b := range batches {
+				p.XAdd(ctx, &redis.XAddArgs{Stream: s.keys.Effects(), Values: []any{"b", b, "c", "signup:" + id}})
+			}
 			return nil
 		})
 		out = su

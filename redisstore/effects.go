@@ -161,10 +161,10 @@ func (s *Store) ambiguousSince(ctx context.Context, key string) (time.Time, erro
 
 // Delivery is what the effects worker learned about reaching a person (hash fields).
 type Delivery struct {
-	Error   string    // the last failure that stops messages (outside_window, unavailable)
-	Code    int       // its Graph error code
-	At      time.Time // when
-	Dropped int64     // automated messages dropped outside the 24-hour window
+	Error   string    `json:"error,omitempty"`   // the last failure that stops messages (outside_window, unavailable)
+	Code    int       `json:"code,omitempty"`    // its Graph error code
+	At      time.Time `json:"at,omitzero"`       // when
+	Dropped int64     `json:"dropped,omitempty"` // automated messages dropped outside the 24-hour window
 }
 
 // MarkUndeliverable records why a conversation's person could not be reached.
@@ -229,6 +229,33 @@ func (s *Store) ConversationAliases(ctx context.Context, ids []string) ([]string
 		default:
 			out[i] = v
 		}
+	}
+	return out, nil
+}
+
+// AppendEffects appends one effects batch to the outbox (an admin's message to a
+// conversation: the effects worker hands it to the conversation's grain).
+func (s *Store) AppendEffects(ctx context.Context, key string, batch []byte) error {
+	if err := s.rdb.XAdd(ctx, &redis.XAddArgs{Stream: s.keys.Effects(), Values: []any{"b", batch, "c", key}}).Err(); err != nil {
+		return fmt.Errorf("redisstore: append effects: %w", err)
+	}
+	return nil
+}
+
+// SlotPeople returns the people of a slot: booked, then held, then waiting.
+func (s *Store) SlotPeople(ctx context.Context, signupID, slotID string) ([]string, error) {
+	pipe := s.rdb.Pipeline()
+	cmds := []*redis.StringSliceCmd{
+		pipe.ZRange(ctx, s.keys.SlotBooked(signupID, slotID), 0, -1),
+		pipe.ZRange(ctx, s.keys.SlotHolds(signupID, slotID), 0, -1),
+		pipe.ZRange(ctx, s.keys.SlotWaitlist(signupID, slotID), 0, -1),
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("redisstore: slot people: %w", err)
+	}
+	var out []string
+	for _, c := range cmds {
+		out = append(out, c.Val()...)
 	}
 	return out, nil
 }

@@ -417,6 +417,7 @@ type ConversationState struct {
 	FirstInterestUnixNano int64    `protobuf:"varint,25,opt,name=first_interest_unix_nano,json=firstInterestUnixNano,proto3" json:"first_interest_unix_nano,omitempty"`
 	CodeSends             int32    `protobuf:"varint,26,opt,name=code_sends,json=codeSends,proto3" json:"code_sends,omitempty"` // codes sent for the current address
 	Options               []string `protobuf:"bytes,28,rep,name=options,proto3" json:"options,omitempty"`                       // the slots listed last, in order: "<slot id>:<nonce>"
+	OrgId                 string   `protobuf:"bytes,29,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`              // the organization the conversation is with (once known)
 	unknownFields         protoimpl.UnknownFields
 	sizeCache             protoimpl.SizeCache
 }
@@ -638,6 +639,13 @@ func (x *ConversationState) GetOptions() []string {
 		return x.Options
 	}
 	return nil
+}
+
+func (x *ConversationState) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
 }
 
 // A button or quick reply offered with a message: its title, and the payload a tap sends.
@@ -1087,7 +1095,7 @@ const file_grains_proto_rawDesc = "" +
 	"\acounted\x18\x02 \x01(\x05R\acounted\x12\x1e\n" +
 	"\n" +
 	"duplicates\x18\x03 \x01(\x05R\n" +
-	"duplicates\"\xfb\a\n" +
+	"duplicates\"\x92\b\n" +
 	"\x11ConversationState\x12\x17\n" +
 	"\apage_id\x18\x01 \x01(\tR\x06pageId\x12\x1b\n" +
 	"\tsender_id\x18\x02 \x01(\tR\bsenderId\x12\x1f\n" +
@@ -1121,7 +1129,8 @@ const file_grains_proto_rawDesc = "" +
 	"\x18first_interest_unix_nano\x18\x19 \x01(\x03R\x15firstInterestUnixNano\x12\x1d\n" +
 	"\n" +
 	"code_sends\x18\x1a \x01(\x05R\tcodeSends\x12\x18\n" +
-	"\aoptions\x18\x1c \x03(\tR\aoptions\x1a:\n" +
+	"\aoptions\x18\x1c \x03(\tR\aoptions\x12\x15\n" +
+	"\x06org_id\x18\x1d \x01(\tR\x05orgId\x1a:\n" +
 	"\fIntentsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01J\x04\b\x1b\x10\x1c\"8\n" +

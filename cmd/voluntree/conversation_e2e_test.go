@@ -182,3 +182,164 @@ func TestMessengerConversationToBookedSlot(t *testing.T) {
 	}
 	n.stop(t)
 }
+
+// signupWithPost creates a signup and a published post for it; it returns the signup id and
+// the Facebook post id.
+func signupWithPost(t *testing.T, e *publishEnv, n *node, signup map[string]any) (string, string) {
+	t.Helper()
+	code, su := e.api(t, n, "POST", "/api/v1/signups", signup)
+	if code != 201 {
+		t.Fatalf("create signup: %d %v", code, su)
+	}
+	code, post := e.api(t, n, "POST", "/api/v1/posts", map[string]any{"signup_id": su["id"], "page_id": e.page, "message": "Join us!"})
+	if code != 201 {
+		t.Fatalf("create post: %d %v", code, post)
+	}
+	var fbPost string
+	waitRedis(t, func() bool {
+		_, p := e.api(t, n, "GET", "/api/v1/posts/"+post["id"].(string), nil)
+		fbPost, _ = p["facebook_post_id"].(string)
+		return fbPost != ""
+	}, "the post published")
+	return su["id"].(string), fbPost
+}
+
+// comment sends an interested comment of person (whose Messenger id is the same) on fbPost.
+func (v *messengerVolunteer) comment(fbPost, name string) string {
+	v.t.Helper()
+	v.seq++
+	id := fmt.Sprintf("%s_c_%s_%d", fbPost, v.psid, v.seq)
+	v.e.graph.CommenterPSID(id, v.psid)
+	b, sig := signed(v.t, facebook.CommentPayload(v.e.page, facebook.ChangeValue{CommentID: id, PostID: fbPost,
+		From: &facebook.User{ID: v.psid, Name: name}, Message: "Count me in!", CreatedTime: time.Now().Unix()}))
+	if code, out := v.n.webhook(v.t, b, sig); code != 200 {
+		v.t.Fatalf("comment webhook: %d %v", code, out)
+	}
+	return id
+}
+
+// bookFirstSlot takes the person from the private reply to a booking of the first slot offered.
+func (v *messengerVolunteer) bookFirstSlot(email string) {
+	v.t.Helper()
+	v.await("Thanks for your interest")
+	v.say("yes", "")
+	v.await("What's your email address?")
+	v.say(email, email)
+	v.await("We've sent a 6-digit code")
+	q := mail.NewQueue(v.e.store.Client(), redisstore.NewKeys(v.e.prefix))
+	var code6 string
+	waitRedis(v.t, func() bool {
+		out, _ := q.Outbox(context.Background(), 100)
+		for _, m := range out {
+			if m.To == email {
+				code6 = regexp.MustCompile(`\d{6}`).FindString(m.Subject)
+			}
+		}
+		return code6 != ""
+	}, "the code's email")
+	v.say(code6, "")
+	slots := v.await("Which slot suits you?")
+	v.tap(slots.QuickReplies[0].Title, slots.QuickReplies[0].Payload)
+	v.await("You're booked")
+}
+
+// TestMessengerRulesAndAdminChanges: a moved slot is announced to its volunteer once; "talk to
+// a person" silences the bot until an admin, whose reply goes with the HUMAN_AGENT tag, hands
+// it back; outside the 24-hour window an automated message is dropped, marked and emailed; a
+// person Messenger says is unavailable is marked and not retried.
+func TestMessengerRulesAndAdminChanges(t *testing.T) {
+	e := newPublishEnv(t, "e2e-rules", "VOLUNTREE_MAIL_OUTBOX=on", "VOLUNTREE_POLL_INTERVAL=0")
+	n := startServe(t, e.env...)
+	e.graph.SetWebhook(n.base+"/webhooks/facebook", e2eSecret)
+	slots := []map[string]any{
+		{"id": "am", "date": "2030-06-01", "start": "09:00", "end": "12:00", "required": 10},
+		{"id": "pm", "date": "2030-06-01", "start": "14:00", "end": "17:00", "required": 10},
+	}
+	signup, fbPost := signupWithPost(t, e, n, map[string]any{"title": "Park cleanup", "time_zone": "UTC",
+		"facts": "Parking is free at the gate.", "slots": slots})
+	bob := &messengerVolunteer{t: t, n: n, e: e, psid: "bob"}
+	bob.comment(fbPost, "Bob Dylan")
+	bob.bookFirstSlot("bob@example.org")
+	conv := e.page + ":bob"
+
+	// The admin moves the morning slot: Bob is told once, even if the update is sent twice.
+	slots[0]["start"], slots[0]["end"] = "10:00", "13:00"
+	put := map[string]any{"title": "Park cleanup", "time_zone": "UTC", "facts": "Parking is free at the gate.", "slots": slots}
+	if code, out := e.api(t, n, "PUT", "/api/v1/signups/"+signup, put); code != 200 {
+		t.Fatalf("move the slot: %d %v", code, out)
+	}
+	if code, _ := e.api(t, n, "PUT", "/api/v1/signups/"+signup, put); code != 200 {
+		t.Fatal("the same update again")
+	}
+	moved := bob.await("Update from the organisers: Sat 1 Jun 2030, 09:00–12:00 (UTC) has moved to Sat 1 Jun 2030, 10:00–13:00 (UTC)")
+	if moved.MessagingType != "RESPONSE" {
+		t.Fatalf("moved: %+v", moved)
+	}
+
+	// Talk to a person: the bot says so, then is silent; the admin answers with HUMAN_AGENT.
+	bob.say("Can I talk to a person please?", "")
+	bob.await("someone from the team will answer you here soon")
+	bob.say("hello??", "")
+	code, view := e.api(t, n, "GET", "/api/v1/conversations/"+conv, nil)
+	if code != 200 || view["handoff"] != true || view["stage"] != "booked" || view["slot_id"] != "am" || view["email_verified"] != true {
+		t.Fatalf("conversation view: %d %v", code, view)
+	}
+	if code, _ := e.api(t, n, "GET", "/api/v1/conversations/"+e.page+":nobody", nil); code != 404 {
+		t.Fatalf("an unknown conversation: %d", code)
+	}
+	if code, out := e.api(t, n, "POST", "/api/v1/conversations/"+conv+"/messages", map[string]any{"text": "Hi Bob, it's Sam from the team."}); code != 202 {
+		t.Fatalf("admin reply: %d %v", code, out)
+	}
+	human := bob.await("Hi Bob, it's Sam from the team.")
+	if human.MessagingType != "MESSAGE_TAG" || human.Tag != "HUMAN_AGENT" {
+		t.Fatalf("admin reply sent as %s/%s", human.MessagingType, human.Tag)
+	}
+	if code, _ := e.api(t, n, "POST", "/api/v1/conversations/"+conv+"/release", nil); code != 202 {
+		t.Fatal("release")
+	}
+	waitRedis(t, func() bool {
+		_, v := e.api(t, n, "GET", "/api/v1/conversations/"+conv, nil)
+		return v["handoff"] == false
+	}, "the conversation handed back to the bot")
+	bob.say("Where do I park?", "")
+	bob.await("Parking is free at the gate.")
+
+	// Bob's window has closed (Messenger says so): the cancellation of his slot is emailed.
+	e.graph.OutsideWindow("bob", true)
+	slots[0]["cancelled"] = true
+	put["slots"] = slots
+	if code, out := e.api(t, n, "PUT", "/api/v1/signups/"+signup, put); code != 200 {
+		t.Fatalf("cancel the slot: %d %v", code, out)
+	}
+	q := mail.NewQueue(e.store.Client(), redisstore.NewKeys(e.prefix))
+	waitRedis(t, func() bool {
+		out, _ := q.Outbox(context.Background(), 100)
+		for _, m := range out {
+			if m.To == "bob@example.org" && strings.Contains(m.Text, "the organisers cancelled Sat 1 Jun 2030, 10:00–13:00") {
+				return true
+			}
+		}
+		return false
+	}, "the cancellation emailed")
+	waitRedis(t, func() bool {
+		_, v := e.api(t, n, "GET", "/api/v1/conversations/"+conv, nil)
+		d, _ := v["delivery"].(map[string]any)
+		return d != nil && d["error"] == "outside_window" && d["dropped"] == float64(1) && v["slot_id"] == nil
+	}, "the conversation marked outside the window, its slot freed")
+	if _, ok, _ := e.store.Booking(context.Background(), signup, conv); ok {
+		t.Error("the cancelled slot's booking is still there")
+	}
+
+	// A person Messenger says is unavailable: marked, not retried.
+	e.graph.Unavailable("cy")
+	cy := &messengerVolunteer{t: t, n: n, e: e, psid: "cy"}
+	cy.comment(fbPost, "Cy Twombly")
+	waitRedis(t, func() bool {
+		d, _ := e.store.ConversationDelivery(context.Background(), e.page+":cy")
+		return d.Error == "unavailable" && d.Code == 551
+	}, "the unavailable person marked")
+	if n := e.graph.CountCalls("POST /" + e.page + "/messages"); n != len(e.graph.SentMessages(e.page))+2 {
+		t.Errorf("%d Send API calls for %d messages: only the window and unavailable refusals may be extra", n, len(e.graph.SentMessages(e.page)))
+	}
+	n.stop(t)
+}

@@ -572,6 +572,8 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		PublicURL:           cfg.PublicURL,
 		MetricsToken:        cfg.MetricsToken,
 		MaxInflightWebhooks: cfg.MaxInflight,
+		SlotChanges:         cluster.SlotChangeEffects,
+		Conversations:       cluster.NewConversationAdmin(store),
 		ClassifyRate:        classifyRate(cfg.ClassifyRate),
 		ClassifyBurst:       cfg.ClassifyBurst,
 		TrustedProxies:      splitList(cfg.TrustedProxies),
