@@ -225,24 +225,26 @@ func (x *Effects) message(ctx context.Context, e *grainpb.Effect) (string, int, 
 	if x.cfg.Graph == nil {
 		return "", 0, errors.New("effects: no Graph API is configured")
 	}
-	// A send that failed ambiguously before: its echo settles it; without one, wait, then resend.
+	// Write-ahead: the attempt is marked before the send. Finding a mark means an earlier
+	// attempt (failed ambiguously, or cut by a crash before its acknowledgement) may have sent
+	// the message: its echo settles it; without one, wait EchoWait, then send again.
 	resent := false
 	if e.Kind != EffectCommentReply {
-		since, ambiguous, err := x.store.AmbiguousSince(ctx, e.Id)
+		since, first, err := x.store.MarkAttempt(ctx, e.Id, x.now())
 		if err != nil {
 			return "", 0, err
 		}
-		if ambiguous {
+		if !first {
 			mid, err := x.store.Echoed(ctx, e.Id)
 			switch {
 			case err != nil:
 				return "", 0, err
 			case mid != "":
-				return "echoed", 0, x.store.ClearAmbiguous(ctx, e.Id)
+				return "echoed", 0, nil
 			case x.now().Sub(since) < x.cfg.EchoWait:
 				return "", 0, fmt.Errorf("waiting for the echo of %s: %w", e.Id, errRetry)
 			}
-			if err := x.store.ClearAmbiguous(ctx, e.Id); err != nil {
+			if err := x.store.RestartAttempt(ctx, e.Id, x.now()); err != nil {
 				return "", 0, err
 			}
 			resent = true
@@ -292,14 +294,17 @@ func (x *Effects) message(ctx context.Context, e *grainpb.Effect) (string, int, 
 	case code == facebook.CodeAlreadyReplied:
 		return "already_replied", code, nil
 	case code == facebook.CodeInvalidToken:
+		if cerr := x.store.ClearAttempt(ctx, e.Id); cerr != nil {
+			return "", code, cerr
+		}
 		return "", code, x.disconnect(ctx, page, e, err)
 	case ambiguous(err) && e.Kind != EffectCommentReply:
-		if _, merr := x.store.MarkAmbiguous(ctx, e.Id, x.now()); merr != nil {
-			return "", code, merr
-		}
-		x.count(e, "ambiguous", code)
+		x.count(e, "ambiguous", code) // the attempt mark stays: the retry waits for the echo
 		return "", code, fmt.Errorf("send %s: %w", e.Id, err)
 	case facebook.IsRetryable(err):
+		if cerr := x.store.ClearAttempt(ctx, e.Id); cerr != nil { // refused: it did not go
+			return "", code, cerr
+		}
 		return "", code, err
 	}
 	x.log.Error("effect refused by Graph", "action", "effect", "effect", e.Id, "kind", e.Kind, "error", err)

@@ -120,43 +120,41 @@ func (s *Store) Echoed(ctx context.Context, effectID string) (string, error) {
 	return mid, nil
 }
 
-// MarkAmbiguous records the first ambiguous failure of an effect's send (5xx, timeout: the
-// message may have gone) and returns when that was.
-func (s *Store) MarkAmbiguous(ctx context.Context, effectID string, at time.Time) (time.Time, error) {
+// MarkAttempt records, before a send, that the effect's message is about to go (write-ahead:
+// a crash between the send and its acknowledgement leaves this mark). It returns when the
+// earlier attempt started and whether this call made the mark (false: an earlier attempt may
+// have sent the message).
+func (s *Store) MarkAttempt(ctx context.Context, effectID string, at time.Time) (time.Time, bool, error) {
 	key := s.keys.EffectAmbiguous(effectID)
-	if err := s.rdb.SetNX(ctx, key, at.UnixMilli(), effectMarkTTL).Err(); err != nil {
-		return time.Time{}, fmt.Errorf("redisstore: mark ambiguous: %w", err)
-	}
-	return s.ambiguousSince(ctx, key)
-}
-
-// AmbiguousSince returns when the effect's send first failed ambiguously (ok false: never).
-func (s *Store) AmbiguousSince(ctx context.Context, effectID string) (time.Time, bool, error) {
-	t, err := s.ambiguousSince(ctx, s.keys.EffectAmbiguous(effectID))
+	old, err := s.rdb.SetArgs(ctx, key, at.UnixMilli(), redis.SetArgs{Mode: "NX", Get: true, TTL: effectMarkTTL}).Result()
 	if errors.Is(err, redis.Nil) {
-		return time.Time{}, false, nil
+		return at, true, nil
 	}
-	return t, err == nil, err
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("redisstore: mark attempt: %w", err)
+	}
+	ms, err := strconv.ParseInt(old, 10, 64)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("redisstore: attempt mark %q: %w", old, err)
+	}
+	return time.UnixMilli(ms), false, nil
 }
 
-// ClearAmbiguous forgets an ambiguous failure once it is settled (a resend is on its way).
-func (s *Store) ClearAmbiguous(ctx context.Context, effectID string) error {
-	if err := s.rdb.Del(ctx, s.keys.EffectAmbiguous(effectID)).Err(); err != nil {
-		return fmt.Errorf("redisstore: clear ambiguous: %w", err)
+// RestartAttempt moves the attempt mark to at: a resend after the echo wait.
+func (s *Store) RestartAttempt(ctx context.Context, effectID string, at time.Time) error {
+	if err := s.rdb.Set(ctx, s.keys.EffectAmbiguous(effectID), at.UnixMilli(), effectMarkTTL).Err(); err != nil {
+		return fmt.Errorf("redisstore: restart attempt: %w", err)
 	}
 	return nil
 }
 
-func (s *Store) ambiguousSince(ctx context.Context, key string) (time.Time, error) {
-	v, err := s.rdb.Get(ctx, key).Result()
-	if err != nil {
-		return time.Time{}, err
+// ClearAttempt forgets an attempt that certainly did not send (a refusal, a throttle), so
+// that its retry need not wait for an echo.
+func (s *Store) ClearAttempt(ctx context.Context, effectID string) error {
+	if err := s.rdb.Del(ctx, s.keys.EffectAmbiguous(effectID)).Err(); err != nil {
+		return fmt.Errorf("redisstore: clear attempt: %w", err)
 	}
-	ms, err := strconv.ParseInt(v, 10, 64)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("redisstore: ambiguous mark %q: %w", v, err)
-	}
-	return time.UnixMilli(ms), nil
+	return nil
 }
 
 // Delivery is what the effects worker learned about reaching a person (hash fields).

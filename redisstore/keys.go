@@ -158,7 +158,8 @@ func (k Keys) EffectDone(effectID string) string { return k.prefix + ":effect:do
 // EffectEcho holds the message id of a sent effect's message_echoes callback (expires).
 func (k Keys) EffectEcho(effectID string) string { return k.prefix + ":effect:echo:" + effectID }
 
-// EffectAmbiguous holds when an effect's send first failed ambiguously (unix ms, expires).
+// EffectAmbiguous holds when an effect's send was last attempted (unix ms, expires): written
+// before the send, it tells a redelivery that the message may have gone.
 func (k Keys) EffectAmbiguous(effectID string) string {
 	return k.prefix + ":effect:ambiguous:" + effectID
 }

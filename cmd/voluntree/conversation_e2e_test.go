@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"regexp"
 	"strings"
 	"testing"
@@ -342,4 +343,47 @@ func TestMessengerRulesAndAdminChanges(t *testing.T) {
 		t.Errorf("%d Send API calls for %d messages: only the window and unavailable refusals may be extra", n, len(e.graph.SentMessages(e.page)))
 	}
 	n.stop(t)
+}
+
+// TestCrashBetweenSendAndAck: the private reply reaches the person, and serve is killed
+// (SIGKILL) before the Send API answers, so the effect is never marked done. After the
+// restart the effect is redelivered; its write-ahead attempt mark and the message's echo show
+// it went: it is not sent again, and the conversation goes on.
+func TestCrashBetweenSendAndAck(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	e := newPublishEnv(t, "e2e-crash-send", "VOLUNTREE_MAIL_OUTBOX=on", "VOLUNTREE_POLL_INTERVAL=0", "VOLUNTREE_ADDR="+addr)
+	n := startServe(t, e.env...)
+	e.graph.SetWebhook(n.base+"/webhooks/facebook", e2eSecret)
+	_, fbPost := signupWithPost(t, e, n, map[string]any{"title": "Beach day", "time_zone": "UTC",
+		"slots": []map[string]any{{"id": "a", "date": "2030-07-01", "start": "09:00", "end": "12:00", "required": 5}}})
+	// The private reply is delivered, then its answer hangs: serve dies waiting for it.
+	e.graph.FailNext("POST /"+e.page+"/messages", 1, fakegraph.Failure{Deliver: true, Hang: time.Minute, HTTPStatus: 500, Code: 2, Message: "never seen"})
+	dee := &messengerVolunteer{t: t, n: n, e: e, psid: "dee"}
+	dee.comment(fbPost, "Dee Dee")
+	dee.await("Thanks for your interest")
+	n.cmd.Process.Kill()
+	<-n.exited
+	n2 := startServe(t, e.env...)
+	dee.n = n2
+	dee.say("yes!", "")
+	dee.await("What's your email address?")
+	replies := 0
+	for _, m := range e.graph.SentMessages(e.page) {
+		if m.RecipientID == "dee" && strings.Contains(m.Text, "Thanks for your interest") {
+			replies++
+		}
+	}
+	if replies != 1 {
+		t.Fatalf("%d private replies, want exactly 1", replies)
+	}
+	waitRedis(t, func() bool {
+		_, scrape := n2.get(t, "/metrics")
+		return strings.Contains(string(scrape), `voluntree_effects_total{code="",kind="private_reply",outcome="echoed"} 1`)
+	}, "the redelivered private reply settled by its echo")
+	n2.stop(t)
 }

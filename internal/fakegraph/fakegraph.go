@@ -120,6 +120,9 @@ type Failure struct {
 	// Deliver performs the call before failing it: the ambiguous failure of a call that took
 	// effect (a message sent, then a 500 or a timeout on the way back).
 	Deliver bool
+	// Hang holds the answer this long (or until Close): with Deliver, a call that took effect
+	// and whose caller crashed or timed out before the answer.
+	Hang    time.Duration
 	Code    int
 	Subcode int
 	Type    string // default "OAuthException"
@@ -437,6 +440,7 @@ func fromFailure(f Failure) *apiError {
 
 // request is a parsed request.
 type request struct {
+	hang   time.Duration // an injected Failure's Hang
 	method string
 	path   string   // without version
 	parts  []string // path segments after the version
@@ -458,6 +462,13 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	close(s.changed)
 	s.changed = make(chan struct{})
 	s.mu.Unlock()
+	if rq.hang > 0 {
+		select {
+		case <-time.After(rq.hang):
+		case <-s.closed:
+		case <-r.Context().Done():
+		}
+	}
 	if w.Header().Get("Content-Type") == "" {
 		w.Header().Set("Content-Type", "application/json; charset=UTF-8")
 	}
@@ -549,7 +560,9 @@ func (s *Server) handle(rq *request, perr error) (int, []byte) {
 		e = badRequest(100, "(#100) Could not parse the request: "+perr.Error())
 	default:
 		var deliver bool
-		if e, deliver = s.injected(rq); e == nil || deliver {
+		var hang time.Duration
+		if e, deliver, hang = s.injected(rq); e == nil || deliver {
+			rq.hang = hang
 			failure := e
 			if rq.parts == nil {
 				e = badRequest(2500, "Unknown path components: "+rq.path)
@@ -572,7 +585,7 @@ func (s *Server) handle(rq *request, perr error) (int, []byte) {
 }
 
 // injected returns the failure of the first rule matching rq, consuming one FailNext call.
-func (s *Server) injected(rq *request) (*apiError, bool) {
+func (s *Server) injected(rq *request) (*apiError, bool, time.Duration) {
 	key := rq.method + " " + rq.path
 	now := time.Now()
 	for i, r := range s.rules {
@@ -583,13 +596,13 @@ func (s *Server) injected(rq *request) (*apiError, bool) {
 			if r.remaining--; r.remaining == 0 {
 				s.rules = slices.Delete(s.rules, i, i+1)
 			}
-			return fromFailure(r.failure), r.failure.Deliver
+			return fromFailure(r.failure), r.failure.Deliver, r.failure.Hang
 		}
 		if now.Before(r.until) {
-			return fromFailure(r.failure), r.failure.Deliver
+			return fromFailure(r.failure), r.failure.Deliver, r.failure.Hang
 		}
 	}
-	return nil, false
+	return nil, false, 0
 }
 
 func (s *Server) errorBody(e *apiError) []byte {

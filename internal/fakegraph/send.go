@@ -176,7 +176,7 @@ func (s *Server) echo(m Sent) {
 	s.echoes.Add(1)
 	go func() {
 		defer s.echoes.Done()
-		for attempt := range 5 { // Facebook retries failed deliveries too
+		for attempt := range 25 { // Facebook retries failed deliveries too (for hours; here ~30 s)
 			req, _ := http.NewRequest(http.MethodPost, s.cfg.WebhookURL, bytes.NewReader(body))
 			req.Header.Set("Content-Type", "application/json")
 			req.Header.Set("X-Hub-Signature-256", sig)
@@ -190,7 +190,7 @@ func (s *Server) echo(m Sent) {
 			select {
 			case <-s.closed:
 				return
-			case <-time.After(time.Duration(attempt+1) * 100 * time.Millisecond):
+			case <-time.After(time.Duration(min(attempt+1, 20)) * 100 * time.Millisecond):
 			}
 		}
 		fmt.Println("fakegraph: echo of", m.MessageID, "was not accepted")
