@@ -171,7 +171,7 @@ func (f *flow) run() {
 	case m.Payload == PayloadChange || reChange.MatchString(text):
 		f.change()
 		return
-	case voluntree.Intent(m.Intent) == voluntree.IntentDecline && m.Payload == "" && st.Stage != StageConfirm:
+	case voluntree.Intent(m.Intent) == voluntree.IntentDecline && m.Payload == "" && st.Stage != StageConfirm && !f.answersForm():
 		f.decline()
 		return
 	}
@@ -448,6 +448,22 @@ func (f *flow) slot() {
 		PreviousSlotId: st.SlotId, PersonName: st.SenderName})
 	st.Stage, st.Asking = StageBooking, ""
 	st.Nonce = "" // one tap books: a second tap of the same button is stale
+}
+
+// answersForm reports whether the message is a valid answer to the slot being asked: then it
+// is that answer, whatever the model made of it (a bare code can look like anything).
+func (f *flow) answersForm() bool {
+	text := strings.TrimSpace(f.m.Text)
+	switch f.st.Stage {
+	case StageEmail:
+		return reEmail.MatchString(text) || reEmail.MatchString(f.m.Payload)
+	case StageCode:
+		return reCode.MatchString(text) || reEmail.MatchString(text) || reResend.MatchString(text)
+	case StageSlot:
+		_, err := strconv.Atoi(strings.Trim(text, "."))
+		return strings.HasPrefix(f.m.Payload, slotPrefix) || err == nil
+	}
+	return false
 }
 
 // stale answers a slot button tapped when no slot is being asked.

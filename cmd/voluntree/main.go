@@ -29,6 +29,8 @@ commands:
   loadgen    open-loop load test of a running server: signed comment webhooks in, WebSocket
              events out; reports throughput, latency, lost and duplicated events, node memory
   loadgen-compare  the A/B table of make loadgen-ab: median and runs of each side's JSON reports
+  loadgen-conversations  simulated volunteers through the whole conversation (Messenger and web
+             chat) against a serve it starts with its own Redis, fake Graph API and SMTP sink
   admin      organizations, pages, admin API tokens, rejected events (voluntree admin help)
 
 Run 'voluntree <command> -h' for the flags of a command.
@@ -66,6 +68,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = runLoadgen(ctx, args[1:], stdout, stderr)
 	case "loadgen-compare":
 		err = runLoadgenCompare(args[1:], stdout, stderr)
+	case "loadgen-conversations":
+		err = runConvload(ctx, args[1:], stdout, stderr)
 	case "admin":
 		err = runAdmin(ctx, args[1:], stdin, stdout, stderr)
 	case "help", "-h", "--help":

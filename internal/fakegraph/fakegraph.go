@@ -71,6 +71,9 @@ type Config struct {
 	// WebhookSecret as X-Hub-Signature-256; "" sends none.
 	WebhookURL    string
 	WebhookSecret string
+	// OnSend, when set, is called with each message the Send API accepts, while the fake's
+	// lock is held: it must not block (or call the fake).
+	OnSend func(Sent)
 }
 
 // Post is a published page post.

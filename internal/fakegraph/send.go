@@ -151,6 +151,9 @@ func (s *Server) sendMessage(rq *request, pageID string) (any, *apiError) {
 		Text: message.Text, QuickReplies: message.QuickReplies, Metadata: message.Metadata,
 		MessagingType: mt, Tag: tag, Time: time.Now().UTC()}
 	s.sent = append(s.sent, m)
+	if s.cfg.OnSend != nil {
+		s.cfg.OnSend(m)
+	}
 	s.echo(m)
 	return map[string]any{"recipient_id": psid, "message_id": m.MessageID}, nil
 }

@@ -42,6 +42,9 @@ type Config struct {
 	MaxSize int
 	// TLS, when set, makes the sink speak implicit TLS (smtps) with this configuration.
 	TLS *tls.Config
+	// OnMessage, when set, is called with each accepted message (from the connection's
+	// goroutine: it must not block long).
+	OnMessage func(Message)
 }
 
 // Message is one accepted message.
@@ -228,10 +231,13 @@ func (s *Sink) store(from string, to []string, data []byte) {
 		m.Header, m.Body = pm.Header, string(body)
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.msgs = append(s.msgs, m)
 	close(s.arrived)
 	s.arrived = make(chan struct{})
+	s.mu.Unlock()
+	if s.cfg.OnMessage != nil {
+		s.cfg.OnMessage(m)
+	}
 }
 
 // idleTimeout bounds how long a connection may sit without sending a line.
