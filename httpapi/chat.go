@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -135,9 +136,12 @@ func (s *Server) wsChatUpgrade(c *fiber.Ctx) error {
 
 // chatFrame is what a client sends.
 type chatFrame struct {
+	ID      string `json:"id"` // the client's id of the message: a resend after a reconnect is taken once
 	Text    string `json:"text"`
 	Payload string `json:"payload"`
 }
+
+var chatIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // wsChat serves one web chat socket: history after since, then live messages; the person's
 // messages go to the pipeline. A bad or expired token closes the socket with 1008.
@@ -244,22 +248,32 @@ func (s *Server) chatReader(ctx context.Context, conn *websocket.Conn, sess redi
 		case len(f.Payload) > voluntree.MaxPayloadBytes || !utf8.ValidString(f.Payload):
 			fail("payload too long")
 			continue
+		case f.ID != "" && !chatIDPattern.MatchString(f.ID):
+			fail("id: letters, digits, _ and - only, at most 64")
+			continue
 		}
 		if ok, _ := bucket.take("session", 1); !ok {
 			fail("slow down: at most one message a second")
 			continue
 		}
-		id := voluntree.NewID("")
-		if err := s.chatMessage(ctx, sess, id, f.Text, f.Payload); err != nil {
-			fail(voluntree.ErrorMessage(err))
-			continue
+		id := "c" + f.ID
+		if f.ID == "" {
+			id = voluntree.NewID("")
 		}
 		shown := f.Text
 		if shown == "" {
 			shown = optionTitle(f.Payload)
 		}
-		if _, err := s.cfg.Store.AppendChat(ctx, sess.ConversationID(), redisstore.ChatMessage{From: "volunteer", Text: shown}, "wc."+id); err != nil {
-			s.cfg.Logger.Warn("chat history", "action", "chat", "error", err)
+		// The pipeline first (durable, once per id: the ingest stream's dedupe), then the
+		// history, whose echo of the message tells the client it was taken. A client that saw no
+		// echo resends after a reconnect: taken once, echoed once.
+		if err := s.chatMessage(ctx, sess, id, f.Text, f.Payload); err != nil {
+			fail(voluntree.ErrorMessage(err))
+			continue
+		}
+		if _, err := s.cfg.Store.AppendChat(ctx, sess.ConversationID(),
+			redisstore.ChatMessage{From: "volunteer", Text: shown, ClientID: f.ID}, "wc."+sess.ID+"."+id); err != nil {
+			fail("could not take the message; send it again")
 		}
 	}
 }

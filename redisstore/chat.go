@@ -56,6 +56,9 @@ type ChatMessage struct {
 	Text    string       `json:"text"`
 	At      time.Time    `json:"at"`
 	Options []ChatOption `json:"options,omitempty"`
+	// ClientID is the id the client gave a volunteer's message: its echo tells the client the
+	// message was taken.
+	ClientID string `json:"client_id,omitempty"`
 }
 
 func newChatToken() (string, error) {

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -386,4 +389,25 @@ func TestCrashBetweenSendAndAck(t *testing.T) {
 		return strings.Contains(string(scrape), `voluntree_effects_total{code="",kind="private_reply",outcome="echoed"} 1`)
 	}, "the redelivered private reply settled by its echo")
 	n2.stop(t)
+}
+
+// TestConversationLoadgenSurvivesAKill runs the conversation load generator small: 150
+// volunteers on both channels, serve SIGKILLed and restarted mid-run. It fails (non-zero exit)
+// on any lost conversation, duplicate message or overbooked slot.
+func TestConversationLoadgenSurvivesAKill(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "report.json")
+	code, stdout, stderr := runCLI(t, "", "loadgen-conversations", "-volunteers", "150", "-rate", "150",
+		"-concurrency", "60", "-slots", "3", "-kill-after", "2s", "-timeout", "40s", "-json", out)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	var rep convReport
+	b, err := os.ReadFile(out)
+	if err != nil || json.Unmarshal(b, &rep) != nil {
+		t.Fatalf("report: %v %s", err, b)
+	}
+	if !rep.Killed || rep.Booked+rep.Waitlisted != 150 || rep.Waitlisted == 0 || rep.Lost != 0 || rep.Duplicates != 0 ||
+		rep.Overbooked != 0 || rep.SlotsBooked != int64(rep.Capacity) || rep.Latency.N < 700 {
+		t.Fatalf("report %+v\n%s", rep, stdout)
+	}
 }

@@ -714,6 +714,7 @@ func (cl *convload) webVolunteer(ctx context.Context, i int) error {
 	frames := make(chan redisstore.ChatMessage, 64)
 	var conn *websocket.Conn
 	var cmu sync.Mutex
+	pending := map[string][]byte{} // frames sent and not yet echoed, by their id
 	last := ""
 	done := make(chan struct{})
 	defer close(done)
@@ -725,6 +726,9 @@ func (cl *convload) webVolunteer(ctx context.Context, i int) error {
 		}
 		cmu.Lock()
 		conn = c
+		for _, f := range pending { // sent to a server that died before taking them
+			_ = c.WriteMessage(websocket.TextMessage, f)
+		}
 		cmu.Unlock()
 		go func() {
 			defer c.Close()
@@ -734,6 +738,11 @@ func (cl *convload) webVolunteer(ctx context.Context, i int) error {
 					return
 				}
 				var m redisstore.ChatMessage
+				if json.Unmarshal(b, &m) == nil && m.ClientID != "" {
+					cmu.Lock()
+					delete(pending, m.ClientID) // taken
+					cmu.Unlock()
+				}
 				if json.Unmarshal(b, &m) == nil && m.ID != "" {
 					select {
 					case frames <- m:
@@ -788,7 +797,12 @@ func (cl *convload) webVolunteer(ctx context.Context, i int) error {
 		if err := cl.paced(ctx); err != nil {
 			return err
 		}
+		id := voluntree.NewID("")
+		frame["id"] = id
 		b, _ := json.Marshal(frame)
+		cmu.Lock()
+		pending[id] = b
+		cmu.Unlock()
 		for attempt := 0; ; attempt++ {
 			cmu.Lock()
 			c := conn

@@ -184,6 +184,28 @@ func TestWebChatToBookedSlot(t *testing.T) {
 	if err != nil || !ok || rec.SlotID != "sat" || rec.Channel != "webchat" || rec.Name != "Grace Hopper" {
 		t.Fatalf("booking %+v %v %v", rec, ok, err)
 	}
+	// A message resent with its id (a client that missed the echo) is taken once.
+	cc2.send(map[string]string{"id": "resend-1", "text": "See you there"})
+	cc2.send(map[string]string{"id": "resend-1", "text": "See you there"})
+	cc2.send(map[string]string{"id": "after-1", "text": "Bye"})
+	echoes := 0
+	for deadline := time.After(10 * time.Second); ; {
+		select {
+		case f := <-cc2.frames:
+			cc2.seen = append(cc2.seen, f)
+			if f["client_id"] == "resend-1" {
+				echoes++
+			}
+		case <-deadline:
+			t.Fatal("no echo of the message after the resent one")
+		}
+		if cc2.seen[len(cc2.seen)-1]["client_id"] == "after-1" {
+			break
+		}
+	}
+	if echoes != 1 {
+		t.Fatalf("a message resent with its id was echoed %d times", echoes)
+	}
 	// Too fast: the session's rate limit answers with an error frame.
 	for range 8 {
 		cc2.send(map[string]string{"text": "thanks!"})

@@ -8,6 +8,7 @@
   const store = `voluntree-chat:${signupID}`;
   const $ = (id) => document.getElementById(id);
   let token = null, lastID = "", ws = null, retry = 500, refreshTimer = null;
+  const pending = new Map(); // frames sent and not yet echoed by the server, by id: resent on reconnect
 
   function status(text, state) { $("chat-status").textContent = text; $("chat-status").dataset.state = state; }
   function showError(id, text) { const e = $(id); e.textContent = text || ""; e.hidden = !text; }
@@ -33,6 +34,7 @@
 
   function render(m) {
     if (m.error) { showError("chat-error", m.error); return; }
+    if (m.client_id) pending.delete(m.client_id);
     if (!m.id || (lastID && !after(m.id, lastID))) return;
     lastID = m.id;
     sessionStorage.setItem(store, JSON.stringify({ token, lastID }));
@@ -64,16 +66,22 @@
   }
 
   function send(frame) {
-    if (!ws || ws.readyState !== WebSocket.OPEN) { showError("chat-error", "Not connected yet: try again in a moment."); return; }
+    frame.id = (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random().toString(16).slice(2)).replace(/[^A-Za-z0-9_-]/g, "");
+    pending.set(frame.id, frame);
     showError("chat-error", "");
-    ws.send(JSON.stringify(frame));
+    if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(frame));
+    else status("reconnecting… your message will be sent", "connecting");
   }
 
   function connect() {
     const proto = location.protocol === "https:" ? "wss" : "ws";
     ws = new WebSocket(`${proto}://${location.host}/ws/chat?token=${encodeURIComponent(token)}&since=${encodeURIComponent(lastID)}`);
     status("connecting…", "connecting");
-    ws.onopen = () => { status("connected", "open"); retry = 500; };
+    ws.onopen = () => {
+      status("connected", "open");
+      retry = 500;
+      for (const f of pending.values()) ws.send(JSON.stringify(f)); // taken once, whatever happened before
+    };
     ws.onmessage = (ev) => { try { render(JSON.parse(ev.data)); } catch (_) { /* not ours */ } };
     ws.onclose = (ev) => {
       if (ev.code === 1008) { // the token expired: start again
