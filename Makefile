@@ -23,10 +23,10 @@ APT_TESTDATA := python3-torch
 export CGO_ENABLED := 1
 GOTEST_FLAGS ?= -count=1 -timeout 15m
 
-.PHONY: run test build deps deps-test gotch gotch-discover train testdata proto bench loadgen loadgen-ab fuzz clean help
+.PHONY: run test build deps deps-test gotch gotch-discover train testdata proto bench loadgen loadgen-ab loadgen-conversations fuzz clean help
 
 help:
-	@echo "make run | make test | make build | make train | make bench | make loadgen | make loadgen-ab REF=<commit> | make fuzz [FUZZTIME=10m] | make testdata | make proto | make clean"
+	@echo "make run | make test | make build | make train | make bench | make loadgen | make loadgen-ab REF=<commit> | make loadgen-conversations | make fuzz [FUZZTIME=10m] | make testdata | make proto | make clean"
 
 run: build
 	./$(BIN) serve
@@ -108,6 +108,16 @@ RATE ?= 2500
 loadgen-ab: build
 	@[ -n "$(REF)" ] || { echo "usage: make loadgen-ab REF=<commit> [RATE=2500] [ROUNDS=3]"; exit 2; }
 	scripts/loadgen-ab.sh $(REF) $(RATE)
+
+# Simulated volunteers through the whole conversation (Messenger and web chat) against a serve
+# the load generator starts with its own Redis, fake Graph API and SMTP sink; serve is killed
+# and restarted mid-run (BENCHMARKS.md):
+#   make loadgen-conversations [VOLUNTEERS=10000] [CONV_RATE=500] [KILL_AFTER=40s]
+VOLUNTEERS ?= 10000
+CONV_RATE ?= 500
+KILL_AFTER ?= 40s
+loadgen-conversations: build
+	./$(BIN) loadgen-conversations -volunteers $(VOLUNTEERS) -rate $(CONV_RATE) -concurrency 400 -kill-after $(KILL_AFTER)
 
 # Every fuzz target for FUZZTIME each (make test replays their corpora as plain tests).
 FUZZTIME ?= 1m
