@@ -94,8 +94,8 @@ func (c IngestConfig) Validate() error {
 	return nil
 }
 
-// IngestConsumer is the node's reader of the ingest stream (the asynq "janitor" shape: a
-// loop outside any actor, since blocking reads never belong in Receive). It reads new
+// IngestConsumer is the node's reader of the ingest stream: a loop whose blocking reads never
+// run in an actor's Receive; serve runs it as a supervised StreamReader actor (Run). It reads new
 // entries with its consumer group, re-reads its own pending entries after a restart,
 // reclaims entries left idle by dead consumers, hands each batch to the Processor (which
 // feeds the batching actor and the grains), and acknowledges entries only once their effects
@@ -146,6 +146,14 @@ func (c *IngestConsumer) Start() {
 		defer close(c.done)
 		c.run(ctx)
 	}()
+}
+
+// Run runs the loop until ctx ends, then returns once the batches in hand are processed and
+// acknowledged: the Runner a StreamReader actor supervises (serve runs the consumer that way).
+// Use either Run or Start/Stop.
+func (c *IngestConsumer) Run(ctx context.Context) error {
+	c.run(ctx)
+	return nil
 }
 
 // Stop ends the loop after the batch in hand is processed and acknowledged, or when ctx ends.

@@ -463,7 +463,11 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	consumer.Start()
+	// The ingest consumer runs as a supervised reader actor: a failed loop is restarted.
+	ingestReader, err := actors.StartStreamReader(system, "ingest", consumer, logger)
+	if err != nil {
+		return err
+	}
 	hub, err := actors.NewEventHub(ctx, system, store, actors.EventHubConfig{SendBuffer: cfg.SendBuffer}, m, logger)
 	if err != nil {
 		return err
@@ -612,7 +616,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 			log.Error("stream reader stop", "action", "shutdown", "error", err)
 		}
 	}
-	if err := consumer.Stop(sctx); err != nil {
+	if err := ingestReader.Stop(sctx); err != nil {
 		log.Error("ingest consumer stop", "action", "shutdown", "error", err)
 	}
 	if err := batcher.Stop(sctx); err != nil {

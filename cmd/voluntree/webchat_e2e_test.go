@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -234,4 +235,35 @@ func streamAfter(a, b string) bool {
 		return true
 	}
 	return am > bm || am == bm && as > bs
+}
+
+// TestChatPageInABrowser loads the web chat page in headless Chromium with a name in the link:
+// the page starts a session, opens the socket and shows the bot's greeting with its answers as
+// buttons. (The rest of the flow is TestWebChatToBookedSlot's, over the same socket.)
+func TestChatPageInABrowser(t *testing.T) {
+	browser := requireChromium(t)
+	e := newPublishEnv(t, "e2e-chat-page", "VOLUNTREE_POLL_INTERVAL=0")
+	n := startServe(t, e.env...)
+	code, su := e.api(t, n, "POST", "/api/v1/signups", map[string]any{"title": "Soup kitchen", "time_zone": "UTC",
+		"slots": []map[string]any{{"date": "2030-03-02", "start": "10:00", "end": "13:00", "required": 4}}})
+	if code != 201 {
+		t.Fatalf("create signup: %d %v", code, su)
+	}
+	dom := renderedDOM(t, browser, n.base+"/chat/"+su["id"].(string)+"#name=Grace")
+	for _, want := range []string{`id="chat-title">Soup kitchen`, `data-from="bot"`, "Hi Grace! Thanks for stopping by.",
+		`Would you like to volunteer for "Soup kitchen"?`, `<button type="button">Yes, count me in</button>`,
+		`data-state="open"`} {
+		if !bytes.Contains(dom, []byte(want)) {
+			t.Errorf("the chat page lacks %s", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("DOM:\n%s", dom)
+	}
+	// An unknown signup: the start form says so.
+	dom = renderedDOM(t, browser, n.base+"/chat/su_nope#name=Grace")
+	if !bytes.Contains(dom, []byte("no such signup")) && !bytes.Contains(dom, []byte("not found")) {
+		t.Errorf("the chat page of an unknown signup says nothing useful:\n%s", dom)
+	}
+	n.stop(t)
 }

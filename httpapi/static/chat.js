@@ -126,4 +126,13 @@
 
   const saved = JSON.parse(sessionStorage.getItem(store) || "null");
   if (saved && saved.token) { token = saved.token; lastID = ""; open(); refresh(); }
+  else {
+    // A link may carry the person's name (#name=Grace): the chat starts at once.
+    const name = new URLSearchParams(location.hash.slice(1)).get("name");
+    if (name) {
+      history.replaceState(null, "", location.pathname);
+      $("start-name").value = name.slice(0, 200);
+      $("start-form").requestSubmit();
+    }
+  }
 })();
