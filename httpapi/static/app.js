@@ -344,13 +344,71 @@
         (b.waiting ? `, ${Number(b.waiting)} waiting` : '') + (b.held ? `, ${Number(b.held)} offered` : '');
     } else if (ev.type === 'notice' && ev.notice) {
       li.dataset.kind = 'notice';
-      li.textContent = `Needs you: ${String(ev.notice.text || '')}`;
+      li.textContent = `Needs you: ${String(ev.notice.text || '')} `;
+      const conv = String(ev.notice.conversation_id || '');
+      if (conv) {
+        const b = el('button', 'link-button', 'open the conversation');
+        b.type = 'button';
+        b.addEventListener('click', () => openConversation(conv));
+        li.append(b);
+      }
     } else return;
     let ref = box.firstElementChild;
     while (ref && cmpId(ref.dataset.eventId, ev.id) > 0) ref = ref.nextElementSibling;
     box.insertBefore(li, ref);
     while (box.childElementCount > 50) box.lastElementChild.remove();
     $('#activity-section').hidden = false;
+  }
+
+  // The conversation view: what the person said and where they are, an answer from the team
+  // (sent with Messenger's HUMAN_AGENT tag) and the hand-back to the bot.
+  let convOpen = '';
+  async function openConversation(id) {
+    convOpen = id;
+    const box = $('#conv');
+    box.hidden = false;
+    $('#conv-status').textContent = 'loading…';
+    try {
+      const { data: c } = await api('GET', '/conversations/' + encodeURIComponent(id));
+      if (convOpen !== id) return;
+      const parts = [String(c.name || c.id), String(c.channel), 'stage ' + String(c.stage)];
+      if (c.slot_id) parts.push('slot ' + String(c.slot_id));
+      if (c.email) parts.push(String(c.email) + (c.email_verified ? ' (verified)' : ''));
+      if (c.handoff) parts.push('waiting for the team');
+      if (c.delivery && c.delivery.error) parts.push('cannot be reached: ' + String(c.delivery.error));
+      $('#conv-summary').textContent = parts.join(' · ');
+      const log = $('#conv-history');
+      log.replaceChildren(...(Array.isArray(c.history) ? c.history : []).map((m) => {
+        const li = el('li', '', String(m.text || ''));
+        li.dataset.from = String(m.from || '');
+        return li;
+      }));
+      $('#conv-release').hidden = !c.handoff;
+      $('#conv-status').textContent = '';
+      $('#conv-text').focus();
+    } catch (err) {
+      $('#conv-status').textContent = 'Could not load the conversation: ' + err.message;
+    }
+  }
+  const convForm = $('#conv-form');
+  if (convForm) {
+    convForm.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const text = $('#conv-text').value.trim();
+      if (!text || !convOpen) return;
+      try {
+        await api('POST', '/conversations/' + encodeURIComponent(convOpen) + '/messages', { text });
+        $('#conv-text').value = '';
+        $('#conv-status').textContent = 'Sent.';
+      } catch (err) { $('#conv-status').textContent = 'Not sent: ' + err.message; }
+    });
+    $('#conv-release').addEventListener('click', async () => {
+      try {
+        await api('POST', '/conversations/' + encodeURIComponent(convOpen) + '/release');
+        $('#conv-status').textContent = 'The bot answers again.';
+        $('#conv-release').hidden = true;
+      } catch (err) { $('#conv-status').textContent = err.message; }
+    });
   }
 
   function insertNewestFirst(li) {
