@@ -109,10 +109,11 @@ func newGrainDeps(cfg Config) *grainDeps {
 
 // Node is this process's cluster member.
 type Node struct {
-	c       *protocluster.Cluster
-	cfg     Config
-	log     *slog.Logger
-	aliases *aliasCache
+	c         *protocluster.Cluster
+	cfg       Config
+	log       *slog.Logger
+	aliases   *aliasCache
+	publisher *publisher
 }
 
 // Start joins (or forms) the cluster with the conversation and post grain kinds. The actor
@@ -159,7 +160,7 @@ func Start(ctx context.Context, system *actor.ActorSystem, cfg Config) (node *No
 	log := cfg.Logger.With("component", "cluster")
 	log.Info("cluster member started", "action", "start_cluster", "address", system.Address(),
 		"health_port", cfg.HealthPort, "peers", peers)
-	return &Node{c: c, cfg: cfg, log: log, aliases: newAliasCache(cfg.Store)}, nil
+	return &Node{c: c, cfg: cfg, log: log, aliases: newAliasCache(cfg.Store), publisher: deps.publisher}, nil
 }
 
 // Stop leaves the cluster, bounded by ctx (Shutdown can hang after a peer died).

@@ -8,8 +8,6 @@ import (
 	"math/rand/v2"
 	"time"
 
-	protocluster "github.com/asynkron/protoactor-go/cluster"
-
 	"github.com/voluntree/voluntree"
 	"github.com/voluntree/voluntree/cluster/grainpb"
 	"github.com/voluntree/voluntree/facebook"
@@ -247,12 +245,4 @@ func (p *publisher) event(ctx context.Context, post *voluntree.Post) {
 	if _, err := p.store.AppendEvent(ctx, post.OrgID, voluntree.PostEvent(post)); err != nil {
 		p.log.Warn("post event", "action", "publish", "post", post.ID, "error", err)
 	}
-}
-
-// Publish is the post grain's side of publishing (identity: an admin post id).
-func (g *postGrain) Publish(req *grainpb.PublishRequest, _ protocluster.GrainContext) (*grainpb.PublishResponse, error) {
-	if g.deps.publisher == nil {
-		return nil, errors.New("cluster: publishing is not configured on this node")
-	}
-	return g.deps.publisher.publish(g.key)
 }

@@ -2,11 +2,11 @@ package cluster
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
-
-	protocluster "github.com/asynkron/protoactor-go/cluster"
 
 	"github.com/voluntree/voluntree/cluster/grainpb"
 )
@@ -43,8 +43,7 @@ func (c *SchedulerConfig) setDefaults() {
 	}
 }
 
-// Scheduler claims the posts that are due in the publish queue and has their grains publish
-// them. Every node runs one; a claim is atomic, so each due post goes to one node, and a
+// Scheduler claims the posts that are due in the publish queue and publishes them. Every node runs one; a claim is atomic, so each due post goes to one node, and a
 // claim is a lease, so a post whose node died comes due again. It runs outside any actor.
 type Scheduler struct {
 	node *Node
@@ -102,15 +101,28 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	}
 }
 
+// publish makes one publish attempt of post id in the scheduler's own goroutine: the Graph API
+// is called outside any actor. The claim's lease keeps other nodes off the post meanwhile.
 func (s *Scheduler) publish(id string, timeout time.Duration) {
 	start := time.Now()
-	resp, err := s.node.Post(id).Publish(&grainpb.PublishRequest{},
-		protocluster.WithTimeout(timeout), protocluster.WithRetryCount(1))
+	p := s.node.publisher
 	outcome := "ok"
+	var err error
+	var resp *grainpb.PublishResponse
+	if p == nil {
+		err = errors.New("cluster: publishing is not configured on this node")
+	} else {
+		done := make(chan struct{})
+		go func() { resp, err = p.publish(id); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(timeout):
+			err = fmt.Errorf("publish %s: no outcome within %s", id, timeout)
+		}
+	}
 	if err != nil {
 		outcome = "error"
-		// Try again soon. If the grain is in fact still publishing, the next request waits
-		// behind it in the grain's mailbox and finds the post published.
+		// Try again soon (the lease has kept others off it).
 		s.log.Warn("publish", "action", "schedule", "post", id, "error", err)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

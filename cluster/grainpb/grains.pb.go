@@ -1171,10 +1171,9 @@ const file_grains_proto_rawDesc = "" +
 	"\x10facebook_post_id\x18\x02 \x01(\tR\x0efacebookPostId\x12-\n" +
 	"\x13retry_at_unix_milli\x18\x03 \x01(\x03R\x10retryAtUnixMilli2o\n" +
 	"\fConversation\x12_\n" +
-	"\x06Handle\x12%.voluntree.grains.ConversationRequest\x1a&.voluntree.grains.ConversationResponse\"\x06\x82\xb5\x18\x02\x10\x012\xad\x01\n" +
+	"\x06Handle\x12%.voluntree.grains.ConversationRequest\x1a&.voluntree.grains.ConversationResponse\"\x06\x82\xb5\x18\x02\x10\x012[\n" +
 	"\x04Post\x12S\n" +
-	"\x06Record\x12\x1f.voluntree.grains.RecordRequest\x1a .voluntree.grains.RecordResponse\"\x06\x82\xb5\x18\x02\x10\x01\x12P\n" +
-	"\aPublish\x12 .voluntree.grains.PublishRequest\x1a!.voluntree.grains.PublishResponse\"\x00B0Z.github.com/voluntree/voluntree/cluster/grainpbb\x06proto3"
+	"\x06Record\x12\x1f.voluntree.grains.RecordRequest\x1a .voluntree.grains.RecordResponse\"\x06\x82\xb5\x18\x02\x10\x01B0Z.github.com/voluntree/voluntree/cluster/grainpbb\x06proto3"
 
 var (
 	file_grains_proto_rawDescOnce sync.Once
@@ -1211,12 +1210,10 @@ var file_grains_proto_depIdxs = []int32{
 	7,  // 4: voluntree.grains.EffectBatch.effects:type_name -> voluntree.grains.Effect
 	1,  // 5: voluntree.grains.Conversation.Handle:input_type -> voluntree.grains.ConversationRequest
 	3,  // 6: voluntree.grains.Post.Record:input_type -> voluntree.grains.RecordRequest
-	9,  // 7: voluntree.grains.Post.Publish:input_type -> voluntree.grains.PublishRequest
-	2,  // 8: voluntree.grains.Conversation.Handle:output_type -> voluntree.grains.ConversationResponse
-	4,  // 9: voluntree.grains.Post.Record:output_type -> voluntree.grains.RecordResponse
-	10, // 10: voluntree.grains.Post.Publish:output_type -> voluntree.grains.PublishResponse
-	8,  // [8:11] is the sub-list for method output_type
-	5,  // [5:8] is the sub-list for method input_type
+	2,  // 7: voluntree.grains.Conversation.Handle:output_type -> voluntree.grains.ConversationResponse
+	4,  // 8: voluntree.grains.Post.Record:output_type -> voluntree.grains.RecordResponse
+	7,  // [7:9] is the sub-list for method output_type
+	5,  // [5:7] is the sub-list for method input_type
 	5,  // [5:5] is the sub-list for extension type_name
 	5,  // [5:5] is the sub-list for extension extendee
 	0,  // [0:5] is the sub-list for field type_name

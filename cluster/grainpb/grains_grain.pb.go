@@ -221,7 +221,6 @@ type Post interface {
 	Terminate(ctx cluster.GrainContext)
 	ReceiveDefault(ctx cluster.GrainContext)
 	Record(req *RecordRequest, ctx cluster.GrainContext) (*RecordResponse, error)
-	Publish(req *PublishRequest, ctx cluster.GrainContext) (*PublishResponse, error)
 }
 
 // PostGrainClient holds the base data for the PostGrain
@@ -262,33 +261,6 @@ func (g *PostGrainClient) Record(r *RecordRequest, opts ...cluster.GrainCallOpti
 	}
 	switch msg := resp.(type) {
 	case *RecordResponse:
-		return msg, nil
-	case *cluster.GrainErrorResponse:
-		if msg == nil {
-			return nil, nil
-		}
-		return nil, msg
-	default:
-		return nil, fmt.Errorf("unknown response type %T", resp)
-	}
-}
-
-// Publish requests the execution on to the cluster with CallOptions
-func (g *PostGrainClient) Publish(r *PublishRequest, opts ...cluster.GrainCallOption) (*PublishResponse, error) {
-	if g.cluster.Config.RequestLog {
-		g.cluster.Logger().Info("Requesting", slog.String("identity", g.Identity), slog.String("kind", "Post"), slog.String("method", "Publish"), slog.Any("request", r))
-	}
-	bytes, err := proto.Marshal(r)
-	if err != nil {
-		return nil, err
-	}
-	reqMsg := &cluster.GrainRequest{MethodIndex: 1, MessageData: bytes}
-	resp, err := g.cluster.Request(g.Identity, "Post", reqMsg, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("error request: %w", err)
-	}
-	switch msg := resp.(type) {
-	case *PublishResponse:
 		return msg, nil
 	case *cluster.GrainErrorResponse:
 		if msg == nil {
@@ -342,26 +314,6 @@ func (a *PostActor) Receive(ctx actor.Context) {
 			}
 
 			r0, err := a.inner.Record(req, a.ctx)
-			if err != nil {
-				resp := cluster.FromError(err)
-				ctx.Respond(resp)
-				return
-			}
-			ctx.Respond(r0)
-		case 1:
-			req := &PublishRequest{}
-			err := proto.Unmarshal(msg.MessageData, req)
-			if err != nil {
-				ctx.Logger().Error("[Grain] Publish(PublishRequest) proto.Unmarshal failed.", slog.Any("error", err))
-				resp := cluster.NewGrainErrorResponse(cluster.ErrorReason_INVALID_ARGUMENT, err.Error()).
-					WithMetadata(map[string]string{
-						"argument": req.String(),
-					})
-				ctx.Respond(resp)
-				return
-			}
-
-			r0, err := a.inner.Publish(req, a.ctx)
 			if err != nil {
 				resp := cluster.FromError(err)
 				ctx.Respond(resp)
