@@ -270,7 +270,8 @@ func (x *Effects) message(ctx context.Context, e *grainpb.Effect) (string, int, 
 		if err == nil && e.Kind == EffectPrivateReply && res.RecipientID != "" && res.RecipientID != e.RecipientId {
 			// The commenter's Messenger id: their answers continue this conversation.
 			if aerr := x.store.SetConversationAlias(ctx, voluntree.ConversationID(page.ID, res.RecipientID), e.ConversationId); aerr != nil {
-				x.log.Error("record the commenter's Messenger id", "action", "effect", "effect", e.Id, "error", aerr)
+				// Sent: the redelivery finds the attempt mark and the echo, which records it too.
+				return "", 0, fmt.Errorf("record the commenter's Messenger id: %w", aerr)
 			}
 		}
 	}
@@ -301,6 +302,10 @@ func (x *Effects) message(ctx context.Context, e *grainpb.Effect) (string, int, 
 	case ambiguous(err) && e.Kind != EffectCommentReply:
 		x.count(e, "ambiguous", code) // the attempt mark stays: the retry waits for the echo
 		return "", code, fmt.Errorf("send %s: %w", e.Id, err)
+	case ambiguous(err):
+		// A public reply has no echo to tell whether it went: better none than two.
+		x.log.Warn("public comment reply failed ambiguously: not posted again", "action", "effect", "effect", e.Id, "error", err)
+		return "ambiguous_dropped", code, nil
 	case facebook.IsRetryable(err):
 		if cerr := x.store.ClearAttempt(ctx, e.Id); cerr != nil { // refused: it did not go
 			return "", code, cerr
@@ -374,10 +379,28 @@ func (x *Effects) email(ctx context.Context, e *grainpb.Effect, to, subject, tex
 // the previous place once the new one is booked, and a freed place is offered to the first
 // person waiting.
 func (x *Effects) book(ctx context.Context, e *grainpb.Effect) (string, int, error) {
-	rec := redisstore.BookingRecord{Name: e.PersonName, Channel: e.Channel}
-	res, err := x.store.Book(ctx, e.SignupId, e.SlotId, int(e.Capacity), e.ConversationId, rec, x.cfg.HoldFor)
-	if err != nil {
+	// The slot as it is now: an admin may have cut its places, cancelled or removed it since
+	// the person tapped it.
+	capacity := 0 // cancelled, removed or past: full for everyone
+	su, err := x.store.Signup(ctx, e.SignupId)
+	switch {
+	case err == nil:
+		if sl, ok := su.Slot(e.SlotId); ok && !sl.Cancelled && !slotPast(&su, sl, x.now()) {
+			capacity = sl.Required
+		}
+	case voluntree.ErrorCode(err) != voluntree.ENOTFOUND:
 		return "", 0, err
+	}
+	rec := redisstore.BookingRecord{Name: e.PersonName, Channel: e.Channel}
+	res := redisstore.BookResult{Status: redisstore.Waitlisted}
+	if capacity > 0 {
+		if res, err = x.store.Book(ctx, e.SignupId, e.SlotId, capacity, e.ConversationId, rec, x.cfg.HoldFor); err != nil {
+			return "", 0, err
+		}
+	} else if e.PreviousSlotId == "" {
+		// Nothing to wait for on a slot that is gone: tell the person it is full.
+		e = proto.Clone(e).(*grainpb.Effect)
+		e.PreviousSlotId = "-"
 	}
 	x.offer(ctx, e, e.SlotId, res.Offered)
 	change := e.PreviousSlotId != "" && e.PreviousSlotId != e.SlotId
@@ -385,9 +408,11 @@ func (x *Effects) book(ctx context.Context, e *grainpb.Effect) (string, int, err
 	switch {
 	case res.Status == redisstore.Booked:
 		payload, outcome = sysBooked+e.SlotId, "booked"
-		if change {
-			if err := x.free(ctx, e, e.PreviousSlotId); err != nil {
-				return "", 0, err
+		for _, old := range []string{e.PreviousSlotId, e.ReleaseSlotId} {
+			if old != "" && old != "-" && old != e.SlotId {
+				if err := x.free(ctx, e, old); err != nil {
+					return "", 0, err
+				}
 			}
 		}
 	case change:
@@ -483,4 +508,9 @@ func (x *Effects) bookingEvent(ctx context.Context, e *grainpb.Effect, slot, out
 	_, _ = x.store.AppendEvent(ctx, su.OrgID, voluntree.Event{Type: voluntree.EventBooking, Booking: &voluntree.BookingUpdate{
 		SignupID: su.ID, SlotID: slot, ConversationID: e.ConversationId, Name: e.PersonName, Channel: e.Channel,
 		Outcome: outcome, Booked: c.Booked, Held: c.Held, Waiting: c.Waiting, Required: sl.Required}})
+}
+
+// slotPast reports whether a slot has started (in its signup's time zone).
+func slotPast(su *voluntree.Signup, sl voluntree.Slot, now time.Time) bool {
+	return (&flow{env: flowEnv{signup: su, now: now}}).past(sl)
 }

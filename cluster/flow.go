@@ -68,24 +68,25 @@ const KindSystem = "system"
 
 // Payloads of buttons and quick replies, and of system messages.
 const (
-	PayloadYes       = "YES"
-	PayloadNo        = "NO"
-	PayloadCancel    = "CANCEL"
-	PayloadChange    = "CHANGE"
-	PayloadHuman     = "HUMAN"
-	PayloadStart     = "START"   // a web chat session opened: greet and ask
-	slotPrefix       = "SLOT:"   // SLOT:<slot id>:<nonce>
-	sysBooked        = "booked:" // booked:<slot id>
-	sysWaitlisted    = "waitlisted:"
-	sysOffer         = "offer:"     // offer:<slot id>: a freed place is held for the person
-	sysFull          = "full:"      // full:<slot id>: a change found the new slot full (the old place is kept)
-	sysAdminReply    = "admin:"     // admin:<text>: an admin's reply, sent with the HUMAN_AGENT tag
-	sysChanged       = "changed:"   // changed:<slot>|<old label>: the organisers moved the slot
-	sysSlotCancelled = "cancelled:" // cancelled:<slot>|<label>: the organisers cancelled it
-	sysRelease       = "release"    // an admin hands the conversation back to the bot
-	messengerWindow  = 24 * time.Hour
-	humanAgentWindow = 7 * 24 * time.Hour
-	maxCodeSends     = 5 // codes sent for one address
+	PayloadYes        = "YES"
+	PayloadNo         = "NO"
+	PayloadCancel     = "CANCEL"
+	PayloadChange     = "CHANGE"
+	PayloadHuman      = "HUMAN"
+	PayloadStart      = "START"   // a web chat session opened: greet and ask
+	slotPrefix        = "SLOT:"   // SLOT:<slot id>:<nonce>
+	sysBooked         = "booked:" // booked:<slot id>
+	sysWaitlisted     = "waitlisted:"
+	sysOffer          = "offer:"     // offer:<slot id>: a freed place is held for the person
+	sysFull           = "full:"      // full:<slot id>: a change found the new slot full (the old place is kept)
+	sysAdminReply     = "admin:"     // admin:<text>: an admin's reply, sent with the HUMAN_AGENT tag
+	sysChanged        = "changed:"   // changed:<slot>|<old label>: the organisers moved the slot
+	sysSlotCancelled  = "cancelled:" // cancelled:<slot>|<label>: the organisers cancelled it
+	sysRelease        = "release"    // an admin hands the conversation back to the bot
+	messengerWindow   = 24 * time.Hour
+	humanAgentWindow  = 7 * 24 * time.Hour
+	maxCodeSends      = 5  // codes sent for one address
+	maxCodeSendsTotal = 10 // codes sent in one conversation, whatever the addresses
 )
 
 // flowEnv is what a transition may know besides the state and the message.
@@ -150,6 +151,10 @@ func (f *flow) run() {
 			f.send("Of course: someone from the team will answer you here soon.", nil)
 			f.notify(fmt.Sprintf("%s asks to talk to a person.", f.who()))
 		}
+		return
+	case st.Handoff && (m.Payload == PayloadCancel || reCancel.MatchString(text)):
+		f.cancel() // a cancellation is never lost, a person answering or not
+		f.notify(fmt.Sprintf("%s cancelled while waiting for the team.", f.who()))
 		return
 	case st.Handoff:
 		return // a person answers: the bot stays silent
@@ -323,7 +328,7 @@ func (f *flow) email() {
 // sendCode emails a new code (at most maxCodeSends per address) and asks for it.
 func (f *flow) sendCode() {
 	st := f.st
-	if st.CodeSends >= maxCodeSends {
+	if st.CodeSends >= maxCodeSends || st.CodeSendsTotal >= maxCodeSendsTotal {
 		f.askEmail("We've sent too many codes to that address. Please give another email address, or type \"talk to a person\".")
 		return
 	}
@@ -332,6 +337,7 @@ func (f *flow) sendCode() {
 	st.CodeExpiresUnix = f.env.now.Add(voluntree.EmailCodeTTL).Unix()
 	st.CodeAttempts = 0
 	st.CodeSends++
+	st.CodeSendsTotal++
 	st.Stage, st.Asking = StageCode, StageCode
 	f.emit(&grainpb.Effect{Kind: EffectEmail, EmailTo: st.Email, EmailSubject: "Your code: " + code,
 		Text: fmt.Sprintf("Your code to volunteer for %q is %s.\n\nIt is valid for 15 minutes. If you did not ask for it, ignore this email.\n", f.env.signup.Title, code)})
@@ -383,7 +389,7 @@ func (f *flow) askSlot(intro string) {
 	var free, full []*grainpb.Option
 	var freeLines, fullLines []string
 	for _, sl := range f.env.signup.Slots {
-		if f.past(sl) || sl.Cancelled || sl.ID == st.SlotId { // st.SlotId: the place held while changing
+		if f.past(sl) || sl.Cancelled || sl.ID == st.ChangingFrom { // the place kept while changing
 			continue
 		}
 		// A quick reply's title has 20 characters at most: the text lists the slots in full.
@@ -409,6 +415,9 @@ func (f *flow) askSlot(intro string) {
 		f.send(intro+" Which slot suits you?"+list(freeLines), limitOptions(free))
 	case len(full) > 0:
 		f.send(intro+" All slots are full at the moment. Join a waitlist? We'll message you when a place frees up."+list(fullLines), limitOptions(full))
+	case st.ChangingFrom != "":
+		st.Stage, st.Asking, st.SlotId, st.ChangingFrom = StageBooked, "", st.ChangingFrom, ""
+		f.send(intro+" There is no other upcoming slot, so you keep your place.", nil)
 	default:
 		st.Stage, st.Asking = StageCancelled, ""
 		f.send(intro+" There are no upcoming slots left. Thank you for offering your help!", nil)
@@ -444,8 +453,14 @@ func (f *flow) slot() {
 		f.askSlot("That button is from an earlier message.")
 		return
 	}
+	// A booked person changing keeps their place until the new one is booked (PreviousSlotId);
+	// a person waiting or holding a place elsewhere leaves it once booked (ReleaseSlotId).
+	release := ""
+	if st.SlotId != "" && st.SlotId != st.ChangingFrom && st.SlotId != sl.ID {
+		release = st.SlotId
+	}
 	f.emit(&grainpb.Effect{Kind: EffectBook, SignupId: f.env.signup.ID, SlotId: sl.ID, Capacity: int32(sl.Required),
-		PreviousSlotId: st.SlotId, PersonName: st.SenderName})
+		PreviousSlotId: st.ChangingFrom, ReleaseSlotId: release, PersonName: st.SenderName})
 	st.Stage, st.Asking = StageBooking, ""
 	st.Nonce = "" // one tap books: a second tap of the same button is stale
 }
@@ -483,23 +498,34 @@ func (f *flow) stale() {
 // system: what the effects worker or an admin tells the conversation.
 func (f *flow) system() {
 	st, p := f.st, f.m.Payload
+	outcome := strings.HasPrefix(p, sysBooked) || strings.HasPrefix(p, sysWaitlisted) || strings.HasPrefix(p, sysFull)
+	if outcome && st.Stage != StageBooking {
+		// The person cancelled or withdrew while the booking was on its way: undo it.
+		if slotID, _, _ := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(strings.TrimPrefix(p, sysBooked), sysWaitlisted), sysFull), ":"); slotID != "" && !strings.HasPrefix(p, sysFull) {
+			f.emit(&grainpb.Effect{Kind: EffectCancelBooking, SignupId: st.SignupId, SlotId: slotID, Capacity: f.capacity(slotID)})
+		}
+		return
+	}
 	switch {
 	case strings.HasPrefix(p, sysBooked):
-		st.Stage, st.SlotId, st.Asking = StageBooked, strings.TrimPrefix(p, sysBooked), ""
+		st.Stage, st.SlotId, st.Asking, st.ChangingFrom = StageBooked, strings.TrimPrefix(p, sysBooked), "", ""
 		if sl, ok := f.slotOf(st.SlotId); ok {
 			f.send(fmt.Sprintf("You're booked: %s. Thank you! Reply \"change\" to pick another slot or \"cancel\" to cancel.", f.slotLabel(sl, false)),
 				[]*grainpb.Option{{Title: "Change slot", Payload: PayloadChange}, {Title: "Cancel", Payload: PayloadCancel}})
 		}
+	case strings.HasPrefix(p, sysFull) && st.ChangingFrom == "":
+		// The slot was cancelled, removed or started since it was offered: offer the others.
+		f.askSlot("Sorry, that slot is no longer available.")
 	case strings.HasPrefix(p, sysFull):
 		// A change to a full slot: the person keeps the place they had.
-		st.Stage, st.Asking = StageBooked, ""
+		st.Stage, st.Asking, st.SlotId, st.ChangingFrom = StageBooked, "", st.ChangingFrom, ""
 		if sl, ok := f.slotOf(st.SlotId); ok {
 			f.send(fmt.Sprintf("That slot has just filled up, so you keep your place: %s.", f.slotLabel(sl, false)),
 				[]*grainpb.Option{{Title: "Change slot", Payload: PayloadChange}, {Title: "Cancel", Payload: PayloadCancel}})
 		}
 	case strings.HasPrefix(p, sysWaitlisted):
 		slotID, pos, _ := strings.Cut(strings.TrimPrefix(p, sysWaitlisted), ":")
-		st.Stage, st.SlotId, st.Asking = StageWaitlisted, slotID, ""
+		st.Stage, st.SlotId, st.Asking, st.ChangingFrom = StageWaitlisted, slotID, "", ""
 		if sl, ok := f.slotOf(slotID); ok {
 			f.send(fmt.Sprintf("%s is full: you're number %s on the waitlist. We'll message you as soon as a place frees up.", f.slotLabel(sl, false), pos),
 				[]*grainpb.Option{{Title: "Another slot", Payload: PayloadChange}, {Title: "Cancel", Payload: PayloadCancel}})
@@ -507,11 +533,14 @@ func (f *flow) system() {
 	case strings.HasPrefix(p, sysOffer):
 		slotID := strings.TrimPrefix(p, sysOffer)
 		sl, ok := f.slotOf(slotID)
-		if !ok || st.Stage == StageDeclined {
+		if !ok || st.Stage != StageWaitlisted || st.SlotId != slotID {
+			// Not waiting for it any more (booked elsewhere, cancelled, withdrew): pass it on.
+			f.emit(&grainpb.Effect{Kind: EffectCancelBooking, SignupId: st.SignupId, SlotId: slotID, Capacity: f.capacity(slotID)})
 			return
 		}
 		st.Nonce = f.env.nonce()
 		st.Stage, st.Asking = StageSlot, StageSlot
+		st.Options = []string{sl.ID + ":" + st.Nonce}
 		f.send(fmt.Sprintf("Good news: a place opened up on %s and we're holding it for you for 2 hours. Do you want it?", f.slotLabel(sl, false)),
 			[]*grainpb.Option{{Title: "Yes, book it", Payload: slotPrefix + sl.ID + ":" + st.Nonce}, {Title: "No, thanks", Payload: PayloadCancel}})
 	case strings.HasPrefix(p, sysAdminReply):
@@ -560,7 +589,7 @@ func (f *flow) cancel() {
 func (f *flow) cancelBooking() {
 	st := f.st
 	f.emit(&grainpb.Effect{Kind: EffectCancelBooking, SignupId: st.SignupId, SlotId: st.SlotId, Capacity: f.capacity(st.SlotId)})
-	st.SlotId = ""
+	st.SlotId, st.ChangingFrom = "", ""
 }
 
 func (f *flow) change() {
@@ -570,7 +599,8 @@ func (f *flow) change() {
 	}
 	switch st.Stage {
 	case StageBooked:
-		f.askSlot("Sure.") // the current place is kept until the new one is booked
+		st.ChangingFrom = st.SlotId // kept until the new one is booked
+		f.askSlot("Sure.")
 	case StageWaitlisted:
 		f.cancelBooking() // leave that waitlist: the person picks again
 		f.askSlot("Sure.")

@@ -209,7 +209,7 @@ func TestFlowHandoffDeclineAndWaitlist(t *testing.T) {
 	h.expect(effs, StageSlot, "send: a place opened up")
 	effs = h.tap(effs[0].Options[0].Payload)
 	h.expect(effs, StageBooking, "book: ")
-	if effs[0].SlotId != "pm" || effs[0].PreviousSlotId != "pm" {
+	if effs[0].SlotId != "pm" || effs[0].PreviousSlotId != "" || effs[0].ReleaseSlotId != "" {
 		t.Fatalf("book the offered place %+v", effs[0])
 	}
 	h.system("booked:pm")
@@ -218,4 +218,51 @@ func TestFlowHandoffDeclineAndWaitlist(t *testing.T) {
 		"cancel_booking: ", "notify_admins: withdrew", "send: We won't message you again.")
 	h.expect(h.msg("ok", voluntree.IntentOther), StageDeclined)
 	h.expect(h.msg("Where do I park?", voluntree.IntentQuestion), StageDeclined)
+}
+
+// TestFlowCancelWhileBookingAndChanges: a cancel while the booking is on its way undoes the
+// booking when its outcome comes; a booked person changing keeps their place when there is no
+// other slot, and an offer that is not waited for any more is passed on.
+func TestFlowCancelWhileBookingAndChanges(t *testing.T) {
+	h := newFlowHarness(t)
+	h.st.Stage, h.st.Email, h.st.EmailVerified = StageInvited, "ada@example.org", true
+	effs := h.msg("yes", voluntree.IntentInterested)
+	h.tap(effs[0].Options[0].Payload)
+	if h.st.Stage != StageBooking {
+		t.Fatalf("stage %s", h.st.Stage)
+	}
+	h.expect(h.tap(PayloadCancel), StageCancelled, "cancel_booking: ", "send: Your place is cancelled", "notify_admins: ")
+	effs = h.system("booked:am")
+	h.expect(effs, StageCancelled, "cancel_booking: ")
+	if effs[0].SlotId != "am" {
+		t.Fatalf("the late booking is undone on its slot: %+v", effs[0])
+	}
+	// An offer for a slot the person no longer waits for is passed on.
+	effs = h.system("offer:pm")
+	h.expect(effs, StageCancelled, "cancel_booking: ")
+
+	// One slot only: "change" keeps the booking.
+	h2 := newFlowHarness(t)
+	h2.env.signup.Slots = h2.env.signup.Slots[:1]
+	h2.st.Stage, h2.st.SlotId, h2.st.SignupId = StageBooked, "am", "su_1"
+	h2.expect(h2.tap(PayloadChange), StageBooked, "send: There is no other upcoming slot, so you keep your place.")
+	if h2.st.SlotId != "am" || h2.st.ChangingFrom != "" {
+		t.Fatalf("after change: slot %q changing from %q", h2.st.SlotId, h2.st.ChangingFrom)
+	}
+	// Two slots: the change books the new one first; a full one keeps the old place.
+	h3 := newFlowHarness(t)
+	h3.env.free["pm"] = 1
+	h3.st.Stage, h3.st.SlotId, h3.st.SignupId = StageBooked, "am", "su_1"
+	effs = h3.tap(PayloadChange)
+	if len(effs) != 1 || len(effs[0].Options) != 1 || !strings.HasPrefix(effs[0].Options[0].Payload, "SLOT:pm:") {
+		t.Fatalf("change offers the other slot only: %s", kinds(effs))
+	}
+	effs = h3.tap(effs[0].Options[0].Payload)
+	if effs[0].Kind != EffectBook || effs[0].PreviousSlotId != "am" || effs[0].ReleaseSlotId != "" {
+		t.Fatalf("book for a change %+v", effs[0])
+	}
+	h3.expect(h3.system("full:pm"), StageBooked, "send: you keep your place: Sat 4 May 2030, 09:00–12:00")
+	if h3.st.SlotId != "am" {
+		t.Fatalf("slot after a full change: %q", h3.st.SlotId)
+	}
 }

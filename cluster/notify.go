@@ -76,17 +76,21 @@ func (x *Effects) slotChange(ctx context.Context, e *grainpb.Effect) (string, in
 	if err != nil {
 		return "", 0, err
 	}
+	// Each person is told, then freed: a retry after a failure finds the ones not yet done
+	// still on the slot (telling twice is once: the message id is per change and person).
 	for _, p := range people {
 		payload := sysChanged + e.SlotId + "|" + e.Text
+		if e.Kind == EffectSlotCancelled {
+			payload = sysSlotCancelled + e.SlotId + "|" + e.Text
+		}
+		if err := x.tell(ctx, p, e.Id+":"+p, payload); err != nil {
+			return "", 0, err
+		}
 		if e.Kind == EffectSlotCancelled {
 			// Capacity 0: nobody waiting is offered a place of a cancelled slot.
 			if _, _, err := x.store.CancelBooking(ctx, e.SignupId, e.SlotId, 0, p, x.cfg.HoldFor); err != nil {
 				return "", 0, err
 			}
-			payload = sysSlotCancelled + e.SlotId + "|" + e.Text
-		}
-		if err := x.tell(ctx, p, e.Id+":"+p, payload); err != nil {
-			return "", 0, err
 		}
 	}
 	return "done", 0, nil

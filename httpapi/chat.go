@@ -29,6 +29,8 @@ const (
 	chatMaxText     = 2000 // characters of one message
 	chatRate        = 1.0  // messages a second per session...
 	chatBurst       = 5    // ...after a burst of this many
+	chatStartRate   = 0.2  // sessions a client (IP) may start a second...
+	chatStartBurst  = 10   // ...after a burst of this many
 	chatSendBuffer  = 64   // frames queued per socket before it counts as too slow
 	chatCloseBadTok = 1008 // policy violation: a bad or expired token
 	chatReplayMax   = int64(redisstore.ChatHistoryMax)
@@ -62,6 +64,14 @@ func (s *Server) createChatSession(c *fiber.Ctx) error {
 		return voluntree.FieldErrorf("signup_id", "signup_id is required (letters, digits and _.:- only)")
 	case req.Name == "" || !utf8.ValidString(req.Name) || utf8.RuneCountInString(req.Name) > voluntree.MaxNameRunes:
 		return voluntree.FieldErrorf("name", "name is required, at most %d characters", voluntree.MaxNameRunes)
+	}
+	// Each session can have codes emailed: sessions are limited per client.
+	if s.chatStarts != nil {
+		if ok, wait := s.chatStarts.take(s.clientKey(c), 1); !ok {
+			e := voluntree.Errorf(voluntree.ERATELIMITED, "too many chat sessions from this address; retry later")
+			e.RetryAfter = wait
+			return e
+		}
 	}
 	ctx := c.UserContext()
 	su, err := s.cfg.Store.Signup(ctx, req.SignupID)
@@ -141,7 +151,10 @@ type chatFrame struct {
 	Payload string `json:"payload"`
 }
 
-var chatIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+var (
+	chatIDPattern   = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	streamIDPattern = regexp.MustCompile(`^\d{1,19}-\d{1,19}$`)
+)
 
 // wsChat serves one web chat socket: history after since, then live messages; the person's
 // messages go to the pipeline. A bad or expired token closes the socket with 1008.
@@ -159,6 +172,9 @@ func (s *Server) wsChat(conn *websocket.Conn) {
 	defer s.chats.unsubscribe(conv, sub)
 	// History first (subscribed before reading it, so nothing falls between the two).
 	last := conn.Query("since")
+	if !streamIDPattern.MatchString(last) {
+		last = "" // not a message id: the whole history
+	}
 	history, err := s.cfg.Store.ChatHistory(ctx, conv, last, chatReplayMax)
 	if err != nil {
 		msg := websocket.FormatCloseMessage(websocket.CloseTryAgainLater, "could not read the history; reconnect")
@@ -222,7 +238,6 @@ func (s *Server) wsChat(conn *websocket.Conn) {
 // chatReader reads the person's frames: each message goes to the pipeline and the history;
 // past the session's rate, an error frame.
 func (s *Server) chatReader(ctx context.Context, conn *websocket.Conn, sess redisstore.ChatSession, write func([]byte) error) {
-	bucket := newLimiter(chatRate, chatBurst, 1)
 	for {
 		_, data, err := conn.ReadMessage()
 		if err != nil {
@@ -252,7 +267,7 @@ func (s *Server) chatReader(ctx context.Context, conn *websocket.Conn, sess redi
 			fail("id: letters, digits, _ and - only, at most 64")
 			continue
 		}
-		if ok, _ := bucket.take("session", 1); !ok {
+		if ok, _ := s.chatSends.take(sess.ID, 1); !ok {
 			fail("slow down: at most one message a second")
 			continue
 		}

@@ -66,8 +66,11 @@ type Config struct {
 	// ClassifyRate is the texts a second each client may classify (a token bucket of
 	// ClassifyBurst texts; past it, 429 with Retry-After). 0 is DefaultClassifyRate; negative
 	// turns the limit off.
-	ClassifyRate  float64
-	ClassifyBurst int
+	ClassifyRate float64
+	// ChatSessionRate: web chat sessions each client may start a second (a burst of 10);
+	// 0 is the default (0.2), negative turns the limit off (load tests from one address).
+	ChatSessionRate float64
+	ClassifyBurst   int
 	// TrustedProxies are the addresses (IPs or CIDRs) of reverse proxies whose
 	// X-Forwarded-For names the client (the rate limit's key); empty: the peer address is.
 	// Entries that are neither are ignored (serve checks them first).
@@ -151,6 +154,8 @@ type Server struct {
 	proxies       []*net.IPNet  // trusted reverse proxies (the client's address: clientKey)
 	webhooks      chan struct{} // a slot per webhook call in flight; nil: no bound
 	chats         *chatHub      // web chat sockets of this node (nil without a Store)
+	chatStarts    *limiter      // web chat sessions started, per client
+	chatSends     *limiter      // web chat messages, per session (whatever its sockets)
 }
 
 // New builds the Fiber app and its routes.
@@ -202,6 +207,13 @@ func New(cfg Config) *Server {
 	if cfg.Store != nil {
 		s.chats = newChatHub(cfg.Store, cfg.Logger)
 	}
+	switch {
+	case cfg.ChatSessionRate == 0:
+		s.chatStarts = newLimiter(chatStartRate, chatStartBurst, classifyClients)
+	case cfg.ChatSessionRate > 0:
+		s.chatStarts = newLimiter(cfg.ChatSessionRate, chatStartBurst, classifyClients)
+	}
+	s.chatSends = newLimiter(chatRate, chatBurst, classifyClients)
 	app.Get("/ws/chat", s.wsChatUpgrade, websocket.New(s.wsChat, websocket.Config{
 		RecoverHandler: func(conn *websocket.Conn) {
 			if r := recover(); r != nil {

@@ -182,15 +182,15 @@ func (s *Server) checkRemovedSlots(ctx context.Context, old, updated *voluntree.
 	if len(gone.Slots) == 0 {
 		return nil
 	}
-	fills, err := s.cfg.Store.SlotFills(ctx, &gone)
+	counts, err := s.cfg.Store.SlotBookingCounts(ctx, &gone)
 	if err != nil {
 		return err
 	}
-	for _, f := range fills {
-		if f.Filled > 0 {
+	for _, sl := range gone.Slots {
+		if c := counts[sl.ID]; c.Booked+c.Held+c.Waiting > 0 {
 			return voluntree.Errorf(voluntree.ECONFLICT,
-				"slot %s (%s %s–%s) has %d volunteer(s) and cannot be removed: send it again with its id",
-				f.Slot.ID, f.Slot.Date, f.Slot.Start, f.Slot.End, f.Filled)
+				"slot %s (%s %s–%s) has %d volunteer(s) booked and %d waiting: it cannot be removed; cancel it instead (\"cancelled\": true), which tells them",
+				sl.ID, sl.Date, sl.Start, sl.End, c.Booked, c.Held+c.Waiting)
 		}
 	}
 	return nil

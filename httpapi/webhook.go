@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -114,6 +115,16 @@ func (s *Server) recordEchoes(ctx context.Context, body []byte) error {
 		if _, err := s.cfg.Store.MarkEchoed(ctx, e.Metadata, e.MessageID); err != nil {
 			s.cfg.Logger.Error("record echo", "action", "webhook", "error", err)
 			return voluntree.Errorf(voluntree.EUNAVAILABLE, "could not record the echoes; retry later")
+		}
+		// Our metadata is "<conversation>:<n>": a private reply's echo names the commenter's
+		// Messenger id, which then continues that conversation (as the Send API's answer says,
+		// in case that answer was lost).
+		conv := e.Metadata[:max(0, strings.LastIndexByte(e.Metadata, ':'))]
+		alias := voluntree.ConversationID(e.PageID, e.RecipientID)
+		if strings.HasPrefix(conv, e.PageID+":") && alias != conv && e.RecipientID != "" {
+			if err := s.cfg.Store.SetConversationAlias(ctx, alias, conv); err != nil {
+				return voluntree.Errorf(voluntree.EUNAVAILABLE, "could not record the echoes; retry later")
+			}
 		}
 	}
 	return nil

@@ -415,9 +415,11 @@ type ConversationState struct {
 	EffectSeq             int64    `protobuf:"varint,23,opt,name=effect_seq,json=effectSeq,proto3" json:"effect_seq,omitempty"`                                   // effects emitted so far (effect ids: conversation:seq)
 	RepliedCommentId      string   `protobuf:"bytes,24,opt,name=replied_comment_id,json=repliedCommentId,proto3" json:"replied_comment_id,omitempty"`             // the comment the private reply answered
 	FirstInterestUnixNano int64    `protobuf:"varint,25,opt,name=first_interest_unix_nano,json=firstInterestUnixNano,proto3" json:"first_interest_unix_nano,omitempty"`
-	CodeSends             int32    `protobuf:"varint,26,opt,name=code_sends,json=codeSends,proto3" json:"code_sends,omitempty"` // codes sent for the current address
-	Options               []string `protobuf:"bytes,28,rep,name=options,proto3" json:"options,omitempty"`                       // the slots listed last, in order: "<slot id>:<nonce>"
-	OrgId                 string   `protobuf:"bytes,29,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`              // the organization the conversation is with (once known)
+	CodeSends             int32    `protobuf:"varint,26,opt,name=code_sends,json=codeSends,proto3" json:"code_sends,omitempty"`                  // codes sent for the current address
+	Options               []string `protobuf:"bytes,28,rep,name=options,proto3" json:"options,omitempty"`                                        // the slots listed last, in order: "<slot id>:<nonce>"
+	OrgId                 string   `protobuf:"bytes,29,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`                               // the organization the conversation is with (once known)
+	ChangingFrom          string   `protobuf:"bytes,30,opt,name=changing_from,json=changingFrom,proto3" json:"changing_from,omitempty"`          // a booked person picking another slot keeps this one meanwhile
+	CodeSendsTotal        int32    `protobuf:"varint,31,opt,name=code_sends_total,json=codeSendsTotal,proto3" json:"code_sends_total,omitempty"` // codes sent in this conversation, whatever the address
 	unknownFields         protoimpl.UnknownFields
 	sizeCache             protoimpl.SizeCache
 }
@@ -648,6 +650,20 @@ func (x *ConversationState) GetOrgId() string {
 	return ""
 }
 
+func (x *ConversationState) GetChangingFrom() string {
+	if x != nil {
+		return x.ChangingFrom
+	}
+	return ""
+}
+
+func (x *ConversationState) GetCodeSendsTotal() int32 {
+	if x != nil {
+		return x.CodeSendsTotal
+	}
+	return 0
+}
+
 // A button or quick reply offered with a message: its title, and the payload a tap sends.
 type Option struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -727,6 +743,7 @@ type Effect struct {
 	From                string                 `protobuf:"bytes,20,opt,name=from,proto3" json:"from,omitempty"`                                             // bot, admin
 	PreviousSlotId      string                 `protobuf:"bytes,21,opt,name=previous_slot_id,json=previousSlotId,proto3" json:"previous_slot_id,omitempty"` // book: the slot to free once the new one is booked (a change)
 	Capacity            int32                  `protobuf:"varint,22,opt,name=capacity,proto3" json:"capacity,omitempty"`                                    // book, cancel_booking: the slot's places
+	ReleaseSlotId       string                 `protobuf:"bytes,23,opt,name=release_slot_id,json=releaseSlotId,proto3" json:"release_slot_id,omitempty"`    // book: a waitlist place or hold to leave once booked
 	unknownFields       protoimpl.UnknownFields
 	sizeCache           protoimpl.SizeCache
 }
@@ -915,6 +932,13 @@ func (x *Effect) GetCapacity() int32 {
 	return 0
 }
 
+func (x *Effect) GetReleaseSlotId() string {
+	if x != nil {
+		return x.ReleaseSlotId
+	}
+	return ""
+}
+
 // The effects of one transition, in order: one entry of the effects stream.
 type EffectBatch struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1095,7 +1119,7 @@ const file_grains_proto_rawDesc = "" +
 	"\acounted\x18\x02 \x01(\x05R\acounted\x12\x1e\n" +
 	"\n" +
 	"duplicates\x18\x03 \x01(\x05R\n" +
-	"duplicates\"\x92\b\n" +
+	"duplicates\"\xe1\b\n" +
 	"\x11ConversationState\x12\x17\n" +
 	"\apage_id\x18\x01 \x01(\tR\x06pageId\x12\x1b\n" +
 	"\tsender_id\x18\x02 \x01(\tR\bsenderId\x12\x1f\n" +
@@ -1130,13 +1154,15 @@ const file_grains_proto_rawDesc = "" +
 	"\n" +
 	"code_sends\x18\x1a \x01(\x05R\tcodeSends\x12\x18\n" +
 	"\aoptions\x18\x1c \x03(\tR\aoptions\x12\x15\n" +
-	"\x06org_id\x18\x1d \x01(\tR\x05orgId\x1a:\n" +
+	"\x06org_id\x18\x1d \x01(\tR\x05orgId\x12#\n" +
+	"\rchanging_from\x18\x1e \x01(\tR\fchangingFrom\x12(\n" +
+	"\x10code_sends_total\x18\x1f \x01(\x05R\x0ecodeSendsTotal\x1a:\n" +
 	"\fIntentsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01J\x04\b\x1b\x10\x1c\"8\n" +
 	"\x06Option\x12\x14\n" +
 	"\x05title\x18\x01 \x01(\tR\x05title\x12\x18\n" +
-	"\apayload\x18\x02 \x01(\tR\apayload\"\xaf\x05\n" +
+	"\apayload\x18\x02 \x01(\tR\apayload\"\xd7\x05\n" +
 	"\x06Effect\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12'\n" +
@@ -1162,7 +1188,8 @@ const file_grains_proto_rawDesc = "" +
 	"personName\x12\x12\n" +
 	"\x04from\x18\x14 \x01(\tR\x04from\x12(\n" +
 	"\x10previous_slot_id\x18\x15 \x01(\tR\x0epreviousSlotId\x12\x1a\n" +
-	"\bcapacity\x18\x16 \x01(\x05R\bcapacity\"A\n" +
+	"\bcapacity\x18\x16 \x01(\x05R\bcapacity\x12&\n" +
+	"\x0frelease_slot_id\x18\x17 \x01(\tR\rreleaseSlotId\"A\n" +
 	"\vEffectBatch\x122\n" +
 	"\aeffects\x18\x01 \x03(\v2\x18.voluntree.grains.EffectR\aeffects\"\x10\n" +
 	"\x0ePublishRequest\"\x82\x01\n" +

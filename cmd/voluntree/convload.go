@@ -234,7 +234,7 @@ func startConvload(ctx context.Context, c convloadConfig, logw io.Writer) (*conv
 	cl.graph.SetWebhook(cl.base+"/webhooks/facebook", convSecret)
 	cl.env = append(os.Environ(), "VOLUNTREE_ADDR="+addr, "VOLUNTREE_REDIS_URL="+cl.redis.URL(), "VOLUNTREE_FB_APP_SECRET="+convSecret,
 		"VOLUNTREE_FB_GRAPH_URL="+cl.graph.URL, "VOLUNTREE_SMTP_URL="+cl.sink.URL()+"?from=noreply%40load.test",
-		"VOLUNTREE_POLL_INTERVAL=0", "VOLUNTREE_DEMO=off", "VOLUNTREE_NODE=convload", "VOLUNTREE_CLASSIFY_RATE=0", "VOLUNTREE_LOG_LEVEL=warn")
+		"VOLUNTREE_POLL_INTERVAL=0", "VOLUNTREE_DEMO=off", "VOLUNTREE_NODE=convload", "VOLUNTREE_CLASSIFY_RATE=0", "VOLUNTREE_CHAT_SESSION_RATE=0", "VOLUNTREE_LOG_LEVEL=warn")
 	if err := cl.startServe(ctx); err != nil {
 		cl.close()
 		return nil, err

@@ -87,15 +87,16 @@ type serveConfig struct {
 	// that would let an admin verify any address, so it is for local use only.
 	Outbox string
 
-	MetricsToken   string  // Bearer token of /metrics ("": open)
-	ClassifyRate   float64 // texts a second per client on /api/v1/classify (0: no limit)
-	ClassifyBurst  int
-	TrustedProxies string // comma-separated IPs/CIDRs whose X-Forwarded-For is believed
-	ActorMetrics   bool   // Proto.Actor's own metrics (off: they leak every spawned actor)
-	MemoryLimit    int64  // the Go heap's soft limit in bytes (0: none)
-	MaxInflight    int    // webhook calls handled at once
-	EffectsWorkers int    // effects stream readers of this node
-	EchoWait       time.Duration
+	MetricsToken    string  // Bearer token of /metrics ("": open)
+	ClassifyRate    float64 // texts a second per client on /api/v1/classify (0: no limit)
+	ChatSessionRate float64 // web chat sessions a second per client (0: no limit)
+	ClassifyBurst   int
+	TrustedProxies  string // comma-separated IPs/CIDRs whose X-Forwarded-For is believed
+	ActorMetrics    bool   // Proto.Actor's own metrics (off: they leak every spawned actor)
+	MemoryLimit     int64  // the Go heap's soft limit in bytes (0: none)
+	MaxInflight     int    // webhook calls handled at once
+	EffectsWorkers  int    // effects stream readers of this node
+	EchoWait        time.Duration
 }
 
 func envOr(key, def string) string {
@@ -208,6 +209,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.Outbox, "mail-outbox", envOr("VOLUNTREE_MAIL_OUTBOX", "auto"), "mail to an outbox the first page shows instead of SMTP (local use only: admins read their own codes): on, off, or auto (on with the embedded redis and no SMTP) (env VOLUNTREE_MAIL_OUTBOX)")
 	fs.StringVar(&c.MetricsToken, "metrics-token", envOr("VOLUNTREE_METRICS_TOKEN", ""), "Bearer token GET /metrics requires (Prometheus bearer_token); empty: /metrics is open (env VOLUNTREE_METRICS_TOKEN)")
 	fs.Float64Var(&c.ClassifyRate, "classify-rate", env.float("VOLUNTREE_CLASSIFY_RATE", httpapi.DefaultClassifyRate), "texts a second each client may classify through POST /api/v1/classify; 0 turns the limit off (env VOLUNTREE_CLASSIFY_RATE)")
+	fs.Float64Var(&c.ChatSessionRate, "chat-session-rate", env.float("VOLUNTREE_CHAT_SESSION_RATE", 0.2), "web chat sessions each client (IP address) may start a second, after a burst of 10; 0 turns the limit off (env VOLUNTREE_CHAT_SESSION_RATE)")
 	fs.IntVar(&c.ClassifyBurst, "classify-burst", env.int("VOLUNTREE_CLASSIFY_BURST", httpapi.DefaultClassifyBurst), "texts a client may classify at once before the rate applies (env VOLUNTREE_CLASSIFY_BURST)")
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", envOr("VOLUNTREE_TRUSTED_PROXIES", ""), "comma-separated IPs or CIDRs of reverse proxies whose X-Forwarded-For names the client (env VOLUNTREE_TRUSTED_PROXIES)")
 	fs.BoolVar(&c.ActorMetrics, "actor-metrics", env.onOff("VOLUNTREE_ACTOR_METRICS", false), "Proto.Actor's own per-actor metrics as voluntree_protoactor_* (costly: every spawned actor stays in memory; for debugging) (env VOLUNTREE_ACTOR_METRICS=on)")
@@ -579,6 +581,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		SlotChanges:         cluster.SlotChangeEffects,
 		Conversations:       cluster.NewConversationAdmin(store),
 		ClassifyRate:        classifyRate(cfg.ClassifyRate),
+		ChatSessionRate:     classifyRate(cfg.ChatSessionRate),
 		ClassifyBurst:       cfg.ClassifyBurst,
 		TrustedProxies:      splitList(cfg.TrustedProxies),
 		Health: []httpapi.HealthCheck{

@@ -185,22 +185,32 @@ func TestWebChatToBookedSlot(t *testing.T) {
 	if err != nil || !ok || rec.SlotID != "sat" || rec.Channel != "webchat" || rec.Name != "Grace Hopper" {
 		t.Fatalf("booking %+v %v %v", rec, ok, err)
 	}
-	// A message resent with its id (a client that missed the echo) is taken once.
-	cc2.send(map[string]string{"id": "resend-1", "text": "See you there"})
-	cc2.send(map[string]string{"id": "resend-1", "text": "See you there"})
-	cc2.send(map[string]string{"id": "after-1", "text": "Bye"})
+	// A message resent with its id (a client that missed the echo) is taken once (another
+	// person's session: the rate limit is per session).
+	_, sess2 := n.post(t, "/api/v1/chat/sessions", `{"signup_id":"`+su["id"].(string)+`","name":"Ada"}`)
+	cc3, err := dialChat(t, n, sess2["token"].(string), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc3.await("Would you like to volunteer")
+	cc3.send(map[string]string{"id": "resend-1", "text": "Where do we meet?"})
+	cc3.send(map[string]string{"id": "resend-1", "text": "Where do we meet?"})
+	cc3.send(map[string]string{"id": "after-1", "text": "Bye"})
 	echoes := 0
 	for deadline := time.After(10 * time.Second); ; {
 		select {
-		case f := <-cc2.frames:
-			cc2.seen = append(cc2.seen, f)
+		case f := <-cc3.frames:
+			cc3.seen = append(cc3.seen, f)
 			if f["client_id"] == "resend-1" {
 				echoes++
+			}
+			if msg, _ := f["error"].(string); msg != "" {
+				t.Fatalf("error frame: %s", msg)
 			}
 		case <-deadline:
 			t.Fatal("no echo of the message after the resent one")
 		}
-		if cc2.seen[len(cc2.seen)-1]["client_id"] == "after-1" {
+		if cc3.seen[len(cc3.seen)-1]["client_id"] == "after-1" {
 			break
 		}
 	}
