@@ -37,6 +37,11 @@ func FuzzParseEvents(f *testing.F) {
 	}
 	received := time.Unix(1732262400, 0)
 	f.Fuzz(func(t *testing.T, body []byte) {
+		for _, e := range Echoes(body) {
+			if e.Metadata == "" || len(e.Metadata) > MaxMetadataBytes {
+				t.Fatalf("echo with metadata of %d bytes", len(e.Metadata))
+			}
+		}
 		msgs, rejected, err := ParseEvents(body, received)
 		if err != nil {
 			if voluntree.ErrorCode(err) != voluntree.EINVALID || msgs != nil || rejected != nil {

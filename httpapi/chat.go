@@ -54,16 +54,9 @@ func (s *Server) createChatSession(c *fiber.Ctx) error {
 	if s.cfg.Store == nil || s.cfg.Ingest == nil {
 		return voluntree.Errorf(voluntree.EUNAVAILABLE, "web chat is not available on this node")
 	}
-	var req chatSessionRequest
-	if err := decodeJSON(c.Body(), &req); err != nil {
+	req, err := parseChatSession(c.Body())
+	if err != nil {
 		return err
-	}
-	req.Name = strings.TrimSpace(req.Name)
-	switch {
-	case !voluntree.ValidID(req.SignupID):
-		return voluntree.FieldErrorf("signup_id", "signup_id is required (letters, digits and _.:- only)")
-	case req.Name == "" || !utf8.ValidString(req.Name) || utf8.RuneCountInString(req.Name) > voluntree.MaxNameRunes:
-		return voluntree.FieldErrorf("name", "name is required, at most %d characters", voluntree.MaxNameRunes)
 	}
 	// Each session can have codes emailed: sessions are limited per client.
 	if s.chatStarts != nil {
@@ -91,6 +84,22 @@ func (s *Server) createChatSession(c *fiber.Ctx) error {
 	}
 	return c.Status(fiber.StatusCreated).JSON(chatSessionResponse{Token: token, ExpiresIn: int(redisstore.ChatSessionTTL / time.Second),
 		ConversationID: sess.ConversationID(), SignupID: su.ID, SignupTitle: su.Title})
+}
+
+// parseChatSession decodes and checks a session request (errors are 400s naming the field).
+func parseChatSession(body []byte) (chatSessionRequest, error) {
+	var req chatSessionRequest
+	if err := decodeJSON(body, &req); err != nil {
+		return req, err
+	}
+	req.Name = strings.TrimSpace(req.Name)
+	switch {
+	case !voluntree.ValidID(req.SignupID):
+		return req, voluntree.FieldErrorf("signup_id", "signup_id is required (letters, digits and _.:- only)")
+	case req.Name == "" || !utf8.ValidString(req.Name) || utf8.RuneCountInString(req.Name) > voluntree.MaxNameRunes:
+		return req, voluntree.FieldErrorf("name", "name is required, at most %d characters", voluntree.MaxNameRunes)
+	}
+	return req, nil
 }
 
 // refreshChatSession: POST /api/v1/chat/sessions/refresh {token}: a new token, another hour.
@@ -247,24 +256,9 @@ func (s *Server) chatReader(ctx context.Context, conn *websocket.Conn, sess redi
 			b, _ := json.Marshal(map[string]string{"error": msg})
 			_ = write(b)
 		}
-		var f chatFrame
-		if json.Unmarshal(data, &f) != nil {
-			fail(`frames are JSON: {"text": "..."} or {"payload": "..."}`)
-			continue
-		}
-		f.Text, f.Payload = strings.TrimSpace(f.Text), strings.TrimSpace(f.Payload)
-		switch {
-		case f.Text == "" && f.Payload == "":
-			fail("an empty message")
-			continue
-		case !utf8.ValidString(f.Text) || utf8.RuneCountInString(f.Text) > chatMaxText:
-			fail("a message has at most 2000 characters")
-			continue
-		case len(f.Payload) > voluntree.MaxPayloadBytes || !utf8.ValidString(f.Payload):
-			fail("payload too long")
-			continue
-		case f.ID != "" && !chatIDPattern.MatchString(f.ID):
-			fail("id: letters, digits, _ and - only, at most 64")
+		f, msg := parseChatFrame(data)
+		if msg != "" {
+			fail(msg)
 			continue
 		}
 		if ok, _ := s.chatSends.take(sess.ID, 1); !ok {
@@ -291,6 +285,25 @@ func (s *Server) chatReader(ctx context.Context, conn *websocket.Conn, sess redi
 			fail("could not take the message; send it again")
 		}
 	}
+}
+
+// parseChatFrame decodes and checks a client frame; msg says what is wrong ("" when nothing).
+func parseChatFrame(data []byte) (f chatFrame, msg string) {
+	if json.Unmarshal(data, &f) != nil {
+		return f, `frames are JSON: {"text": "..."} or {"payload": "..."}`
+	}
+	f.Text, f.Payload = strings.TrimSpace(f.Text), strings.TrimSpace(f.Payload)
+	switch {
+	case f.Text == "" && f.Payload == "":
+		return f, "an empty message"
+	case !utf8.ValidString(f.Text) || utf8.RuneCountInString(f.Text) > chatMaxText:
+		return f, "a message has at most 2000 characters"
+	case len(f.Payload) > voluntree.MaxPayloadBytes || !utf8.ValidString(f.Payload):
+		return f, "payload too long"
+	case f.ID != "" && !chatIDPattern.MatchString(f.ID):
+		return f, "id: letters, digits, _ and - only, at most 64"
+	}
+	return f, ""
 }
 
 // optionTitle is what a tapped option shows when the client sent its payload only.

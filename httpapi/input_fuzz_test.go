@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -125,6 +126,46 @@ func FuzzAdminBodies(f *testing.F) {
 		}
 		if err != nil && !is4xx(err) {
 			t.Fatalf("kind %d: error %v maps to %d, want a 4xx", kind%6, err, statusOf[voluntree.ErrorCode(err)])
+		}
+	})
+}
+
+// FuzzChatInput: the web chat's outside input — a session request, a client frame, the since
+// parameter — is taken or refused with a 4xx or an error frame, never a panic; a frame taken
+// always makes a message the ingest stream accepts.
+func FuzzChatInput(f *testing.F) {
+	f.Add(uint8(0), []byte(`{"signup_id":"su_1","name":"Grace Hopper"}`))
+	f.Add(uint8(0), []byte(`{"signup_id":"../x","name":""}`))
+	f.Add(uint8(1), []byte(`{"text":"yes"}`))
+	f.Add(uint8(1), []byte(`{"payload":"SLOT:am:ab12cd34","text":"Sat 4 May 09:00","id":"c-1"}`))
+	f.Add(uint8(1), []byte(`{"id":"a b","text":"x"}`))
+	f.Add(uint8(1), []byte(`[1,2]`))
+	f.Add(uint8(2), []byte(`1732262400000-0`))
+	f.Add(uint8(2), []byte(`99999999999999999999-1`))
+	f.Fuzz(func(t *testing.T, kind uint8, body []byte) {
+		switch kind % 3 {
+		case 0:
+			req, err := parseChatSession(body)
+			if err != nil && !is4xx(err) {
+				t.Fatalf("session: error %v is not a 4xx", err)
+			}
+			if err == nil && (!voluntree.ValidID(req.SignupID) || req.Name == "") {
+				t.Fatalf("session request taken: %+v", req)
+			}
+		case 1:
+			fr, msg := parseChatFrame(body)
+			if msg != "" {
+				return
+			}
+			m := voluntree.Message{ID: "wc.wc_1.c" + fr.ID, Kind: voluntree.KindMessage, Source: voluntree.SourceWebChat,
+				PageID: voluntree.WebChatPage, SenderID: "wc_1", Text: fr.Text, Payload: fr.Payload, SignupID: "su_1"}
+			if err := m.Validate(); err != nil {
+				t.Fatalf("a frame taken makes an invalid message: %v (%q)", err, body)
+			}
+		case 2:
+			if streamIDPattern.MatchString(string(body)) && !strings.Contains(string(body), "-") {
+				t.Fatalf("since %q passes", body)
+			}
 		}
 	})
 }
