@@ -127,6 +127,32 @@ func (x *Effects) StreamConfig(consumer string) streamworker.Config {
 // errRetry asks for the batch to be retried later (with the engine's backoff).
 var errRetry = errors.New("effects: retry later")
 
+// errParked: the page is disconnected; the batch waits for it to be connected again.
+var errParked = errors.New("effects: page disconnected")
+
+// park keeps the batch's effects from e on (those not done) until page is connected again.
+func (x *Effects) park(ctx context.Context, page string, batch *grainpb.EffectBatch, from *grainpb.Effect) error {
+	rest := &grainpb.EffectBatch{}
+	for i, e := range batch.Effects {
+		if e == from {
+			rest.Effects = batch.Effects[i:]
+			break
+		}
+	}
+	b, err := proto.Marshal(rest)
+	if err != nil {
+		return err
+	}
+	if err := x.store.ParkEffects(ctx, page, b); err != nil {
+		return err
+	}
+	for _, e := range rest.Effects {
+		x.count(e, "parked", 0)
+	}
+	x.log.Warn("page disconnected: messages parked until it is connected again", "action", "effect", "page", page, "effects", len(rest.Effects))
+	return nil
+}
+
 // Handle performs one batch's effects in order. An effect that must wait (a throttled call, an
 // echo not yet seen) stops the batch there: it is retried, and what was done is skipped.
 func (x *Effects) Handle(ctx context.Context, entry streamworker.Entry) error {
@@ -143,6 +169,10 @@ func (x *Effects) Handle(ctx context.Context, entry streamworker.Entry) error {
 			continue
 		}
 		outcome, code, err := x.perform(ctx, e)
+		if errors.Is(err, errParked) {
+			// The page is disconnected: this effect and the rest of the batch wait for it.
+			return x.park(ctx, e.PageId, &batch, e)
+		}
 		if err != nil {
 			x.count(e, "retry", code)
 			x.log.Warn("effect failed, will retry", "action", "effect", "effect", e.Id, "kind", e.Kind, "error", err)
@@ -220,7 +250,7 @@ func (x *Effects) message(ctx context.Context, e *grainpb.Effect) (string, int, 
 		return "", 0, err
 	}
 	if page.DisconnectedAt != nil {
-		return "", 0, fmt.Errorf("page %s is disconnected: %w", page.ID, errRetry) // until it is connected again
+		return "", 0, errParked // until it is connected again
 	}
 	if x.cfg.Graph == nil {
 		return "", 0, errors.New("effects: no Graph API is configured")
@@ -298,6 +328,7 @@ func (x *Effects) message(ctx context.Context, e *grainpb.Effect) (string, int, 
 		if cerr := x.store.ClearAttempt(ctx, e.Id); cerr != nil {
 			return "", code, cerr
 		}
+		x.count(e, "page_disconnected", code)
 		return "", code, x.disconnect(ctx, page, e, err)
 	case ambiguous(err) && e.Kind != EffectCommentReply:
 		x.count(e, "ambiguous", code) // the attempt mark stays: the retry waits for the echo
@@ -327,7 +358,7 @@ func ambiguous(err error) bool {
 }
 
 // disconnect marks the page disconnected (its token was refused) and tells its admins; the
-// effect is retried once the page is connected again.
+// effect is parked until the page is connected again.
 func (x *Effects) disconnect(ctx context.Context, page voluntree.Page, e *grainpb.Effect, cause error) error {
 	if page.DisconnectedAt == nil {
 		now := x.now().UTC()
@@ -342,7 +373,7 @@ func (x *Effects) disconnect(ctx context.Context, page voluntree.Page, e *grainp
 			return err
 		}
 	}
-	return fmt.Errorf("page %s: token refused: %w", page.ID, errRetry)
+	return errParked
 }
 
 // byEmail sends a message that could not go by Messenger to the verified address, if any.

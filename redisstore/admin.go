@@ -226,7 +226,7 @@ func (s *Store) LookupAdminToken(ctx context.Context, token string) (AdminToken,
 // ECONFLICT when another organization has connected this page.
 func (s *Store) SavePage(ctx context.Context, pg voluntree.Page) error {
 	key := s.keys.Page(pg.ID)
-	return s.watch(ctx, func(tx *redis.Tx) error {
+	err := s.watch(ctx, func(tx *redis.Tx) error {
 		old, err := getJSON[voluntree.Page](ctx, tx, key, "page", pg.ID)
 		switch {
 		case err == nil && old.OrgID != pg.OrgID:
@@ -244,6 +244,15 @@ func (s *Store) SavePage(ctx context.Context, pg voluntree.Page) error {
 		})
 		return err
 	}, key)
+	if err != nil || pg.DisconnectedAt != nil {
+		return err
+	}
+	// Connected (again): the messages parked while its token was refused go out now. Saving
+	// the page again resumes them if this fails.
+	if _, err := s.UnparkEffects(ctx, pg.ID); err != nil {
+		return fmt.Errorf("page %s saved, its parked messages not resumed (save it again): %w", pg.ID, err)
+	}
+	return nil
 }
 
 // Page returns a connected page; ENOTFOUND when there is none.

@@ -257,3 +257,37 @@ func (s *Store) SlotPeople(ctx context.Context, signupID, slotID string) ([]stri
 	}
 	return out, nil
 }
+
+// parkedMax caps the effect batches parked for one page (the oldest go first).
+const parkedMax = 100_000
+
+// ParkEffects keeps an effects batch until the page is connected again (UnparkEffects).
+func (s *Store) ParkEffects(ctx context.Context, pageID string, batch []byte) error {
+	err := s.rdb.XAdd(ctx, &redis.XAddArgs{Stream: s.keys.EffectsParked(pageID), MaxLen: parkedMax, Approx: true,
+		Values: []any{"b", batch}}).Err()
+	if err != nil {
+		return fmt.Errorf("redisstore: park effects: %w", err)
+	}
+	return nil
+}
+
+// unparkScript moves a page's parked batches back into the effects stream, in order.
+// KEYS[1] parked stream, KEYS[2] effects stream; ARGV[1] the page id. Returns how many.
+var unparkScript = newScript(`
+local xs = redis.call('XRANGE', KEYS[1], '-', '+')
+for _, x in ipairs(xs) do
+  redis.call('XADD', KEYS[2], '*', 'b', x[2][2], 'c', 'page:' .. ARGV[1])
+end
+redis.call('DEL', KEYS[1])
+return #xs
+`)
+
+// UnparkEffects resumes a page's parked effects (it was connected again); it returns how many
+// batches.
+func (s *Store) UnparkEffects(ctx context.Context, pageID string) (int, error) {
+	n, err := unparkScript.Run(ctx, s.rdb, []string{s.keys.EffectsParked(pageID), s.keys.Effects()}, pageID).Int()
+	if err != nil {
+		return 0, fmt.Errorf("redisstore: unpark effects: %w", err)
+	}
+	return n, nil
+}

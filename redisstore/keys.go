@@ -151,6 +151,10 @@ func (k Keys) EffectsGroup() string { return "effects" }
 // EffectsDead is the stream of effect batches given up, with their errors.
 func (k Keys) EffectsDead() string { return k.prefix + ":{effects}:dead" }
 
+// EffectsParked holds the effect batches waiting for a page to be connected again (stream,
+// field "b"): a page whose token Graph refused parks its messages here.
+func (k Keys) EffectsParked(pageID string) string { return k.prefix + ":{effects}:parked:" + pageID }
+
 // EffectDone marks an effect performed (string: its outcome, expires): a redelivered batch
 // skips it.
 func (k Keys) EffectDone(effectID string) string { return k.prefix + ":effect:done:" + effectID }

@@ -57,6 +57,7 @@ func TestKeyNames(t *testing.T) {
 		{k.Effects(), "voluntree:{effects}"},
 		{k.EffectsGroup(), "effects"},
 		{k.EffectsDead(), "voluntree:{effects}:dead"},
+		{k.EffectsParked("111"), "voluntree:{effects}:parked:111"},
 		{k.EffectDone("p:u:1"), "voluntree:effect:done:p:u:1"},
 		{k.EffectEcho("p:u:1"), "voluntree:effect:echo:p:u:1"},
 		{k.EffectAmbiguous("p:u:1"), "voluntree:effect:ambiguous:p:u:1"},

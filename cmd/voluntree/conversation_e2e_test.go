@@ -411,3 +411,34 @@ func TestConversationLoadgenSurvivesAKill(t *testing.T) {
 		t.Fatalf("report %+v\n%s", rep, stdout)
 	}
 }
+
+// TestDisconnectedPageParksMessages: Graph refuses the page's token (190): the page is marked
+// disconnected, its admins are told, and the private reply waits, parked; once the page is
+// connected again it goes out, once.
+func TestDisconnectedPageParksMessages(t *testing.T) {
+	e := newPublishEnv(t, "e2e-parked", "VOLUNTREE_MAIL_OUTBOX=on", "VOLUNTREE_POLL_INTERVAL=0")
+	n := startServe(t, e.env...)
+	e.graph.SetWebhook(n.base+"/webhooks/facebook", e2eSecret)
+	_, fbPost := signupWithPost(t, e, n, map[string]any{"title": "Tree planting", "time_zone": "UTC",
+		"slots": []map[string]any{{"id": "a", "date": "2030-10-01", "start": "09:00", "end": "12:00", "required": 5}}})
+	e.graph.FailNext("POST /"+e.page+"/messages", 1, fakegraph.Permanent(190, "Error validating access token: The session has been invalidated"))
+	eve := &messengerVolunteer{t: t, n: n, e: e, psid: "eve"}
+	eve.comment(fbPost, "Eve")
+	ctx := context.Background()
+	waitRedis(t, func() bool {
+		pg, err := e.store.Page(ctx, e.page)
+		return err == nil && pg.DisconnectedAt != nil
+	}, "the page marked disconnected")
+	n2 := e.graph.CountCalls("POST /" + e.page + "/messages")
+	pg, _ := e.store.Page(ctx, e.page)
+	// Connected again (as the Facebook Login callback saves it): the reply goes out.
+	pg.DisconnectedAt, pg.Error = nil, ""
+	if err := e.store.SavePage(ctx, pg); err != nil {
+		t.Fatal(err)
+	}
+	eve.await("Thanks for your interest")
+	if calls := e.graph.CountCalls("POST /" + e.page + "/messages"); calls != n2+1 {
+		t.Errorf("%d Send API calls after the reconnection, want 1", calls-n2)
+	}
+	n.stop(t)
+}
