@@ -128,7 +128,12 @@ func (g *conversationGrain) Handle(req *grainpb.ConversationRequest, _ protoclus
 		if env.orgID != "" {
 			next.OrgId = env.orgID
 		}
+		var loadErr error
+		env.loadErr = &loadErr
 		effects = append(effects, step(next, m, env)...)
+		if loadErr != nil {
+			return nil, loadErr // g.state unchanged: the redelivery applies the messages again
+		}
 		changed = true
 	}
 	if changed {
@@ -211,16 +216,19 @@ func (g *conversationGrain) env(ctx context.Context, st *grainpb.ConversationSta
 	}
 	env.signup = su
 	env.answer = func(q string) (string, bool) { return ix.answer(q, g.deps.featurize) }
-	if m.Kind != string(voluntree.KindComment) {
+	// The slots' free places are read only when the transition offers slots (a read of every
+	// slot's sets: not for every message).
+	env.loadFree = func() (map[string]int, error) {
 		counts, err := g.deps.store.SlotBookingCounts(ctx, su)
 		if err != nil {
-			return env, err
+			return nil, err
 		}
-		env.free = make(map[string]int, len(su.Slots))
+		free := make(map[string]int, len(su.Slots))
 		for _, sl := range su.Slots {
 			c := counts[sl.ID]
-			env.free[sl.ID] = sl.Required - c.Booked - c.Held
+			free[sl.ID] = sl.Required - c.Booked - c.Held
 		}
+		return free, nil
 	}
 	return env, nil
 }

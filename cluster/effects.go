@@ -530,12 +530,11 @@ func (x *Effects) bookingEvent(ctx context.Context, e *grainpb.Effect, slot, out
 	if err != nil {
 		return
 	}
-	counts, err := x.store.SlotBookingCounts(ctx, &su)
+	c, err := x.store.SlotCountsOf(ctx, su.ID, slot)
 	if err != nil {
 		return
 	}
 	sl, _ := su.Slot(slot)
-	c := counts[slot]
 	_, _ = x.store.AppendEvent(ctx, su.OrgID, voluntree.Event{Type: voluntree.EventBooking, Booking: &voluntree.BookingUpdate{
 		SignupID: su.ID, SlotID: slot, ConversationID: e.ConversationId, Name: e.PersonName, Channel: e.Channel,
 		Outcome: outcome, Booked: c.Booked, Held: c.Held, Waiting: c.Waiting, Required: sl.Required}})

@@ -95,9 +95,11 @@ type flowEnv struct {
 	now            time.Time
 	signup         *voluntree.Signup // nil: no signup is known for the conversation
 	orgID          string
-	free           map[string]int                // free places per slot id (capacity − booked − held)
-	answer         func(q string) (string, bool) // the best fact for a question, if one matches well
-	newCode        func() string                 // a fresh 6-digit code
+	free           map[string]int                 // free places per slot id (capacity − booked − held); nil: loadFree
+	loadFree       func() (map[string]int, error) // reads free when a transition first needs it
+	loadErr        *error                         // where a failed load is reported (the grain fails the message)
+	answer         func(q string) (string, bool)  // the best fact for a question, if one matches well
+	newCode        func() string                  // a fresh 6-digit code
 	nonce          func() string
 }
 
@@ -394,7 +396,7 @@ func (f *flow) askSlot(intro string) {
 		}
 		// A quick reply's title has 20 characters at most: the text lists the slots in full.
 		o := &grainpb.Option{Title: f.slotTitle(sl), Payload: slotPrefix + sl.ID + ":" + st.Nonce}
-		if f.env.free[sl.ID] > 0 {
+		if f.freePlaces(sl.ID) > 0 {
 			free = append(free, o)
 			freeLines = append(freeLines, f.slotLabel(sl, true))
 		} else {
@@ -426,6 +428,21 @@ func (f *flow) askSlot(intro string) {
 	for _, o := range append(free, full...) {
 		st.Options = append(st.Options, strings.TrimPrefix(o.Payload, slotPrefix))
 	}
+}
+
+// freePlaces is a slot's free places, read (once a transition) when first needed.
+func (f *flow) freePlaces(slotID string) int {
+	if f.env.free == nil && f.env.loadFree != nil {
+		free, err := f.env.loadFree()
+		if err != nil {
+			if f.env.loadErr != nil {
+				*f.env.loadErr = err
+			}
+			free = map[string]int{}
+		}
+		f.env.free = free
+	}
+	return f.env.free[slotID]
 }
 
 // Messenger shows at most 13 quick replies.

@@ -214,6 +214,15 @@ func (s *Store) SlotBookingCounts(ctx context.Context, su *voluntree.Signup) (ma
 	return out, nil
 }
 
+// SlotCountsOf reads one slot's counts.
+func (s *Store) SlotCountsOf(ctx context.Context, signupID, slotID string) (SlotCounts, error) {
+	counts, err := s.SlotBookingCounts(ctx, &voluntree.Signup{ID: signupID, Slots: []voluntree.Slot{{ID: slotID}}})
+	if err != nil {
+		return SlotCounts{}, err
+	}
+	return counts[slotID], nil
+}
+
 // Booking returns person's booking in a signup (ok false when none).
 func (s *Store) Booking(ctx context.Context, signupID, person string) (BookingRecord, bool, error) {
 	raw, err := s.rdb.HGet(ctx, s.keys.SignupBookings(signupID), person).Result()
