@@ -125,17 +125,7 @@ func (s *Store) RefreshChatSession(ctx context.Context, token string) (string, C
 	return s.storeChatSession(ctx, sess)
 }
 
-func validChatToken(s string) bool {
-	if len(s) != chatTokenLen || !strings.HasPrefix(s, ChatTokenPrefix) {
-		return false
-	}
-	for _, c := range []byte(s[len(ChatTokenPrefix):]) {
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
+func validChatToken(s string) bool { return tokenFormat(s, ChatTokenPrefix, chatTokenLen) }
 
 // appendChatScript appends a message to a conversation's history and publishes it, once per
 // dedupe key (an effect redelivered after a crash appends nothing).

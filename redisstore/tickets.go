@@ -80,11 +80,15 @@ func (s *Store) TakeWSTicket(ctx context.Context, ticket string) (WSTicket, erro
 }
 
 // ValidTicketFormat reports whether s looks like a ticket (checked before any Redis call).
-func ValidTicketFormat(s string) bool {
-	if len(s) != ticketLen || s[:len(TicketPrefix)] != TicketPrefix {
+func ValidTicketFormat(s string) bool { return tokenFormat(s, TicketPrefix, ticketLen) }
+
+// tokenFormat reports whether s is prefix followed by base64url characters, n bytes in all:
+// the shape of the random tokens this package issues.
+func tokenFormat(s, prefix string, n int) bool {
+	if len(s) != n || s[:len(prefix)] != prefix {
 		return false
 	}
-	for i := len(TicketPrefix); i < len(s); i++ {
+	for i := len(prefix); i < len(s); i++ {
 		c := s[i]
 		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
 			return false
