@@ -35,7 +35,12 @@ func seedDemo(ctx context.Context, st *redisstore.Store, d httpapi.Demo) error {
 	if err := st.SavePage(ctx, voluntree.Page{ID: d.PageID, OrgID: demoOrg, Name: "Riverside Friends", AccessToken: "demo", ConnectedAt: now}); err != nil {
 		return fmt.Errorf("seed demo page: %w", err)
 	}
-	saturday := now.AddDate(0, 0, (int(time.Saturday)-int(now.Weekday())+7)%7+1).Format("2006-01-02")
+	// The coming Saturday (a week ahead on a Saturday): the demo post says "this Saturday".
+	days := (int(time.Saturday) - int(now.Weekday()) + 7) % 7
+	if days == 0 {
+		days = 7
+	}
+	saturday := now.AddDate(0, 0, days).Format("2006-01-02")
 	su := voluntree.Signup{
 		ID: d.SignupID, OrgID: demoOrg, Title: "Riverside cleanup",
 		Description: "Litter picking, sorting and snacks along the river.",
