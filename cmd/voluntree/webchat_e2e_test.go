@@ -277,3 +277,64 @@ func TestChatPageInABrowser(t *testing.T) {
 	}
 	n.stop(t)
 }
+
+// TestDemoChatFillsTheDashboard: on the demo, a newcomer books a slot of the demo signup in the
+// web chat (the code read from the demo organization's outbox); the dashboard, opened in
+// Chromium with the demo organization's token, shows the booking and the slot's count.
+func TestDemoChatFillsTheDashboard(t *testing.T) {
+	browser := requireChromium(t)
+	const prefix = "e2e-demo-chat"
+	n, _, _ := pipelineNode(t, prefix, "VOLUNTREE_DEMO=on", "VOLUNTREE_MAIL_OUTBOX=on")
+	code, out, errOut := runCLI(t, "", "admin", "create-token", "-org", "demo", "-redis-url", redisSrv.URL(t), "-redis-prefix", prefix)
+	if code != 0 {
+		t.Fatalf("admin create-token: exit %d, %q %q", code, out, errOut)
+	}
+	token := strings.TrimSpace(out)
+	status, info := n.get(t, "/api/v1/demo")
+	if status != 200 || !bytes.Contains(info, []byte(`"chat_url":"/chat/su_demo"`)) {
+		t.Fatalf("demo info %d %s", status, info)
+	}
+	code, sess := n.post(t, "/api/v1/chat/sessions", `{"signup_id":"su_demo","name":"Newcomer"}`)
+	if code != 201 {
+		t.Fatalf("session: %d %v", code, sess)
+	}
+	cc, err := dialChat(t, n, sess["token"].(string), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ask := cc.await("Would you like to volunteer")
+	cc.send(map[string]string{"payload": optionPayload(t, ask, 0), "id": "d1"})
+	cc.await("What's your email address?")
+	cc.send(map[string]string{"text": "newcomer@example.org", "id": "d2"})
+	cc.await("We've sent a 6-digit code")
+	rdb, _ := redisSrv.Client(t)
+	q := mail.NewQueue(rdb, redisstore.NewKeys(prefix))
+	var code6 string
+	waitRedis(t, func() bool {
+		out, _ := q.Outbox(context.Background(), 10)
+		for _, m := range out {
+			if m.To == "newcomer@example.org" && m.Org == "demo" {
+				code6 = regexp.MustCompile(`\d{6}`).FindString(m.Subject)
+			}
+		}
+		return code6 != ""
+	}, "the code in the demo organization's outbox")
+	cc.send(map[string]string{"text": code6, "id": "d3"})
+	slots := cc.await("Which slot suits you?")
+	cc.send(map[string]string{"payload": optionPayload(t, slots, 0), "id": "d4"})
+	cc.await("You're booked")
+	dom := renderedDOM(t, browser, n.base+"/#token="+token)
+	if !bytes.Contains(dom, []byte("Newcomer booked slot sl_morning: 1 of 12 filled")) {
+		t.Errorf("the dashboard does not show the booking:\n%s", grepDOM(dom, "activity"))
+	}
+	n.stop(t)
+}
+
+// grepDOM returns the lines of dom around s (for failure messages).
+func grepDOM(dom []byte, s string) string {
+	i := bytes.Index(dom, []byte(s))
+	if i < 0 {
+		return "(no " + s + ")"
+	}
+	return string(dom[max(0, i-200):min(len(dom), i+1500)])
+}
