@@ -75,6 +75,9 @@ func (c storeChat) Deliver(ctx context.Context, conversationID string, e *grainp
 	return err
 }
 
+// mailPerHour bounds the emails to one volunteer address an hour.
+const mailPerHour = 10
+
 // DefaultEchoWait is how long an ambiguous send waits for its echo before it is sent again.
 const DefaultEchoWait = 30 * time.Second
 
@@ -130,26 +133,26 @@ var errRetry = errors.New("effects: retry later")
 // errParked: the page is disconnected; the batch waits for it to be connected again.
 var errParked = errors.New("effects: page disconnected")
 
-// park keeps the batch's effects from e on (those not done) until page is connected again.
-func (x *Effects) park(ctx context.Context, page string, batch *grainpb.EffectBatch, from *grainpb.Effect) error {
-	rest := &grainpb.EffectBatch{}
-	for i, e := range batch.Effects {
-		if e == from {
-			rest.Effects = batch.Effects[i:]
-			break
-		}
-	}
-	b, err := proto.Marshal(rest)
+// park keeps messages of a disconnected page until it is connected again. A page connected
+// meanwhile (its unparking ran before this parking) is unparked at once.
+func (x *Effects) park(ctx context.Context, effects []*grainpb.Effect) error {
+	page := effects[0].PageId
+	b, err := proto.Marshal(&grainpb.EffectBatch{Effects: effects})
 	if err != nil {
 		return err
 	}
 	if err := x.store.ParkEffects(ctx, page, b); err != nil {
 		return err
 	}
-	for _, e := range rest.Effects {
+	for _, e := range effects {
 		x.count(e, "parked", 0)
 	}
-	x.log.Warn("page disconnected: messages parked until it is connected again", "action", "effect", "page", page, "effects", len(rest.Effects))
+	x.log.Warn("page disconnected: messages parked until it is connected again", "action", "effect", "page", page, "effects", len(effects))
+	if pg, err := x.store.Page(ctx, page); err == nil && pg.DisconnectedAt == nil {
+		if _, err := x.store.UnparkEffects(ctx, page); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -160,6 +163,7 @@ func (x *Effects) Handle(ctx context.Context, entry streamworker.Entry) error {
 	if err := proto.Unmarshal([]byte(entry.Field("b")), &batch); err != nil {
 		return streamworker.Permanent(fmt.Errorf("undecodable effects batch: %w", err))
 	}
+	var parked []*grainpb.Effect // messages to a disconnected page, in order
 	for _, e := range batch.Effects {
 		done, err := x.store.EffectDone(ctx, e.Id)
 		if err != nil {
@@ -168,10 +172,16 @@ func (x *Effects) Handle(ctx context.Context, entry streamworker.Entry) error {
 		if done {
 			continue
 		}
+		if len(parked) > 0 && isMessage(e) && e.PageId == parked[0].PageId {
+			parked = append(parked, e) // behind the first parked message, to keep their order
+			continue
+		}
 		outcome, code, err := x.perform(ctx, e)
 		if errors.Is(err, errParked) {
-			// The page is disconnected: this effect and the rest of the batch wait for it.
-			return x.park(ctx, e.PageId, &batch, e)
+			// The page is disconnected: its messages wait for it. The other effects (a
+			// booking, a cancellation, an email, a notice) need no page and go on.
+			parked = append(parked, e)
+			continue
 		}
 		if err != nil {
 			x.count(e, "retry", code)
@@ -183,7 +193,15 @@ func (x *Effects) Handle(ctx context.Context, entry streamworker.Entry) error {
 			return err
 		}
 	}
+	if len(parked) > 0 {
+		return x.park(ctx, parked)
+	}
 	return nil
+}
+
+// isMessage reports an effect that goes through the page (Messenger, or a comment reply).
+func isMessage(e *grainpb.Effect) bool {
+	return e.Channel != ChannelWebChat && (e.Kind == EffectSend || e.Kind == EffectPrivateReply || e.Kind == EffectCommentReply)
 }
 
 func (x *Effects) count(e *grainpb.Effect, outcome string, code int) {
@@ -360,8 +378,16 @@ func ambiguous(err error) bool {
 // disconnect marks the page disconnected (its token was refused) and tells its admins; the
 // effect is parked until the page is connected again.
 func (x *Effects) disconnect(ctx context.Context, page voluntree.Page, e *grainpb.Effect, cause error) error {
-	if page.DisconnectedAt == nil {
+	stored, err := x.store.Page(ctx, page.ID)
+	if err != nil {
+		return err
+	}
+	if stored.AccessToken != page.AccessToken {
+		return errRetry // reconnected with another token meanwhile: send again with it
+	}
+	if stored.DisconnectedAt == nil {
 		now := x.now().UTC()
+		page = stored
 		page.DisconnectedAt, page.Error = &now, cause.Error()
 		if err := x.store.SavePage(ctx, page); err != nil {
 			return err
@@ -394,6 +420,12 @@ func (x *Effects) byEmail(ctx context.Context, e *grainpb.Effect, outcome string
 func (x *Effects) email(ctx context.Context, e *grainpb.Effect, to, subject, text string) (string, int, error) {
 	if x.cfg.Mail == nil || to == "" {
 		return "dropped", 0, nil
+	}
+	// At most mailPerHour emails to one address, whatever the sessions asking for them.
+	if n, err := x.store.CountEmailTo(ctx, to, time.Hour); err != nil {
+		return "", 0, err
+	} else if n > mailPerHour {
+		return "rate_limited", 0, nil
 	}
 	sum := sha256.Sum256([]byte(e.Id))
 	_, err := x.cfg.Mail.Enqueue(ctx, mail.Email{ID: "fx" + hex.EncodeToString(sum[:16]), Org: e.OrgId, To: to, Subject: subject, Text: text})
@@ -454,6 +486,11 @@ func (x *Effects) book(ctx context.Context, e *grainpb.Effect) (string, int, err
 		payload, outcome = sysFull+e.SlotId, "full"
 	default:
 		payload, outcome = sysWaitlisted+e.SlotId+":"+strconv.Itoa(res.Position), "waitlisted"
+		if e.ReleaseSlotId != "" && e.ReleaseSlotId != e.SlotId { // the flow forgets it: free it now
+			if err := x.free(ctx, e, e.ReleaseSlotId); err != nil {
+				return "", 0, err
+			}
+		}
 	}
 	x.metrics.Bookings.WithLabelValues(outcome).Inc()
 	x.bookingEvent(ctx, e, e.SlotId, outcome)
@@ -489,6 +526,9 @@ func (x *Effects) free(ctx context.Context, e *grainpb.Effect, slot string) erro
 	if su, err := x.store.Signup(ctx, e.SignupId); err == nil {
 		if sl, ok := su.Slot(slot); ok {
 			capacity = sl.Required
+			if sl.Cancelled {
+				capacity = 0 // nobody is offered a place of a cancelled slot
+			}
 		}
 	}
 	_, offered, err := x.store.CancelBooking(ctx, e.SignupId, slot, capacity, e.ConversationId, x.cfg.HoldFor)

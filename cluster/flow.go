@@ -158,6 +158,9 @@ func (f *flow) run() {
 		f.cancel() // a cancellation is never lost, a person answering or not
 		f.notify(fmt.Sprintf("%s cancelled while waiting for the team.", f.who()))
 		return
+	case st.Handoff && strings.HasPrefix(m.Payload, slotPrefix) && st.Stage == StageSlot:
+		f.slot() // a place offered while a person handles the conversation can still be taken
+		return
 	case st.Handoff:
 		return // a person answers: the bot stays silent
 	case m.Payload == PayloadStart:
@@ -517,8 +520,13 @@ func (f *flow) system() {
 	st, p := f.st, f.m.Payload
 	outcome := strings.HasPrefix(p, sysBooked) || strings.HasPrefix(p, sysWaitlisted) || strings.HasPrefix(p, sysFull)
 	if outcome && st.Stage != StageBooking {
-		// The person cancelled or withdrew while the booking was on its way: undo it.
-		if slotID, _, _ := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(strings.TrimPrefix(p, sysBooked), sysWaitlisted), sysFull), ":"); slotID != "" && !strings.HasPrefix(p, sysFull) {
+		// The person cancelled or withdrew while the booking was on its way: undo it — unless
+		// it is the place the conversation holds (a late duplicate of its own booking).
+		slotID := strings.TrimPrefix(strings.TrimPrefix(p, sysBooked), sysWaitlisted)
+		if strings.HasPrefix(p, sysWaitlisted) {
+			slotID = slotID[:max(0, strings.LastIndexByte(slotID, ':'))]
+		}
+		if !strings.HasPrefix(p, sysFull) && slotID != "" && slotID != st.SlotId && slotID != st.ChangingFrom {
 			f.emit(&grainpb.Effect{Kind: EffectCancelBooking, SignupId: st.SignupId, SlotId: slotID, Capacity: f.capacity(slotID)})
 		}
 		return
@@ -541,7 +549,9 @@ func (f *flow) system() {
 				[]*grainpb.Option{{Title: "Change slot", Payload: PayloadChange}, {Title: "Cancel", Payload: PayloadCancel}})
 		}
 	case strings.HasPrefix(p, sysWaitlisted):
-		slotID, pos, _ := strings.Cut(strings.TrimPrefix(p, sysWaitlisted), ":")
+		rest := strings.TrimPrefix(p, sysWaitlisted)
+		cut := strings.LastIndexByte(rest, ':')
+		slotID, pos := rest[:max(0, cut)], rest[cut+1:]
 		st.Stage, st.SlotId, st.Asking, st.ChangingFrom = StageWaitlisted, slotID, "", ""
 		if sl, ok := f.slotOf(slotID); ok {
 			f.send(fmt.Sprintf("%s is full: you're number %s on the waitlist. We'll message you as soon as a place frees up.", f.slotLabel(sl, false), pos),
@@ -550,7 +560,13 @@ func (f *flow) system() {
 	case strings.HasPrefix(p, sysOffer):
 		slotID := strings.TrimPrefix(p, sysOffer)
 		sl, ok := f.slotOf(slotID)
-		if !ok || st.Stage != StageWaitlisted || st.SlotId != slotID {
+		switch {
+		case ok && st.Stage == StageWaitlisted && st.SlotId == slotID:
+		case st.Stage == StageSlot || st.Stage == StageBooking || slotID == st.SlotId || slotID == st.ChangingFrom:
+			// Choosing (or booking) right now, maybe that slot again: the hold is left to
+			// expire and pass on, rather than cancel what the choice may book.
+			return
+		default:
 			// Not waiting for it any more (booked elsewhere, cancelled, withdrew): pass it on.
 			f.emit(&grainpb.Effect{Kind: EffectCancelBooking, SignupId: st.SignupId, SlotId: slotID, Capacity: f.capacity(slotID)})
 			return
@@ -567,7 +583,8 @@ func (f *flow) system() {
 	case strings.HasPrefix(p, sysChanged):
 		slotID, old := parseChange(strings.TrimPrefix(p, sysChanged))
 		sl, ok := f.slotOf(slotID)
-		if !ok || st.SlotId != slotID || (st.Stage != StageBooked && st.Stage != StageWaitlisted) {
+		held := st.SlotId == slotID && (st.Stage == StageBooked || st.Stage == StageWaitlisted)
+		if !ok || !(held || st.ChangingFrom == slotID) {
 			return
 		}
 		f.send(fmt.Sprintf("Update from the organisers: %s has moved to %s. Reply \"change\" to pick another slot or \"cancel\" if you can't make it.",
@@ -575,10 +592,14 @@ func (f *flow) system() {
 			[]*grainpb.Option{{Title: "Change slot", Payload: PayloadChange}, {Title: "Cancel", Payload: PayloadCancel}})
 	case strings.HasPrefix(p, sysSlotCancelled):
 		slotID, label := parseChange(strings.TrimPrefix(p, sysSlotCancelled))
-		if st.SlotId != slotID {
+		if st.SlotId != slotID && st.ChangingFrom != slotID {
 			return
 		}
-		st.SlotId = "" // freed by the worker already
+		// Freed by the worker already (the place held, or the one kept while changing).
+		if st.SlotId == slotID {
+			st.SlotId = ""
+		}
+		st.ChangingFrom = ""
 		if f.env.signup == nil || st.Stage == StageDeclined || st.Stage == StageCancelled {
 			return
 		}

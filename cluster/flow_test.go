@@ -266,3 +266,34 @@ func TestFlowCancelWhileBookingAndChanges(t *testing.T) {
 		t.Fatalf("slot after a full change: %q", h3.st.SlotId)
 	}
 }
+
+// TestFlowLateOutcomesAndChangesDuringAChange: a late duplicate of the person's own booking is
+// not undone; a slot cancelled or moved while its person picks another is handled; an offer
+// can be taken during a handoff.
+func TestFlowLateOutcomesAndChangesDuringAChange(t *testing.T) {
+	h := newFlowHarness(t)
+	h.st.Stage, h.st.SlotId, h.st.SignupId = StageBooked, "am", "su_1"
+	h.expect(h.system("booked:am"), StageBooked) // a late duplicate: nothing undone
+
+	// Changing from am, the organisers move am: the person is told.
+	h.env.free["pm"] = 1
+	h.tap(PayloadChange)
+	if h.st.ChangingFrom != "am" || h.st.Stage != StageSlot {
+		t.Fatalf("changing: %+v", h.st)
+	}
+	h.expect(h.system("changed:am|Sat 4 May 2030, 09:00–12:00 (Europe/Paris)"), StageSlot, "send: Update from the organisers")
+	// ... then cancel it: nothing is kept any more, and a later full slot does not bring it back.
+	h.expect(h.system("cancelled:am|Sat 4 May 2030, 09:00–12:00 (Europe/Paris)"), StageSlot, "send: Sorry: the organisers cancelled")
+	if h.st.ChangingFrom != "" || h.st.SlotId != "" {
+		t.Fatalf("after the cancellation: changing from %q, slot %q", h.st.ChangingFrom, h.st.SlotId)
+	}
+
+	// An offer made during a handoff can be taken.
+	h2 := newFlowHarness(t)
+	h2.st.Stage, h2.st.SlotId, h2.st.SignupId, h2.st.Handoff = StageWaitlisted, "pm", "su_1", true
+	effs := h2.system("offer:pm")
+	effs = h2.tap(effs[0].Options[0].Payload)
+	if len(effs) != 1 || effs[0].Kind != EffectBook || effs[0].SlotId != "pm" {
+		t.Fatalf("taking the offer during a handoff: %s", kinds(effs))
+	}
+}

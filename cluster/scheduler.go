@@ -112,10 +112,15 @@ func (s *Scheduler) publish(id string, timeout time.Duration) {
 	if p == nil {
 		err = errors.New("cluster: publishing is not configured on this node")
 	} else {
-		done := make(chan struct{})
-		go func() { resp, err = p.publish(id); close(done) }()
+		type result struct {
+			resp *grainpb.PublishResponse
+			err  error
+		}
+		done := make(chan result, 1)
+		go func() { r, e := p.publish(id); done <- result{r, e} }()
 		select {
-		case <-done:
+		case r := <-done:
+			resp, err = r.resp, r.err
 		case <-time.After(timeout):
 			err = fmt.Errorf("publish %s: no outcome within %s", id, timeout)
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -290,4 +291,20 @@ func (s *Store) UnparkEffects(ctx context.Context, pageID string) (int, error) {
 		return 0, fmt.Errorf("redisstore: unpark effects: %w", err)
 	}
 	return n, nil
+}
+
+// CountEmailTo counts one more email to addr in the current window and returns the count: a
+// person's address cannot be flooded through the conversations (whatever the sessions).
+func (s *Store) CountEmailTo(ctx context.Context, addr string, window time.Duration) (int64, error) {
+	key := s.keys.MailRate(HashToken(strings.ToLower(strings.TrimSpace(addr))))
+	var n *redis.IntCmd
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		n = p.Incr(ctx, key)
+		p.ExpireNX(ctx, key, window)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("redisstore: count email: %w", err)
+	}
+	return n.Val(), nil
 }

@@ -280,5 +280,9 @@ func (k Keys) MailGroup() string { return "mailer" }
 // first, capped): the embedded default shows it on the first page.
 func (k Keys) MailOutbox() string { return k.prefix + ":{mail}:outbox" }
 
+// MailRate counts the volunteer emails sent to one address (by the SHA-256 of the lowercased
+// address) in the current hour (string, expires).
+func (k Keys) MailRate(addrHash string) string { return k.prefix + ":mailrate:" + addrHash }
+
 // MailDead is the stream of emails that failed too often, with their errors.
 func (k Keys) MailDead() string { return k.prefix + ":{mail}:dead" }

@@ -61,6 +61,7 @@ func TestKeyNames(t *testing.T) {
 		{k.EffectDone("p:u:1"), "voluntree:effect:done:p:u:1"},
 		{k.EffectEcho("p:u:1"), "voluntree:effect:echo:p:u:1"},
 		{k.EffectAmbiguous("p:u:1"), "voluntree:effect:ambiguous:p:u:1"},
+		{k.MailRate("h"), "voluntree:mailrate:h"},
 		{k.MailQueue(), "voluntree:{mail}"},
 		{k.MailGroup(), "mailer"},
 		{k.MailOutbox(), "voluntree:{mail}:outbox"},
