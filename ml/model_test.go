@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"testing"
 
@@ -325,6 +326,9 @@ func TestLoadRejectsHostileHeaders(t *testing.T) {
 }
 
 func TestSetThreads(t *testing.T) {
+	// libtorch's count belongs to the OS thread that sets it (OpenMP): set and read it on one.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	defer SetThreads(Threads())
 	for _, n := range []int{2, 1} {
 		if err := SetThreads(n); err != nil {

@@ -217,7 +217,6 @@ func onThread[T any](fn func() (T, error)) (T, error) {
 // withoutGrad runs fn on one OS thread with autograd off (grad mode is thread-local too).
 func withoutGrad[T any](fn func() (T, error)) (T, error) {
 	return onThread(func() (T, error) {
-		applyThreads() // libtorch's thread count is per OS thread: this one's, for this pass
 		prev := ts.MustGradSetEnabled(false)
 		defer ts.MustGradSetEnabled(prev)
 		return fn()
