@@ -445,14 +445,14 @@ func (x *Effects) book(ctx context.Context, e *grainpb.Effect) (string, int, err
 	// The slot as it is now: an admin may have cut its places, cancelled or removed it since
 	// the person tapped it.
 	capacity := 0 // cancelled, removed or past: full for everyone
-	su, err := x.store.Signup(ctx, e.SignupId)
-	switch {
-	case err == nil:
-		if sl, ok := su.Slot(e.SlotId); ok && !sl.Cancelled && !slotPast(&su, sl, x.now()) {
+	su, err := x.signup(ctx, e.SignupId)
+	if err != nil {
+		return "", 0, err
+	}
+	if su != nil {
+		if sl, ok := su.Slot(e.SlotId); ok && !sl.Cancelled && !slotPast(su, sl, x.now()) {
 			capacity = sl.Required
 		}
-	case voluntree.ErrorCode(err) != voluntree.ENOTFOUND:
-		return "", 0, err
 	}
 	rec := redisstore.BookingRecord{Name: e.PersonName, Channel: e.Channel}
 	res := redisstore.BookResult{Status: redisstore.Waitlisted}
@@ -473,27 +473,27 @@ func (x *Effects) book(ctx context.Context, e *grainpb.Effect) (string, int, err
 		payload, outcome = sysBooked+e.SlotId, "booked"
 		for _, old := range []string{e.PreviousSlotId, e.ReleaseSlotId} {
 			if old != "" && old != "-" && old != e.SlotId {
-				if err := x.free(ctx, e, old); err != nil {
+				if err := x.free(ctx, e, su, old); err != nil {
 					return "", 0, err
 				}
 			}
 		}
 	case change:
 		// The new slot is full: the person keeps their place and leaves that waitlist.
-		if err := x.free(ctx, e, e.SlotId); err != nil {
+		if err := x.free(ctx, e, su, e.SlotId); err != nil {
 			return "", 0, err
 		}
 		payload, outcome = sysFull+e.SlotId, "full"
 	default:
 		payload, outcome = sysWaitlisted+e.SlotId+":"+strconv.Itoa(res.Position), "waitlisted"
 		if e.ReleaseSlotId != "" && e.ReleaseSlotId != e.SlotId { // the flow forgets it: free it now
-			if err := x.free(ctx, e, e.ReleaseSlotId); err != nil {
+			if err := x.free(ctx, e, su, e.ReleaseSlotId); err != nil {
 				return "", 0, err
 			}
 		}
 	}
 	x.metrics.Bookings.WithLabelValues(outcome).Inc()
-	x.bookingEvent(ctx, e, e.SlotId, outcome)
+	x.bookingEvent(ctx, e, su, e.SlotId, outcome)
 	if err := x.tell(ctx, e.ConversationId, e.Id+":result", payload); err != nil {
 		return "", 0, err
 	}
@@ -512,18 +512,34 @@ func (x *Effects) cancelBooking(ctx context.Context, e *grainpb.Effect) (string,
 		}
 		slot = rec.SlotID
 	}
-	if err := x.free(ctx, e, slot); err != nil {
+	su, err := x.signup(ctx, e.SignupId)
+	if err != nil {
+		return "", 0, err
+	}
+	if err := x.free(ctx, e, su, slot); err != nil {
 		return "", 0, err
 	}
 	x.metrics.Bookings.WithLabelValues("cancelled").Inc()
-	x.bookingEvent(ctx, e, slot, "cancelled")
+	x.bookingEvent(ctx, e, su, slot, "cancelled")
 	return "done", 0, nil
 }
 
-// free takes the person off a slot and offers a freed place.
-func (x *Effects) free(ctx context.Context, e *grainpb.Effect, slot string) error {
+// signup reads a signup as it is now (nil when it was deleted).
+func (x *Effects) signup(ctx context.Context, id string) (*voluntree.Signup, error) {
+	su, err := x.store.Signup(ctx, id)
+	switch {
+	case voluntree.ErrorCode(err) == voluntree.ENOTFOUND:
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	return &su, nil
+}
+
+// free takes the person off a slot of su (nil: deleted) and offers a freed place.
+func (x *Effects) free(ctx context.Context, e *grainpb.Effect, su *voluntree.Signup, slot string) error {
 	capacity := int(e.Capacity)
-	if su, err := x.store.Signup(ctx, e.SignupId); err == nil {
+	if su != nil {
 		if sl, ok := su.Slot(slot); ok {
 			capacity = sl.Required
 			if sl.Cancelled {
@@ -565,9 +581,8 @@ func (x *Effects) tell(ctx context.Context, conversationID, id, payload string) 
 }
 
 // bookingEvent shows the slot's new counts on the organization's live feed (best effort).
-func (x *Effects) bookingEvent(ctx context.Context, e *grainpb.Effect, slot, outcome string) {
-	su, err := x.store.Signup(ctx, e.SignupId)
-	if err != nil {
+func (x *Effects) bookingEvent(ctx context.Context, e *grainpb.Effect, su *voluntree.Signup, slot, outcome string) {
+	if su == nil {
 		return
 	}
 	c, err := x.store.SlotCountsOf(ctx, su.ID, slot)

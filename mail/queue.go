@@ -6,11 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/voluntree/voluntree/internal/streamworker"
 	"github.com/voluntree/voluntree/redisstore"
 )
 
@@ -57,7 +57,7 @@ func (q *Queue) Enqueue(ctx context.Context, e Email) (string, error) {
 	})
 	_, _ = pipe.Exec(ctx) // each command's error is checked below
 	if err := add.Err(); err != nil {
-		if gerr := group.Err(); gerr != nil && !isBusyGroup(gerr) {
+		if gerr := group.Err(); gerr != nil && !streamworker.IsBusyGroup(gerr) {
 			err = fmt.Errorf("%w (creating the consumer group: %w)", err, gerr)
 		}
 		return "", fmt.Errorf("mail: enqueue %s: %w", e.ID, err)
@@ -116,14 +116,6 @@ func (q *Queue) Dead(ctx context.Context, limit int) ([]DeadEmail, error) {
 		out[i] = d
 	}
 	return out, nil
-}
-
-func isBusyGroup(err error) bool {
-	return err != nil && strings.HasPrefix(err.Error(), "BUSYGROUP")
-}
-
-func isNoGroup(err error) bool {
-	return err != nil && strings.HasPrefix(err.Error(), "NOGROUP")
 }
 
 var errNoMessageField = errors.New(`entry has no email field "m"`)

@@ -2,9 +2,7 @@ package redisstore
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -194,14 +192,13 @@ func (s *Store) CreateAdminToken(ctx context.Context, orgID, label string) (stri
 	if _, err := s.Org(ctx, orgID); err != nil {
 		return "", AdminToken{}, err
 	}
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", AdminToken{}, fmt.Errorf("redisstore: token: %w", err)
+	token, err := newToken(TokenPrefix)
+	if err != nil {
+		return "", AdminToken{}, err
 	}
-	token := TokenPrefix + base64.RawURLEncoding.EncodeToString(b[:])
 	rec := AdminToken{OrgID: orgID, Label: label, Hint: token[:len(TokenPrefix)+6], CreatedAt: time.Now().UTC()}
 	h := HashToken(token)
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Set(ctx, s.keys.AdminToken(h), mustJSON(rec), 0)
 		p.ZAdd(ctx, s.keys.OrgTokens(orgID), redis.Z{Score: ms(rec.CreatedAt), Member: h})
 		return nil

@@ -2,8 +2,6 @@ package redisstore
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -61,14 +59,6 @@ type ChatMessage struct {
 	ClientID string `json:"client_id,omitempty"`
 }
 
-func newChatToken() (string, error) {
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("redisstore: chat token: %w", err)
-	}
-	return ChatTokenPrefix + base64.RawURLEncoding.EncodeToString(b[:]), nil
-}
-
 // CreateChatSession starts a web chat session (a new conversation) and returns its token.
 func (s *Store) CreateChatSession(ctx context.Context, sess ChatSession) (string, ChatSession, error) {
 	if sess.ID == "" {
@@ -78,7 +68,7 @@ func (s *Store) CreateChatSession(ctx context.Context, sess ChatSession) (string
 }
 
 func (s *Store) storeChatSession(ctx context.Context, sess ChatSession) (string, ChatSession, error) {
-	token, err := newChatToken()
+	token, err := newToken(ChatTokenPrefix)
 	if err != nil {
 		return "", sess, err
 	}

@@ -41,11 +41,10 @@ func (s *Store) CreateWSTicket(ctx context.Context, org string, ttl time.Duratio
 	if ttl <= 0 {
 		return "", WSTicket{}, fmt.Errorf("redisstore: ticket lifetime must be positive, got %s", ttl)
 	}
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", WSTicket{}, fmt.Errorf("redisstore: ticket: %w", err)
+	ticket, err := newToken(TicketPrefix)
+	if err != nil {
+		return "", WSTicket{}, err
 	}
-	ticket := TicketPrefix + base64.RawURLEncoding.EncodeToString(b[:])
 	rec := WSTicket{OrgID: org, ExpiresAt: time.Now().Add(ttl).UTC()}
 	if err := s.rdb.Set(ctx, s.keys.WSTicket(HashToken(ticket)), mustJSON(rec), ttl).Err(); err != nil {
 		return "", WSTicket{}, fmt.Errorf("redisstore: store ticket: %w", err)
@@ -81,6 +80,16 @@ func (s *Store) TakeWSTicket(ctx context.Context, ticket string) (WSTicket, erro
 
 // ValidTicketFormat reports whether s looks like a ticket (checked before any Redis call).
 func ValidTicketFormat(s string) bool { return tokenFormat(s, TicketPrefix, ticketLen) }
+
+// newToken returns prefix followed by 32 random bytes in base64url (tokenFormat's shape): the
+// admin tokens, live-feed tickets and chat tokens.
+func newToken(prefix string) (string, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("redisstore: random token: %w", err)
+	}
+	return prefix + base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
 
 // tokenFormat reports whether s is prefix followed by base64url characters, n bytes in all:
 // the shape of the random tokens this package issues.

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/voluntree/voluntree/facebook"
 	"github.com/voluntree/voluntree/internal/fakegraph"
 	"github.com/voluntree/voluntree/mail"
@@ -141,17 +143,7 @@ func TestMessengerConversationToBookedSlot(t *testing.T) {
 	v.await("What's your email address?")
 	v.say("ada@example.org", "ada@example.org") // the user_email quick reply
 	v.await("We've sent a 6-digit code to ada@example.org")
-	q := mail.NewQueue(e.store.Client(), redisstore.NewKeys(e.prefix))
-	var code6 string
-	waitRedis(t, func() bool {
-		out, _ := q.Outbox(context.Background(), 10)
-		for _, m := range out {
-			if m.To == "ada@example.org" {
-				code6 = regexp.MustCompile(`\d{6}`).FindString(m.Subject)
-			}
-		}
-		return code6 != ""
-	}, "the code's email")
+	code6 := outboxCode(t, e.store.Client(), e.prefix, "ada@example.org", "")
 	v.say("000000", "")
 	v.await("That code is not right. 2 tries left.")
 	v.say("my code is "+code6, "")
@@ -230,17 +222,7 @@ func (v *messengerVolunteer) bookFirstSlot(email string) {
 	v.await("What's your email address?")
 	v.say(email, email)
 	v.await("We've sent a 6-digit code")
-	q := mail.NewQueue(v.e.store.Client(), redisstore.NewKeys(v.e.prefix))
-	var code6 string
-	waitRedis(v.t, func() bool {
-		out, _ := q.Outbox(context.Background(), 100)
-		for _, m := range out {
-			if m.To == email {
-				code6 = regexp.MustCompile(`\d{6}`).FindString(m.Subject)
-			}
-		}
-		return code6 != ""
-	}, "the code's email")
+	code6 := outboxCode(v.t, v.e.store.Client(), v.e.prefix, email, "")
 	v.say(code6, "")
 	slots := v.await("Which slot suits you?")
 	v.tap(slots.QuickReplies[0].Title, slots.QuickReplies[0].Payload)
@@ -441,4 +423,22 @@ func TestDisconnectedPageParksMessages(t *testing.T) {
 		t.Errorf("%d Send API calls after the reconnection, want 1", calls-n2)
 	}
 	n.stop(t)
+}
+
+// outboxCode waits for the 6-digit code emailed to addr (of org, when not "") and returns it,
+// read from the outbox under prefix.
+func outboxCode(t *testing.T, rdb redis.UniversalClient, prefix, addr, org string) string {
+	t.Helper()
+	q := mail.NewQueue(rdb, redisstore.NewKeys(prefix))
+	var code string
+	waitRedis(t, func() bool {
+		out, _ := q.Outbox(context.Background(), 100)
+		for _, m := range out {
+			if m.To == addr && (org == "" || m.Org == org) {
+				code = regexp.MustCompile(`\d{6}`).FindString(m.Subject)
+			}
+		}
+		return code != ""
+	}, "the code emailed to "+addr)
+	return code
 }

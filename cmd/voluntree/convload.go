@@ -738,12 +738,15 @@ func (cl *convload) webVolunteer(ctx context.Context, i int) error {
 					return
 				}
 				var m redisstore.ChatMessage
-				if json.Unmarshal(b, &m) == nil && m.ClientID != "" {
+				if json.Unmarshal(b, &m) != nil {
+					continue
+				}
+				if m.ClientID != "" {
 					cmu.Lock()
 					delete(pending, m.ClientID) // taken
 					cmu.Unlock()
 				}
-				if json.Unmarshal(b, &m) == nil && m.ID != "" {
+				if m.ID != "" {
 					select {
 					case frames <- m:
 					case <-done:

@@ -6,15 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/fasthttp/websocket"
-
-	"github.com/voluntree/voluntree/mail"
-	"github.com/voluntree/voluntree/redisstore"
 )
 
 // chatClient is a web chat socket.
@@ -146,17 +142,7 @@ func TestWebChatToBookedSlot(t *testing.T) {
 	}
 	token = ref["token"].(string)
 
-	q := mail.NewQueue(e.store.Client(), redisstore.NewKeys(e.prefix))
-	var code6 string
-	waitRedis(t, func() bool {
-		out, _ := q.Outbox(context.Background(), 10)
-		for _, m := range out {
-			if m.To == "grace@example.org" {
-				code6 = regexp.MustCompile(`\d{6}`).FindString(m.Subject)
-			}
-		}
-		return code6 != ""
-	}, "the code's email")
+	code6 := outboxCode(t, e.store.Client(), e.prefix, "grace@example.org", "")
 	// Disconnect, and send the code from a second socket: the first one's reconnect with since
 	// gets exactly what it missed.
 	lastSeen := cc.seen[len(cc.seen)-1]["id"].(string)
@@ -308,17 +294,7 @@ func TestDemoChatFillsTheDashboard(t *testing.T) {
 	cc.send(map[string]string{"text": "newcomer@example.org", "id": "d2"})
 	cc.await("We've sent a 6-digit code")
 	rdb, _ := redisSrv.Client(t)
-	q := mail.NewQueue(rdb, redisstore.NewKeys(prefix))
-	var code6 string
-	waitRedis(t, func() bool {
-		out, _ := q.Outbox(context.Background(), 10)
-		for _, m := range out {
-			if m.To == "newcomer@example.org" && m.Org == "demo" {
-				code6 = regexp.MustCompile(`\d{6}`).FindString(m.Subject)
-			}
-		}
-		return code6 != ""
-	}, "the code in the demo organization's outbox")
+	code6 := outboxCode(t, rdb, prefix, "newcomer@example.org", "demo")
 	cc.send(map[string]string{"text": code6, "id": "d3"})
 	slots := cc.await("Which slot suits you?")
 	cc.send(map[string]string{"payload": optionPayload(t, slots, 0), "id": "d4"})

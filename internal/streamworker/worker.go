@@ -201,9 +201,6 @@ func New(rdb redis.UniversalClient, cfg Config, h Handler, m *Metrics, log *slog
 // Validate reports the configuration error that makes Run fail, if any.
 func (w *Worker) Validate() error { return w.cfgErr }
 
-// Config returns the worker's configuration, defaults applied.
-func (w *Worker) Config() Config { return w.cfg }
-
 // Stats returns the worker's counters.
 func (w *Worker) Stats() Stats {
 	return Stats{Done: w.done.Load(), Retried: w.retried.Load(), Dead: w.dead.Load(), Claimed: w.claimed.Load()}
