@@ -169,8 +169,8 @@ func (f *flow) run() {
 			if st.FirstInterestUnixNano == 0 {
 				st.FirstInterestUnixNano = f.env.now.UnixNano()
 			}
-			f.send(fmt.Sprintf("Hi%s! Thanks for stopping by.", firstName(st.SenderName)), nil)
-			f.askConfirm()
+			// One message: the greeting and the question, with its buttons.
+			f.askConfirmAfter(fmt.Sprintf("Hi%s! Thanks for stopping by. ", firstName(st.SenderName)))
 		}
 		return
 	case st.Stage == StageDeclined && voluntree.Intent(m.Intent) != voluntree.IntentInterested && m.Payload != PayloadYes:
@@ -271,9 +271,12 @@ func (f *flow) startForm() {
 	f.askConfirm()
 }
 
-func (f *flow) askConfirm() {
+func (f *flow) askConfirm() { f.askConfirmAfter("") }
+
+// askConfirmAfter asks to confirm, the question after intro.
+func (f *flow) askConfirmAfter(intro string) {
 	f.st.Asking = StageConfirm
-	f.send(fmt.Sprintf("Would you like to volunteer for %q?", f.env.signup.Title),
+	f.send(fmt.Sprintf("%sWould you like to volunteer for %q?", intro, f.env.signup.Title),
 		[]*grainpb.Option{{Title: "Yes, count me in", Payload: PayloadYes}, {Title: "No, thanks", Payload: PayloadNo}})
 }
 

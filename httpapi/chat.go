@@ -121,6 +121,28 @@ func (s *Server) refreshChatSession(c *fiber.Ctx) error {
 		ConversationID: sess.ConversationID(), SignupID: sess.SignupID})
 }
 
+// chatHistory: GET /api/v1/chat/history?token=&since= → {"items": [...]}: the conversation's
+// messages after since (all, up to 500, without it), for a page's first paint before its
+// socket opens.
+func (s *Server) chatHistory(c *fiber.Ctx) error {
+	if s.cfg.Store == nil {
+		return voluntree.Errorf(voluntree.EUNAVAILABLE, "web chat is not available on this node")
+	}
+	sess, err := s.cfg.Store.ChatSessionOf(c.UserContext(), c.Query("token"))
+	if err != nil {
+		return err
+	}
+	since := c.Query("since")
+	if !streamIDPattern.MatchString(since) {
+		since = ""
+	}
+	items, err := s.cfg.Store.ChatHistory(c.UserContext(), sess.ConversationID(), since, chatReplayMax)
+	if err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"items": items})
+}
+
 // chatMessage puts a web chat message into the ingest stream (durable once it returns).
 func (s *Server) chatMessage(ctx context.Context, sess redisstore.ChatSession, id, text, payload string) error {
 	now := time.Now()

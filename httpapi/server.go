@@ -226,6 +226,7 @@ func New(cfg Config) *Server {
 	api.Post("/classify", s.classify)
 	api.Post("/chat/sessions", s.createChatSession)
 	api.Post("/chat/sessions/refresh", s.refreshChatSession)
+	api.Get("/chat/history", s.chatHistory)
 	api.Get("/demo", s.demoInfo)
 	api.Post("/demo/comments", s.demoComment)
 	if cfg.Store != nil {

@@ -233,9 +233,10 @@ func streamAfter(a, b string) bool {
 	return am > bm || am == bm && as > bs
 }
 
-// TestChatPageInABrowser loads the web chat page in headless Chromium with a name in the link:
-// the page starts a session, opens the socket and shows the bot's greeting with its answers as
-// buttons. (The rest of the flow is TestWebChatToBookedSlot's, over the same socket.)
+// TestChatPageInABrowser: a session started (as the page's #name= link does) greets the person;
+// the chat page, opened in headless Chromium with the session's token, shows the bot's
+// greeting and its answers as buttons, over its socket. (The rest of the flow is
+// TestWebChatToBookedSlot's, over the same socket.)
 func TestChatPageInABrowser(t *testing.T) {
 	browser := requireChromium(t)
 	e := newPublishEnv(t, "e2e-chat-page", "VOLUNTREE_POLL_INTERVAL=0")
@@ -245,10 +246,24 @@ func TestChatPageInABrowser(t *testing.T) {
 	if code != 201 {
 		t.Fatalf("create signup: %d %v", code, su)
 	}
-	dom := renderedDOM(t, browser, n.base+"/chat/"+su["id"].(string)+"#name=Grace")
-	for _, want := range []string{`id="chat-title">Soup kitchen`, `data-from="bot"`, "Hi Grace! Thanks for stopping by.",
-		`Would you like to volunteer for "Soup kitchen"?`, `<button type="button">Yes, count me in</button>`,
-		`data-state="open"`} {
+	code, sess := n.post(t, "/api/v1/chat/sessions", `{"signup_id":"`+su["id"].(string)+`","name":"Grace"}`)
+	if code != 201 {
+		t.Fatalf("session: %d %v", code, sess)
+	}
+	cc, err := dialChat(t, n, sess["token"].(string), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc.await("Would you like to volunteer") // in the history: the page reads it before its socket opens
+	if status, body := n.get(t, "/api/v1/chat/history?token="+sess["token"].(string)); status != 200 || !bytes.Contains(body, []byte("Would you like to volunteer")) {
+		t.Fatalf("history: %d %s", status, body)
+	}
+	if status, _ := n.get(t, "/api/v1/chat/history?token=wct_nope"); status != 401 {
+		t.Fatalf("history with a bad token: %d", status)
+	}
+	dom := renderedDOM(t, browser, n.base+"/chat/"+su["id"].(string)+"#token="+sess["token"].(string))
+	for _, want := range []string{`data-from="bot"`, "Hi Grace! Thanks for stopping by.",
+		`Would you like to volunteer for "Soup kitchen"?`, `<button type="button">Yes, count me in</button>`} {
 		if !bytes.Contains(dom, []byte(want)) {
 			t.Errorf("the chat page lacks %s", want)
 		}

@@ -97,9 +97,14 @@
     };
   }
 
-  function open() {
+  async function open() {
     $("start-form").hidden = true;
     $("chat").hidden = false;
+    // The history first, over HTTP (a quick first paint); the socket then goes on from it.
+    try {
+      const r = await fetch(`/api/v1/chat/history?token=${encodeURIComponent(token)}&since=${encodeURIComponent(lastID)}`, { cache: "no-store" });
+      if (r.ok) for (const m of (await r.json()).items || []) render(m);
+    } catch (_) { /* the socket replays it */ }
     connect();
     $("chat-input").focus();
   }
@@ -124,8 +129,15 @@
     $("chat-input").value = "";
   });
 
+  // A link may carry a session's token (#token=wct_…, e.g. from the organisers): it is taken
+  // out of the address bar and kept for this tab.
+  const linked = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (linked && /^wct_[A-Za-z0-9_-]+$/.test(linked)) {
+    history.replaceState(null, "", location.pathname);
+    sessionStorage.setItem(store, JSON.stringify({ token: linked, lastID: "" }));
+  }
   const saved = JSON.parse(sessionStorage.getItem(store) || "null");
-  if (saved && saved.token) { token = saved.token; lastID = ""; open(); refresh(); }
+  if (saved && saved.token) { token = saved.token; lastID = ""; open().then(refresh); } // renewed once open: the old token must not vanish under it
   else {
     // A link may carry the person's name (#name=Grace): the chat starts at once.
     const name = new URLSearchParams(location.hash.slice(1)).get("name");
