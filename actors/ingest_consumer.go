@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/voluntree/voluntree"
-	"github.com/voluntree/voluntree/internal/retry"
+	"github.com/voluntree/voluntree/internal/streamworker"
 	"github.com/voluntree/voluntree/metrics"
 	"github.com/voluntree/voluntree/redisstore"
 )
@@ -29,6 +29,7 @@ const (
 	DefaultMaxDeliveries  = 5
 	DefaultProcessTimeout = 30 * time.Second
 	DefaultMinBatch       = 32
+	DefaultRetryDelay     = time.Second
 )
 
 // IngestConfig configures an IngestConsumer.
@@ -39,6 +40,7 @@ type IngestConfig struct {
 	ClaimIdle      time.Duration // entries pending this long under any consumer are reclaimed
 	ClaimEvery     time.Duration // how often to look for them; default min(ClaimIdle/2, 5s)
 	MaxDeliveries  int           // an entry failing this many deliveries is dead-lettered
+	RetryDelay     time.Duration // wait before a failed entry's next delivery, doubling up to a minute
 	ProcessTimeout time.Duration // one batch's processing
 	MinBatch       int           // a read with fewer entries waits Linger for more (0: no linger)
 	Linger         time.Duration
@@ -54,11 +56,11 @@ func (c *IngestConfig) setDefaults() {
 	if c.ClaimIdle == 0 {
 		c.ClaimIdle = DefaultClaimIdle
 	}
-	if c.ClaimEvery == 0 {
-		c.ClaimEvery = min(c.ClaimIdle/2, 5*time.Second)
-	}
 	if c.MaxDeliveries == 0 {
 		c.MaxDeliveries = DefaultMaxDeliveries
+	}
+	if c.RetryDelay == 0 {
+		c.RetryDelay = DefaultRetryDelay
 	}
 	if c.ProcessTimeout == 0 {
 		c.ProcessTimeout = DefaultProcessTimeout
@@ -68,247 +70,99 @@ func (c *IngestConfig) setDefaults() {
 	}
 }
 
-// Validate reports an unusable configuration.
-func (c IngestConfig) Validate() error {
-	switch {
-	case c.Consumer == "":
-		return errors.New("actors: ingest consumer name is required")
-	case c.ReadCount < 1:
-		return fmt.Errorf("actors: ingest read count must be positive, got %d", c.ReadCount)
-	case c.Block < time.Millisecond:
-		return fmt.Errorf("actors: ingest read block must be at least 1ms, got %s", c.Block)
-	case c.ClaimIdle < 10*time.Millisecond:
-		return fmt.Errorf("actors: claim idle time must be at least 10ms, got %s", c.ClaimIdle)
-	case c.MaxDeliveries < 1:
-		return fmt.Errorf("actors: max deliveries must be positive, got %d", c.MaxDeliveries)
-	case c.ProcessTimeout < time.Millisecond:
-		return fmt.Errorf("actors: ingest process timeout must be at least 1ms, got %s", c.ProcessTimeout)
-	case c.ClaimEvery < 0:
-		return fmt.Errorf("actors: claim interval must not be negative, got %s", c.ClaimEvery)
-	case c.Linger < 0 || c.Linger > time.Second:
-		return fmt.Errorf("actors: linger must be between 0 and 1s, got %s", c.Linger)
-	case c.Linger >= c.ClaimIdle/3:
-		// Lingering entries are delivered but not yet in flight: they must not look idle.
-		return fmt.Errorf("actors: linger (%s) must be under a third of the claim idle time (%s)", c.Linger, c.ClaimIdle)
+// streamConfig is the stream worker configuration of the ingest stream.
+func (c IngestConfig) streamConfig(keys redisstore.Keys) streamworker.Config {
+	return streamworker.Config{
+		Name: "ingest", Stream: keys.Ingest(), Group: keys.IngestGroup(), Consumer: c.Consumer,
+		DeadStream: keys.DeadLetter(), ReadCount: c.ReadCount, MinBatch: c.MinBatch, Linger: c.Linger,
+		Block: c.Block, ClaimIdle: c.ClaimIdle, ClaimEvery: c.ClaimEvery, MaxAttempts: c.MaxDeliveries,
+		BaseDelay: c.RetryDelay, MaxDelay: max(time.Minute, c.RetryDelay), HandleTimeout: c.ProcessTimeout,
 	}
-	return nil
 }
 
-// IngestConsumer is the node's reader of the ingest stream: a loop whose blocking reads never
-// run in an actor's Receive; serve runs it as a supervised StreamReader actor (Run). It reads new
-// entries with its consumer group, re-reads its own pending entries after a restart,
-// reclaims entries left idle by dead consumers, hands each batch to the Processor (which
-// feeds the batching actor and the grains), and acknowledges entries only once their effects
-// are durable. An entry that fails MaxDeliveries deliveries, or can never be decoded, goes to
-// the dead-letter stream with its error.
+// IngestConsumer is the node's reader of the ingest stream: the stream worker engine
+// (internal/streamworker, which also runs the mail and effects streams) with the ingest
+// pipeline as its batch handler. serve runs it as a supervised StreamReader actor (Run). The
+// engine reads batches with the consumer group, re-reads its own pending entries after a
+// restart, retries failed entries with backoff, reclaims entries left idle by dead consumers,
+// and acknowledges entries only once their effects are durable; the pipeline decodes each
+// batch and takes it through the Processor's stages (classify, then grains), several batches
+// at once. An entry that fails MaxDeliveries deliveries, or can never be decoded, goes to the
+// dead-letter stream with its error.
 type IngestConsumer struct {
-	store   *redisstore.Store
-	proc    Processor
-	cfg     IngestConfig
-	metrics *metrics.Metrics
-	log     *slog.Logger
+	worker         *streamworker.Worker
+	stages         []Stage
+	processTimeout time.Duration
+	log            *slog.Logger
+
+	in chan<- *Batch // the running pipeline's first stage; set by Run, used by HandleBatch
 
 	cancel  context.CancelFunc
 	done    chan struct{}
 	once    sync.Once
 	started bool
-
-	// Entries in the pipeline, by id, with when they were delivered. They stay pending
-	// while in flight: the loop keeps their idle time short (XCLAIM JUSTID, which does not
-	// count as a delivery) so that no consumer — this one included — reclaims them.
-	mu       sync.Mutex
-	inflight map[string]time.Time
 }
 
-// NewIngestConsumer returns a consumer; Start runs it.
+// NewIngestConsumer returns a consumer; Run (or Start) runs it.
 func NewIngestConsumer(store *redisstore.Store, proc Processor, cfg IngestConfig, m *metrics.Metrics, logger *slog.Logger) (*IngestConsumer, error) {
 	cfg.setDefaults()
-	if err := cfg.Validate(); err != nil {
-		return nil, err
+	if cfg.Consumer == "" {
+		return nil, errors.New("actors: ingest consumer name is required")
 	}
-	return &IngestConsumer{
-		store: store, proc: proc, cfg: cfg, metrics: m,
-		log:      logger.With("component", "ingest", "consumer", cfg.Consumer),
-		done:     make(chan struct{}),
-		inflight: make(map[string]time.Time),
-	}, nil
+	c := &IngestConsumer{stages: stagesOf(proc), processTimeout: cfg.ProcessTimeout,
+		log: logger.With("component", "ingest", "consumer", cfg.Consumer)}
+	var sm *streamworker.Metrics
+	if m != nil {
+		sm = &streamworker.Metrics{Entries: m.StreamEntries, Duration: m.StreamDuration, BatchSize: m.StreamBatchSize}
+	}
+	c.worker = streamworker.NewBatch(store.Client(), cfg.streamConfig(store.Keys()), c, sm, logger)
+	if err := c.worker.Validate(); err != nil {
+		return nil, fmt.Errorf("actors: ingest consumer: %w", err)
+	}
+	return c, nil
 }
 
-// Start runs the loop until Stop. It may be called once.
+// Engine returns the stream worker that runs the consumer.
+func (c *IngestConsumer) Engine() *streamworker.Worker { return c.worker }
+
+// Run runs the consumer until ctx ends, then returns once the batches in hand are processed
+// and acknowledged: the Runner a StreamReader actor supervises. Use either Run or Start/Stop.
+func (c *IngestConsumer) Run(ctx context.Context) error {
+	in, drained := c.startPipeline()
+	c.in = in
+	err := c.worker.Run(ctx) // returns once every batch it handed over is done
+	close(in)
+	<-drained
+	return err
+}
+
+// Start runs the consumer until Stop. It may be called once.
 func (c *IngestConsumer) Start() {
 	if c.started {
 		panic("actors: IngestConsumer.Start called twice")
 	}
 	c.started = true
 	ctx, cancel := context.WithCancel(context.Background())
-	c.cancel = cancel
+	c.cancel, c.done = cancel, make(chan struct{})
 	go func() {
 		defer close(c.done)
-		c.run(ctx)
+		if err := c.Run(ctx); err != nil {
+			c.log.Error("ingest consumer", "action", "read", "error", err)
+		}
 	}()
 }
 
-// Run runs the loop until ctx ends, then returns once the batches in hand are processed and
-// acknowledged: the Runner a StreamReader actor supervises (serve runs the consumer that way).
-// Use either Run or Start/Stop.
-func (c *IngestConsumer) Run(ctx context.Context) error {
-	c.run(ctx)
-	return nil
-}
-
-// Stop ends the loop after the batch in hand is processed and acknowledged, or when ctx ends.
+// Stop ends the consumer after the batches in hand are processed and acknowledged, or when
+// ctx ends.
 func (c *IngestConsumer) Stop(ctx context.Context) error {
-	c.once.Do(func() {
-		if c.cancel != nil {
-			c.cancel()
-		}
-	})
 	if c.cancel == nil {
 		return nil
 	}
+	c.once.Do(c.cancel)
 	select {
 	case <-c.done:
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("actors: stop ingest consumer: %w", ctx.Err())
 	}
-}
-
-func (c *IngestConsumer) run(ctx context.Context) {
-	in, drained := c.startPipeline()
-	defer func() { close(in); <-drained }()
-	// In-flight entries are kept fresh on a ticker of their own: the loop itself may be
-	// blocked handing a batch to a busy pipeline, and a peer must not reclaim them then.
-	touchDone := make(chan struct{})
-	go func() {
-		defer close(touchDone)
-		// An entry is touched within ClaimIdle/6 + ClaimIdle/6 of entering the pipeline, and
-		// it was read at most Linger (< ClaimIdle/3) before: it never idles past ClaimIdle.
-		t := time.NewTicker(min(c.cfg.ClaimEvery, c.cfg.ClaimIdle/6))
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				c.touchInflight(context.WithoutCancel(ctx))
-			}
-		}
-	}()
-	defer func() { <-touchDone }()
-	handle := func(entries []redisstore.Entry) { c.submit(ctx, in, entries) }
-	backoff := retry.New()
-	for ctx.Err() == nil {
-		if err := c.store.EnsureGroup(ctx); err != nil {
-			c.log.Error("ingest group", "action", "start", "error", err)
-			backoff.Wait(ctx)
-			continue
-		}
-		break
-	}
-	// Entries this consumer read before a restart and never acknowledged: one pass over them
-	// (those failing again stay pending and take the reclaim path, which counts deliveries).
-	after := "0"
-	for ctx.Err() == nil {
-		entries, err := c.store.ReadOwnPending(ctx, c.cfg.Consumer, after, c.cfg.ReadCount)
-		if err != nil {
-			c.log.Error("read own pending", "action", "read", "error", err)
-			backoff.Wait(ctx)
-			continue
-		}
-		if len(entries) == 0 {
-			break
-		}
-		c.log.Info("re-reading own pending entries", "action", "recover", "entries", len(entries))
-		handle(entries)
-		after = entries[len(entries)-1].ID
-	}
-	nextClaim := time.Now()
-	for ctx.Err() == nil {
-		if !time.Now().Before(nextClaim) {
-			n, err := c.claim(ctx, handle)
-			if err != nil {
-				c.log.Error("reclaim", "action", "claim", "error", err)
-			}
-			if n < c.cfg.ReadCount {
-				nextClaim = time.Now().Add(c.cfg.ClaimEvery)
-			}
-		}
-		entries, err := c.store.ReadNew(ctx, c.cfg.Consumer, c.cfg.ReadCount, c.cfg.Block)
-		if err != nil {
-			if ctx.Err() == nil {
-				c.log.Error("read ingest", "action", "read", "error", err)
-				backoff.Wait(ctx)
-			}
-			continue
-		}
-		backoff.Reset()
-		entries = c.linger(ctx, entries)
-		handle(entries)
-	}
-}
-
-// linger tops up a small read: when fewer than MinBatch entries came, it waits until Linger
-// after the read and takes what arrived meanwhile (one more read, no blocking). Fewer, larger
-// batches cost fewer Redis round trips, model calls and wake-ups per message.
-func (c *IngestConsumer) linger(ctx context.Context, entries []redisstore.Entry) []redisstore.Entry {
-	if c.cfg.Linger <= 0 || len(entries) == 0 || len(entries) >= c.cfg.MinBatch {
-		return entries
-	}
-	t := time.NewTimer(c.cfg.Linger)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return entries
-	case <-t.C:
-	}
-	more, err := c.store.ReadNew(ctx, c.cfg.Consumer, c.cfg.ReadCount-len(entries), -1)
-	if err != nil {
-		c.log.Warn("read ingest", "action", "read", "error", err) // the next read retries
-		return entries
-	}
-	return append(entries, more...)
-}
-
-// touchInflight resets the idle time of entries that have been in the pipeline for a sixth
-// of ClaimIdle, so that a slow batch is not mistaken for a dead consumer's.
-func (c *IngestConsumer) touchInflight(ctx context.Context) {
-	var ids []string
-	cutoff := time.Now().Add(-c.cfg.ClaimIdle / 6)
-	c.mu.Lock()
-	for id, at := range c.inflight {
-		if at.Before(cutoff) {
-			ids = append(ids, id)
-			c.inflight[id] = time.Now()
-		}
-	}
-	c.mu.Unlock()
-	if len(ids) == 0 {
-		return
-	}
-	if err := c.store.Touch(ctx, c.cfg.Consumer, ids...); err != nil {
-		c.log.Warn("touch in-flight entries", "action", "claim", "entries", len(ids), "error", err)
-	}
-}
-
-// claim takes over entries idle past ClaimIdle and processes them; it returns how many.
-func (c *IngestConsumer) claim(ctx context.Context, handle func([]redisstore.Entry)) (int, error) {
-	entries, err := c.store.Claim(ctx, c.cfg.Consumer, c.cfg.ClaimIdle, c.cfg.ReadCount)
-	if err != nil || len(entries) == 0 {
-		return 0, err
-	}
-	c.metrics.IngestReclaimed.Add(float64(len(entries)))
-	c.log.Info("reclaimed idle entries", "action", "claim", "entries", len(entries))
-	handle(entries)
-	return len(entries), nil
-}
-
-func (c *IngestConsumer) deadLetter(ctx context.Context, e redisstore.Entry, cause error) {
-	if err := c.store.DeadLetter(ctx, e, cause); err != nil {
-		c.log.Error("dead-letter", "action", "dead_letter", "entry", e.ID, "error", err)
-		return
-	}
-	c.metrics.IngestDeadLetters.Inc()
-	c.log.Warn("entry dead-lettered", "action", "dead_letter", "entry", e.ID,
-		"deliveries", e.Deliveries, "error", cause)
 }

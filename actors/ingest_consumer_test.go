@@ -235,17 +235,43 @@ func (e *ingestEnv) deadLetters(t *testing.T) []map[string]any {
 	return dl
 }
 
-// failureRecorded returns the error recorded for an entry, "" if none.
-func (e *ingestEnv) failureRecorded(t *testing.T, entryID string) string {
+// outcome is the ingest stream's entries counter for outcome (read, done, retry, dead, claimed).
+func (e *ingestEnv) outcome(o string) prometheus.Collector {
+	return e.m.StreamEntries.WithLabelValues("ingest", o)
+}
+
+// ensureGroup creates the ingest consumer group, as a consumer's first run does.
+func (e *ingestEnv) ensureGroup(t *testing.T) {
 	t.Helper()
-	v, err := e.rdb.HGet(context.Background(), e.store.Keys().IngestErrors(), entryID).Result()
-	if errors.Is(err, redis.Nil) {
-		return ""
+	k := e.store.Keys()
+	err := e.rdb.XGroupCreateMkStream(context.Background(), k.Ingest(), k.IngestGroup(), "0").Err()
+	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+		t.Fatal(err)
 	}
+}
+
+// readAs reads up to n new entries as consumer (a node that then dies without acknowledging).
+func (e *ingestEnv) readAs(t *testing.T, consumer string, n int) []redis.XMessage {
+	t.Helper()
+	k := e.store.Keys()
+	res, err := e.rdb.XReadGroup(context.Background(), &redis.XReadGroupArgs{Group: k.IngestGroup(),
+		Consumer: consumer, Streams: []string{k.Ingest(), ">"}, Count: int64(n), Block: -1}).Result()
+	if err != nil || len(res) != 1 {
+		t.Fatalf("read as %s: %v, %v", consumer, res, err)
+	}
+	return res[0].Messages
+}
+
+// claimAs takes every pending entry over as consumer (a delivery), at once.
+func (e *ingestEnv) claimAs(t *testing.T, consumer string) []redis.XMessage {
+	t.Helper()
+	k := e.store.Keys()
+	xs, _, err := e.rdb.XAutoClaim(context.Background(), &redis.XAutoClaimArgs{Stream: k.Ingest(),
+		Group: k.IngestGroup(), Consumer: consumer, MinIdle: 0, Start: "0", Count: 100}).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return v
+	return xs
 }
 
 // waitDrained waits until every entry is delivered and acknowledged.
@@ -296,25 +322,22 @@ func TestIngestProcessesEveryEntryExactlyOnce(t *testing.T) {
 	if st.Length != 500 || st.DeadLength != 0 {
 		t.Fatalf("stats %+v: want length 500 and no dead letters", st)
 	}
-	metricIs(t, "IngestRead", e.m.IngestRead, 500)
-	metricIs(t, "IngestReclaimed", e.m.IngestReclaimed, 0)
-	metricIs(t, "IngestFailures", e.m.IngestFailures, 0)
-	metricIs(t, "IngestDeadLetters", e.m.IngestDeadLetters, 0)
+	metricIs(t, "read", e.outcome("read"), 500)
+	metricIs(t, "claimed", e.outcome("claimed"), 0)
+	metricIs(t, "retry", e.outcome("retry"), 0)
+	metricIs(t, "dead", e.outcome("dead"), 0)
 }
 
 func TestIngestReclaimsEntriesOfADeadConsumer(t *testing.T) {
 	e := newIngestEnv(t)
 	ctx := context.Background()
-	if err := e.store.EnsureGroup(ctx); err != nil {
-		t.Fatal(err)
-	}
+	e.ensureGroup(t)
 	orphans := ingestIDs("orphan", 0, 50)
 	e.enqueue(t, orphans...)
 	// A node read these and died before acknowledging them.
 	readAt := time.Now()
-	got, err := e.store.ReadNew(ctx, "dead", 50, 20*time.Millisecond)
-	if err != nil || len(got) != 50 {
-		t.Fatalf("dead consumer read %d entries, %v; want 50", len(got), err)
+	if got := e.readAs(t, "dead", 50); len(got) != 50 {
+		t.Fatalf("dead consumer read %d entries; want 50", len(got))
 	}
 	if st := e.stats(t); st.Pending != 50 || st.Lag != 0 {
 		t.Fatalf("stats %+v: want 50 pending, no lag", st)
@@ -344,22 +367,19 @@ func TestIngestReclaimsEntriesOfADeadConsumer(t *testing.T) {
 	if err != nil || len(dead) != 0 {
 		t.Fatalf("dead consumer still holds %d entries (%v)", len(dead), err)
 	}
-	metricIs(t, "IngestReclaimed", e.m.IngestReclaimed, 50)
-	metricIs(t, "IngestRead", e.m.IngestRead, 80)
-	metricIs(t, "IngestDeadLetters", e.m.IngestDeadLetters, 0)
+	metricIs(t, "claimed", e.outcome("claimed"), 50)
+	metricIs(t, "read", e.outcome("read"), 80)
+	metricIs(t, "dead", e.outcome("dead"), 0)
 }
 
 func TestIngestRestartReReadsOwnPending(t *testing.T) {
 	e := newIngestEnv(t)
-	ctx := context.Background()
-	if err := e.store.EnsureGroup(ctx); err != nil {
-		t.Fatal(err)
-	}
+	e.ensureGroup(t)
 	ids := ingestIDs("restart", 0, 20)
 	e.enqueue(t, ids...)
 	// The previous life of node n1 read these and stopped before acknowledging.
-	if got, err := e.store.ReadNew(ctx, "n1", 20, 20*time.Millisecond); err != nil || len(got) != 20 {
-		t.Fatalf("first life read %d entries, %v; want 20", len(got), err)
+	if got := e.readAs(t, "n1", 20); len(got) != 20 {
+		t.Fatalf("first life read %d entries; want 20", len(got))
 	}
 
 	cfg := ingestConfig("n1")
@@ -379,8 +399,8 @@ func TestIngestRestartReReadsOwnPending(t *testing.T) {
 	ingestEventually(t, ingestWait, "25 effects", func() bool { return e.proc.applied() == 25 })
 	e.waitDrained(t)
 	e.proc.requireOnce(t, later, 1)
-	metricIs(t, "IngestReclaimed", e.m.IngestReclaimed, 0)
-	metricIs(t, "IngestRead", e.m.IngestRead, 25)
+	metricIs(t, "claimed", e.outcome("claimed"), 0)
+	metricIs(t, "read", e.outcome("read"), 25)
 }
 
 func TestIngestDeadLettersUndecodableEntries(t *testing.T) {
@@ -413,7 +433,7 @@ func TestIngestDeadLettersUndecodableEntries(t *testing.T) {
 			})
 			e.waitDrained(t)
 			dl := e.deadLetters(t)[0]
-			if dl["entry"] != poison || dl["m"] != tc.raw || dl["deliveries"] != "1" {
+			if raw, _ := dl["m"].(string); dl["entry"] != poison || raw != tc.raw || dl["deliveries"] != "1" {
 				t.Fatalf("dead letter %v: want entry %s, m %q, 1 delivery", dl, poison, tc.raw)
 			}
 			reason, _ := dl["error"].(string)
@@ -424,8 +444,8 @@ func TestIngestDeadLettersUndecodableEntries(t *testing.T) {
 			if n := e.proc.totalCalls(); n != 6 {
 				t.Fatalf("Process saw %d messages, want the 6 valid ones", n)
 			}
-			metricIs(t, "IngestDeadLetters", e.m.IngestDeadLetters, 1)
-			metricIs(t, "IngestFailures", e.m.IngestFailures, 0)
+			metricIs(t, "dead", e.outcome("dead"), 1)
+			metricIs(t, "retry", e.outcome("retry"), 0)
 		})
 	}
 }
@@ -439,12 +459,11 @@ func TestIngestDeadLettersAfterMaxDeliveries(t *testing.T) {
 	bad := e.enqueue(t, "bad")[0]
 	e.enqueue(t, good[5:]...)
 	cfg := ingestConfig("node-1")
-	cfg.ClaimIdle = 100 * time.Millisecond
+	cfg.RetryDelay = 20 * time.Millisecond
+	cfg.ClaimIdle = 2 * time.Second // the backoff, not a claim, brings each redelivery
 	cfg.MaxDeliveries = 5
 	e.start(t, cfg)
 
-	// Between deliveries the entry stays pending with its error on record.
-	ingestEventually(t, ingestWait, "the failure recorded", func() bool { return e.failureRecorded(t, bad) == "boom-bad" })
 	ingestEventually(t, ingestWait, "a dead letter", func() bool { return len(e.deadLetters(t)) == 1 })
 	took := time.Since(start)
 	e.waitDrained(t)
@@ -457,20 +476,17 @@ func TestIngestDeadLettersAfterMaxDeliveries(t *testing.T) {
 	if raw, _ := dl["m"].(string); !strings.Contains(raw, `"id":"bad"`) {
 		t.Fatalf("dead letter keeps the message %q", raw)
 	}
-	// Four redeliveries, each after the entry sat idle for ClaimIdle.
-	if took < 380*time.Millisecond {
-		t.Fatalf("dead-lettered %s after enqueue: redelivered before ClaimIdle", took)
+	// Four redeliveries, each after its backoff: 20, 40, 80 and 160 ms.
+	if took < 290*time.Millisecond {
+		t.Fatalf("dead-lettered %s after enqueue: redelivered before its backoff", took)
 	}
 	if calls, successes, effects := e.proc.counts("bad"); calls != 5 || successes != 0 || effects != 0 {
 		t.Fatalf("bad: %d calls, %d successes, %d effects; want 5, 0, 0", calls, successes, effects)
 	}
 	e.proc.requireOnce(t, good, 1)
-	if got := e.failureRecorded(t, bad); got != "" {
-		t.Fatalf("error record %q left behind after dead-lettering", got)
-	}
-	metricIs(t, "IngestFailures", e.m.IngestFailures, 5)
-	metricIs(t, "IngestDeadLetters", e.m.IngestDeadLetters, 1)
-	metricIs(t, "IngestReclaimed", e.m.IngestReclaimed, 4)
+	metricIs(t, "retry", e.outcome("retry"), 4)
+	metricIs(t, "dead", e.outcome("dead"), 1)
+	metricIs(t, "claimed", e.outcome("claimed"), 0)
 }
 
 func TestIngestRetriesTransientFailure(t *testing.T) {
@@ -478,9 +494,10 @@ func TestIngestRetriesTransientFailure(t *testing.T) {
 	e.proc.failFirst["flaky"] = 2
 	others := ingestIDs("steady", 0, 5)
 	e.enqueue(t, others...)
-	flaky := e.enqueue(t, "flaky")[0]
+	e.enqueue(t, "flaky")
 	cfg := ingestConfig("node-1")
-	cfg.ClaimIdle = 100 * time.Millisecond
+	cfg.RetryDelay = 20 * time.Millisecond
+	cfg.ClaimIdle = 2 * time.Second // the backoff, not a claim, brings each redelivery
 	cfg.MaxDeliveries = 5
 	e.start(t, cfg)
 
@@ -491,28 +508,21 @@ func TestIngestRetriesTransientFailure(t *testing.T) {
 	if dl := e.deadLetters(t); len(dl) != 0 {
 		t.Fatalf("dead letters %v, want none", dl)
 	}
-	if got := e.failureRecorded(t, flaky); got != "" {
-		t.Fatalf("error record %q left behind after success", got)
-	}
-	metricIs(t, "IngestFailures", e.m.IngestFailures, 2)
-	metricIs(t, "IngestDeadLetters", e.m.IngestDeadLetters, 0)
+	metricIs(t, "retry", e.outcome("retry"), 2)
+	metricIs(t, "dead", e.outcome("dead"), 0)
 }
 
 func TestIngestDeadLettersEntryThatKeepsKillingConsumers(t *testing.T) {
 	e := newIngestEnv(t)
-	ctx := context.Background()
-	if err := e.store.EnsureGroup(ctx); err != nil {
-		t.Fatal(err)
-	}
+	e.ensureGroup(t)
 	killer := e.enqueue(t, "killer")[0]
 	// Delivered five times, to consumers that all died before acknowledging or failing it.
-	if got, err := e.store.ReadNew(ctx, "dead-0", 10, 20*time.Millisecond); err != nil || len(got) != 1 || got[0].Deliveries != 1 {
-		t.Fatalf("first delivery: %+v, %v", got, err)
+	if got := e.readAs(t, "dead-0", 10); len(got) != 1 {
+		t.Fatalf("first delivery: %+v", got)
 	}
 	for i := 1; i < 5; i++ {
-		got, err := e.store.Claim(ctx, fmt.Sprintf("dead-%d", i), 0, 10)
-		if err != nil || len(got) != 1 || got[0].Deliveries != int64(i+1) {
-			t.Fatalf("delivery %d: %+v, %v", i+1, got, err)
+		if got := e.claimAs(t, fmt.Sprintf("dead-%d", i)); len(got) != 1 {
+			t.Fatalf("delivery %d: %+v", i+1, got)
 		}
 	}
 	cfg := ingestConfig("alive")
@@ -532,8 +542,8 @@ func TestIngestDeadLettersEntryThatKeepsKillingConsumers(t *testing.T) {
 	}
 	ingestEventually(t, ingestWait, "innocent processed", func() bool { return e.proc.applied() == 1 })
 	e.proc.requireOnce(t, []string{"innocent"}, 1)
-	metricIs(t, "IngestDeadLetters", e.m.IngestDeadLetters, 1)
-	metricIs(t, "IngestReclaimed", e.m.IngestReclaimed, 1)
+	metricIs(t, "dead", e.outcome("dead"), 1)
+	metricIs(t, "claimed", e.outcome("claimed"), 1)
 }
 
 func TestIngestStopIsPromptAndFinal(t *testing.T) {
@@ -569,7 +579,7 @@ func TestIngestStopIsPromptAndFinal(t *testing.T) {
 	if n := e.proc.totalCalls(); n != calls {
 		t.Fatalf("Process called %d more times after stop", n-calls)
 	}
-	metricIs(t, "IngestRead", e.m.IngestRead, 10)
+	metricIs(t, "read", e.outcome("read"), 10)
 
 	// Stop on a consumer never started returns at once.
 	idle, err := NewIngestConsumer(e.store, e.proc, ingestConfig("idle"), e.m, slog.New(slog.DiscardHandler))
@@ -632,7 +642,7 @@ func TestIngestConfigValidation(t *testing.T) {
 		{"sub-millisecond block", func(c *IngestConfig) { c.Block = 500 * time.Microsecond }, "block"},
 		{"tiny claim idle", func(c *IngestConfig) { c.ClaimIdle = 5 * time.Millisecond }, "claim idle"},
 		{"negative claim idle", func(c *IngestConfig) { c.ClaimIdle = -time.Second }, "claim idle"},
-		{"negative max deliveries", func(c *IngestConfig) { c.MaxDeliveries = -1 }, "max deliveries"},
+		{"negative max deliveries", func(c *IngestConfig) { c.MaxDeliveries = -1 }, "max attempts"},
 		// A negative timeout gives every batch an expired context: nothing could ever be
 		// acknowledged, and entries would be redelivered forever.
 		{"negative process timeout", func(c *IngestConfig) { c.ProcessTimeout = -time.Second }, "timeout"},
@@ -691,7 +701,7 @@ func TestIngestDoesNotReclaimItsOwnInFlightEntries(t *testing.T) {
 	// Several claim rounds pass while the entry is held (4+ ClaimIdle periods).
 	deadline := time.Now().Add(4 * cfg.ClaimIdle)
 	for time.Now().Before(deadline) {
-		if n := testutil.ToFloat64(e.m.IngestReclaimed); n != 0 {
+		if n := testutil.ToFloat64(e.outcome("claimed")); n != 0 {
 			t.Fatalf("the consumer reclaimed %v of its own in-flight entries", n)
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -716,7 +726,7 @@ func TestIngestLingerJoinsSmallReads(t *testing.T) {
 	e.enqueue(t, "second", "third")
 	e.waitDrained(t)
 	var m dto.Metric
-	if err := e.m.IngestBatchSize.Write(&m); err != nil {
+	if err := e.m.StreamBatchSize.WithLabelValues("ingest").(prometheus.Metric).Write(&m); err != nil {
 		t.Fatal(err)
 	}
 	if n := m.GetHistogram().GetSampleCount(); n != 1 {

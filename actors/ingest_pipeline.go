@@ -3,9 +3,9 @@ package actors
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/voluntree/voluntree"
+	"github.com/voluntree/voluntree/internal/streamworker"
 	"github.com/voluntree/voluntree/redisstore"
 )
 
@@ -18,10 +18,10 @@ type Batch struct {
 	// Data is what a Processor's stages hand each other (classifications, routing).
 	Data any
 
-	entries []redisstore.Entry
-	start   time.Time
-	ctx     context.Context
-	cancel  context.CancelFunc
+	ctx  context.Context
+	done func(errs []error) // reports the outcome per stream entry to the engine
+	errs []error            // per stream entry: Errs land at idx, decoding failures are here already
+	idx  []int              // stream entry index of each message
 }
 
 // Failed reports whether message i has failed in an earlier stage.
@@ -71,13 +71,13 @@ func RunStages(ctx context.Context, stages []Stage, msgs []voluntree.Message) []
 	return b.Errs
 }
 
-// startPipeline starts one goroutine per stage and one that acknowledges; batches sent to
+// startPipeline starts one goroutine per stage and one that reports outcomes; batches sent to
 // the returned channel flow through them in order. Closing it drains the pipeline; the
-// returned done channel closes when the last batch is acknowledged.
+// returned done channel closes when the last batch is reported.
 func (c *IngestConsumer) startPipeline() (chan<- *Batch, <-chan struct{}) {
 	in := make(chan *Batch)
 	next := (<-chan *Batch)(in)
-	for _, st := range stagesOf(c.proc) {
+	for _, st := range c.stages {
 		out := make(chan *Batch, 1)
 		go func(st Stage, from <-chan *Batch, to chan<- *Batch) {
 			defer close(to)
@@ -92,90 +92,37 @@ func (c *IngestConsumer) startPipeline() (chan<- *Batch, <-chan struct{}) {
 	go func() {
 		defer close(done)
 		for b := range next {
-			c.finish(b)
+			for i, err := range b.Errs {
+				b.errs[b.idx[i]] = err
+			}
+			b.done(b.errs) // the engine acknowledges, retries or dead-letters
 		}
 	}()
 	return in, done
 }
 
-// finish acknowledges a batch's successes in one call and deals with its failures: recorded
-// for the next delivery, or dead-lettered at the last one.
-func (c *IngestConsumer) finish(b *Batch) {
-	defer b.cancel()
-	defer c.forget(b.entries)
-	// Bookkeeping gets its own deadline: a batch that succeeded late in a backed-up pipeline
-	// must still be acknowledged, or it is redelivered when the system is already slow.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	var acks []string
-	for i, e := range b.entries {
-		err := b.Errs[i]
-		if err == nil {
-			acks = append(acks, e.ID)
+// HandleBatch is the engine's BatchHandler: it decodes a read's entries (an undecodable one
+// fails for good) and sends the messages into the pipeline. It blocks while the first stage
+// is busy, which is the consumer's backpressure: it reads no faster than the stages go.
+func (c *IngestConsumer) HandleBatch(ctx context.Context, entries []streamworker.Entry, done func([]error)) {
+	// A batch taken is finished even when the consumer is stopping: its effects are on their
+	// way, and acknowledging them now saves a redelivery.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.processTimeout)
+	b := &Batch{ctx: ctx, done: func(errs []error) { cancel(); done(errs) }, errs: make([]error, len(entries)),
+		Msgs: make([]voluntree.Message, 0, len(entries)), idx: make([]int, 0, len(entries))}
+	for i, e := range entries {
+		m, err := redisstore.DecodeEntry(e.Values)
+		if err != nil {
+			b.errs[i] = streamworker.Permanent(fmt.Errorf("undecodable entry: %w", err))
 			continue
 		}
-		c.metrics.IngestFailures.Inc()
-		c.log.Warn("entry failed", "action", "process", "entry", e.ID, "message", e.Message.ID,
-			"delivery", e.Deliveries, "error", err)
-		if e.Deliveries >= int64(c.cfg.MaxDeliveries) {
-			c.deadLetter(ctx, e, err)
-			continue
-		}
-		if err := c.store.RecordFailure(ctx, e.ID, err); err != nil {
-			c.log.Error("record failure", "action", "process", "entry", e.ID, "error", err)
-		}
+		b.Msgs = append(b.Msgs, m)
+		b.idx = append(b.idx, i)
 	}
-	if err := c.store.Ack(ctx, acks...); err != nil {
-		// Effects are durable and idempotent: the entries are redelivered and change nothing.
-		c.log.Error("ack", "action", "ack", "entries", len(acks), "error", err)
-	}
-	c.metrics.IngestBatchTime.Observe(time.Since(b.start).Seconds())
-}
-
-// submit sends one read's entries into the pipeline: undecodable ones and ones past
-// MaxDeliveries go to the dead letters first. It blocks while the first stage is busy, which
-// is the consumer's backpressure: it reads no faster than the stages go.
-func (c *IngestConsumer) submit(parent context.Context, in chan<- *Batch, entries []redisstore.Entry) {
-	if len(entries) == 0 {
-		return
-	}
-	c.metrics.IngestRead.Add(float64(len(entries)))
-	c.metrics.IngestBatchSize.Observe(float64(len(entries)))
-	// A batch is finished even when the consumer is stopping: its effects are on their way,
-	// and acknowledging them now saves a redelivery.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), c.cfg.ProcessTimeout)
-	b := &Batch{start: time.Now(), ctx: ctx, cancel: cancel,
-		entries: make([]redisstore.Entry, 0, len(entries)), Msgs: make([]voluntree.Message, 0, len(entries))}
-	for _, e := range entries {
-		switch {
-		case e.Err != nil:
-			c.deadLetter(ctx, e, fmt.Errorf("undecodable entry: %w", e.Err))
-		case e.Deliveries > int64(c.cfg.MaxDeliveries):
-			// Failed (or crashed its consumer) every delivery; the last recorded error, if
-			// any, goes with it.
-			c.deadLetter(ctx, e, nil)
-		default:
-			b.entries = append(b.entries, e)
-			b.Msgs = append(b.Msgs, e.Message)
-		}
-	}
-	if len(b.entries) == 0 {
-		cancel()
+	if len(b.Msgs) == 0 {
+		b.done(b.errs)
 		return
 	}
 	b.Errs = make([]error, len(b.Msgs))
-	c.mu.Lock()
-	for _, e := range b.entries {
-		c.inflight[e.ID] = b.start
-	}
-	c.mu.Unlock()
-	in <- b
-}
-
-func (c *IngestConsumer) forget(entries []redisstore.Entry) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, e := range entries {
-		delete(c.inflight, e.ID)
-	}
+	c.in <- b
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"google.golang.org/protobuf/proto"
 
@@ -233,20 +234,26 @@ func TestAbandonedEntriesAreReclaimedExactlyOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := st.EnsureGroup(ctx); err != nil {
+	k := st.Keys()
+	if err := rdb.XGroupCreateMkStream(ctx, k.Ingest(), k.IngestGroup(), "0").Err(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := st.Enqueue(ctx, msgs); err != nil {
 		t.Fatal(err)
 	}
-	dead, err := st.ReadNew(ctx, "dead-node", 120, 10*time.Millisecond)
-	if err != nil || len(dead) != 120 {
-		t.Fatalf("dead consumer read %d entries (%v), want 120", len(dead), err)
+	res, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: k.IngestGroup(), Consumer: "dead-node",
+		Streams: []string{k.Ingest(), ">"}, Count: 120, Block: -1}).Result()
+	if err != nil || len(res) != 1 || len(res[0].Messages) != 120 {
+		t.Fatalf("dead consumer read %v (%v), want 120 entries", res, err)
 	}
 	// Half of what the dead node read had already taken effect before it died.
 	var half []voluntree.Message
-	for _, d := range dead[:60] {
-		half = append(half, d.Message)
+	for _, x := range res[0].Messages[:60] {
+		m, err := redisstore.DecodeEntry(x.Values)
+		if err != nil {
+			t.Fatal(err)
+		}
+		half = append(half, m)
 	}
 	noErrors(t, e.router.Process(ctx, half))
 

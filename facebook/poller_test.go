@@ -2,6 +2,7 @@ package facebook_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/voluntree/voluntree"
 	"github.com/voluntree/voluntree/facebook"
@@ -84,27 +86,37 @@ func (e *pollEnv) poller(interval time.Duration) *facebook.Poller {
 	return facebook.NewPoller(e.store, e.client, e.m, facebook.PollerConfig{Interval: interval, Node: "n1"}, nil)
 }
 
-// ingested returns the ingest stream's messages by id.
+// ingested returns the ingest stream's messages by id that no earlier call returned (read with
+// a consumer group of the test's own).
 func ingested(t *testing.T, st *redisstore.Store) map[string]voluntree.Message {
 	t.Helper()
 	ctx := context.Background()
-	if err := st.EnsureGroup(ctx); err != nil {
+	rdb, k := st.Client(), st.Keys()
+	if err := rdb.XGroupCreateMkStream(ctx, k.Ingest(), "test", "0").Err(); err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
 		t.Fatal(err)
 	}
 	out := map[string]voluntree.Message{}
 	for {
-		es, err := st.ReadNew(ctx, "reader", 500, -1) // -1: no BLOCK (0 would block forever)
+		res, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "test", Consumer: "reader",
+			Streams: []string{k.Ingest(), ">"}, Count: 500, Block: -1}).Result() // -1: no BLOCK (0 would block forever)
+		if errors.Is(err, redis.Nil) || err == nil && len(res) == 0 {
+			return out
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(es) == 0 {
+		if len(res[0].Messages) == 0 {
 			return out
 		}
-		for _, e := range es {
-			if _, dup := out[e.Message.ID]; dup {
-				t.Errorf("message %s enqueued twice", e.Message.ID)
+		for _, x := range res[0].Messages {
+			m, err := redisstore.DecodeEntry(x.Values)
+			if err != nil {
+				t.Fatal(err)
 			}
-			out[e.Message.ID] = e.Message
+			if _, dup := out[m.ID]; dup {
+				t.Errorf("message %s enqueued twice", m.ID)
+			}
+			out[m.ID] = m
 		}
 	}
 }

@@ -18,7 +18,7 @@ type WorkerConfig struct {
 	MaxAttempts int           // deliveries before an email goes to the dead stream
 	BaseDelay   time.Duration // wait after the first temporary failure, doubling after each
 	MaxDelay    time.Duration // longest wait between attempts (past ClaimIdle, any worker claims it)
-	SendTimeout time.Duration // one Send; must be under ClaimIdle so that no peer claims it meanwhile
+	SendTimeout time.Duration // one Send (the email stays claimed by this worker meanwhile)
 
 	Metrics *streamworker.Metrics // nil: none
 }

@@ -359,7 +359,6 @@ func TestWorkerRejectsInvalidConfig(t *testing.T) {
 		name string
 		cfg  mail.WorkerConfig
 	}{
-		{"send timeout past claim idle", mail.WorkerConfig{ClaimIdle: time.Second, SendTimeout: 2 * time.Second}},
 		{"negative attempts", mail.WorkerConfig{MaxAttempts: -1}},
 		{"max delay under base", mail.WorkerConfig{BaseDelay: time.Second, MaxDelay: time.Millisecond}},
 		{"block under 1ms", mail.WorkerConfig{Block: time.Microsecond}},

@@ -44,13 +44,7 @@ type Metrics struct {
 	IngestPending     prometheus.Gauge
 	IngestLag         prometheus.Gauge
 	DeadLetterLength  prometheus.Gauge
-	RejectedLength    prometheus.Gauge     // entries in the rejected-events stream
-	IngestRead        prometheus.Counter   // entries delivered to this node's consumer
-	IngestReclaimed   prometheus.Counter   // entries taken over from idle consumers
-	IngestDeadLetters prometheus.Counter   // entries moved to the dead-letter stream
-	IngestFailures    prometheus.Counter   // entry processing attempts that failed
-	IngestBatchSize   prometheus.Histogram // entries per consumer read
-	IngestBatchTime   prometheus.Histogram // one read batch: classify + grains + ack
+	RejectedLength    prometheus.Gauge // entries in the rejected-events stream
 
 	// Pipeline outcome.
 	Classified   *prometheus.CounterVec // new messages by intent
@@ -77,8 +71,9 @@ type Metrics struct {
 	EffectsPending prometheus.Gauge       // effects stream: entries not yet performed
 
 	// Job streams (internal/streamworker): mail, effects.
-	StreamEntries  *prometheus.CounterVec   // by stream, outcome
-	StreamDuration *prometheus.HistogramVec // one job, by stream
+	StreamEntries   *prometheus.CounterVec   // by stream, outcome
+	StreamDuration  *prometheus.HistogramVec // one batch (one job), by stream
+	StreamBatchSize *prometheus.HistogramVec // entries per batch, by stream
 
 	// WebSockets.
 	WSClients    prometheus.Gauge
@@ -139,9 +134,8 @@ func New(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(m.PostsPublish, m.PublishDelay, m.PublishQueue, m.PollRequests, m.PollComments)
 	reg.MustRegister(
 		m.WebhookEvents, m.WebhookRejected, m.WebhookDuplicates, m.WebhookInflight, m.IngestLength, m.IngestPending,
-		m.IngestLag, m.DeadLetterLength, m.RejectedLength, m.IngestRead, m.IngestReclaimed,
-		m.IngestDeadLetters, m.IngestFailures, m.IngestBatchSize, m.IngestBatchTime,
-		m.Classified, m.Interests, m.Unowned, m.EndToEnd, m.GrainRequest, m.GrainsActive, m.StreamEntries, m.StreamDuration,
+		m.IngestLag, m.DeadLetterLength, m.RejectedLength,
+		m.Classified, m.Interests, m.Unowned, m.EndToEnd, m.GrainRequest, m.GrainsActive, m.StreamEntries, m.StreamDuration, m.StreamBatchSize,
 		m.Conversations, m.StageEntered, m.Effects, m.WindowDrops, m.Bookings, m.TimeToBooking, m.EffectsPending, m.WSClients, m.WSDropped, m.WSEventsSent,
 	)
 	reg.MustRegister(
@@ -191,20 +185,6 @@ func (m *Metrics) addPipeline() {
 	m.IngestLag = gauge("ingest", "consumer_lag", "Ingest entries not yet delivered to any consumer.")
 	m.DeadLetterLength = gauge("ingest", "dead_letter_length", "Entries in the dead-letter stream.")
 	m.RejectedLength = gauge("ingest", "rejected_length", "Entries in the rejected-events stream (webhook events refused for their own content, kept with their raw JSON).")
-	m.IngestRead = counter("ingest", "read_total", "Ingest entries delivered to this node's consumer (new, own pending and reclaimed).")
-	m.IngestReclaimed = counter("ingest", "reclaimed_total", "Ingest entries taken over from a consumer that left them idle.")
-	m.IngestDeadLetters = counter("ingest", "dead_lettered_total", "Ingest entries moved to the dead-letter stream.")
-	m.IngestFailures = counter("ingest", "failures_total", "Attempts to process an ingest entry that failed (it stays pending and is retried).")
-	m.IngestBatchSize = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Namespace: namespace, Subsystem: "ingest", Name: "batch_size",
-		Help:    "Entries per consumer read.",
-		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512},
-	})
-	m.IngestBatchTime = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Namespace: namespace, Subsystem: "ingest", Name: "batch_duration_seconds",
-		Help:    "Processing time of one consumer read: classify, grains, acknowledge.",
-		Buckets: latency,
-	})
 	m.Classified = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "pipeline", Name: "messages_total",
 		Help: "Messages classified and recorded (once per message id), by intent.",
@@ -253,12 +233,17 @@ func (m *Metrics) addPipeline() {
 	m.EffectsPending = gauge("effects", "stream_length", "Effect batches waiting in the effects stream (the conversations' outbox).")
 	m.StreamEntries = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "stream", Name: "entries_total",
-		Help: "Job stream entries by stream (mail, effects) and outcome (done; retry: failed, left pending for a later attempt; dead: given up, in the dead stream; claimed: taken over from an idle consumer).",
+		Help: "Stream entries by stream (ingest, mail, effects) and outcome (read: handed to this node's handler, new, retried or claimed; done: handled and acknowledged; retry: failed, left pending for a later attempt; dead: given up, in the dead stream; claimed: taken over from an idle consumer).",
 	}, []string{"stream", "outcome"})
 	m.StreamDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: namespace, Subsystem: "stream", Name: "handle_duration_seconds",
-		Help:    "Duration of one job (an email sent, an effect performed), by stream.",
+		Help:    "Duration of one batch, from its read to its outcome (ingest: classify, grains; mail and effects: one job), by stream.",
 		Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5, 10, 30},
+	}, []string{"stream"})
+	m.StreamBatchSize = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: namespace, Subsystem: "stream", Name: "batch_size",
+		Help:    "Entries per batch handed to a stream's handler, by stream.",
+		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512},
 	}, []string{"stream"})
 	m.WSClients = gauge("ws", "clients", "Open WebSocket connections on this node.")
 	m.WSDropped = prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/voluntree/voluntree"
+	"github.com/voluntree/voluntree/internal/streamworker"
 )
 
 // enqueueScript appends a message to the ingest stream unless its id was accepted within the
@@ -111,204 +112,13 @@ func DecodeMessage(b []byte) (voluntree.Message, error) {
 	return m, m.Validate()
 }
 
-// Entry is one ingest stream entry as a consumer sees it.
-type Entry struct {
-	ID         string            // stream entry id
-	Message    voluntree.Message // valid when Err is nil
-	Raw        map[string]any    // the entry's fields as stored (kept for the dead-letter stream)
-	Err        error             // decoding failed: the entry can never succeed
-	Deliveries int64             // times delivered, this one included (0 when unknown)
-}
-
-func decodeEntry(x redis.XMessage) Entry {
-	e := Entry{ID: x.ID, Raw: x.Values}
-	raw, ok := x.Values["m"].(string)
+// DecodeEntry reads the message of an ingest stream entry's fields.
+func DecodeEntry(values map[string]any) (voluntree.Message, error) {
+	raw, ok := values["m"].(string)
 	if !ok {
-		e.Err = errors.New("entry has no message field \"m\"")
-		return e
+		return voluntree.Message{}, errors.New("entry has no message field \"m\"")
 	}
-	e.Message, e.Err = DecodeMessage([]byte(raw))
-	return e
-}
-
-// EnsureGroup creates the ingest consumer group (and the stream) if missing. A new group
-// starts at the stream's beginning, so messages accepted before any consumer ran are read.
-func (s *Store) EnsureGroup(ctx context.Context) error {
-	err := s.rdb.XGroupCreateMkStream(ctx, s.keys.Ingest(), s.keys.IngestGroup(), "0").Err()
-	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
-		return fmt.Errorf("redisstore: create consumer group: %w", err)
-	}
-	return nil
-}
-
-// ReadNew reads up to count entries never delivered to any consumer, waiting up to block
-// for the first one. Keep block short: go-redis does not interrupt a blocking read when ctx
-// ends. It returns no entries and no error when block passed with nothing new.
-func (s *Store) ReadNew(ctx context.Context, consumer string, count int, block time.Duration) ([]Entry, error) {
-	entries, err := s.readGroup(ctx, consumer, ">", count, block)
-	for i := range entries {
-		entries[i].Deliveries = 1 // never delivered before: no need to ask XPENDING
-	}
-	return entries, err
-}
-
-// ReadOwnPending re-reads entries delivered to consumer and not acknowledged (after a restart
-// under the same consumer name), oldest first, with ids greater than after ("0" to start).
-func (s *Store) ReadOwnPending(ctx context.Context, consumer, after string, count int) ([]Entry, error) {
-	entries, err := s.readGroup(ctx, consumer, after, count, -1)
-	if err != nil {
-		return nil, err
-	}
-	return entries, s.fillDeliveries(ctx, consumer, entries)
-}
-
-func (s *Store) readGroup(ctx context.Context, consumer, from string, count int, block time.Duration) ([]Entry, error) {
-	res, err := s.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
-		Group:    s.keys.IngestGroup(),
-		Consumer: consumer,
-		Streams:  []string{s.keys.Ingest(), from},
-		Count:    int64(count),
-		Block:    block,
-	}).Result()
-	if errors.Is(err, redis.Nil) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("redisstore: read ingest: %w", err)
-	}
-	var out []Entry
-	for _, st := range res {
-		for _, x := range st.Messages {
-			if x.Values == nil { // pending entry trimmed away: nothing left to process
-				_ = s.rdb.XAck(ctx, s.keys.Ingest(), s.keys.IngestGroup(), x.ID).Err()
-				continue
-			}
-			out = append(out, decodeEntry(x))
-		}
-	}
-	return out, nil
-}
-
-// Claim takes over up to count entries that have been pending for at least minIdle under any
-// consumer (a dead one, or this one after a failure), with their delivery counts.
-func (s *Store) Claim(ctx context.Context, consumer string, minIdle time.Duration, count int) ([]Entry, error) {
-	msgs, _, err := s.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
-		Stream:   s.keys.Ingest(),
-		Group:    s.keys.IngestGroup(),
-		Consumer: consumer,
-		MinIdle:  minIdle,
-		Start:    "0",
-		Count:    int64(count),
-	}).Result()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("redisstore: claim: %w", err)
-	}
-	out := make([]Entry, 0, len(msgs))
-	for _, x := range msgs {
-		if x.Values == nil {
-			continue
-		}
-		out = append(out, decodeEntry(x))
-	}
-	return out, s.fillDeliveries(ctx, consumer, out)
-}
-
-// Touch resets the idle time of entries pending under consumer without counting a delivery
-// (XCLAIM ... JUSTID), so that entries still being processed are not reclaimed.
-func (s *Store) Touch(ctx context.Context, consumer string, ids ...string) error {
-	if len(ids) == 0 {
-		return nil
-	}
-	err := s.rdb.XClaimJustID(ctx, &redis.XClaimArgs{
-		Stream: s.keys.Ingest(), Group: s.keys.IngestGroup(), Consumer: consumer, MinIdle: 0, Messages: ids,
-	}).Err()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return fmt.Errorf("redisstore: touch pending: %w", err)
-	}
-	return nil
-}
-
-// fillDeliveries sets each entry's delivery count from the consumer's pending list.
-func (s *Store) fillDeliveries(ctx context.Context, consumer string, entries []Entry) error {
-	if len(entries) == 0 {
-		return nil
-	}
-	lo, hi := entries[0].ID, entries[0].ID
-	for _, e := range entries[1:] {
-		if CompareIDs(e.ID, lo) < 0 {
-			lo = e.ID
-		}
-		if CompareIDs(e.ID, hi) > 0 {
-			hi = e.ID
-		}
-	}
-	pend, err := s.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
-		Stream: s.keys.Ingest(), Group: s.keys.IngestGroup(), Consumer: consumer,
-		Start: lo, End: hi, Count: int64(len(entries)) + 1024, Idle: -1,
-	}).Result()
-	if err != nil {
-		return fmt.Errorf("redisstore: pending deliveries: %w", err)
-	}
-	counts := make(map[string]int64, len(pend))
-	for _, p := range pend {
-		counts[p.ID] = p.RetryCount
-	}
-	for i := range entries {
-		entries[i].Deliveries = counts[entries[i].ID]
-	}
-	return nil
-}
-
-// Ack acknowledges processed entries and forgets their recorded errors.
-func (s *Store) Ack(ctx context.Context, ids ...string) error {
-	if len(ids) == 0 {
-		return nil
-	}
-	pipe := s.rdb.Pipeline()
-	pipe.XAck(ctx, s.keys.Ingest(), s.keys.IngestGroup(), ids...)
-	pipe.HDel(ctx, s.keys.IngestErrors(), ids...)
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("redisstore: ack: %w", err)
-	}
-	return nil
-}
-
-// RecordFailure remembers why processing an entry failed; the entry stays pending and is
-// retried after it has been idle long enough, and the error goes with it to the dead letters.
-func (s *Store) RecordFailure(ctx context.Context, id string, cause error) error {
-	if err := s.rdb.HSet(ctx, s.keys.IngestErrors(), id, cause.Error()).Err(); err != nil {
-		return fmt.Errorf("redisstore: record failure: %w", err)
-	}
-	return nil
-}
-
-// DeadLetter moves an entry to the dead-letter stream with its error and acknowledges it,
-// atomically.
-func (s *Store) DeadLetter(ctx context.Context, e Entry, cause error) error {
-	reason := ""
-	if cause != nil {
-		reason = cause.Error()
-	}
-	if prev, err := s.rdb.HGet(ctx, s.keys.IngestErrors(), e.ID).Result(); err == nil && reason == "" {
-		reason = prev
-	}
-	if reason == "" { // its consumers died before they could record anything
-		reason = fmt.Sprintf("delivered %d times without success (consumers died before recording an error)", e.Deliveries)
-	}
-	raw, _ := e.Raw["m"].(string)
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.XAdd(ctx, &redis.XAddArgs{Stream: s.keys.DeadLetter(), Values: []any{
-			"entry", e.ID, "m", raw, "error", reason, "deliveries", e.Deliveries,
-			"at", time.Now().UTC().Format(time.RFC3339Nano),
-		}})
-		p.XAck(ctx, s.keys.Ingest(), s.keys.IngestGroup(), e.ID)
-		p.HDel(ctx, s.keys.IngestErrors(), e.ID)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("redisstore: dead-letter %s: %w", e.ID, err)
-	}
-	return nil
+	return DecodeMessage([]byte(raw))
 }
 
 // DeadLetters returns up to count dead-lettered entries, oldest first: each has the original
@@ -360,27 +170,4 @@ func isNoStream(err error) bool {
 }
 
 // CompareIDs orders two stream ids ("ms-seq"): -1, 0 or 1.
-func CompareIDs(a, b string) int {
-	am, as := splitID(a)
-	bm, bs := splitID(b)
-	switch {
-	case am != bm:
-		if am < bm {
-			return -1
-		}
-		return 1
-	case as != bs:
-		if as < bs {
-			return -1
-		}
-		return 1
-	}
-	return 0
-}
-
-func splitID(id string) (ms, seq uint64) {
-	a, b, _ := strings.Cut(id, "-")
-	ms, _ = strconv.ParseUint(a, 10, 64)
-	seq, _ = strconv.ParseUint(b, 10, 64)
-	return ms, seq
-}
+func CompareIDs(a, b string) int { return streamworker.CompareIDs(a, b) }

@@ -37,9 +37,6 @@ func (k Keys) IngestGroup() string { return "pipeline" }
 // IngestSeen marks a message id as accepted for 36 hours (webhook redelivery dedupe).
 func (k Keys) IngestSeen(messageID string) string { return k.prefix + ":{ingest}:seen:" + messageID }
 
-// IngestErrors maps an ingest entry id to the last error its processing hit (hash).
-func (k Keys) IngestErrors() string { return k.prefix + ":{ingest}:errors" }
-
 // DeadLetter is the stream of ingest entries that failed too often, with their errors.
 func (k Keys) DeadLetter() string { return k.prefix + ":{ingest}:dead" }
 

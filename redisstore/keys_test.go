@@ -9,7 +9,6 @@ func TestKeyNames(t *testing.T) {
 		{k.Ingest(), "voluntree:{ingest}"},
 		{k.IngestGroup(), "pipeline"},
 		{k.IngestSeen("123_456"), "voluntree:{ingest}:seen:123_456"},
-		{k.IngestErrors(), "voluntree:{ingest}:errors"},
 		{k.DeadLetter(), "voluntree:{ingest}:dead"},
 		{k.OrgEvents("o1"), "voluntree:{org:o1}:events"},
 		{k.OrgEventsChannel("o1"), "voluntree:events:o1"},

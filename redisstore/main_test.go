@@ -59,14 +59,6 @@ func sameMessage(a, b voluntree.Message) bool {
 		a.CreatedAt.Equal(b.CreatedAt) && a.ReceivedAt.Equal(b.ReceivedAt)
 }
 
-func entryIDs(es []redisstore.Entry) []string {
-	ids := make([]string, len(es))
-	for i, e := range es {
-		ids[i] = e.ID
-	}
-	return ids
-}
-
 func equalStrings(a, b []string) bool {
 	if len(a) != len(b) {
 		return false

@@ -485,7 +485,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	defer func() { stopLoops(); loops.Wait() }()
 	// The job streams' readers are supervised actors (actors.StreamReader), stopped after the
 	// HTTP server.
-	streamMetrics := &streamworker.Metrics{Entries: m.StreamEntries, Duration: m.StreamDuration}
+	streamMetrics := &streamworker.Metrics{Entries: m.StreamEntries, Duration: m.StreamDuration, BatchSize: m.StreamBatchSize}
 	var readers []*actors.StreamReader
 	scheduler := cluster.NewScheduler(node, cluster.SchedulerConfig{})
 	loops.Go(func() { scheduler.Run(loopCtx) })

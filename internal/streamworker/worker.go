@@ -1,15 +1,21 @@
-// Package streamworker is Voluntree's one consumer-group worker for Redis streams of jobs:
-// emails (mail) and side effects (effects: Messenger messages, private replies, bookings). It
-// reads new entries with its consumer group, retries its own pending entries with
-// exponential backoff (after a restart too), claims entries left idle past ClaimIdle by a
-// worker that died, hands each entry to a Handler, and acknowledges it once handled. Attempts
-// are counted by the stream's delivery count, so restarts keep the count. A permanent failure
-// (Permanent), an entry without values, or MaxAttempts failed attempts move the entry to the
-// dead stream with its error.
+// Package streamworker is Voluntree's one consumer-group worker for Redis streams: the
+// ingest stream (webhook messages, in pipelined batches), emails (mail) and side effects
+// (effects: Messenger messages, private replies, bookings). It reads new entries with its
+// consumer group, retries its own pending entries with exponential backoff (after a restart
+// too), claims entries left idle past ClaimIdle by a worker that died, hands entries to a
+// handler, and acknowledges each once handled. Attempts are counted by the stream's delivery
+// count, so restarts keep the count. A permanent failure (Permanent) or MaxAttempts failed
+// attempts move the entry to the dead stream with its error.
+//
+// A Handler takes one entry at a time. A BatchHandler takes a read's entries together and may
+// keep several batches in flight (the ingest pipeline classifies batch n+1 while batch n is
+// in the grains): it reports each batch's outcome through a callback, and the worker keeps
+// the entries it holds from looking idle to its peers until then.
 //
 // Delivery is at least once: a crash between a handler's success and the acknowledgement
 // hands the entry to a handler again. Handlers make their side effect idempotent (an email's
-// Message-ID, an effect's id sent as Messenger metadata and reconciled with echoes).
+// Message-ID, an effect's id sent as Messenger metadata and reconciled with echoes, a
+// message's id in the conversation's state).
 //
 // A Worker is a plain loop (Run); actors.StreamReader runs it as a supervised actor, which is
 // how serve runs every stream.
@@ -20,7 +26,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -47,6 +55,38 @@ func (e Entry) Field(k string) string {
 // IsPermanent is true dead-letters it; any other error leaves it pending for a retry.
 type Handler interface {
 	Handle(ctx context.Context, e Entry) error
+}
+
+// BatchHandler does the jobs of a batch of entries (one read). HandleBatch may return before
+// the work is done, so that the worker reads the next batch meanwhile; it blocks while it has
+// no room for more, which is the worker's backpressure. It calls done exactly once, with one
+// error per entry (nil acknowledges, as for Handler), from any goroutine. ctx ends after
+// HandleTimeout, or when Run's context ends: a job cut short by a stop stays pending for the
+// next run, without counting as a failure. A handler that would rather finish what it took
+// (the ingest pipeline) detaches from ctx.
+type BatchHandler interface {
+	HandleBatch(ctx context.Context, entries []Entry, done func(errs []error))
+}
+
+// single runs a Handler as a BatchHandler: one entry after the other, done before returning.
+type single struct{ h Handler }
+
+func (s single) HandleBatch(ctx context.Context, entries []Entry, done func([]error)) {
+	errs := make([]error, len(entries))
+	for i, e := range entries {
+		errs[i] = handleOne(ctx, s.h, e)
+	}
+	done(errs)
+}
+
+// handleOne calls h; a panic is a failure of this entry, not of the worker.
+func handleOne(ctx context.Context, h Handler, e Entry) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("handler panic: %v", r)
+		}
+	}()
+	return h.Handle(ctx, e)
 }
 
 // HandlerFunc adapts a function to Handler.
@@ -77,12 +117,13 @@ func IsPermanent(err error) bool {
 
 // Defaults of Config.
 const (
+	DefaultReadCount     = 1
 	DefaultBlock         = time.Second
 	DefaultClaimIdle     = time.Minute
 	DefaultMaxAttempts   = 5
 	DefaultBaseDelay     = time.Second
 	DefaultMaxDelay      = time.Minute
-	DefaultHandleTimeout = 30 * time.Second // or ClaimIdle/2 when that is shorter
+	DefaultHandleTimeout = 30 * time.Second
 	DefaultDeadMaxLen    = 10000
 )
 
@@ -92,30 +133,40 @@ const bookkeepingTimeout = 5 * time.Second
 
 // Config configures a Worker.
 type Config struct {
-	Name          string // the stream's short name in metrics and logs: mail, effects
+	Name          string // the stream's short name in metrics and logs: ingest, mail, effects
 	Stream        string // the stream's key
 	Group         string // the consumer group
 	Consumer      string // name in the group, stable across restarts (the node's name)
 	DeadStream    string // where given-up entries go, with their error
 	DeadMaxLen    int64  // the dead stream is trimmed to about this many entries
 	DeleteOnAck   bool   // delete an entry once acknowledged (keeps a job queue short)
-	Block         time.Duration
+	ReadCount     int    // entries per read, handed over as one batch
+	MinBatch      int    // a read with fewer entries waits Linger for more (0: no linger)
+	Linger        time.Duration
+	Block         time.Duration // longest wait of one read (short: a blocking read ignores ctx)
 	ClaimIdle     time.Duration // an entry pending this long under any consumer is taken over
+	ClaimEvery    time.Duration // how often to look for such entries; default min(ClaimIdle/2, 5s)
 	MaxAttempts   int           // deliveries before an entry goes to the dead stream
 	BaseDelay     time.Duration // wait after the first failure, doubling after each
 	MaxDelay      time.Duration // longest wait between attempts
-	HandleTimeout time.Duration // one Handle; under ClaimIdle so that no peer claims it meanwhile
+	HandleTimeout time.Duration // one batch (one entry for a Handler); entries in hand stay fresh meanwhile
 }
 
 func (c *Config) setDefaults() {
 	if c.Name == "" {
 		c.Name = c.Stream
 	}
+	if c.ReadCount == 0 {
+		c.ReadCount = DefaultReadCount
+	}
 	if c.Block == 0 {
 		c.Block = DefaultBlock
 	}
 	if c.ClaimIdle == 0 {
 		c.ClaimIdle = DefaultClaimIdle
+	}
+	if c.ClaimEvery == 0 {
+		c.ClaimEvery = min(c.ClaimIdle/2, 5*time.Second)
 	}
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = DefaultMaxAttempts
@@ -127,7 +178,7 @@ func (c *Config) setDefaults() {
 		c.MaxDelay = max(DefaultMaxDelay, c.BaseDelay)
 	}
 	if c.HandleTimeout == 0 {
-		c.HandleTimeout = min(DefaultHandleTimeout, c.ClaimIdle/2)
+		c.HandleTimeout = DefaultHandleTimeout
 	}
 	if c.DeadMaxLen == 0 {
 		c.DeadMaxLen = DefaultDeadMaxLen
@@ -141,18 +192,29 @@ func (c Config) Validate() error {
 		return errors.New("streamworker: stream, group and dead stream are required")
 	case c.Consumer == "":
 		return fmt.Errorf("streamworker %s: consumer name is required", c.Name)
+	case c.ReadCount < 1:
+		return fmt.Errorf("streamworker %s: read count must be positive, got %d", c.Name, c.ReadCount)
+	case c.MinBatch < 0:
+		return fmt.Errorf("streamworker %s: min batch must not be negative, got %d", c.Name, c.MinBatch)
 	case c.Block < time.Millisecond:
 		return fmt.Errorf("streamworker %s: read block must be at least 1ms, got %s", c.Name, c.Block)
 	case c.ClaimIdle < 10*time.Millisecond:
 		return fmt.Errorf("streamworker %s: claim idle time must be at least 10ms, got %s", c.Name, c.ClaimIdle)
+	case c.ClaimEvery < 0:
+		return fmt.Errorf("streamworker %s: claim interval must not be negative, got %s", c.Name, c.ClaimEvery)
+	case c.Linger < 0 || c.Linger > time.Second:
+		return fmt.Errorf("streamworker %s: linger must be between 0 and 1s, got %s", c.Name, c.Linger)
+	case c.Linger >= c.ClaimIdle/3:
+		// Lingering entries are delivered but not yet in flight: they must not look idle.
+		return fmt.Errorf("streamworker %s: linger (%s) must be under a third of the claim idle time (%s)", c.Name, c.Linger, c.ClaimIdle)
 	case c.MaxAttempts < 1:
 		return fmt.Errorf("streamworker %s: max attempts must be positive, got %d", c.Name, c.MaxAttempts)
 	case c.BaseDelay < time.Millisecond:
 		return fmt.Errorf("streamworker %s: base retry delay must be at least 1ms, got %s", c.Name, c.BaseDelay)
 	case c.MaxDelay < c.BaseDelay:
 		return fmt.Errorf("streamworker %s: max retry delay %s is under the base delay %s", c.Name, c.MaxDelay, c.BaseDelay)
-	case c.HandleTimeout < time.Millisecond || c.HandleTimeout >= c.ClaimIdle:
-		return fmt.Errorf("streamworker %s: handle timeout %s must be at least 1ms and under the claim idle time %s", c.Name, c.HandleTimeout, c.ClaimIdle)
+	case c.HandleTimeout < time.Millisecond:
+		return fmt.Errorf("streamworker %s: handle timeout must be at least 1ms, got %s", c.Name, c.HandleTimeout)
 	}
 	return nil
 }
@@ -166,49 +228,83 @@ type Stats struct {
 }
 
 // Metrics are the collectors a Worker records into, labelled by stream (metrics.Metrics has
-// them: StreamEntries, StreamDuration).
+// them: StreamEntries, StreamDuration, StreamBatchSize). BatchSize may be nil.
 type Metrics struct {
-	Entries  *prometheus.CounterVec   // by stream, outcome: done, retry, dead, claimed
-	Duration *prometheus.HistogramVec // one Handle, by stream
+	Entries   *prometheus.CounterVec   // by stream, outcome: read, done, retry, dead, claimed
+	Duration  *prometheus.HistogramVec // one batch (one job for a Handler), by stream
+	BatchSize *prometheus.HistogramVec // entries per batch, by stream
 }
 
-// Worker is one consumer of a job stream. Run it once.
+// Worker is one consumer of a stream. Run runs it; after Run returns it may run again (a
+// supervisor's restart), never twice at once.
 type Worker struct {
 	rdb     redis.UniversalClient
 	cfg     Config
 	cfgErr  error
-	handler Handler
-	metrics *Metrics
+	handler BatchHandler
 	log     *slog.Logger
+
+	// Resolved collectors; nil without metrics.
+	mRead, mDone, mRetry, mDead, mClaimed prometheus.Counter
+	mDuration, mBatchSize                 prometheus.Observer
 
 	done, retried, dead, claimed atomic.Uint64
 
-	nextRetry time.Time // when an own pending entry is next due; owned by Run
+	batches sync.WaitGroup // batches handed to the handler and not yet done
+
+	mu sync.Mutex
+	// Entries handed to the handler and not yet done, with when they were last made to look
+	// busy. They stay pending meanwhile; touch keeps their idle time short (XCLAIM JUSTID,
+	// which is not a delivery) so that no consumer takes them over, and the retry scan skips
+	// them.
+	inflight  map[string]time.Time
+	nextRetry time.Time // when an own pending entry is next due
 }
 
-// New returns a worker; Run runs it. A configuration Validate rejects makes Run fail.
+// New returns a worker that hands entries to h one at a time; Run runs it. A configuration
+// Validate rejects makes Run fail.
 func New(rdb redis.UniversalClient, cfg Config, h Handler, m *Metrics, log *slog.Logger) *Worker {
+	return NewBatch(rdb, cfg, single{h}, m, log)
+}
+
+// NewBatch returns a worker that hands each read's entries to h together.
+func NewBatch(rdb redis.UniversalClient, cfg Config, h BatchHandler, m *Metrics, log *slog.Logger) *Worker {
 	cfg.setDefaults()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Worker{
-		rdb: rdb, cfg: cfg, cfgErr: cfg.Validate(), handler: h, metrics: m,
-		log: log.With("component", cfg.Name, "consumer", cfg.Consumer),
+	w := &Worker{
+		rdb: rdb, cfg: cfg, cfgErr: cfg.Validate(), handler: h,
+		log:      log.With("component", cfg.Name, "consumer", cfg.Consumer),
+		inflight: make(map[string]time.Time),
 	}
+	if m != nil {
+		w.mRead = m.Entries.WithLabelValues(cfg.Name, "read")
+		w.mDone = m.Entries.WithLabelValues(cfg.Name, "done")
+		w.mRetry = m.Entries.WithLabelValues(cfg.Name, "retry")
+		w.mDead = m.Entries.WithLabelValues(cfg.Name, "dead")
+		w.mClaimed = m.Entries.WithLabelValues(cfg.Name, "claimed")
+		w.mDuration = m.Duration.WithLabelValues(cfg.Name)
+		if m.BatchSize != nil {
+			w.mBatchSize = m.BatchSize.WithLabelValues(cfg.Name)
+		}
+	}
+	return w
 }
 
 // Validate reports the configuration error that makes Run fail, if any.
 func (w *Worker) Validate() error { return w.cfgErr }
+
+// Config returns the configuration with its defaults filled in.
+func (w *Worker) Config() Config { return w.cfg }
 
 // Stats returns the worker's counters.
 func (w *Worker) Stats() Stats {
 	return Stats{Done: w.done.Load(), Retried: w.retried.Load(), Dead: w.dead.Load(), Claimed: w.claimed.Load()}
 }
 
-// Run handles entries until ctx ends, then returns nil once the entry in hand is dealt with
-// (a Handle cut short stays pending and is retried later). It fails only for an invalid
-// configuration.
+// Run handles entries until ctx ends, then returns nil once every batch it handed over is done
+// and acknowledged. It fails only for an invalid configuration.
 func (w *Worker) Run(ctx context.Context) error {
 	if w.cfgErr != nil {
 		return w.cfgErr
@@ -222,25 +318,55 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		break
 	}
-	claimEvery := min(w.cfg.ClaimIdle/2, 5*time.Second)
-	var nextClaim time.Time
+	// Entries in flight are kept fresh on a ticker of their own, until the last batch is
+	// done: Run itself may be blocked handing a batch to a busy handler.
+	touchCtx, stopTouch := context.WithCancel(context.WithoutCancel(ctx))
+	touchDone := make(chan struct{})
+	go func() {
+		defer close(touchDone)
+		// An entry is touched within 2 × ClaimIdle/6 of entering the handler, and it was
+		// read at most Linger (< ClaimIdle/3) before: it never idles past ClaimIdle.
+		t := time.NewTicker(max(min(w.cfg.ClaimEvery, w.cfg.ClaimIdle/6), time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-touchCtx.Done():
+				return
+			case <-t.C:
+				w.touch(touchCtx)
+			}
+		}
+	}()
+	defer func() {
+		w.batches.Wait()
+		stopTouch()
+		<-touchDone
+	}()
+
+	w.mu.Lock()
 	w.nextRetry = time.Time{} // own pending entries from a previous run: look now
+	w.mu.Unlock()
+	var nextClaim time.Time
 	for ctx.Err() == nil {
 		if !time.Now().Before(nextClaim) {
-			if err := w.claimAbandoned(ctx); err != nil && ctx.Err() == nil {
+			more, err := w.claimAbandoned(ctx)
+			if err != nil && ctx.Err() == nil {
 				w.log.Error("claim idle entries", "action", "claim", "error", err)
 			}
-			nextClaim = time.Now().Add(claimEvery)
+			nextClaim = time.Now().Add(w.cfg.ClaimEvery)
+			if more {
+				nextClaim = time.Now()
+			}
 		}
-		if !time.Now().Before(w.nextRetry) {
-			w.nextRetry = time.Now().Add(w.cfg.MaxDelay) // a rescan now and then, whatever happens
+		if !time.Now().Before(w.retryAt()) {
+			w.setRetryAt(time.Now().Add(w.cfg.MaxDelay)) // a rescan now and then, whatever happens
 			if err := w.retryOwn(ctx); err != nil && ctx.Err() == nil {
 				w.log.Error("retry pending entries", "action", "retry", "error", err)
 				w.retryIn(w.cfg.BaseDelay)
 			}
 		}
-		block := min(w.cfg.Block, time.Until(nextClaim), time.Until(w.nextRetry))
-		x, ok, err := w.readNew(ctx, max(block, time.Millisecond)) // BLOCK 0 would wait forever
+		block := min(w.cfg.Block, time.Until(nextClaim), time.Until(w.retryAt()))
+		xs, err := w.readNew(ctx, w.cfg.ReadCount, max(block, time.Millisecond)) // BLOCK 0 would wait forever
 		if err != nil {
 			if ctx.Err() == nil {
 				w.log.Error("read stream", "action", "read", "error", err)
@@ -252,9 +378,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			continue
 		}
 		bo.Reset()
-		if ok {
-			w.process(ctx, x, 1)
-		}
+		w.submit(ctx, w.linger(ctx, xs), nil)
 	}
 	return nil
 }
@@ -267,31 +391,52 @@ func (w *Worker) ensureGroup(ctx context.Context) error {
 	return nil
 }
 
-// readNew reads one entry never delivered before, waiting up to block.
-func (w *Worker) readNew(ctx context.Context, block time.Duration) (redis.XMessage, bool, error) {
+// readNew reads up to count entries never delivered before, waiting up to block for the
+// first (a negative block does not wait).
+func (w *Worker) readNew(ctx context.Context, count int, block time.Duration) ([]redis.XMessage, error) {
 	res, err := w.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
 		Group: w.cfg.Group, Consumer: w.cfg.Consumer,
-		Streams: []string{w.cfg.Stream, ">"}, Count: 1, Block: block,
+		Streams: []string{w.cfg.Stream, ">"}, Count: int64(count), Block: block,
 	}).Result()
 	if errors.Is(err, redis.Nil) {
-		return redis.XMessage{}, false, nil
+		return nil, nil
 	}
 	if err != nil {
-		return redis.XMessage{}, false, fmt.Errorf("streamworker %s: read: %w", w.cfg.Name, err)
+		return nil, fmt.Errorf("streamworker %s: read: %w", w.cfg.Name, err)
 	}
-	for _, st := range res {
-		for _, x := range st.Messages {
-			return x, true, nil
-		}
+	if len(res) == 0 {
+		return nil, nil
 	}
-	return redis.XMessage{}, false, nil
+	return res[0].Messages, nil
 }
 
-// retryOwn handles this consumer's pending entries whose backoff has passed (entries that
-// failed for a while, or that a previous run of this consumer read and never acknowledged),
-// and moves nextRetry to when the next one is due.
+// linger tops up a small read: when fewer than MinBatch entries came, it waits until Linger
+// after the read and takes what arrived meanwhile (one more read, no blocking). Fewer, larger
+// batches cost fewer round trips and wake-ups per entry.
+func (w *Worker) linger(ctx context.Context, xs []redis.XMessage) []redis.XMessage {
+	if w.cfg.Linger <= 0 || len(xs) == 0 || len(xs) >= w.cfg.MinBatch || len(xs) >= w.cfg.ReadCount {
+		return xs
+	}
+	t := time.NewTimer(w.cfg.Linger)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return xs
+	case <-t.C:
+	}
+	more, err := w.readNew(ctx, w.cfg.ReadCount-len(xs), -1)
+	if err != nil {
+		w.log.Warn("read stream", "action", "read", "error", err) // the next read retries
+		return xs
+	}
+	return append(xs, more...)
+}
+
+// retryOwn hands over again this consumer's pending entries whose backoff has passed (entries
+// that failed, or that a previous run of this consumer read and never acknowledged), in
+// batches, and moves the next scan to when the next one is due. Entries in flight are skipped.
 func (w *Worker) retryOwn(ctx context.Context) error {
-	const page = 100
+	page := int64(max(100, w.cfg.ReadCount))
 	start := "-"
 	for ctx.Err() == nil {
 		pend, err := w.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
@@ -301,25 +446,29 @@ func (w *Worker) retryOwn(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("streamworker %s: pending entries: %w", w.cfg.Name, err)
 		}
+		var due []redis.XPendingExt
+		w.mu.Lock()
 		for _, p := range pend {
-			wait := w.delay(p.RetryCount)
-			if p.Idle < wait {
-				w.retryIn(wait - p.Idle)
+			if _, busy := w.inflight[p.ID]; busy {
 				continue
 			}
-			// MinIdle makes the claim fail if a peer (or a concurrent scan) took it meanwhile.
-			msgs, err := w.rdb.XClaim(ctx, &redis.XClaimArgs{
-				Stream: w.cfg.Stream, Group: w.cfg.Group, Consumer: w.cfg.Consumer,
-				MinIdle: wait, Messages: []string{p.ID},
-			}).Result()
-			if err != nil && !errors.Is(err, redis.Nil) {
-				return fmt.Errorf("streamworker %s: claim pending entry: %w", w.cfg.Name, err)
+			if wait := w.delay(p.RetryCount); p.Idle < wait {
+				w.retryInLocked(wait - p.Idle)
+				continue
 			}
-			for _, x := range msgs { // none when acknowledged or deleted meanwhile
-				w.process(ctx, x, p.RetryCount+1)
-			}
+			due = append(due, p)
 		}
-		if len(pend) < page {
+		w.mu.Unlock()
+		for len(due) > 0 {
+			n := min(len(due), w.cfg.ReadCount)
+			xs, deliveries, err := w.claimDue(ctx, due[:n])
+			if err != nil {
+				return err
+			}
+			w.submit(ctx, xs, deliveries)
+			due = due[n:]
+		}
+		if int64(len(pend)) < page {
 			return nil
 		}
 		start = "(" + pend[len(pend)-1].ID
@@ -327,111 +476,244 @@ func (w *Worker) retryOwn(ctx context.Context) error {
 	return nil
 }
 
-// claimAbandoned takes over entries pending for ClaimIdle under any consumer (a worker that
-// died, or this one when its backoff outgrew ClaimIdle) and handles them, one at a time; at
-// most 100 per call, so new entries keep flowing.
-func (w *Worker) claimAbandoned(ctx context.Context) error {
-	start := "0-0"
-	for range 100 {
-		if ctx.Err() != nil {
-			return nil
+// claimDue claims pending entries whose backoff has passed, in one round trip. Each claim's
+// MinIdle is the entry's own wait, so an entry a peer (or a concurrent scan) took meanwhile
+// stays where it is.
+func (w *Worker) claimDue(ctx context.Context, due []redis.XPendingExt) ([]redis.XMessage, []int64, error) {
+	cmds := make([]*redis.XMessageSliceCmd, len(due))
+	_, err := w.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, d := range due {
+			cmds[i] = p.XClaim(ctx, &redis.XClaimArgs{
+				Stream: w.cfg.Stream, Group: w.cfg.Group, Consumer: w.cfg.Consumer,
+				MinIdle: w.delay(d.RetryCount), Messages: []string{d.ID},
+			})
 		}
-		msgs, next, err := w.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, nil, fmt.Errorf("streamworker %s: claim pending entries: %w", w.cfg.Name, err)
+	}
+	var xs []redis.XMessage
+	var deliveries []int64
+	for i, c := range cmds {
+		for _, x := range c.Val() { // none when acknowledged, deleted or taken meanwhile
+			xs = append(xs, x)
+			deliveries = append(deliveries, due[i].RetryCount+1)
+		}
+	}
+	return xs, deliveries, nil
+}
+
+// claimAbandoned takes over entries pending for ClaimIdle under any consumer (a worker that
+// died, or this one when its backoff outgrew ClaimIdle) and hands them over in batches. It
+// reports whether more may be waiting: it stops after a few batches so that new entries keep
+// flowing.
+func (w *Worker) claimAbandoned(ctx context.Context) (bool, error) {
+	start := "0-0"
+	for range 4 {
+		if ctx.Err() != nil {
+			return false, nil
+		}
+		xs, next, err := w.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
 			Stream: w.cfg.Stream, Group: w.cfg.Group, Consumer: w.cfg.Consumer,
-			MinIdle: w.cfg.ClaimIdle, Start: start, Count: 1,
+			MinIdle: w.cfg.ClaimIdle, Start: start, Count: int64(w.cfg.ReadCount),
 		}).Result()
 		if err != nil && !errors.Is(err, redis.Nil) {
-			return fmt.Errorf("streamworker %s: claim idle entries: %w", w.cfg.Name, err)
+			return false, fmt.Errorf("streamworker %s: claim idle entries: %w", w.cfg.Name, err)
 		}
-		for _, x := range msgs {
-			n, err := w.deliveries(ctx, x.ID)
-			if err != nil {
-				return err
+		w.mu.Lock()
+		own := xs[:0]
+		for _, x := range xs {
+			if _, busy := w.inflight[x.ID]; !busy { // a touch failed: it is ours and in hand
+				own = append(own, x)
 			}
-			w.claimed.Add(1)
-			w.count("claimed")
-			w.log.Info("claimed an idle entry", "action", "claim", "entry", x.ID, "deliveries", n)
-			w.process(ctx, x, n)
+		}
+		w.mu.Unlock()
+		if len(own) > 0 {
+			deliveries, err := w.deliveries(ctx, own)
+			if err != nil {
+				return false, err
+			}
+			w.claimed.Add(uint64(len(own)))
+			addTo(w.mClaimed, len(own))
+			w.log.Info("claimed idle entries", "action", "claim", "entries", len(own), "first", own[0].ID)
+			w.submit(ctx, own, deliveries)
 		}
 		if next == "" || next == "0-0" {
-			return nil
+			return false, nil
 		}
 		start = next
 	}
-	return nil
+	return true, nil
 }
 
-// deliveries returns how often the entry id, pending under this consumer, was delivered.
-func (w *Worker) deliveries(ctx context.Context, id string) (int64, error) {
+// deliveries returns how often each entry of xs, pending under this consumer, was delivered.
+func (w *Worker) deliveries(ctx context.Context, xs []redis.XMessage) ([]int64, error) {
+	lo, hi := xs[0].ID, xs[0].ID
+	for _, x := range xs[1:] {
+		if CompareIDs(x.ID, lo) < 0 {
+			lo = x.ID
+		}
+		if CompareIDs(x.ID, hi) > 0 {
+			hi = x.ID
+		}
+	}
 	pend, err := w.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
 		Stream: w.cfg.Stream, Group: w.cfg.Group, Consumer: w.cfg.Consumer,
-		Start: id, End: id, Count: 1,
+		Start: lo, End: hi, Count: int64(len(xs)) + 1024, Idle: -1,
 	}).Result()
 	if err != nil {
-		return 0, fmt.Errorf("streamworker %s: pending deliveries: %w", w.cfg.Name, err)
+		return nil, fmt.Errorf("streamworker %s: pending deliveries: %w", w.cfg.Name, err)
 	}
-	if len(pend) == 0 {
-		return 1, nil
+	counts := make(map[string]int64, len(pend))
+	for _, p := range pend {
+		counts[p.ID] = p.RetryCount
 	}
-	return pend[0].RetryCount, nil
+	out := make([]int64, len(xs))
+	for i, x := range xs {
+		out[i] = max(counts[x.ID], 1)
+	}
+	return out, nil
 }
 
-// process hands entry x, on its deliveries-th delivery, to the handler and records the
-// outcome: acknowledged, left pending for a retry, or dead.
-func (w *Worker) process(ctx context.Context, x redis.XMessage, deliveries int64) {
+// submit hands entries xs over as one batch: deliveries[i] is xs[i]'s delivery count (nil:
+// all first deliveries). Entries trimmed away while pending are acknowledged, and entries past
+// MaxAttempts go to the dead stream, first. It returns when the handler has taken the batch.
+func (w *Worker) submit(ctx context.Context, xs []redis.XMessage, deliveries []int64) {
+	if len(xs) == 0 {
+		return
+	}
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
 	defer cancel()
-	if x.Values == nil { // deleted while pending: nothing left to do
-		w.ack(bctx, x.ID)
-		return
-	}
-	log := w.log.With("entry", x.ID, "deliveries", deliveries)
-	if deliveries > int64(w.cfg.MaxAttempts) { // its workers kept stopping mid-job
-		w.deadLetter(bctx, x, deliveries, fmt.Errorf("delivered %d times without a result (max attempts %d)", deliveries, w.cfg.MaxAttempts))
-		return
-	}
-	hctx, hcancel := context.WithTimeout(ctx, w.cfg.HandleTimeout)
-	start := time.Now()
-	err := w.handle(hctx, Entry{ID: x.ID, Values: x.Values, Deliveries: deliveries})
-	hcancel()
-	if w.metrics != nil {
-		w.metrics.Duration.WithLabelValues(w.cfg.Name).Observe(time.Since(start).Seconds())
-	}
-	switch {
-	case err == nil:
-		if w.ack(bctx, x.ID) {
-			w.done.Add(1)
-			w.count("done")
+	var gone []string
+	entries := make([]Entry, 0, len(xs))
+	for i, x := range xs {
+		n := int64(1)
+		if deliveries != nil {
+			n = deliveries[i]
 		}
-	case ctx.Err() != nil:
-		// Stopping: the entry stays pending and is retried after the restart.
-		log.Info("job interrupted by shutdown", "action", "handle", "error", err)
-	case IsPermanent(err):
-		w.deadLetter(bctx, x, deliveries, err)
-	case deliveries >= int64(w.cfg.MaxAttempts):
-		w.deadLetter(bctx, x, deliveries, fmt.Errorf("gave up after %d attempts: %w", deliveries, err))
-	default:
-		wait := w.delay(deliveries)
-		w.retried.Add(1)
-		w.count("retry")
-		w.retryIn(wait)
-		log.Warn("job failed, will retry", "action", "handle", "retry_in", wait, "error", err)
+		switch {
+		case x.Values == nil: // trimmed or deleted while pending: nothing left to do
+			gone = append(gone, x.ID)
+		case n > int64(w.cfg.MaxAttempts): // its workers kept stopping mid-job
+			w.deadLetter(bctx, x.ID, x.Values, n, fmt.Errorf("delivered %d times without a result (max attempts %d)", n, w.cfg.MaxAttempts))
+		default:
+			entries = append(entries, Entry{ID: x.ID, Values: x.Values, Deliveries: n})
+		}
 	}
-}
-
-// handle calls the handler; a panic is a failure of this entry, not of the worker.
-func (w *Worker) handle(ctx context.Context, e Entry) (err error) {
+	w.ack(bctx, gone)
+	if len(entries) == 0 {
+		return
+	}
+	addTo(w.mRead, len(entries))
+	if w.mBatchSize != nil {
+		w.mBatchSize.Observe(float64(len(entries)))
+	}
+	start := time.Now()
+	w.mu.Lock()
+	for _, e := range entries {
+		w.inflight[e.ID] = start
+	}
+	w.mu.Unlock()
+	w.batches.Add(1)
+	hctx, hcancel := context.WithTimeout(ctx, w.cfg.HandleTimeout)
+	var once sync.Once
+	done := func(errs []error) {
+		once.Do(func() {
+			hcancel()
+			w.finish(entries, errs, start, ctx.Err() != nil)
+			w.batches.Done()
+		})
+	}
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("handler panic: %v", r)
+			done(fill(len(entries), fmt.Errorf("handler panic: %v", r)))
 		}
 	}()
-	return w.handler.Handle(ctx, e)
+	w.handler.HandleBatch(hctx, entries, done)
 }
 
-func (w *Worker) count(outcome string) {
-	if w.metrics != nil {
-		w.metrics.Entries.WithLabelValues(w.cfg.Name, outcome).Inc()
+func fill(n int, err error) []error {
+	errs := make([]error, n)
+	for i := range errs {
+		errs[i] = err
+	}
+	return errs
+}
+
+// finish records a batch's outcome: successes acknowledged in one call, failures left pending
+// for a retry after their backoff, or dead-lettered. Failures once Run is stopping are jobs
+// cut short: they stay pending for the next run, counting nothing.
+func (w *Worker) finish(entries []Entry, errs []error, start time.Time, stopping bool) {
+	if w.mDuration != nil {
+		w.mDuration.Observe(time.Since(start).Seconds())
+	}
+	if len(errs) != len(entries) { // a broken handler must not get entries acknowledged
+		errs = fill(len(entries), fmt.Errorf("handler returned %d results for %d entries", len(errs), len(entries)))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), bookkeepingTimeout)
+	defer cancel()
+	acks := make([]string, 0, len(entries))
+	for i, e := range entries {
+		err := errs[i]
+		switch {
+		case err == nil:
+			acks = append(acks, e.ID)
+		case stopping && !IsPermanent(err):
+			w.log.Info("job interrupted by shutdown", "action", "handle", "entry", e.ID, "error", err)
+		case IsPermanent(err):
+			w.deadLetter(ctx, e.ID, e.Values, e.Deliveries, err)
+		case e.Deliveries >= int64(w.cfg.MaxAttempts):
+			w.deadLetter(ctx, e.ID, e.Values, e.Deliveries, fmt.Errorf("gave up after %d attempts: %w", e.Deliveries, err))
+		default:
+			wait := w.delay(e.Deliveries)
+			w.retried.Add(1)
+			addTo(w.mRetry, 1)
+			w.retryIn(wait)
+			w.log.Warn("job failed, will retry", "action", "handle", "entry", e.ID,
+				"deliveries", e.Deliveries, "retry_in", wait, "error", err)
+		}
+	}
+	if w.ack(ctx, acks) {
+		w.done.Add(uint64(len(acks)))
+		addTo(w.mDone, len(acks))
+	}
+	// Forgotten only now: a failed entry is due for the retry scan from here on.
+	w.mu.Lock()
+	for _, e := range entries {
+		delete(w.inflight, e.ID)
+	}
+	w.mu.Unlock()
+}
+
+// touch resets the idle time of entries in flight for a sixth of ClaimIdle, so that a slow
+// batch is not mistaken for a dead consumer's.
+func (w *Worker) touch(ctx context.Context) {
+	var ids []string
+	now := time.Now()
+	cutoff := now.Add(-w.cfg.ClaimIdle / 6)
+	w.mu.Lock()
+	for id, at := range w.inflight {
+		if at.Before(cutoff) {
+			ids = append(ids, id)
+			w.inflight[id] = now
+		}
+	}
+	w.mu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	err := w.rdb.XClaimJustID(ctx, &redis.XClaimArgs{
+		Stream: w.cfg.Stream, Group: w.cfg.Group, Consumer: w.cfg.Consumer, MinIdle: 0, Messages: ids,
+	}).Err()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		w.log.Warn("touch entries in flight", "action", "claim", "entries", len(ids), "error", err)
+	}
+}
+
+func addTo(c prometheus.Counter, n int) {
+	if c != nil && n > 0 {
+		c.Add(float64(n))
 	}
 }
 
@@ -444,36 +726,58 @@ func (w *Worker) delay(n int64) time.Duration {
 	return min(d, w.cfg.MaxDelay)
 }
 
+func (w *Worker) retryAt() time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.nextRetry
+}
+
+func (w *Worker) setRetryAt(t time.Time) {
+	w.mu.Lock()
+	w.nextRetry = t
+	w.mu.Unlock()
+}
+
 // retryIn brings the next own-pending scan forward to d from now.
 func (w *Worker) retryIn(d time.Duration) {
+	w.mu.Lock()
+	w.retryInLocked(d)
+	w.mu.Unlock()
+}
+
+func (w *Worker) retryInLocked(d time.Duration) {
 	if at := time.Now().Add(d); at.Before(w.nextRetry) {
 		w.nextRetry = at
 	}
 }
 
-// ack acknowledges an entry (and deletes it, with DeleteOnAck).
-func (w *Worker) ack(ctx context.Context, id string) bool {
+// ack acknowledges entries (and deletes them, with DeleteOnAck) in one transaction. It
+// reports whether that worked; entries it could not acknowledge stay pending and are handed
+// over again (at least once).
+func (w *Worker) ack(ctx context.Context, ids []string) bool {
+	if len(ids) == 0 {
+		return true
+	}
 	_, err := w.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.XAck(ctx, w.cfg.Stream, w.cfg.Group, id)
+		p.XAck(ctx, w.cfg.Stream, w.cfg.Group, ids...)
 		if w.cfg.DeleteOnAck {
-			p.XDel(ctx, w.cfg.Stream, id)
+			p.XDel(ctx, w.cfg.Stream, ids...)
 		}
 		return nil
 	})
 	if err != nil {
-		// It stays pending: the retry scan hands it over again (at least once).
-		w.log.Error("acknowledge entry", "action", "ack", "entry", id, "error", err)
+		w.log.Error("acknowledge entries", "action", "ack", "entries", len(ids), "first", ids[0], "error", err)
 		return false
 	}
 	return true
 }
 
-// deadLetter moves entry x to the dead stream with its error and removes it from the stream,
-// atomically (both keys must share a hash tag).
-func (w *Worker) deadLetter(ctx context.Context, x redis.XMessage, deliveries int64, cause error) {
-	vals := []any{"entry", x.ID, "error", cause.Error(), "deliveries", deliveries,
+// deadLetter moves entry id to the dead stream with its values and error and removes it from
+// the stream, atomically (both keys must share a hash tag).
+func (w *Worker) deadLetter(ctx context.Context, id string, values map[string]any, deliveries int64, cause error) {
+	vals := []any{"entry", id, "error", cause.Error(), "deliveries", deliveries,
 		"at", time.Now().UTC().Format(time.RFC3339Nano)}
-	for k, v := range x.Values {
+	for k, v := range values {
 		switch k {
 		case "entry", "error", "deliveries", "at":
 		default:
@@ -482,17 +786,17 @@ func (w *Worker) deadLetter(ctx context.Context, x redis.XMessage, deliveries in
 	}
 	_, err := w.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.XAdd(ctx, &redis.XAddArgs{Stream: w.cfg.DeadStream, MaxLen: w.cfg.DeadMaxLen, Approx: true, Values: vals})
-		p.XAck(ctx, w.cfg.Stream, w.cfg.Group, x.ID)
-		p.XDel(ctx, w.cfg.Stream, x.ID)
+		p.XAck(ctx, w.cfg.Stream, w.cfg.Group, id)
+		p.XDel(ctx, w.cfg.Stream, id)
 		return nil
 	})
 	if err != nil {
-		w.log.Error("dead-letter entry", "action", "dead_letter", "entry", x.ID, "error", err)
+		w.log.Error("dead-letter entry", "action", "dead_letter", "entry", id, "error", err)
 		return
 	}
 	w.dead.Add(1)
-	w.count("dead")
-	w.log.Warn("job given up", "action", "dead_letter", "entry", x.ID, "deliveries", deliveries, "error", cause)
+	addTo(w.mDead, 1)
+	w.log.Warn("job given up", "action", "dead_letter", "entry", id, "deliveries", deliveries, "error", cause)
 }
 
 // IsBusyGroup reports the error of creating a consumer group that exists.
@@ -500,3 +804,29 @@ func IsBusyGroup(err error) bool { return err != nil && strings.HasPrefix(err.Er
 
 // isNoGroup reports a read of a group (or stream) that no longer exists, wrapped or not.
 func isNoGroup(err error) bool { return err != nil && strings.Contains(err.Error(), "NOGROUP") }
+
+// CompareIDs orders two stream ids ("ms-seq"): -1, 0 or 1.
+func CompareIDs(a, b string) int {
+	am, as := splitID(a)
+	bm, bs := splitID(b)
+	switch {
+	case am != bm:
+		if am < bm {
+			return -1
+		}
+		return 1
+	case as != bs:
+		if as < bs {
+			return -1
+		}
+		return 1
+	}
+	return 0
+}
+
+func splitID(id string) (ms, seq uint64) {
+	a, b, _ := strings.Cut(id, "-")
+	ms, _ = strconv.ParseUint(a, 10, 64)
+	seq, _ = strconv.ParseUint(b, 10, 64)
+	return ms, seq
+}
