@@ -137,13 +137,31 @@ func (s *Server) getMe(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	p := principal(c)
 	// What this server offers the organization's admins: the dashboard shows or hides its
-	// sections by these.
-	return c.JSON(fiber.Map{"org": org, "features": fiber.Map{
+	// sections by these (and by the role).
+	out := fiber.Map{"org": org, "role": p.Role, "via": p.Via, "features": fiber.Map{
 		"facebook_login": s.cfg.Facebook != nil,
 		"email":          s.cfg.Mail != nil,
 		"outbox":         s.cfg.Outbox != nil,
-	}})
+	}}
+	if p.Session != nil {
+		ctx := c.UserContext()
+		u, err := s.cfg.Store.User(ctx, p.UserID)
+		if err != nil {
+			return err
+		}
+		orgs, err := s.cfg.Store.UserOrgs(ctx, p.UserID)
+		if err != nil {
+			return err
+		}
+		// The CSRF token goes only to this site's own pages: a cross-site page cannot read
+		// this answer (no CORS), so it cannot forge the header.
+		out["user"], out["orgs"], out["csrf_token"] = u, orgs, p.Session.CSRF
+		out["session_expires_at"] = p.Session.ExpiresAt
+		c.Set(fiber.HeaderCacheControl, "no-store")
+	}
+	return c.JSON(out)
 }
 
 // ---- Interests ----

@@ -41,7 +41,7 @@ func (e *adminEnv) org(t *testing.T, id string) string {
 	if err := e.store.CreateOrg(ctx, voluntree.Organization{ID: id, Name: "Org " + id}); err != nil {
 		t.Fatal(err)
 	}
-	token, _, err := e.store.CreateAdminToken(ctx, id, "test")
+	token, _, err := e.store.CreateAdminToken(ctx, id, redisstore.TokenOptions{Label: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -169,3 +169,51 @@ func FuzzChatInput(f *testing.F) {
 		}
 	})
 }
+
+// FuzzAccountBodies: any body of the people and token routes (a token's label, role and
+// lifetime; a member's role; the organization a session switches to) is a value within its
+// bounds or a 400, never a panic; and no token is ever granted more power than its maker.
+func FuzzAccountBodies(f *testing.F) {
+	for _, s := range []struct {
+		kind   uint8
+		caller string
+		body   string
+	}{
+		{0, "owner", `{"label":"ci","role":"viewer","expires_in":3600}`},
+		{0, "admin", `{"role":"owner"}`},
+		{0, "viewer", `{"expires_in":-1,"label":"a\nb"}`},
+		{0, "owner", `{"expires_in":1e30}`},
+		{1, "owner", `{"role":"ADMIN "}`},
+		{1, "owner", `{"role":["x"]}`},
+		{2, "viewer", `{"org_id":"org_b"}`},
+		{2, "viewer", `{"org_id":"../x"}`},
+	} {
+		f.Add(s.kind, s.caller, []byte(s.body))
+	}
+	f.Fuzz(func(t *testing.T, kind uint8, caller string, body []byte) {
+		var err error
+		switch kind % 3 {
+		case 0:
+			var opts redisstore.TokenOptions
+			opts, err = parseTokenBody(body, voluntree.Role(caller))
+			if err == nil {
+				if !opts.Role.Valid() || !voluntree.Role(caller).AtLeast(opts.Role) || opts.TTL < 0 || opts.TTL > MaxTokenTTL || len(opts.Label) > 100 {
+					t.Fatalf("accepted %+v for a %q", opts, caller)
+				}
+			}
+		case 1:
+			var r voluntree.Role
+			if r, err = parseRoleBody(body); err == nil && !r.Valid() {
+				t.Fatalf("accepted role %q", r)
+			}
+		case 2:
+			var org string
+			if org, err = parseOrgBody(body); err == nil && !voluntree.ValidID(org) {
+				t.Fatalf("accepted org %q", org)
+			}
+		}
+		if err != nil && (!is4xx(err) || voluntree.ErrorCode(err) != voluntree.EINVALID) {
+			t.Fatalf("error %v is not a 400", err)
+		}
+	})
+}

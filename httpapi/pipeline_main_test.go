@@ -47,6 +47,7 @@ type pipelineEnv struct {
 	m     *metrics.Metrics
 	hub   *actors.EventHub
 	addr  string // host:port of the HTTP server
+	srv   *httpapi.Server
 
 	stopHubOnce sync.Once
 	stopHubErr  error
@@ -114,6 +115,7 @@ func newEnv(t *testing.T, o envOptions) *pipelineEnv {
 		o.config(&cfg)
 	}
 	srv := httpapi.New(cfg)
+	e.srv = srv
 	served := make(chan struct{})
 	go func() {
 		defer close(served)

@@ -114,6 +114,10 @@ type Config struct {
 	Outbox    Outbox
 	Facebook  FacebookLogin
 	PublicURL string
+
+	// Signed-in browsers' sessions end after SessionIdle without use (0: DefaultSessionIdle)
+	// and SessionMax in all (0: DefaultSessionMax).
+	SessionIdle, SessionMax time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -131,6 +135,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.PublicURL == "" {
 		c.PublicURL = "http://localhost:8080"
+	}
+	if c.SessionIdle == 0 {
+		c.SessionIdle = DefaultSessionIdle
+	}
+	if c.SessionMax == 0 {
+		c.SessionMax = DefaultSessionMax
 	}
 	if c.ClassifyRate == 0 {
 		c.ClassifyRate = DefaultClassifyRate
@@ -156,6 +166,7 @@ type Server struct {
 	chats         *chatHub      // web chat sockets of this node (nil without a Store)
 	chatStarts    *limiter      // web chat sessions started, per client
 	chatSends     *limiter      // web chat messages, per session (whatever its sockets)
+	adminList     []AdminRoute  // the admin API's routes (AdminRoutes)
 }
 
 // New builds the Fiber app and its routes.
@@ -222,6 +233,11 @@ func New(cfg Config) *Server {
 		},
 	}))
 	app.Get("/chat/:signup", s.chatPage)
+	if cfg.Store != nil {
+		app.Get("/auth/link", s.loginLinkPage)
+		app.Post("/auth/link", s.useLoginLink)
+		app.Post("/auth/logout", s.requireAdmin, s.logout)
+	}
 	api := app.Group("/api/v1")
 	api.Post("/classify", s.classify)
 	api.Post("/chat/sessions", s.createChatSession)
@@ -240,46 +256,56 @@ func New(cfg Config) *Server {
 	return s
 }
 
-// adminRoutes registers the admin API, every route behind requireAdmin (per route, not on
-// the group: a group middleware would also answer 401 for unknown paths under /api/v1).
+// adminRoutes registers the admin API, every route with the least role it needs (viewers
+// read; admins run signups, posts, pages and conversations; owners manage people and tokens).
 func (s *Server) adminRoutes(api fiber.Router) {
-	auth := s.requireAdmin
-	api.Get("/me", auth, s.getMe)
-	api.Post("/ws-tickets", auth, s.createTicket)
+	const viewer, admin, owner = voluntree.RoleViewer, voluntree.RoleAdmin, voluntree.RoleOwner
+	get, post := fiber.MethodGet, fiber.MethodPost
+	r := func(method, path string, role voluntree.Role, h fiber.Handler) { s.admin(api, method, path, role, h) }
+	r(get, "/me", viewer, s.getMe)
+	r(post, "/ws-tickets", viewer, s.createTicket) // watching the live feed is reading
+	r(post, "/session/org", viewer, s.switchOrg)
 
-	api.Get("/signups", auth, s.listSignups)
-	api.Post("/signups", auth, s.createSignup)
-	api.Get("/signups/:id", auth, s.getSignup)
-	api.Put("/signups/:id", auth, s.replaceSignup)
-	api.Patch("/signups/:id", auth, s.patchSignup)
-	api.Delete("/signups/:id", auth, s.deleteSignup)
-	api.Get("/signups/:id/slots/:slot/interests", auth, s.slotInterests)
+	r(get, "/signups", viewer, s.listSignups)
+	r(post, "/signups", admin, s.createSignup)
+	r(get, "/signups/:id", viewer, s.getSignup)
+	r(fiber.MethodPut, "/signups/:id", admin, s.replaceSignup)
+	r(fiber.MethodPatch, "/signups/:id", admin, s.patchSignup)
+	r(fiber.MethodDelete, "/signups/:id", admin, s.deleteSignup)
+	r(get, "/signups/:id/slots/:slot/interests", viewer, s.slotInterests)
 
-	api.Get("/posts", auth, s.listPosts)
-	api.Post("/posts", auth, s.createPost)
-	api.Get("/posts/:id", auth, s.getPost)
-	api.Post("/posts/:id/publish", auth, s.publishPost)
-	api.Post("/posts/:id/cancel", auth, s.cancelPost)
-	api.Post("/posts/:id/retry", auth, s.retryPost)
-	api.Get("/posts/:id/interests", auth, s.postInterests)
+	r(get, "/posts", viewer, s.listPosts)
+	r(post, "/posts", admin, s.createPost)
+	r(get, "/posts/:id", viewer, s.getPost)
+	r(post, "/posts/:id/publish", admin, s.publishPost)
+	r(post, "/posts/:id/cancel", admin, s.cancelPost)
+	r(post, "/posts/:id/retry", admin, s.retryPost)
+	r(get, "/posts/:id/interests", viewer, s.postInterests)
 
-	api.Get("/pages", auth, s.listPages)
-	api.Post("/pages/connect", auth, s.connectPage)
-	api.Get("/facebook/callback", s.facebookCallback)
-	api.Get("/me/email", auth, s.getEmail)
-	api.Post("/me/email", auth, s.sendEmailCode)
-	api.Post("/me/email/verify", auth, s.verifyEmail)
+	r(get, "/pages", viewer, s.listPages)
+	r(post, "/pages/connect", admin, s.connectPage)
+	api.Get("/facebook/callback", s.facebookCallback) // the login's state says whose it is
+	r(get, "/me/email", viewer, s.getEmail)
+	r(post, "/me/email", owner, s.sendEmailCode)
+	r(post, "/me/email/verify", owner, s.verifyEmail)
 	if s.cfg.Outbox != nil {
-		api.Get("/outbox", auth, s.listOutbox)
+		r(get, "/outbox", viewer, s.listOutbox)
 	}
 
-	api.Get("/conversations/:id", auth, s.getConversation)
+	r(get, "/conversations/:id", viewer, s.getConversation)
 	if s.cfg.Conversations != nil {
-		api.Post("/conversations/:id/messages", auth, s.replyConversation)
-		api.Post("/conversations/:id/release", auth, s.releaseConversation)
+		r(post, "/conversations/:id/messages", admin, s.replyConversation)
+		r(post, "/conversations/:id/release", admin, s.releaseConversation)
 	}
-	api.Get("/stats", auth, s.myStats)
-	api.Get("/orgs/:org/stats", auth, s.orgStats)
+	r(get, "/stats", viewer, s.myStats)
+	r(get, "/orgs/:org/stats", viewer, s.orgStats)
+
+	r(get, "/members", viewer, s.listMembers)
+	r(fiber.MethodPatch, "/members/:user", owner, s.changeMember)
+	r(fiber.MethodDelete, "/members/:user", owner, s.removeMember)
+	r(get, "/tokens", owner, s.listTokens)
+	r(post, "/tokens", owner, s.createToken)
+	r(fiber.MethodDelete, "/tokens/:id", owner, s.revokeToken)
 }
 
 // App returns the Fiber app (tests use App().Test).

@@ -24,7 +24,7 @@ func adminToken(t *testing.T, e *pipelineEnv, org string) string {
 	if err := e.store.CreateOrg(ctx, voluntree.Organization{ID: org, Name: "Org " + org}); err != nil {
 		t.Fatal(err)
 	}
-	token, _, err := e.store.CreateAdminToken(ctx, org, "test")
+	token, _, err := e.store.CreateAdminToken(ctx, org, redisstore.TokenOptions{Label: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}

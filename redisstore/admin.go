@@ -171,24 +171,56 @@ func (s *Store) watch(ctx context.Context, fn func(*redis.Tx) error, keys ...str
 // AdminToken is the stored record of an admin API token (the token itself is never stored:
 // its SHA-256 is the key).
 type AdminToken struct {
-	OrgID     string    `json:"org_id"`
-	Label     string    `json:"label,omitempty"`
-	Hint      string    `json:"hint"` // the token's first characters, to tell tokens apart
-	CreatedAt time.Time `json:"created_at"`
+	ID        string         `json:"id"` // the first characters of the token's SHA-256: names it in lists
+	OrgID     string         `json:"org_id"`
+	Label     string         `json:"label,omitempty"`
+	Hint      string         `json:"hint"`                 // the token's first characters, to tell tokens apart
+	Role      voluntree.Role `json:"role"`                 // what it may do; tokens from before roles act as owners
+	CreatedBy string         `json:"created_by,omitempty"` // user id; "" from the CLI
+	CreatedAt time.Time      `json:"created_at"`
+	ExpiresAt time.Time      `json:"expires_at,omitzero"` // zero: never
+}
+
+// Expired reports whether the token has expired at now.
+func (t AdminToken) Expired(now time.Time) bool {
+	return !t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt)
 }
 
 // TokenPrefix starts every admin API token.
 const TokenPrefix = "vt_"
 
-// HashToken is the stored form of a token.
+// tokenIDLen is the length of a token's id (hex characters of its hash).
+const tokenIDLen = 12
+
+// HashToken returns the SHA-256 (hex) of a token: its key.
 func HashToken(token string) string {
 	sum := sha256.Sum256([]byte(token))
 	return hex.EncodeToString(sum[:])
 }
 
+// TokenOptions describe a new admin API token.
+type TokenOptions struct {
+	Label     string
+	Role      voluntree.Role // default owner
+	TTL       time.Duration  // 0: never expires
+	CreatedBy string
+}
+
 // CreateAdminToken makes a new token for an existing organization and returns it: this is the
 // only time it is seen.
-func (s *Store) CreateAdminToken(ctx context.Context, orgID, label string) (string, AdminToken, error) {
+func (s *Store) CreateAdminToken(ctx context.Context, orgID string, opts TokenOptions) (string, AdminToken, error) {
+	if opts.Role == "" {
+		opts.Role = voluntree.RoleOwner
+	}
+	if !opts.Role.Valid() {
+		return "", AdminToken{}, voluntree.FieldErrorf("role", "role must be owner, admin or viewer")
+	}
+	if opts.TTL < 0 {
+		return "", AdminToken{}, voluntree.FieldErrorf("expires_in", "a token's lifetime must be positive")
+	}
+	if err := checkLabel(opts.Label); err != nil {
+		return "", AdminToken{}, err
+	}
 	if _, err := s.Org(ctx, orgID); err != nil {
 		return "", AdminToken{}, err
 	}
@@ -196,10 +228,15 @@ func (s *Store) CreateAdminToken(ctx context.Context, orgID, label string) (stri
 	if err != nil {
 		return "", AdminToken{}, err
 	}
-	rec := AdminToken{OrgID: orgID, Label: label, Hint: token[:len(TokenPrefix)+6], CreatedAt: time.Now().UTC()}
 	h := HashToken(token)
+	now := time.Now().UTC()
+	rec := AdminToken{ID: h[:tokenIDLen], OrgID: orgID, Label: opts.Label, Hint: token[:len(TokenPrefix)+6],
+		Role: opts.Role, CreatedBy: opts.CreatedBy, CreatedAt: now}
+	if opts.TTL > 0 {
+		rec.ExpiresAt = now.Add(opts.TTL)
+	}
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, s.keys.AdminToken(h), mustJSON(rec), 0)
+		p.Set(ctx, s.keys.AdminToken(h), mustJSON(rec), opts.TTL)
 		p.ZAdd(ctx, s.keys.OrgTokens(orgID), redis.Z{Score: ms(rec.CreatedAt), Member: h})
 		return nil
 	})
@@ -209,12 +246,108 @@ func (s *Store) CreateAdminToken(ctx context.Context, orgID, label string) (stri
 	return token, rec, nil
 }
 
-// LookupAdminToken returns the record of a token; ENOTFOUND for an unknown one.
+func checkLabel(label string) error {
+	if len(label) > 100 || strings.ContainsAny(label, "\r\n\x00") {
+		return voluntree.FieldErrorf("label", "label: at most 100 characters on one line")
+	}
+	return nil
+}
+
+// LookupAdminToken returns the record of a token; ENOTFOUND for an unknown, revoked or
+// expired one.
 func (s *Store) LookupAdminToken(ctx context.Context, token string) (AdminToken, error) {
 	if !strings.HasPrefix(token, TokenPrefix) || len(token) > 128 {
 		return AdminToken{}, voluntree.Errorf(voluntree.ENOTFOUND, "unknown token")
 	}
-	return getJSON[AdminToken](ctx, s.rdb, s.keys.AdminToken(HashToken(token)), "token", "")
+	h := HashToken(token)
+	rec, err := getJSON[AdminToken](ctx, s.rdb, s.keys.AdminToken(h), "token", "")
+	if err != nil {
+		return rec, err
+	}
+	if rec.Expired(time.Now()) {
+		return AdminToken{}, voluntree.Errorf(voluntree.ENOTFOUND, "expired token")
+	}
+	if rec.Role == "" {
+		rec.Role = voluntree.RoleOwner
+	}
+	if rec.ID == "" {
+		rec.ID = h[:tokenIDLen]
+	}
+	return rec, nil
+}
+
+// AdminTokens returns an organization's live tokens, oldest first; expired ones are
+// forgotten.
+func (s *Store) AdminTokens(ctx context.Context, orgID string) ([]AdminToken, error) {
+	index := s.keys.OrgTokens(orgID)
+	hashes, err := s.rdb.ZRange(ctx, index, 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: tokens of %s: %w", orgID, err)
+	}
+	cmds := make([]*redis.StringCmd, len(hashes))
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, h := range hashes {
+			cmds[i] = p.Get(ctx, s.keys.AdminToken(h))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("redisstore: tokens of %s: %w", orgID, err)
+	}
+	out := make([]AdminToken, 0, len(hashes))
+	now := time.Now()
+	for i, c := range cmds {
+		raw, err := c.Result()
+		if errors.Is(err, redis.Nil) { // expired: its key is gone
+			_ = s.rdb.ZRem(ctx, index, hashes[i]).Err()
+			continue
+		}
+		rec, err := decodeJSON[AdminToken](raw, "token")
+		if err != nil {
+			return nil, err
+		}
+		if rec.Expired(now) {
+			continue
+		}
+		rec.ID = hashes[i][:tokenIDLen]
+		if rec.Role == "" {
+			rec.Role = voluntree.RoleOwner
+		}
+		out = append(out, rec)
+	}
+	return out, nil
+}
+
+// RevokeAdminToken deletes an organization's token by its id; it is refused at once after.
+// ENOTFOUND when org has no such token.
+func (s *Store) RevokeAdminToken(ctx context.Context, orgID, id string) (AdminToken, error) {
+	if len(id) != tokenIDLen {
+		return AdminToken{}, voluntree.Errorf(voluntree.ENOTFOUND, "no token %.16q in this organization", id)
+	}
+	hashes, err := s.rdb.ZRange(ctx, s.keys.OrgTokens(orgID), 0, -1).Result()
+	if err != nil {
+		return AdminToken{}, fmt.Errorf("redisstore: tokens of %s: %w", orgID, err)
+	}
+	for _, h := range hashes {
+		if h[:tokenIDLen] != id {
+			continue
+		}
+		rec, err := getJSON[AdminToken](ctx, s.rdb, s.keys.AdminToken(h), "token", "")
+		if err != nil && voluntree.ErrorCode(err) != voluntree.ENOTFOUND {
+			return AdminToken{}, err
+		}
+		_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.Del(ctx, s.keys.AdminToken(h))
+			p.ZRem(ctx, s.keys.OrgTokens(orgID), h)
+			return nil
+		})
+		if err != nil {
+			return AdminToken{}, fmt.Errorf("redisstore: revoke token: %w", err)
+		}
+		rec.ID = id
+		return rec, nil
+	}
+	return AdminToken{}, voluntree.Errorf(voluntree.ENOTFOUND, "no token %.16q in this organization", id)
 }
 
 // ---- Pages ----

@@ -182,6 +182,41 @@ func (k Keys) AdminToken(tokenHash string) string { return k.prefix + ":token:" 
 // OrgTokens lists an organization's token hashes (sorted set by creation time).
 func (k Keys) OrgTokens(orgID string) string { return k.prefix + ":org:" + orgID + ":tokens" }
 
+// User is one person who signs in (JSON), by user id.
+func (k Keys) User(userID string) string { return k.prefix + ":user:" + userID }
+
+// UserIdentity maps an account elsewhere (provider github or facebook, and its id there) to a
+// user id.
+func (k Keys) UserIdentity(provider, externalID string) string {
+	return k.prefix + ":identity:" + provider + ":" + externalID
+}
+
+// UserOrgs is the set of organizations a user is a member of.
+func (k Keys) UserOrgs(userID string) string { return k.prefix + ":user:" + userID + ":orgs" }
+
+// UserSessions is the set of a user's session ids (hashes), to revoke them together.
+func (k Keys) UserSessions(userID string) string { return k.prefix + ":user:" + userID + ":sessions" }
+
+// OrgMembers maps an organization's member user ids to their membership (hash of JSON).
+func (k Keys) OrgMembers(orgID string) string { return k.prefix + ":org:" + orgID + ":members" }
+
+// Session is one signed-in browser's session (hash), by the SHA-256 (hex) of its cookie value.
+func (k Keys) Session(sessionHash string) string { return k.prefix + ":session:" + sessionHash }
+
+// LoginLink is a one-time sign-in link (JSON, 15 minutes), by the SHA-256 (hex) of its token.
+func (k Keys) LoginLink(tokenHash string) string { return k.prefix + ":loginlink:" + tokenHash }
+
+// OAuthState is a sign-in in progress at GitHub or Facebook (JSON, 10 minutes), by the
+// SHA-256 (hex) of its state parameter.
+func (k Keys) OAuthState(stateHash string) string { return k.prefix + ":oauthstate:" + stateHash }
+
+// Invitation is an invitation to join an organization (JSON, until it expires), by the
+// SHA-256 (hex) of the token its email carries.
+func (k Keys) Invitation(tokenHash string) string { return k.prefix + ":invitation:" + tokenHash }
+
+// OrgInvitations lists an organization's invitation ids (sorted set by expiry time).
+func (k Keys) OrgInvitations(orgID string) string { return k.prefix + ":org:" + orgID + ":invitations" }
+
 // Page is one connected Facebook page (JSON), by Facebook page id.
 func (k Keys) Page(pageID string) string { return k.prefix + ":page:" + pageID }
 

@@ -7,14 +7,17 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/voluntree/voluntree"
+	"github.com/voluntree/voluntree/httpapi"
 	"github.com/voluntree/voluntree/internal/redisproc"
 	"github.com/voluntree/voluntree/redisstore"
 )
@@ -23,8 +26,15 @@ const adminUsage = `usage: voluntree admin <command> [flags]
 
 commands:
   create-org     create an organization:       -id ID -name NAME [-email EMAIL]
-  create-token   create an admin API token:     -org ID [-label TEXT] [-create-org NAME]
+  create-token   create an admin API token:     -org ID [-label TEXT] [-role owner|admin|viewer]
+                 [-expires 720h] [-create-org NAME]
                  (prints the token once; send it as "Authorization: Bearer <token>")
+  tokens         list an organization's tokens:  -org ID
+  revoke-token   revoke a token at once:        -org ID -id TOKEN_ID
+  login-link     print a one-time sign-in link (15 minutes): -org ID [-user USER_ID]
+                 [-name NAME] [-public-url URL]; without -user it signs in as the first
+                 owner, or makes a new owner NAME when the organization has none
+  members        list an organization's members: -org ID
   add-page       connect a Facebook page by hand: -org ID -page PAGE_ID [-name NAME]
                  [-access-token-file FILE] (a page access token, e.g. a system user's;
                  without one the page's webhooks are received but nothing is published)
@@ -91,6 +101,8 @@ func runAdmin(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		org := fs.String("org", "", "organization id")
 		label := fs.String("label", "", "what the token is for (shown in lists)")
 		create := fs.String("create-org", "", "create the organization with this name when it does not exist")
+		role := fs.String("role", "owner", "what the token may do: owner, admin or viewer")
+		expires := fs.Duration("expires", 0, "lifetime (e.g. 720h); 0: never expires")
 		run = func(ctx context.Context, st *redisstore.Store) error {
 			if *org == "" {
 				return usageError{errors.New("-org is required")}
@@ -101,7 +113,14 @@ func runAdmin(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 					return err
 				}
 			}
-			token, _, err := st.CreateAdminToken(ctx, *org, *label)
+			r, err := voluntree.ParseRole("-role", *role)
+			if err != nil {
+				return usageError{err}
+			}
+			if *expires < 0 {
+				return usageError{fmt.Errorf("-expires must not be negative, got %s", *expires)}
+			}
+			token, _, err := st.CreateAdminToken(ctx, *org, redisstore.TokenOptions{Label: *label, Role: r, TTL: *expires})
 			if voluntree.ErrorCode(err) == voluntree.ENOTFOUND {
 				return fmt.Errorf("organization %q does not exist (create it with -create-org NAME or `voluntree admin create-org`)", *org)
 			}
@@ -109,6 +128,80 @@ func runAdmin(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 				return err
 			}
 			fmt.Fprintln(stdout, token)
+			return nil
+		}
+	case "tokens":
+		org := fs.String("org", "", "organization id")
+		run = func(ctx context.Context, st *redisstore.Store) error {
+			if *org == "" {
+				return usageError{errors.New("-org is required")}
+			}
+			ts, err := st.AdminTokens(ctx, *org)
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tROLE\tHINT\tLABEL\tCREATED\tEXPIRES")
+			for _, t := range ts {
+				exp := "never"
+				if !t.ExpiresAt.IsZero() {
+					exp = t.ExpiresAt.Format(time.RFC3339)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s…\t%s\t%s\t%s\n", t.ID, t.Role, t.Hint, t.Label, t.CreatedAt.Format(time.RFC3339), exp)
+			}
+			return tw.Flush()
+		}
+	case "revoke-token":
+		org := fs.String("org", "", "organization id")
+		id := fs.String("id", "", "the token's id (voluntree admin tokens)")
+		run = func(ctx context.Context, st *redisstore.Store) error {
+			if *org == "" || *id == "" {
+				return usageError{errors.New("-org and -id are required")}
+			}
+			if _, err := st.RevokeAdminToken(ctx, *org, *id); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "token %s revoked\n", *id)
+			return nil
+		}
+	case "members":
+		org := fs.String("org", "", "organization id")
+		run = func(ctx context.Context, st *redisstore.Store) error {
+			if *org == "" {
+				return usageError{errors.New("-org is required")}
+			}
+			if _, err := st.Org(ctx, *org); err != nil {
+				return err
+			}
+			ms, err := st.Members(ctx, *org)
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "USER\tROLE\tNAME\tEMAIL\tJOINED")
+			for _, m := range ms {
+				var name, email string
+				if m.User != nil {
+					name, email = m.User.Name, m.User.Email
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.UserID, m.Role, name, email, m.JoinedAt.Format(time.RFC3339))
+			}
+			return tw.Flush()
+		}
+	case "login-link":
+		org := fs.String("org", "", "organization id")
+		user := fs.String("user", "", "sign in as this member (default: the first owner)")
+		name := fs.String("name", "Owner", "name of the owner made when the organization has none")
+		public := fs.String("public-url", envOr("VOLUNTREE_PUBLIC_URL", "http://localhost:8080"), "where browsers reach the server (env VOLUNTREE_PUBLIC_URL)")
+		run = func(ctx context.Context, st *redisstore.Store) error {
+			if *org == "" {
+				return usageError{errors.New("-org is required")}
+			}
+			link, err := loginLinkURL(ctx, st, *public, *org, *user, *name)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(stdout, link)
 			return nil
 		}
 	case "add-page":
@@ -241,4 +334,17 @@ func writeEmbeddedURL(dataDir, url string) (func(), error) {
 		return nil, fmt.Errorf("write %s: %w", p, err)
 	}
 	return func() { os.Remove(p) }, nil
+}
+
+// loginLinkURL issues a one-time sign-in link for org (redisstore.LoginLinkFor) and returns
+// its URL under publicURL.
+func loginLinkURL(ctx context.Context, st *redisstore.Store, publicURL, org, user, name string) (string, error) {
+	token, _, err := st.LoginLinkFor(ctx, org, user, name, httpapi.LoginLinkTTL)
+	if voluntree.ErrorCode(err) == voluntree.ENOTFOUND && user == "" {
+		return "", fmt.Errorf("organization %q does not exist (create it with `voluntree admin create-org`)", org)
+	}
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSuffix(publicURL, "/") + "/auth/link?token=" + url.QueryEscape(token), nil
 }

@@ -295,7 +295,7 @@ func (cl *convload) setup(ctx context.Context) error {
 	if err := st.CreateOrg(ctx, voluntree.Organization{ID: "load", Name: "Load test", CreatedAt: time.Now()}); err != nil {
 		return err
 	}
-	if cl.token, _, err = st.CreateAdminToken(ctx, "load", "convload"); err != nil {
+	if cl.token, _, err = st.CreateAdminToken(ctx, "load", redisstore.TokenOptions{Label: "convload"}); err != nil {
 		return err
 	}
 	if err := st.SavePage(ctx, voluntree.Page{ID: convPage, OrgID: "load", Name: "Load test page", AccessToken: "page-token"}); err != nil {

@@ -429,14 +429,27 @@ func TestPageListsSignupsInABrowser(t *testing.T) {
 			t.Errorf("rendered page lacks %s", want)
 		}
 	}
-	// Without a token: no feed, and the way to get one.
+	// Without a token: no feed, and the ways to sign in.
 	dom = renderedDOM(t, browser, n.base+"/")
 	if bytes.Contains(dom, []byte(`data-message-id="`+id+`"`)) {
 		t.Error("the page shows signups without a token")
 	}
-	for _, want := range []string{`data-state="signed-out"`, "voluntree admin create-token -org demo"} {
+	for _, want := range []string{`data-state="signed-out"`, "voluntree admin login-link -org demo", "voluntree admin create-token -org demo"} {
 		if !bytes.Contains(dom, []byte(want)) {
 			t.Errorf("the page without a token lacks %s", want)
+		}
+	}
+	// A one-time sign-in link: the browser posts it, gets its session cookie, and the page
+	// runs on the session (its feed ticket bought with the session's CSRF token).
+	code, out, errOut = runCLI(t, "", "admin", "login-link", "-org", "demo", "-public-url", n.base,
+		"-redis-url", redisSrv.URL(t), "-redis-prefix", "e2e-page")
+	if code != 0 || !strings.HasPrefix(out, n.base+"/auth/link?token=vl_") {
+		t.Fatalf("admin login-link: exit %d, %q %q", code, out, errOut)
+	}
+	dom = renderedDOM(t, browser, strings.TrimSpace(out))
+	for _, want := range []string{`data-message-id="` + id + `"`, `data-state="live"`, "signed in as Demo owner (owner)", ">sign out<"} {
+		if !bytes.Contains(dom, []byte(want)) {
+			t.Errorf("the page signed in with a link lacks %s", want)
 		}
 	}
 	n.stop(t)

@@ -439,7 +439,6 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		if err := seedDemo(ctx, store, *demo); err != nil {
 			return err
 		}
-		log.Info("demo organization ready; for an admin API token run: voluntree admin create-token -org "+demoOrg, "action", "demo")
 	}
 	var publishGraph cluster.Graph = graph
 	var commentSource facebook.CommentSource = graph
@@ -593,6 +592,14 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		go servePprof(cfg.PprofAddr, log)
 	}
 	log.Info("listening", "action", "listen", "addr", ln.Addr().String(), "public_url", cfg.PublicURL, "demo", demo != nil)
+	if demo != nil {
+		// A newcomer signs in without any OAuth app: a one-time link to the demo organization.
+		link, err := loginLinkURL(ctx, store, cfg.PublicURL, demoOrg, "", "Demo owner")
+		if err != nil {
+			return err
+		}
+		log.Info("sign in to the demo organization (once, within 15 minutes; `voluntree admin login-link -org "+demoOrg+"` prints another): "+link, "action", "demo")
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- api.Serve(ln) }()
 

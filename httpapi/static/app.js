@@ -685,12 +685,16 @@
   // Authorization header: never written into the DOM.
 
   const TOKEN_KEY = 'voluntree.adminToken';
+  // org.token is SESSION when this browser is signed in (the session cookie, sent by the
+  // browser itself; changes carry the session's CSRF token from GET /me).
+  const SESSION = 'session';
   const OUTBOX_POLL_MS = 400;   // after a code was sent: the mail worker delivers within ~1 s
   const OUTBOX_POLLS = 12;      // then give up (the refresh button stays)
   const EXPIRY_TIMER_MAX = 60 * 60 * 1000;
 
   const org = {
     token: '',
+    csrf: '',          // the session's CSRF token (session mode)
     gen: 0,            // bumped when the token changes: answers for an older token are dropped
     me: null,          // GET /me
     email: null,       // GET /me/email
@@ -736,7 +740,12 @@
   async function api(method, path, body) {
     const token = org.token, gen = org.gen;
     if (!token) throw new ApiError(-1, 'no admin API token');
-    const headers = { Accept: 'application/json', Authorization: 'Bearer ' + token };
+    const headers = { Accept: 'application/json' };
+    if (token === SESSION) {
+      if (method !== 'GET' && org.csrf) headers['X-CSRF-Token'] = org.csrf;
+    } else {
+      headers.Authorization = 'Bearer ' + token;
+    }
     const init = { method, headers, cache: 'no-store', credentials: 'same-origin' };
     if (body !== undefined) {
       headers['Content-Type'] = 'application/json';
@@ -744,7 +753,7 @@
     }
     let r;
     try {
-      r = await fetch('/api/v1' + path, init);
+      r = await fetch(path.startsWith('/auth/') ? path : '/api/v1' + path, init);
     } catch (err) {
       throw new ApiError(0, 'the server could not be reached');
     }
@@ -755,7 +764,10 @@
       const msg = data && typeof data.error === 'string' && data.error ? data.error : 'the server answered ' + r.status;
       const field = data && typeof data.field === 'string' ? data.field : '';
       const err = new ApiError(r.status, msg, field);
-      if (r.status === 401) forgetToken('The server refused this admin API token (' + msg + '): enter another one.');
+      if (r.status === 401) {
+        forgetToken(token === SESSION ? sentence(msg) + ' Sign in with a new link (bin/voluntree admin login-link -org demo), or use a token.'
+          : 'The server refused this admin API token (' + msg + '): enter another one.');
+      }
       throw err;
     }
     return { status: r.status, data: (data && typeof data === 'object') ? data : {} };
@@ -824,7 +836,7 @@
   function useToken(token) {
     resetOrgData();
     org.token = token;
-    storeToken(token);
+    if (token !== SESSION) storeToken(token);
     clearFieldError($('#token-input'), $('#token-error'));
     renderOrg();
     loadOrg();
@@ -833,8 +845,9 @@
 
   function forgetToken(message) {
     resetOrgData();
+    if (org.token !== SESSION) storeToken('');
     org.token = '';
-    storeToken('');
+    org.csrf = '';
     renderOrg();
     setStatus('#org-status', '', '');
     $('#token-error').textContent = message || '';
@@ -863,6 +876,7 @@
     setStatus('#org-status', 'Loading the organization…', '');
     try {
       org.me = (await api('GET', '/me')).data;
+      if (org.token === SESSION) org.csrf = typeof org.me.csrf_token === 'string' ? org.me.csrf_token : '';
     } catch (err) {
       if (ignorable(err)) return;
       setStatus('#org-status', 'Could not load the organization: ' + sentence(err.message), 'error');
@@ -940,6 +954,11 @@
     const ready = !!org.token && !!org.me;
     $('#token-form').hidden = !!org.token;
     $('#org-who').hidden = !ready;
+    const session = org.token === SESSION;
+    const who = org.me && org.me.user && typeof org.me.user.name === 'string' ? org.me.user.name : '';
+    $('#org-via').textContent = session ? 'signed in' + (who ? ' as ' + who : '') + (org.me && org.me.role ? ' (' + org.me.role + ')' : '')
+      : 'admin token in this tab';
+    $('#org-forget').textContent = session ? 'sign out' : 'forget token';
     $('#org-body').hidden = !ready;
     if (!ready) return;
     const o = (org.me.org && typeof org.me.org === 'object') ? org.me.org : {};
@@ -1247,9 +1266,15 @@
     const { token, outcome } = takeURLState();
     showFacebookOutcome(outcome);
     $('#token-form').addEventListener('submit', submitToken);
-    $('#org-forget').addEventListener('click', () => {
-      forgetToken('');
-      setStatus('#org-status', 'Token forgotten in this tab.', '');
+    $('#org-forget').addEventListener('click', async () => {
+      if (org.token === SESSION) {
+        try { await api('POST', '/auth/logout'); } catch (err) { /* signed out either way */ }
+        forgetToken('');
+        setStatus('#org-status', 'Signed out.', '');
+      } else {
+        forgetToken('');
+        setStatus('#org-status', 'Token forgotten in this tab.', '');
+      }
       $('#token-input').focus();
     });
     $('#org-retry').addEventListener('click', loadOrg);
@@ -1275,7 +1300,18 @@
       useToken(token || stored);
     } else {
       renderOrg();
+      trySession();
     }
+  }
+
+  // trySession uses this browser's session when it is signed in (a sign-in link was opened).
+  async function trySession() {
+    let r;
+    try {
+      r = await fetch('/api/v1/me', { headers: { Accept: 'application/json' }, cache: 'no-store', credentials: 'same-origin' });
+    } catch (err) { return; }
+    if (!r.ok || org.token) return; // not signed in, or a token was entered meanwhile
+    useToken(SESSION);
   }
 
   // ---------------------------------------------------------------- classifier playground
