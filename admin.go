@@ -21,7 +21,10 @@ type Organization struct {
 	Name            string     `json:"name"`
 	Email           string     `json:"email,omitempty"` // verified before a page can be connected
 	EmailVerifiedAt *time.Time `json:"email_verified_at,omitempty"`
-	CreatedAt       time.Time  `json:"created_at"`
+	// GitHubOrg, when set, is the GitHub organization a person signing in with GitHub must
+	// be a member of (checked at sign-in and again as the session goes on).
+	GitHubOrg string    `json:"github_org,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // Page is a Facebook page connected to an organization. AccessToken is the page access token

@@ -119,6 +119,15 @@ func (s *Server) sessionPrincipal(c *fiber.Ctx, cookie string) (Principal, error
 	case err != nil:
 		return Principal{}, fmt.Errorf("httpapi: membership: %w", err)
 	}
+	ok, err := s.recheckGate(ctx, sess)
+	switch {
+	case err != nil: // GitHub unreachable: let the session go on, and check at the next request
+		s.cfg.Logger.Warn("github gate re-check", "action", "sign_in", "user", sess.UserID, "org", sess.OrgID, "error", err)
+	case !ok:
+		_ = s.cfg.Store.DeleteSession(ctx, sess)
+		c.Cookie(s.sessionCookie("", -1))
+		return Principal{}, voluntree.Errorf(voluntree.EUNAUTHORIZED, "this organization requires membership of its GitHub organization, which GitHub no longer confirms: sign in again")
+	}
 	return Principal{OrgID: sess.OrgID, Role: m.Role, Via: ViaSession, UserID: sess.UserID, Session: &sess}, nil
 }
 

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"regexp"
 	"strings"
 	"time"
 
@@ -128,4 +129,55 @@ func (s *Server) revokeToken(c *fiber.Ctx) error {
 	}
 	s.cfg.Logger.Info("token revoked", "action", "token", "org", p.OrgID, "token_id", c.Params("id"))
 	return c.SendStatus(fiber.StatusNoContent)
+}
+
+// githubLogin is the shape of a GitHub organization's login.
+var githubLogin = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$`)
+
+// parseOrgPatch reads PATCH /api/v1/org {"name", "github_org"} (absent fields stay).
+func parseOrgPatch(body []byte) (name, githubOrg *string, err error) {
+	var in struct {
+		Name      *string `json:"name"`
+		GitHubOrg *string `json:"github_org"`
+	}
+	if err := decodeJSON(body, &in); err != nil {
+		return nil, nil, err
+	}
+	if in.Name != nil {
+		n := strings.TrimSpace(*in.Name)
+		if n == "" || len(n) > 200 || strings.ContainsAny(n, "\r\n\x00") {
+			return nil, nil, voluntree.FieldErrorf("name", "name: 1 to 200 characters on one line")
+		}
+		in.Name = &n
+	}
+	if in.GitHubOrg != nil && *in.GitHubOrg != "" && !githubLogin.MatchString(*in.GitHubOrg) {
+		return nil, nil, voluntree.FieldErrorf("github_org", "github_org: a GitHub organization's login (letters, digits, hyphens), or \"\" for none")
+	}
+	return in.Name, in.GitHubOrg, nil
+}
+
+// updateOrg changes the organization's name and GitHub gate (owners).
+func (s *Server) updateOrg(c *fiber.Ctx) error {
+	name, gate, err := parseOrgPatch(c.Body())
+	if err != nil {
+		return err
+	}
+	o, err := s.cfg.Store.UpdateOrg(c.UserContext(), principal(c).OrgID, func(o *voluntree.Organization) error {
+		if name != nil {
+			o.Name = *name
+		}
+		if gate != nil {
+			o.GitHubOrg = *gate
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return c.JSON(o)
+}
+
+// signinOptions tells the dashboard how people can sign in here (GET /api/v1/signin).
+func (s *Server) signinOptions(c *fiber.Ctx) error {
+	return c.JSON(fiber.Map{"github": s.cfg.GitHub != nil, "link": true})
 }

@@ -118,6 +118,8 @@ type Config struct {
 	// Signed-in browsers' sessions end after SessionIdle without use (0: DefaultSessionIdle)
 	// and SessionMax in all (0: DefaultSessionMax).
 	SessionIdle, SessionMax time.Duration
+	// GitHub signs people in (nil: GET /auth/github answers 503).
+	GitHub GitHubSignIn
 }
 
 func (c *Config) setDefaults() {
@@ -237,6 +239,9 @@ func New(cfg Config) *Server {
 		app.Get("/auth/link", s.loginLinkPage)
 		app.Post("/auth/link", s.useLoginLink)
 		app.Post("/auth/logout", s.requireAdmin, s.logout)
+		app.Get("/auth/github", s.githubStart)
+		app.Get(GitHubCallback, s.githubCallback)
+		app.Get("/api/v1/signin", s.signinOptions)
 	}
 	api := app.Group("/api/v1")
 	api.Post("/classify", s.classify)
@@ -300,6 +305,7 @@ func (s *Server) adminRoutes(api fiber.Router) {
 	r(get, "/stats", viewer, s.myStats)
 	r(get, "/orgs/:org/stats", viewer, s.orgStats)
 
+	r(fiber.MethodPatch, "/org", owner, s.updateOrg)
 	r(get, "/members", viewer, s.listMembers)
 	r(fiber.MethodPatch, "/members/:user", owner, s.changeMember)
 	r(fiber.MethodDelete, "/members/:user", owner, s.removeMember)

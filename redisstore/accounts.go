@@ -227,6 +227,10 @@ type Session struct {
 	Via       string    `json:"via"`    // github, facebook or link
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at"` // absolute: signed out then, however active
+	// GitHubToken is the access token of a GitHub sign-in, kept to re-check the
+	// organization's GitHub gate; CheckedAt is when it was last checked.
+	GitHubToken string    `json:"-"`
+	CheckedAt   time.Time `json:"-"`
 }
 
 // CheckCSRF reports whether token is the session's CSRF token (in constant time).
@@ -237,6 +241,12 @@ func (s Session) CheckCSRF(token string) bool {
 // CreateSession starts a session for user acting for org, valid for idle without use and
 // absolute in all, and returns its cookie token: the only time it is seen.
 func (s *Store) CreateSession(ctx context.Context, userID, orgID, via string, idle, absolute time.Duration) (string, Session, error) {
+	return s.CreateSessionWith(ctx, Session{UserID: userID, OrgID: orgID, Via: via}, idle, absolute)
+}
+
+// CreateSessionWith is CreateSession for a session with a GitHub token (UserID, OrgID, Via,
+// GitHubToken and CheckedAt are taken from sess).
+func (s *Store) CreateSessionWith(ctx context.Context, sess Session, idle, absolute time.Duration) (string, Session, error) {
 	if idle <= 0 || absolute <= 0 {
 		return "", Session{}, errors.New("redisstore: session lifetimes must be positive")
 	}
@@ -249,14 +259,14 @@ func (s *Store) CreateSession(ctx context.Context, userID, orgID, via string, id
 		return "", Session{}, err
 	}
 	now := time.Now().UTC()
-	sess := Session{ID: HashToken(token), UserID: userID, OrgID: orgID, CSRF: csrf, Via: via,
-		CreatedAt: now, ExpiresAt: now.Add(absolute)}
+	sess.ID, sess.CSRF, sess.CreatedAt, sess.ExpiresAt = HashToken(token), csrf, now, now.Add(absolute)
 	key := s.keys.Session(sess.ID)
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, key, "user", sess.UserID, "org", sess.OrgID, "csrf", sess.CSRF, "via", sess.Via,
-			"created", sess.CreatedAt.UnixMilli(), "expires", sess.ExpiresAt.UnixMilli())
+			"created", sess.CreatedAt.UnixMilli(), "expires", sess.ExpiresAt.UnixMilli(),
+			"gh", sess.GitHubToken, "checked", sess.CheckedAt.UnixMilli())
 		p.PExpire(ctx, key, min(idle, absolute))
-		p.SAdd(ctx, s.keys.UserSessions(userID), sess.ID)
+		p.SAdd(ctx, s.keys.UserSessions(sess.UserID), sess.ID)
 		return nil
 	})
 	if err != nil {
@@ -271,9 +281,9 @@ func (s *Store) CreateSession(ctx context.Context, userID, orgID, via string, id
 // KEYS[1] -> session hash
 // ARGV[1] -> now (Unix ms)
 // ARGV[2] -> idle lifetime (ms)
-// Returns user, org, csrf, via, created, expires; or false.
+// Returns user, org, csrf, via, created, expires, gh, checked; or false.
 var touchSessionScript = newScript(`
-local h = redis.call('HMGET', KEYS[1], 'user', 'org', 'csrf', 'via', 'created', 'expires')
+local h = redis.call('HMGET', KEYS[1], 'user', 'org', 'csrf', 'via', 'created', 'expires', 'gh', 'checked')
 if not h[1] or not h[6] then return false end
 local left = tonumber(h[6]) - tonumber(ARGV[1])
 if left <= 0 then
@@ -303,10 +313,13 @@ func (s *Store) UseSession(ctx context.Context, token string, idle time.Duration
 	for i, v := range res {
 		f[i], _ = v.(string)
 	}
+	f = append(f, "", "", "") // sessions from before the GitHub fields
 	created, _ := strconv.ParseInt(f[4], 10, 64)
 	expires, _ := strconv.ParseInt(f[5], 10, 64)
+	checked, _ := strconv.ParseInt(f[7], 10, 64)
 	return Session{ID: id, UserID: f[0], OrgID: f[1], CSRF: f[2], Via: f[3],
-		CreatedAt: time.UnixMilli(created).UTC(), ExpiresAt: time.UnixMilli(expires).UTC()}, nil
+		CreatedAt: time.UnixMilli(created).UTC(), ExpiresAt: time.UnixMilli(expires).UTC(),
+		GitHubToken: f[6], CheckedAt: time.UnixMilli(checked).UTC()}, nil
 }
 
 // SwitchSessionOrg makes a session act for another organization (the caller checked the
@@ -322,6 +335,14 @@ func (s *Store) SwitchSessionOrg(ctx context.Context, sessionID, orgID string) e
 	}
 	if err := s.rdb.HSet(ctx, key, "org", orgID).Err(); err != nil {
 		return fmt.Errorf("redisstore: switch session: %w", err)
+	}
+	return nil
+}
+
+// MarkSessionChecked records when a session's GitHub gate was last checked.
+func (s *Store) MarkSessionChecked(ctx context.Context, sessionID string, at time.Time) error {
+	if err := s.rdb.HSet(ctx, s.keys.Session(sessionID), "checked", at.UnixMilli()).Err(); err != nil {
+		return fmt.Errorf("redisstore: session check: %w", err)
 	}
 	return nil
 }

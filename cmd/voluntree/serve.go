@@ -31,6 +31,7 @@ import (
 	"github.com/voluntree/voluntree/actors"
 	"github.com/voluntree/voluntree/cluster"
 	"github.com/voluntree/voluntree/facebook"
+	"github.com/voluntree/voluntree/github"
 	"github.com/voluntree/voluntree/httpapi"
 	"github.com/voluntree/voluntree/internal/logging"
 	"github.com/voluntree/voluntree/internal/redisproc"
@@ -79,6 +80,9 @@ type serveConfig struct {
 	PprofAddr   string
 
 	Graph        facebook.GraphConfig
+	GitHub       github.Config // sign-in with GitHub (off without a client id and secret)
+	SessionIdle  time.Duration
+	SessionMax   time.Duration
 	PollInterval time.Duration // 0: no comment polling
 	PublicURL    string        // where browsers reach this server (Facebook Login redirect)
 	SMTPURL      string        // "": mail goes to the outbox (Outbox on) or nowhere
@@ -203,6 +207,11 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.Graph.Version, "fb-graph-version", envOr("VOLUNTREE_FB_GRAPH_VERSION", facebook.DefaultGraphVersion), "Graph API version path (env VOLUNTREE_FB_GRAPH_VERSION)")
 	fs.StringVar(&c.Graph.DialogURL, "fb-dialog-url", envOr("VOLUNTREE_FB_DIALOG_URL", facebook.DefaultDialogURL), "Facebook Login dialog base URL (env VOLUNTREE_FB_DIALOG_URL)")
 	fs.StringVar(&c.Graph.AppID, "fb-app-id", envOr("VOLUNTREE_FB_APP_ID", ""), "Facebook app id: Facebook Login for pages (env VOLUNTREE_FB_APP_ID)")
+	fs.StringVar(&c.GitHub.ClientID, "github-client-id", envOr("VOLUNTREE_GITHUB_CLIENT_ID", ""), "GitHub OAuth app's client id: sign-in with GitHub, with VOLUNTREE_GITHUB_CLIENT_SECRET (env VOLUNTREE_GITHUB_CLIENT_ID)")
+	fs.StringVar(&c.GitHub.WebURL, "github-url", envOr("VOLUNTREE_GITHUB_URL", github.DefaultWebURL), "GitHub's web base URL, for the sign-in dialog and token exchange (env VOLUNTREE_GITHUB_URL)")
+	fs.StringVar(&c.GitHub.APIURL, "github-api-url", envOr("VOLUNTREE_GITHUB_API_URL", github.DefaultAPIURL), "GitHub's REST API base URL (env VOLUNTREE_GITHUB_API_URL)")
+	fs.DurationVar(&c.SessionIdle, "session-idle", env.duration("VOLUNTREE_SESSION_IDLE", httpapi.DefaultSessionIdle), "a signed-in browser's session ends after this long unused (env VOLUNTREE_SESSION_IDLE)")
+	fs.DurationVar(&c.SessionMax, "session-max", env.duration("VOLUNTREE_SESSION_MAX", httpapi.DefaultSessionMax), "a session ends this long after sign-in, however active (env VOLUNTREE_SESSION_MAX)")
 	fs.DurationVar(&c.PollInterval, "poll-interval", env.duration("VOLUNTREE_POLL_INTERVAL", facebook.DefaultPollInterval), "comments of published posts are fetched this often besides the webhook; 0: never (env VOLUNTREE_POLL_INTERVAL)")
 	fs.StringVar(&c.PublicURL, "public-url", envOr("VOLUNTREE_PUBLIC_URL", ""), "URL browsers reach this server at, for the Facebook Login redirect; default http://localhost<addr> (env VOLUNTREE_PUBLIC_URL)")
 	fs.StringVar(&c.SMTPURL, "smtp-url", envOr("VOLUNTREE_SMTP_URL", ""), "SMTP server of outgoing mail, smtp://user:pass@host:port?from=addr; empty: the outbox, or no mail (env VOLUNTREE_SMTP_URL)")
@@ -300,6 +309,10 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 		return c, usageError{fmt.Errorf("-poll-interval must be 0 (off) or at least 1s, got %s", c.PollInterval)}
 	}
 	c.Graph.AppSecret = c.AppSecret
+	c.GitHub.ClientSecret = os.Getenv("VOLUNTREE_GITHUB_CLIENT_SECRET") // a secret: never a flag
+	if c.SessionIdle <= 0 || c.SessionMax <= 0 {
+		return c, usageError{fmt.Errorf("-session-idle and -session-max must be positive, got %s and %s", c.SessionIdle, c.SessionMax)}
+	}
 	if _, err := facebook.NewGraph(c.Graph); err != nil {
 		return c, usageError{fmt.Errorf("Graph API settings: %w", err)}
 	}
@@ -538,6 +551,14 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		readers = append(readers, reader)
 	}
+	var ghSignIn httpapi.GitHubSignIn
+	if cfg.GitHub.ClientID != "" || cfg.GitHub.ClientSecret != "" {
+		gh, err := github.New(cfg.GitHub)
+		if err != nil {
+			return usageError{fmt.Errorf("GitHub sign-in (VOLUNTREE_GITHUB_CLIENT_ID, VOLUNTREE_GITHUB_CLIENT_SECRET): %w", err)}
+		}
+		ghSignIn = gh
+	}
 	var fbLogin httpapi.FacebookLogin
 	if cfg.Graph.AppID != "" && cfg.Graph.AppSecret != "" {
 		fbLogin = graph
@@ -575,6 +596,9 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		Outbox:              outbox,
 		Facebook:            fbLogin,
 		PublicURL:           cfg.PublicURL,
+		GitHub:              ghSignIn,
+		SessionIdle:         cfg.SessionIdle,
+		SessionMax:          cfg.SessionMax,
 		MetricsToken:        cfg.MetricsToken,
 		MaxInflightWebhooks: cfg.MaxInflight,
 		SlotChanges:         cluster.SlotChangeEffects,

@@ -695,6 +695,7 @@
   const org = {
     token: '',
     csrf: '',          // the session's CSRF token (session mode)
+    githubSignIn: false, // GET /api/v1/signin
     gen: 0,            // bumped when the token changes: answers for an older token are dropped
     me: null,          // GET /me
     email: null,       // GET /me/email
@@ -953,6 +954,7 @@
   function renderOrg() {
     const ready = !!org.token && !!org.me;
     $('#token-form').hidden = !!org.token;
+    $('#signin-github').hidden = !!org.token || !org.githubSignIn;
     $('#org-who').hidden = !ready;
     const session = org.token === SESSION;
     const who = org.me && org.me.user && typeof org.me.user.name === 'string' ? org.me.user.name : '';
@@ -1239,6 +1241,11 @@
       }
     }
     const q = u.searchParams;
+    if (q.get('signin') === 'error') {
+      outcome = { kind: 'signin', message: (q.get('message') || '').trim() };
+      for (const k of ['signin', 'message']) q.delete(k);
+      changed = true;
+    }
     if (q.has('facebook')) {
       outcome = { kind: q.get('facebook') || '', pages: Number(q.get('pages')), message: (q.get('message') || '').trim() };
       for (const k of ['facebook', 'pages', 'message']) q.delete(k);
@@ -1252,6 +1259,10 @@
 
   function showFacebookOutcome(o) {
     if (!o) return;
+    if (o.kind === 'signin') {
+      showNotice(o.message || 'The sign-in failed: start again.', 'bad');
+      return;
+    }
     if (o.kind === 'connected') {
       const n = Number.isFinite(o.pages) ? o.pages : 0;
       const text = o.message || (n > 0 ? 'Connected ' + n + (n === 1 ? ' Facebook page.' : ' Facebook pages.')
@@ -1302,6 +1313,17 @@
       renderOrg();
       trySession();
     }
+    signinOptions();
+  }
+
+  // signinOptions shows "Sign in with GitHub" when this server offers it.
+  async function signinOptions() {
+    try {
+      const r = await fetch('/api/v1/signin', { headers: { Accept: 'application/json' }, cache: 'no-store' });
+      const d = r.ok ? await r.json() : {};
+      org.githubSignIn = d.github === true;
+      $('#signin-github').hidden = !!org.token || !org.githubSignIn;
+    } catch (err) { /* no options: the token form stays */ }
   }
 
   // trySession uses this browser's session when it is signed in (a sign-in link was opened).

@@ -1,0 +1,223 @@
+package httpapi
+
+import (
+	"cmp"
+	"context"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/voluntree/voluntree"
+	"github.com/voluntree/voluntree/github"
+	"github.com/voluntree/voluntree/redisstore"
+)
+
+// Signing in with GitHub: GET /auth/github sends the browser to GitHub's dialog with a
+// single-use state bound to this browser (a cookie whose hash the state keeps); GitHub sends it
+// back to /auth/github/callback, which checks both, exchanges the code, reads the account and,
+// for an organization with a GitHub gate, the membership, then starts a session. An
+// invitation token rides along (?invitation=) and is accepted on the way.
+
+// GitHubSignIn is what the sign-in needs of GitHub (github.Client).
+type GitHubSignIn interface {
+	AuthorizeURL(redirectURI, state string) string
+	Exchange(ctx context.Context, code, redirectURI string) (string, error)
+	User(ctx context.Context, token string) (github.User, error)
+	IsMember(ctx context.Context, token, org string) (bool, error)
+}
+
+// Sign-in constants.
+const (
+	signinCookie    = "voluntree_signin"
+	SignInStateTTL  = 10 * time.Minute
+	GitHubCallback  = "/auth/github/callback"
+	GateRecheck     = time.Hour // a gated session's GitHub membership is checked again this often
+	signInErrorPath = "/?signin=error&message="
+)
+
+// signinFail ends a sign-in on the dashboard with a message.
+func (s *Server) signinFail(c *fiber.Ctx, msg string) error {
+	s.cfg.Logger.Info("sign-in refused", "action", "sign_in", "reason", msg)
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return c.Redirect(signInErrorPath+url.QueryEscape(msg), fiber.StatusSeeOther)
+}
+
+func (s *Server) signinCookie(value string, maxAge int) *fiber.Cookie {
+	ck := &fiber.Cookie{Name: signinCookie, Value: value, Path: "/auth/", MaxAge: maxAge, HTTPOnly: true,
+		SameSite: fiber.CookieSameSiteLaxMode, Secure: strings.HasPrefix(s.cfg.PublicURL, "https://")}
+	if maxAge < 0 {
+		ck.Expires = time.Unix(1, 0)
+	}
+	return ck
+}
+
+func (s *Server) githubCallbackURL() string {
+	return strings.TrimSuffix(s.cfg.PublicURL, "/") + GitHubCallback
+}
+
+// githubStart answers GET /auth/github[?invitation=vi_…].
+func (s *Server) githubStart(c *fiber.Ctx) error {
+	if s.cfg.GitHub == nil {
+		return voluntree.Errorf(voluntree.EUNAVAILABLE, "GitHub sign-in is not configured on this server (VOLUNTREE_GITHUB_CLIENT_ID, VOLUNTREE_GITHUB_CLIENT_SECRET)")
+	}
+	inv := c.Query("invitation")
+	if inv != "" && (!strings.HasPrefix(inv, redisstore.InvitationPrefix) || len(inv) > 64) {
+		return voluntree.FieldErrorf("invitation", "invitation: not an invitation token")
+	}
+	nonce, err := randomToken()
+	if err != nil {
+		return err
+	}
+	state, err := s.cfg.Store.CreateOAuthState(c.UserContext(), redisstore.OAuthState{
+		Provider: redisstore.ProviderGitHub, Browser: hashNonce(nonce), Invitation: inv}, SignInStateTTL)
+	if err != nil {
+		return err
+	}
+	c.Cookie(s.signinCookie(nonce, int(SignInStateTTL/time.Second)))
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return c.Redirect(s.cfg.GitHub.AuthorizeURL(s.githubCallbackURL(), state), fiber.StatusFound)
+}
+
+// githubCallback answers GET /auth/github/callback?code=&state= (or ?error=).
+func (s *Server) githubCallback(c *fiber.Ctx) error {
+	if s.cfg.GitHub == nil {
+		return voluntree.Errorf(voluntree.EUNAVAILABLE, "GitHub sign-in is not configured on this server")
+	}
+	ctx, cancel := context.WithTimeout(c.UserContext(), max(s.cfg.RequestTimeout, CallbackTimeout))
+	defer cancel()
+	nonce := c.Cookies(signinCookie)
+	c.Cookie(s.signinCookie("", -1))
+	st, err := s.cfg.Store.UseOAuthState(ctx, c.Query("state"))
+	switch {
+	case voluntree.ErrorCode(err) == voluntree.ENOTFOUND:
+		return s.signinFail(c, "This sign-in expired or was already used: start again.")
+	case err != nil:
+		return err
+	case st.Provider != redisstore.ProviderGitHub || nonce == "" || hashNonce(nonce) != st.Browser:
+		return s.signinFail(c, "This sign-in was started in another browser: start again here.")
+	}
+	if e := c.Query("error"); e != "" {
+		if e == "access_denied" {
+			return s.signinFail(c, "You cancelled the GitHub sign-in.")
+		}
+		return s.signinFail(c, "GitHub refused the sign-in ("+truncate(e, 64)+").")
+	}
+	token, err := s.cfg.GitHub.Exchange(ctx, c.Query("code"), s.githubCallbackURL())
+	if err != nil {
+		s.cfg.Logger.Warn("github code exchange", "action", "sign_in", "error", err)
+		return s.signinFail(c, "GitHub did not confirm the sign-in: start again.")
+	}
+	gu, err := s.cfg.GitHub.User(ctx, token)
+	if err != nil {
+		s.cfg.Logger.Warn("github user", "action", "sign_in", "error", err)
+		return s.signinFail(c, "GitHub did not tell who you are: start again.")
+	}
+	user, err := s.githubUser(ctx, gu)
+	if err != nil {
+		return err
+	}
+	orgID, msg, err := s.signinOrg(ctx, user.ID, st.Invitation)
+	if err != nil {
+		return err
+	}
+	if msg != "" {
+		return s.signinFail(c, msg)
+	}
+	org, err := s.cfg.Store.Org(ctx, orgID)
+	if err != nil {
+		return err
+	}
+	if org.GitHubOrg != "" {
+		ok, err := s.cfg.GitHub.IsMember(ctx, token, org.GitHubOrg)
+		if err != nil {
+			s.cfg.Logger.Warn("github membership", "action", "sign_in", "error", err)
+			return s.signinFail(c, "GitHub did not confirm your membership of "+org.GitHubOrg+": try again later.")
+		}
+		if !ok {
+			return s.signinFail(c, org.Name+" requires membership of the GitHub organization "+org.GitHubOrg+".")
+		}
+	}
+	sess := redisstore.Session{UserID: user.ID, OrgID: orgID, Via: redisstore.ProviderGitHub,
+		GitHubToken: token, CheckedAt: s.now()}
+	ck, _, err := s.cfg.Store.CreateSessionWith(ctx, sess, s.cfg.SessionIdle, s.cfg.SessionMax)
+	if err != nil {
+		return err
+	}
+	c.Cookie(s.sessionCookie(ck, s.cfg.SessionMax))
+	s.cfg.Logger.Info("signed in", "action", "sign_in", "user", user.ID, "org", orgID, "via", "github")
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return c.Redirect("/", fiber.StatusSeeOther)
+}
+
+// githubUser finds or makes the user of a GitHub account, keeping its profile up to date.
+func (s *Server) githubUser(ctx context.Context, gu github.User) (voluntree.User, error) {
+	fill := func(u *voluntree.User) {
+		u.Name, u.Email, u.GitHubLogin, u.GitHubID = cmp.Or(gu.Name, gu.Login), gu.Email, gu.Login, gu.ID
+	}
+	user, created, err := s.cfg.Store.UserByIdentity(ctx, redisstore.ProviderGitHub, strconv.FormatInt(gu.ID, 10), fill)
+	if err != nil || created {
+		return user, err
+	}
+	before := user
+	fill(&user)
+	if user != before {
+		err = s.cfg.Store.SaveUser(ctx, user)
+	}
+	return user, err
+}
+
+// signinOrg is the organization a sign-in acts for: the invitation's (accepted now), else
+// the person's first. msg says why there is none.
+func (s *Server) signinOrg(ctx context.Context, userID, invitation string) (orgID, msg string, err error) {
+	if invitation != "" {
+		m, err := s.cfg.Store.AcceptInvitation(ctx, invitation, userID)
+		if voluntree.ErrorCode(err) == voluntree.ENOTFOUND {
+			return "", "This invitation is unknown, used, revoked or expired: ask for a new one.", nil
+		}
+		if err != nil {
+			return "", "", err
+		}
+		s.cfg.Logger.Info("invitation accepted", "action", "member", "org", m.OrgID, "user", userID, "role", m.Role)
+		return m.OrgID, "", nil
+	}
+	orgs, err := s.cfg.Store.UserOrgs(ctx, userID)
+	if err != nil {
+		return "", "", err
+	}
+	if len(orgs) == 0 {
+		return "", "You are not a member of any organization here: ask an owner for an invitation.", nil
+	}
+	return orgs[0], "", nil
+}
+
+// recheckGate checks a GitHub session's membership of its organization's GitHub gate again
+// once GateRecheck has passed; false: the session must end.
+func (s *Server) recheckGate(ctx context.Context, sess redisstore.Session) (bool, error) {
+	org, err := s.cfg.Store.Org(ctx, sess.OrgID)
+	if err != nil {
+		return false, err
+	}
+	if org.GitHubOrg == "" {
+		return true, nil
+	}
+	if sess.Via != redisstore.ProviderGitHub {
+		return sess.Via == "link", nil // links come from the operator's CLI; others cannot be checked
+	}
+	if s.now().Sub(sess.CheckedAt) < GateRecheck {
+		return true, nil
+	}
+	if s.cfg.GitHub == nil {
+		return false, nil
+	}
+	ok, err := s.cfg.GitHub.IsMember(ctx, sess.GitHubToken, org.GitHubOrg)
+	if err != nil {
+		return false, err
+	}
+	if ok {
+		err = s.cfg.Store.MarkSessionChecked(ctx, sess.ID, s.now())
+	}
+	return ok, err
+}
