@@ -156,10 +156,11 @@ func TestAdminRoutesRefuseOtherOrganizations(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	invA, invB := e.invite(t, ownerA, "viewer"), e.invite(t, ownerB, "viewer")
 	idsA := map[string]string{"signups": suA.ID, "posts": poA.ID, "slot": suA.Slots[0].ID, "conversations": "1001:someone",
-		"org": "org_a", "members": usersA[2].ID, "tokens": tokensA.Items[0].ID}
+		"org": "org_a", "members": usersA[2].ID, "tokens": tokensA.Items[0].ID, "invitations": invA}
 	idsB := map[string]string{"signups": suB.ID, "posts": poB.ID, "slot": suB.Slots[0].ID, "conversations": "2002:someone",
-		"org": "org_b", "members": usersB[1].ID, "tokens": tokensB.Items[0].ID}
+		"org": "org_b", "members": usersB[1].ID, "tokens": tokensB.Items[0].ID, "invitations": invB}
 	param := regexp.MustCompile(`:[a-z]+`)
 	fill := func(path string, ids map[string]string) string {
 		parts := strings.Split(path, "/")
@@ -484,4 +485,79 @@ func postNoRedirect(t *testing.T, url string, body []byte, header map[string]str
 		t.Fatal(err)
 	}
 	return resp.StatusCode, raw, resp.Header
+}
+
+// invite makes an invitation through the API and returns its id.
+func (e *adminEnv) invite(t *testing.T, token, role string) string {
+	t.Helper()
+	var out struct {
+		Invitation voluntree.Invitation `json:"invitation"`
+		Link       string               `json:"link"`
+	}
+	e.must(t, 201, token, "POST", "/api/v1/invitations", map[string]any{"email": "new@example.org", "role": role}, &out)
+	return out.Invitation.ID
+}
+
+// TestInvitations: an owner invites by email; without a mail server the answer carries the
+// link; a signed-in person accepts it from its page and the session then acts for the new
+// organization; a used or revoked invitation fails.
+func TestInvitations(t *testing.T) {
+	t.Parallel()
+	e := newAdminEnv(t, nil)
+	ownerA := e.org(t, "org_a")
+	e.org(t, "org_b")
+	var out struct {
+		Invitation voluntree.Invitation `json:"invitation"`
+		Link       string               `json:"link"`
+	}
+	e.must(t, 201, ownerA, "POST", "/api/v1/invitations", map[string]any{"email": "Cy@Example.org", "role": "admin"}, &out)
+	if out.Invitation.Role != "admin" || out.Invitation.OrgID != "org_a" || !strings.HasPrefix(out.Link, "http://"+e.addr+"/invite?token=vi_") {
+		t.Fatalf("created %+v", out)
+	}
+	for _, bad := range []map[string]any{{"email": "not an address", "role": "admin"}, {"email": "a@example.org", "role": "god"}, {"email": "a@example.org"}} {
+		e.mustFail(t, 400, ownerA, "POST", "/api/v1/invitations", bad)
+	}
+	var list struct {
+		Items []voluntree.Invitation `json:"items"`
+	}
+	e.must(t, 200, ownerA, "GET", "/api/v1/invitations", nil, &list)
+	if len(list.Items) != 1 || list.Items[0].ID != out.Invitation.ID {
+		t.Fatalf("invitations %+v", list.Items)
+	}
+	// Cy is signed in to org_b; the invitation's page offers to accept.
+	cy, _, cyUser := e.member(t, "org_b", voluntree.RoleViewer)
+	status, page, _ := request(t, "GET", out.Link, nil, map[string]string{"Cookie": httpapi.SessionCookie + "=" + cy.cookie})
+	if status != 200 || !strings.Contains(string(page), "Org org_a") || !strings.Contains(string(page), `action="/auth/invitation"`) {
+		t.Fatalf("invitation page: %d %s", status, truncate(page))
+	}
+	u, _ := url.Parse(out.Link)
+	form := []byte("token=" + url.QueryEscape(u.Query().Get("token")))
+	h := map[string]string{"Content-Type": "application/x-www-form-urlencoded", "Origin": "http://" + e.addr,
+		"Cookie": httpapi.SessionCookie + "=" + cy.cookie}
+	if status, _, hdr := postNoRedirect(t, e.url("/auth/invitation"), form, h); status != 303 || hdr.Get("Location") != "/" {
+		t.Fatalf("accept: %d %q", status, hdr.Get("Location"))
+	}
+	var me struct {
+		Role string   `json:"role"`
+		Orgs []string `json:"orgs"`
+		Org  struct{ ID string }
+	}
+	e.mustJSON(t, cy, "GET", "/api/v1/me", &me)
+	if me.Org.ID != "org_a" || me.Role != "admin" || !slices.Equal(me.Orgs, []string{"org_a", "org_b"}) {
+		t.Fatalf("after accepting: %+v", me)
+	}
+	if m, err := e.store.Member(context.Background(), "org_a", cyUser.ID); err != nil || m.Role != voluntree.RoleAdmin {
+		t.Fatalf("membership %+v, %v", m, err)
+	}
+	// Used: its page is gone, and a second accept fails.
+	if status, _, _ := request(t, "GET", out.Link, nil, nil); status != 404 {
+		t.Fatalf("a used invitation's page: %d", status)
+	}
+	if status, _, hdr := postNoRedirect(t, e.url("/auth/invitation"), form, h); status != 303 || !strings.HasPrefix(hdr.Get("Location"), "/?signin=error") {
+		t.Fatalf("accepting twice: %d %q", status, hdr.Get("Location"))
+	}
+	// Revoked before use.
+	id := e.invite(t, ownerA, "viewer")
+	e.must(t, 204, ownerA, "DELETE", "/api/v1/invitations/"+id, nil, nil)
+	e.mustFail(t, 404, ownerA, "DELETE", "/api/v1/invitations/"+id, nil)
 }

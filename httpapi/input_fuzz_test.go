@@ -143,7 +143,7 @@ func FuzzChatInput(f *testing.F) {
 	f.Add(uint8(2), []byte(`1732262400000-0`))
 	f.Add(uint8(2), []byte(`99999999999999999999-1`))
 	f.Fuzz(func(t *testing.T, kind uint8, body []byte) {
-		switch kind % 3 {
+		switch kind % 5 {
 		case 0:
 			req, err := parseChatSession(body)
 			if err != nil && !is4xx(err) {
@@ -171,7 +171,7 @@ func FuzzChatInput(f *testing.F) {
 }
 
 // FuzzAccountBodies: any body of the people and token routes (a token's label, role and
-// lifetime; a member's role; the organization a session switches to) is a value within its
+// lifetime; a member's role; the organization a session switches to; an invitation) is a value within its
 // bounds or a 400, never a panic; and no token is ever granted more power than its maker.
 func FuzzAccountBodies(f *testing.F) {
 	for _, s := range []struct {
@@ -187,12 +187,16 @@ func FuzzAccountBodies(f *testing.F) {
 		{1, "owner", `{"role":["x"]}`},
 		{2, "viewer", `{"org_id":"org_b"}`},
 		{2, "viewer", `{"org_id":"../x"}`},
+		{3, "owner", `{"email":"cy@example.org","role":"admin"}`},
+		{3, "admin", `{"email":"Cy <cy@example.org>","role":"owner"}`},
+		{4, "owner", `{"name":"Acme","github_org":"acme-gh"}`},
+		{4, "owner", `{"github_org":"-x","name":" "}`},
 	} {
 		f.Add(s.kind, s.caller, []byte(s.body))
 	}
 	f.Fuzz(func(t *testing.T, kind uint8, caller string, body []byte) {
 		var err error
-		switch kind % 3 {
+		switch kind % 5 {
 		case 0:
 			var opts redisstore.TokenOptions
 			opts, err = parseTokenBody(body, voluntree.Role(caller))
@@ -210,6 +214,21 @@ func FuzzAccountBodies(f *testing.F) {
 			var org string
 			if org, err = parseOrgBody(body); err == nil && !voluntree.ValidID(org) {
 				t.Fatalf("accepted org %q", org)
+			}
+		case 3:
+			var email string
+			var r voluntree.Role
+			if email, r, err = parseInvitationBody(body, voluntree.Role(caller)); err == nil {
+				if _, e := voluntree.NormalizeEmail(email); e != nil || !r.Valid() || !voluntree.Role(caller).AtLeast(r) {
+					t.Fatalf("accepted invitation %q %q for a %q", email, r, caller)
+				}
+			}
+		case 4:
+			var name, gate *string
+			if name, gate, err = parseOrgPatch(body); err == nil {
+				if name != nil && (*name == "" || len(*name) > 200) || gate != nil && len(*gate) > 39 {
+					t.Fatalf("accepted name %v, gate %v", name, gate)
+				}
 			}
 		}
 		if err != nil && (!is4xx(err) || voluntree.ErrorCode(err) != voluntree.EINVALID) {

@@ -242,6 +242,8 @@ func New(cfg Config) *Server {
 		app.Get("/auth/github", s.githubStart)
 		app.Get(GitHubCallback, s.githubCallback)
 		app.Get("/api/v1/signin", s.signinOptions)
+		app.Get("/invite", s.invitationPage)
+		app.Post("/auth/invitation", s.acceptInvitation)
 	}
 	api := app.Group("/api/v1")
 	api.Post("/classify", s.classify)
@@ -309,6 +311,9 @@ func (s *Server) adminRoutes(api fiber.Router) {
 	r(get, "/members", viewer, s.listMembers)
 	r(fiber.MethodPatch, "/members/:user", owner, s.changeMember)
 	r(fiber.MethodDelete, "/members/:user", owner, s.removeMember)
+	r(get, "/invitations", owner, s.listInvitations)
+	r(post, "/invitations", owner, s.createInvitation)
+	r(fiber.MethodDelete, "/invitations/:id", owner, s.revokeInvitation)
 	r(get, "/tokens", owner, s.listTokens)
 	r(post, "/tokens", owner, s.createToken)
 	r(fiber.MethodDelete, "/tokens/:id", owner, s.revokeToken)
