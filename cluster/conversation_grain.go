@@ -152,7 +152,7 @@ func (g *conversationGrain) Handle(req *grainpb.ConversationRequest, _ protoclus
 		if g.state.UpdatedAtUnixNano == 0 {
 			from = "" // a conversation saved for the first time
 		}
-		if err := g.deps.store.SaveConversationEffects(ctx, g.id, b, batch, from, to); err != nil {
+		if err := g.deps.store.SaveConversationEffects(ctx, g.id, next.SignupId, b, batch, from, to); err != nil {
 			return nil, err // g.state unchanged: the redelivery applies the messages again
 		}
 		if next.Stage != g.state.Stage {

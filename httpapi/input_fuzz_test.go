@@ -236,3 +236,20 @@ func FuzzAccountBodies(f *testing.F) {
 		}
 	})
 }
+
+// FuzzCSVCell: whatever a volunteer calls themselves, an exported cell never starts as a
+// spreadsheet formula, and keeps the whole value.
+func FuzzCSVCell(f *testing.F) {
+	for _, s := range []string{"Ada", "=1+1", "+33", "-x", "@a", "\t=x", "\r=x", "'=x", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		out := csvCell(s)
+		if out != "" && strings.ContainsRune("=+-@\t\r", rune(out[0])) {
+			t.Fatalf("cell %q starts a formula", out)
+		}
+		if out != s && out != "'"+s {
+			t.Fatalf("cell %q from %q", out, s)
+		}
+	})
+}

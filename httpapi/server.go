@@ -280,6 +280,8 @@ func (s *Server) adminRoutes(api fiber.Router) {
 	r(fiber.MethodPatch, "/signups/:id", admin, s.patchSignup)
 	r(fiber.MethodDelete, "/signups/:id", admin, s.deleteSignup)
 	r(get, "/signups/:id/slots/:slot/interests", viewer, s.slotInterests)
+	r(get, "/signups/:id/volunteers", viewer, s.signupVolunteers)
+	r(get, "/signups/:id/volunteers.csv", admin, s.exportVolunteers) // viewers read, and cannot export
 
 	r(get, "/posts", viewer, s.listPosts)
 	r(post, "/posts", admin, s.createPost)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -31,4 +32,51 @@ func (s *Store) SaveConversation(ctx context.Context, conversationID string, sta
 		return fmt.Errorf("redisstore: save conversation: %w", err)
 	}
 	return cmdErr("save conversation", cmd)
+}
+
+// SignupPerson is one person of a signup's conversation flow: their conversation's state
+// (protobuf, nil when gone) and when they joined.
+type SignupPerson struct {
+	ConversationID string
+	JoinedAt       time.Time
+	State          []byte
+}
+
+// SignupPeople returns a page of a signup's people, oldest first, with their states (one
+// round trip for the page) and how many there are.
+func (s *Store) SignupPeople(ctx context.Context, signupID string, offset, limit int) ([]SignupPerson, int, error) {
+	key := s.keys.SignupPeople(signupID)
+	pipe := s.rdb.Pipeline()
+	total := pipe.ZCard(ctx, key)
+	page := pipe.ZRangeWithScores(ctx, key, int64(offset), int64(offset+limit-1))
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, 0, fmt.Errorf("redisstore: people of %s: %w", signupID, err)
+	}
+	zs := page.Val()
+	out := make([]SignupPerson, len(zs))
+	if len(zs) == 0 {
+		return out, int(total.Val()), nil
+	}
+	keys := make([]string, len(zs))
+	for i, z := range zs {
+		id, _ := z.Member.(string)
+		out[i] = SignupPerson{ConversationID: id, JoinedAt: time.UnixMilli(int64(z.Score)).UTC()}
+		keys[i] = s.keys.Conversation(id)
+	}
+	cmds := make([]*redis.StringCmd, len(keys))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = p.Get(ctx, k)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, 0, fmt.Errorf("redisstore: states of %s's people: %w", signupID, err)
+	}
+	for i, c := range cmds {
+		if b, err := c.Bytes(); err == nil {
+			out[i].State = b
+		}
+	}
+	return out, int(total.Val()), nil
 }

@@ -26,10 +26,16 @@ const effectMarkTTL = 7 * 24 * time.Hour
 // stage to in the count of conversations by stage ("" on either side: not counted there).
 // Without effects it is one coalesced pipeline (the comment path): the state and the count
 // are written together, though not as one transaction — the count is a metric.
-func (s *Store) SaveConversationEffects(ctx context.Context, conversationID string, state, batch []byte, from, to string) error {
+//
+// A conversation counted in a stage joins its signup's people (signupID, kept once, by the
+// time it first did): the signup's volunteer list.
+func (s *Store) SaveConversationEffects(ctx context.Context, conversationID, signupID string, state, batch []byte, from, to string) error {
 	stages := func(p redis.Pipeliner) {
 		if from == to {
 			return
+		}
+		if to != "" && signupID != "" {
+			p.ZAddNX(ctx, s.keys.SignupPeople(signupID), redis.Z{Score: float64(time.Now().UnixMilli()), Member: conversationID})
 		}
 		if from != "" {
 			p.HIncrBy(ctx, s.keys.ConversationStages(), from, -1)

@@ -275,6 +275,12 @@ func (k Keys) SlotHolds(signupID, slotID string) string {
 	return k.prefix + ":{signup:" + signupID + "}:slot:" + slotID + ":holds"
 }
 
+// SignupPeople lists the people (conversation ids) who entered a signup's conversation flow,
+// by when they first did, in unix ms (sorted set): the signup's volunteers.
+func (k Keys) SignupPeople(signupID string) string {
+	return k.prefix + ":{signup:" + signupID + "}:people"
+}
+
 // SignupBookings maps each booked person of a signup to their booking (hash: conversation id
 // → JSON BookingRecord).
 func (k Keys) SignupBookings(signupID string) string {
