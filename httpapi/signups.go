@@ -93,11 +93,26 @@ func (s *Server) listSignups(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	pg, err := s.cfg.Store.Signups(c.UserContext(), principal(c).OrgID, offset, limit)
+	ctx := c.UserContext()
+	pg, err := s.cfg.Store.Signups(ctx, principal(c).OrgID, offset, limit)
 	if err != nil {
 		return err
 	}
-	return c.JSON(listOf(pg.Items, pg.Total, limit, offset))
+	fills, people, err := s.cfg.Store.SignupsOverview(ctx, pg.Items)
+	if err != nil {
+		return err
+	}
+	items := make([]signupListItem, len(pg.Items))
+	for i, su := range pg.Items {
+		items[i] = signupListItem{signupView: newSignupView(su, fills[i]), Volunteers: people[i]}
+	}
+	return c.JSON(listOf(items, pg.Total, limit, offset))
+}
+
+// signupListItem is a signup in the list: with its fills and its number of volunteers.
+type signupListItem struct {
+	signupView
+	Volunteers int64 `json:"volunteers"`
 }
 
 func (s *Server) createSignup(c *fiber.Ctx) error {

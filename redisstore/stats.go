@@ -30,6 +30,36 @@ func (s *Store) SlotFills(ctx context.Context, su *voluntree.Signup) ([]voluntre
 	return fills, nil
 }
 
+// SignupsOverview returns, for each signup, its slots' fills and how many people entered its
+// conversation flow, in one round trip (a page of the signups list).
+func (s *Store) SignupsOverview(ctx context.Context, sus []voluntree.Signup) ([][]voluntree.SlotFill, []int64, error) {
+	pipe := s.rdb.Pipeline()
+	booked := make([][]*redis.IntCmd, len(sus))
+	people := make([]*redis.IntCmd, len(sus))
+	for i := range sus {
+		booked[i] = make([]*redis.IntCmd, len(sus[i].Slots))
+		for j, sl := range sus[i].Slots {
+			booked[i][j] = pipe.ZCard(ctx, s.keys.SlotBooked(sus[i].ID, sl.ID))
+		}
+		people[i] = pipe.ZCard(ctx, s.keys.SignupPeople(sus[i].ID))
+	}
+	if len(sus) > 0 {
+		if _, err := pipe.Exec(ctx); err != nil {
+			return nil, nil, fmt.Errorf("redisstore: signups overview: %w", err)
+		}
+	}
+	fills := make([][]voluntree.SlotFill, len(sus))
+	counts := make([]int64, len(sus))
+	for i := range sus {
+		fills[i] = make([]voluntree.SlotFill, len(sus[i].Slots))
+		for j, sl := range sus[i].Slots {
+			fills[i][j] = voluntree.SlotFill{Slot: sl, Filled: int(booked[i][j].Val())}
+		}
+		counts[i] = people[i].Val()
+	}
+	return fills, counts, nil
+}
+
 // SlotInterests lists the interests of the people booked on a slot, in booking order (a
 // person booked from the web chat has no interest and is left out of the page's items).
 func (s *Store) SlotInterests(ctx context.Context, signupID, slotID string, offset, limit int) (Page[voluntree.Interest], error) {

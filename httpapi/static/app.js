@@ -774,6 +774,13 @@
     return { status: r.status, data: (data && typeof data === 'object') ? data : {} };
   }
 
+  // rawGet fetches an admin API path as is (a file to download), with this page's credentials.
+  function rawGet(path) {
+    const headers = {};
+    if (org.token && org.token !== SESSION) headers.Authorization = 'Bearer ' + org.token;
+    return fetch('/api/v1' + path, { headers, cache: 'no-store', credentials: 'same-origin' });
+  }
+
   function features() {
     const f = (org.me && org.me.features) || {};
     return { facebook: f.facebook_login === true, email: f.email === true, outbox: f.outbox === true };
@@ -844,7 +851,16 @@
     restartFeed();
   }
 
+  // announceOrg tells the management views (manage.js) who is signed in (null: nobody), and
+  // hands them the API caller of this page.
+  function announceOrg(me) {
+    window.voluntreeAPI = me ? api : null;
+    window.voluntreeFetch = me ? rawGet : null;
+    document.dispatchEvent(new CustomEvent('voluntree:org', { detail: me }));
+  }
+
   function forgetToken(message) {
+    announceOrg(null);
     resetOrgData();
     if (org.token !== SESSION) storeToken('');
     org.token = '';
@@ -886,6 +902,7 @@
     }
     setStatus('#org-status', '', '');
     renderOrg();
+    announceOrg(org.me);
     const f = features();
     const jobs = [loadPages()];
     if (f.email) jobs.push(loadEmail());

@@ -1,0 +1,440 @@
+// Voluntree dashboard, management views: signups (create, edit, slots with their fill, the
+// volunteers and their CSV) and people (members and roles, invitations, API tokens). It runs
+// once app.js announces who is signed in (the `voluntree:org` event) and calls the admin API
+// through app.js's caller (window.voluntreeAPI). Plain JS; server data goes through
+// textContent and attributes only.
+'use strict';
+
+(() => {
+  const $ = (sel) => document.querySelector(sel);
+  const el = (tag, cls, text) => {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = text;
+    return e;
+  };
+  const RANK = { viewer: 1, admin: 2, owner: 3 };
+
+  const st = {
+    me: null,
+    role: '',
+    signups: [],
+    editing: null,   // the signup being edited; null with the form open: a new one
+    selected: '',    // the signup whose volunteers are shown
+    gen: 0,          // bumped at every sign-in change: stale answers are dropped
+  };
+
+  const can = (role) => (RANK[st.role] || 0) >= RANK[role];
+  const api = (method, path, body) => {
+    const f = window.voluntreeAPI;
+    if (!f) return Promise.reject(new Error('signed out'));
+    return f(method, path, body);
+  };
+  const message = (err) => (err && err.message ? String(err.message) : 'something went wrong');
+
+  function status(text, kind) {
+    const s = $('#manage-status');
+    s.textContent = text || '';
+    s.className = 'org-status' + (kind ? ' ' + kind : '');
+  }
+
+  // ---------------------------------------------------------------- tabs
+
+  function selectTab(name, focus) {
+    for (const t of ['signups', 'people']) {
+      const tab = $('#tab-' + t), on = t === name;
+      tab.setAttribute('aria-selected', on ? 'true' : 'false');
+      tab.tabIndex = on ? 0 : -1;
+      $('#panel-' + t).hidden = !on;
+      if (on && focus) tab.focus();
+    }
+    if (name === 'people') loadPeople();
+  }
+
+  function initTabs() {
+    const names = ['signups', 'people'];
+    names.forEach((n, i) => {
+      const tab = $('#tab-' + n);
+      tab.addEventListener('click', () => selectTab(n, false));
+      tab.addEventListener('keydown', (e) => {
+        if (e.key !== 'ArrowRight' && e.key !== 'ArrowLeft') return;
+        e.preventDefault();
+        selectTab(names[(i + (e.key === 'ArrowRight' ? 1 : names.length - 1)) % names.length], true);
+      });
+    });
+  }
+
+  // ---------------------------------------------------------------- signups
+
+  async function loadSignups() {
+    const gen = st.gen;
+    try {
+      const { data } = await api('GET', '/signups?limit=200');
+      if (gen !== st.gen) return;
+      st.signups = Array.isArray(data.items) ? data.items : [];
+      const total = Number(data.total) || st.signups.length;
+      $('#signups-count').textContent = total === 1 ? '1 signup' : total + ' signups';
+      renderSignups();
+    } catch (err) {
+      if (gen === st.gen) status('Could not load the signups: ' + message(err), 'error');
+    }
+  }
+
+  function fillBar(fill, slot) {
+    const wrap = el('div', 'fill');
+    const req = Math.max(0, Number(fill.required) || 0), got = Math.max(0, Number(fill.filled) || 0);
+    const label = (slot ? (slot.title || slot.date + ' ' + slot.start) : fill.slot_id) + ': ' + got + ' of ' + req;
+    const bar = el('div', 'fill-bar');
+    bar.setAttribute('role', 'meter');
+    bar.setAttribute('aria-valuemin', '0');
+    bar.setAttribute('aria-valuemax', String(req));
+    bar.setAttribute('aria-valuenow', String(Math.min(got, req)));
+    bar.setAttribute('aria-label', label);
+    const span = el('span');
+    span.style.width = (req > 0 ? Math.min(100, Math.round(100 * got / req)) : 0) + '%';
+    bar.append(span);
+    wrap.append(el('span', 'fill-label', label), bar);
+    wrap.dataset.slot = String(fill.slot_id || '');
+    return wrap;
+  }
+
+  function renderSignups() {
+    const list = $('#signup-list');
+    list.replaceChildren();
+    if (st.signups.length === 0) {
+      list.append(el('li', 'muted', can('admin') ? 'No signup yet: make the first one.' : 'No signup yet.'));
+      return;
+    }
+    for (const su of st.signups) {
+      const li = el('li', 'signup-row');
+      li.dataset.signupId = String(su.id || '');
+      const head = el('div', 'su-head');
+      const title = el('button', 'link-button signup-title', String(su.title || su.id));
+      title.type = 'button';
+      title.addEventListener('click', () => showVolunteers(su));
+      const meta = el('span', 'muted small', (Array.isArray(su.slots) ? su.slots.length : 0) + ' slots · ' +
+        (Number(su.volunteers) || 0) + ' volunteers' + (su.disabled ? ' · disabled' : ''));
+      head.append(title, meta);
+      if (can('admin')) {
+        const edit = el('button', 'secondary small-button', 'Edit');
+        edit.type = 'button';
+        edit.setAttribute('aria-label', 'Edit ' + String(su.title || su.id));
+        edit.addEventListener('click', () => openForm(su));
+        head.append(edit);
+      }
+      li.append(head);
+      const slots = new Map((su.slots || []).map((s) => [s.id, s]));
+      for (const f of su.fills || []) li.append(fillBar(f, slots.get(f.slot_id)));
+      list.append(li);
+    }
+  }
+
+  function slotRow(s) {
+    const row = el('div', 'slot-row');
+    const field = (type, name, label, value) => {
+      const id = 'slot-' + name + '-' + Math.random().toString(36).slice(2, 8);
+      const l = el('label', 'sr-only', label);
+      l.htmlFor = id;
+      const i = el('input');
+      i.type = type; i.name = name; i.id = id; i.value = value || '';
+      i.setAttribute('aria-label', label);
+      row.append(l, i);
+      return i;
+    };
+    field('date', 'date', 'Date', s && s.date);
+    field('time', 'start', 'Start', s && s.start);
+    field('time', 'end', 'End', s && s.end);
+    field('text', 'title', 'Slot title', s && s.title);
+    const req = field('number', 'required', 'Volunteers needed', s ? String(s.required) : '5');
+    req.min = '1';
+    if (s && s.id) row.dataset.slotId = s.id;
+    const rm = el('button', 'secondary small-button', 'Remove');
+    rm.type = 'button';
+    rm.setAttribute('aria-label', 'Remove this slot');
+    rm.addEventListener('click', () => row.remove());
+    row.append(rm);
+    return row;
+  }
+
+  function openForm(su) {
+    st.editing = su || null;
+    const f = $('#signup-form');
+    $('#signup-form-title').textContent = su ? 'Edit ' + String(su.title || su.id) : 'New signup';
+    $('#su-title').value = su ? String(su.title || '') : '';
+    $('#su-description').value = su ? String(su.description || '') : '';
+    $('#su-tz').value = su ? String(su.time_zone || '') : (Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC');
+    $('#su-facts').value = su ? String(su.facts || '') : '';
+    $('#su-public').checked = !!(su && su.public_reply);
+    const rows = $('#su-slots');
+    rows.replaceChildren();
+    for (const s of (su && su.slots) || [null]) rows.append(slotRow(s));
+    $('#signup-error').textContent = '';
+    f.hidden = false;
+    $('#su-title').focus();
+  }
+
+  function formBody() {
+    const slots = [];
+    for (const row of $('#su-slots').querySelectorAll('.slot-row')) {
+      const v = (n) => row.querySelector('[name="' + n + '"]').value.trim();
+      const s = { date: v('date'), start: v('start'), end: v('end'), title: v('title'), required: Number(v('required')) };
+      if (row.dataset.slotId) s.id = row.dataset.slotId;
+      slots.push(s);
+    }
+    return {
+      title: $('#su-title').value.trim(), description: $('#su-description').value.trim(),
+      time_zone: $('#su-tz').value.trim(), facts: $('#su-facts').value.trim(),
+      public_reply: $('#su-public').checked, slots,
+    };
+  }
+
+  async function saveSignup(e) {
+    e.preventDefault();
+    const body = formBody();
+    if (!body.title) {
+      $('#signup-error').textContent = 'A signup needs a title.';
+      $('#su-title').focus();
+      return;
+    }
+    $('#signup-save').disabled = true;
+    try {
+      const editing = st.editing;
+      if (editing) await api('PUT', '/signups/' + encodeURIComponent(editing.id), body);
+      else await api('POST', '/signups', body);
+      $('#signup-form').hidden = true;
+      status(editing ? 'Signup saved.' : 'Signup created.', 'ok');
+      await loadSignups();
+    } catch (err) {
+      $('#signup-error').textContent = message(err);
+    } finally {
+      $('#signup-save').disabled = false;
+    }
+  }
+
+  async function showVolunteers(su) {
+    st.selected = String(su.id);
+    const gen = st.gen;
+    const sec = $('#volunteers');
+    $('#volunteers-title').textContent = 'Volunteers of ' + String(su.title || su.id);
+    $('#volunteers-csv').hidden = !can('admin');
+    sec.hidden = false;
+    const body = $('#volunteers-table tbody');
+    body.replaceChildren();
+    try {
+      const { data } = await api('GET', '/signups/' + encodeURIComponent(su.id) + '/volunteers?limit=200');
+      if (gen !== st.gen || st.selected !== String(su.id)) return;
+      const slots = new Map((su.slots || []).map((s) => [s.id, s]));
+      const items = Array.isArray(data.items) ? data.items : [];
+      if (items.length === 0) {
+        const tr = el('tr');
+        const td = el('td', 'muted', 'Nobody yet.');
+        td.colSpan = 5;
+        tr.append(td);
+        body.append(tr);
+      }
+      for (const v of items) {
+        const tr = el('tr');
+        const slot = slots.get(v.slot_id);
+        tr.dataset.conversation = String(v.conversation_id || '');
+        tr.append(el('td', null, String(v.name || '—')), el('td', null, String(v.channel || '')),
+          el('td', null, String(v.stage || '') + (v.handoff ? ' (waiting for the team)' : '')),
+          el('td', null, v.email ? String(v.email) + (v.email_verified ? ' ✓' : ' (unverified)') : ''),
+          el('td', null, slot ? String(slot.title || slot.date + ' ' + slot.start) : ''));
+        body.append(tr);
+      }
+    } catch (err) {
+      if (gen === st.gen) status('Could not load the volunteers: ' + message(err), 'error');
+    }
+  }
+
+  async function downloadCSV() {
+    const id = st.selected;
+    if (!id || !window.voluntreeFetch) return;
+    try {
+      const r = await window.voluntreeFetch('/signups/' + encodeURIComponent(id) + '/volunteers.csv');
+      if (!r.ok) throw new Error('the server answered ' + r.status);
+      const url = URL.createObjectURL(await r.blob());
+      const a = el('a');
+      a.href = url;
+      a.download = 'volunteers-' + id + '.csv';
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10000);
+    } catch (err) {
+      status('Could not export: ' + message(err), 'error');
+    }
+  }
+
+  // ---------------------------------------------------------------- people
+
+  async function loadPeople() {
+    const gen = st.gen;
+    try {
+      const jobs = [api('GET', '/members')];
+      if (can('owner')) jobs.push(api('GET', '/invitations'), api('GET', '/tokens'));
+      const [members, invitations, tokens] = await Promise.all(jobs);
+      if (gen !== st.gen) return;
+      renderMembers(members.data.items || []);
+      if (invitations) renderInvitations(invitations.data.items || []);
+      if (tokens) renderTokens(tokens.data.items || []);
+    } catch (err) {
+      if (gen === st.gen) status('Could not load the people: ' + message(err), 'error');
+    }
+  }
+
+  function renderMembers(items) {
+    const body = $('#members-table tbody');
+    body.replaceChildren();
+    const self = st.me && st.me.user ? st.me.user.id : '';
+    for (const m of items) {
+      const tr = el('tr');
+      const u = m.user || {};
+      const name = String(u.name || m.user_id) + (u.github_login ? ' (@' + u.github_login + ')' : '') + (m.user_id === self ? ' — you' : '');
+      const roleCell = el('td');
+      if (can('owner')) {
+        const sel = el('select');
+        sel.setAttribute('aria-label', 'Role of ' + String(u.name || m.user_id));
+        for (const r of ['viewer', 'admin', 'owner']) {
+          const o = el('option', null, r);
+          o.value = r;
+          o.selected = r === m.role;
+          sel.append(o);
+        }
+        sel.addEventListener('change', () => changeRole(m.user_id, sel));
+        roleCell.append(sel);
+      } else {
+        roleCell.textContent = String(m.role);
+      }
+      const act = el('td');
+      if (can('owner') && m.user_id !== self) {
+        const rm = el('button', 'secondary small-button', 'Remove');
+        rm.type = 'button';
+        rm.setAttribute('aria-label', 'Remove ' + String(u.name || m.user_id));
+        rm.addEventListener('click', () => removeMember(m.user_id));
+        act.append(rm);
+      }
+      tr.append(el('td', null, name), roleCell, act);
+      body.append(tr);
+    }
+  }
+
+  async function changeRole(userID, sel) {
+    try {
+      await api('PATCH', '/members/' + encodeURIComponent(userID), { role: sel.value });
+      status('Role changed.', 'ok');
+    } catch (err) {
+      status(message(err), 'error');
+    }
+    loadPeople();
+  }
+
+  async function removeMember(userID) {
+    try {
+      await api('DELETE', '/members/' + encodeURIComponent(userID));
+      status('Member removed: their sessions here have ended.', 'ok');
+    } catch (err) {
+      status(message(err), 'error');
+    }
+    loadPeople();
+  }
+
+  function listItem(text, actionLabel, action) {
+    const li = el('li', null, text + ' ');
+    const b = el('button', 'link-button', actionLabel);
+    b.type = 'button';
+    b.addEventListener('click', action);
+    li.append(b);
+    return li;
+  }
+
+  function renderInvitations(items) {
+    const ul = $('#invitation-list');
+    ul.replaceChildren();
+    for (const inv of items) {
+      ul.append(listItem(String(inv.email) + ' as ' + String(inv.role) + ', until ' + new Date(inv.expires_at).toLocaleDateString(),
+        'revoke', async () => {
+          try { await api('DELETE', '/invitations/' + encodeURIComponent(inv.id)); } catch (err) { status(message(err), 'error'); }
+          loadPeople();
+        }));
+    }
+  }
+
+  function renderTokens(items) {
+    const ul = $('#token-list');
+    ul.replaceChildren();
+    for (const t of items) {
+      const exp = t.expires_at ? ', expires ' + new Date(t.expires_at).toLocaleDateString() : '';
+      ul.append(listItem(String(t.hint) + '… ' + String(t.role) + (t.label ? ' — ' + String(t.label) : '') + exp,
+        'revoke', async () => {
+          try { await api('DELETE', '/tokens/' + encodeURIComponent(t.id)); status('Token revoked.', 'ok'); } catch (err) { status(message(err), 'error'); }
+          loadPeople();
+        }));
+    }
+  }
+
+  async function invite(e) {
+    e.preventDefault();
+    const email = $('#invite-email').value.trim();
+    try {
+      const { data } = await api('POST', '/invitations', { email, role: $('#invite-role').value });
+      $('#invite-email').value = '';
+      $('#invite-result').textContent = data.link ? 'No mail server here: send this link yourself: ' + data.link
+        : 'Invitation sent to ' + email + '.';
+    } catch (err) {
+      $('#invite-result').textContent = message(err);
+    }
+    loadPeople();
+  }
+
+  async function createToken(e) {
+    e.preventDefault();
+    try {
+      const { data } = await api('POST', '/tokens', { label: $('#token-label').value.trim(), role: $('#token-role').value });
+      $('#token-label').value = '';
+      const out = $('#token-result');
+      out.replaceChildren('Copy it now, it is shown once: ', el('code', null, String(data.token)));
+    } catch (err) {
+      $('#token-result').textContent = message(err);
+    }
+    loadPeople();
+  }
+
+  // ---------------------------------------------------------------- sign-in changes
+
+  function onOrg(me) {
+    st.gen++;
+    st.me = me;
+    st.role = me && typeof me.role === 'string' ? me.role : '';
+    st.signups = [];
+    st.selected = '';
+    $('#manage').hidden = !me;
+    $('#signup-form').hidden = true;
+    $('#volunteers').hidden = true;
+    status('', '');
+    if (!me) return;
+    $('#signup-new').hidden = !can('admin');
+    $('#owner-only').hidden = !can('owner');
+    selectTab('signups', false);
+    loadSignups();
+  }
+
+  function init() {
+    initTabs();
+    $('#signup-new').addEventListener('click', () => openForm(null));
+    $('#signup-cancel').addEventListener('click', () => { $('#signup-form').hidden = true; });
+    $('#su-add-slot').addEventListener('click', () => {
+      const row = slotRow(null);
+      $('#su-slots').append(row);
+      row.querySelector('input').focus();
+    });
+    $('#signup-form').addEventListener('submit', saveSignup);
+    $('#volunteers-csv').addEventListener('click', downloadCSV);
+    $('#invite-form').addEventListener('submit', invite);
+    $('#token-create').addEventListener('submit', createToken);
+    document.addEventListener('voluntree:org', (e) => onOrg(e.detail));
+  }
+
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', init);
+  else init();
+})();
