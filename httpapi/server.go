@@ -307,6 +307,7 @@ func (s *Server) adminRoutes(api fiber.Router) {
 		r(post, "/conversations/:id/release", admin, s.releaseConversation)
 	}
 	r(get, "/stats", viewer, s.myStats)
+	r(get, "/stats/daily", viewer, s.dailyStats)
 	r(get, "/orgs/:org/stats", viewer, s.orgStats)
 
 	r(fiber.MethodPatch, "/org", owner, s.updateOrg)

@@ -28,27 +28,30 @@ import (
 // KEYS[4] -> {org:O}:events stream (field "data": the event's JSON without its id)
 // KEYS[5] -> org:O:interests      (sorted set: "<conversation>|<message id>" by time)
 // KEYS[6] -> org:O:volunteers     (sorted set: conversation by first interest time)
-// KEYS[7...] -> {post:P}:interest:<message id> (hash), one per message to store, in order
+// KEYS[7] -> {org:O}:daily (hash "<UTC day>|<intent>" → messages that day)
+// KEYS[8...] -> {post:P}:interest:<message id> (hash), one per message to store, in order
 // ARGV[1] -> events stream approximate max length
 // ARGV[2] -> the organization's Pub/Sub channel
 // ARGV[3] -> number of messages; then for each message 10 values and its hash's fields:
 //
 //	id, intent, "1" to store an interest or "0" to count only, recording time (unix ms),
 //	event JSON ({"type":...}), time expressed (unix ms), organization index member,
-//	conversation id, unused, number of hash field/value values; then those values
+//	conversation id, the daily count's field ("" for none), number of hash field/value
+//	values; then those values
 //
 // Returns, per message, the event id of a new interest, "c" for another new message, "d"
 // for a message recorded before.
 var recordScript = newScript(`
 local maxlen, channel, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local out = {}
-local a, k = 4, 7
+local a, k = 4, 8
 for i = 1, n do
   local id, intent, store, nf = ARGV[a], ARGV[a+1], ARGV[a+2], tonumber(ARGV[a+9])
   if redis.call('HSETNX', KEYS[1], id, intent) == 0 then
     out[i] = 'd'
   else
     redis.call('HINCRBY', KEYS[2], intent, 1)
+    if ARGV[a+8] ~= '' then redis.call('HINCRBY', KEYS[7], ARGV[a+8], 1) end
     if store ~= '1' then
       out[i] = 'c'
     else
@@ -95,14 +98,19 @@ func (s *Store) Record(ctx context.Context, org, postKey string, interests []vol
 	if len(interests) == 0 {
 		return nil, nil
 	}
-	keys := make([]string, 6, 6+len(interests))
+	keys := make([]string, 7, 7+len(interests))
 	keys[0], keys[1], keys[2] = s.keys.PostClassified(postKey), s.keys.PostIntents(postKey), s.keys.PostInterests(postKey)
 	keys[3], keys[4], keys[5] = s.keys.OrgEvents(org), s.keys.OrgInterests(org), s.keys.OrgVolunteers(org)
+	keys[6] = s.keys.OrgDaily(org)
 	args := make([]any, 0, 3+len(interests)*(10+2*interestHashFields))
 	args = append(args, strconv.FormatInt(s.cfg.EventsMaxLen, 10), s.keys.OrgEventsChannel(org), len(interests))
 	for _, in := range interests {
+		day := ""
+		if org != "" {
+			day = DailyField(in.RecordedAt, string(in.Intent))
+		}
 		if in.Intent != voluntree.IntentInterested || org == "" {
-			args = append(args, in.ID, string(in.Intent), "0", 0, "", 0, "", "", "", 0)
+			args = append(args, in.ID, string(in.Intent), "0", 0, "", 0, "", "", day, 0)
 			continue
 		}
 		ev := voluntree.Event{Type: voluntree.EventInterest, PostID: in.PostID, Interest: &in}
@@ -118,7 +126,7 @@ func (s *Store) Record(ctx context.Context, org, postKey string, interests []vol
 		fields := interestFields(in)
 		keys = append(keys, s.keys.Interest(postKey, in.ID))
 		args = append(args, in.ID, string(in.Intent), "1", in.RecordedAt.UnixMilli(), event,
-			at.UnixMilli(), conv+"|"+in.ID, conv, "", len(fields))
+			at.UnixMilli(), conv+"|"+in.ID, conv, day, len(fields))
 		args = append(args, fields...)
 	}
 	var cmd *redis.Cmd
@@ -247,3 +255,7 @@ func (s *Store) interestsByID(ctx context.Context, postKey string, ids []string)
 	}
 	return out, nil
 }
+
+// DailyField is the field of an organization's daily counts for what (an intent, "booked") on
+// t's UTC day: "YYYY-MM-DD|what".
+func DailyField(t time.Time, what string) string { return t.UTC().Format(time.DateOnly) + "|" + what }

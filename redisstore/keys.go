@@ -287,6 +287,10 @@ func (k Keys) SignupBookings(signupID string) string {
 	return k.prefix + ":{signup:" + signupID + "}:bookings"
 }
 
+// OrgDaily counts an organization's messages by UTC day and intent (hash "YYYY-MM-DD|intent"
+// → count, written by the record script): the stats' daily series.
+func (k Keys) OrgDaily(orgID string) string { return k.prefix + ":{org:" + orgID + "}:daily" }
+
 // OrgVolunteers records when each volunteer (page:sender) first showed interest in one of
 // the organization's posts (sorted set by unix ms): the stats' volunteers and new volunteers.
 func (k Keys) OrgVolunteers(orgID string) string {

@@ -146,3 +146,63 @@ func signupActiveIn(su *voluntree.Signup, from, to time.Time) bool {
 	}
 	return false
 }
+
+// DailyIntents are the intents the daily counts keep, in display order.
+var DailyIntents = []voluntree.Intent{voluntree.IntentInterested, voluntree.IntentQuestion, voluntree.IntentDonate,
+	voluntree.IntentDecline, voluntree.IntentThanks, voluntree.IntentOther}
+
+// OrgDaily returns an organization's messages by intent on each of days (YYYY-MM-DD, UTC), in
+// one command.
+func (s *Store) OrgDaily(ctx context.Context, orgID string, days []string) ([]map[voluntree.Intent]int64, error) {
+	out := make([]map[voluntree.Intent]int64, len(days))
+	if len(days) == 0 {
+		return out, nil
+	}
+	fields := make([]string, 0, len(days)*len(DailyIntents))
+	for _, d := range days {
+		for _, in := range DailyIntents {
+			fields = append(fields, d+"|"+string(in))
+		}
+	}
+	vals, err := s.rdb.HMGet(ctx, s.keys.OrgDaily(orgID), fields...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: daily counts of %s: %w", orgID, err)
+	}
+	for i := range days {
+		out[i] = make(map[voluntree.Intent]int64, len(DailyIntents))
+		for j, in := range DailyIntents {
+			if v, ok := vals[i*len(DailyIntents)+j].(string); ok {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				out[i][in] = n
+			}
+		}
+	}
+	return out, nil
+}
+
+// BookingsByDay counts the bookings of signups made on each UTC day (YYYY-MM-DD), reading
+// every signup's bookings in one round trip.
+func (s *Store) BookingsByDay(ctx context.Context, signupIDs []string) (map[string]int, error) {
+	out := map[string]int{}
+	if len(signupIDs) == 0 {
+		return out, nil
+	}
+	cmds := make([]*redis.MapStringStringCmd, len(signupIDs))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range signupIDs {
+			cmds[i] = p.HGetAll(ctx, s.keys.SignupBookings(id))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: bookings: %w", err)
+	}
+	for _, c := range cmds {
+		for _, raw := range c.Val() {
+			if rec, err := decodeJSON[BookingRecord](raw, "booking"); err == nil && !rec.At.IsZero() {
+				out[rec.At.UTC().Format(time.DateOnly)]++
+			}
+		}
+	}
+	return out, nil
+}

@@ -40,8 +40,8 @@ func artifactDir(t *testing.T) string {
 
 // TestDashboardManagesSignupsInABrowser signs in with a one-time link in Chromium, creates a
 // signup with two slots through the Manage card, finds it listed with a fill bar per slot and
-// its (empty) volunteers, and sees the organization's members; with screenshots at 375 and
-// 1280 px.
+// its (empty) volunteers, draws the stats, and sees the organization's members; with
+// screenshots at 375 and 1280 px.
 func TestDashboardManagesSignupsInABrowser(t *testing.T) {
 	browser := requireChromium(t)
 	n, _, _ := pipelineNode(t, "e2e-manage", "VOLUNTREE_DEMO=on")
@@ -108,6 +108,12 @@ func TestDashboardManagesSignupsInABrowser(t *testing.T) {
 		chromedp.WaitVisible(xp(`//table[@id="volunteers-table"]//td[normalize-space()="Nobody yet."]`)))
 	volunteers := text("#volunteers")
 	small, wide := shot(375, 800), shot(1280, 900)
+	step("stats", chromedp.Click(css("#tab-stats")),
+		chromedp.WaitVisible(css("#stats-chart svg")),
+		chromedp.WaitVisible(xp(`//div[@data-step="volunteers"][contains(., "In a conversation: 0")]`)))
+	if caption := text("#stats-caption"); !strings.Contains(caption, "messages and") || !strings.Contains(caption, "over 30 days") {
+		t.Errorf("stats caption %q", caption)
+	}
 	step("people", chromedp.Click(css("#tab-people")),
 		chromedp.WaitVisible(xp(`//table[@id="members-table"]//td[contains(., "Demo owner")]`)))
 	members := text("#members-table")

@@ -41,7 +41,7 @@
   // ---------------------------------------------------------------- tabs
 
   function selectTab(name, focus) {
-    for (const t of ['signups', 'people']) {
+    for (const t of ['signups', 'stats', 'people']) {
       const tab = $('#tab-' + t), on = t === name;
       tab.setAttribute('aria-selected', on ? 'true' : 'false');
       tab.tabIndex = on ? 0 : -1;
@@ -49,10 +49,11 @@
       if (on && focus) tab.focus();
     }
     if (name === 'people') loadPeople();
+    if (name === 'stats') loadStats();
   }
 
   function initTabs() {
-    const names = ['signups', 'people'];
+    const names = ['signups', 'stats', 'people'];
     names.forEach((n, i) => {
       const tab = $('#tab-' + n);
       tab.addEventListener('click', () => selectTab(n, false));
@@ -266,6 +267,105 @@
     }
   }
 
+  // ---------------------------------------------------------------- stats
+
+  const SVG = 'http://www.w3.org/2000/svg';
+  const INTENTS = ['interested', 'question', 'donate', 'decline', 'thanks', 'other'];
+  const svgEl = (tag, attrs) => {
+    const e = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
+    return e;
+  };
+
+  function isoDay(d) { return d.toISOString().slice(0, 10); }
+
+  async function loadStats() {
+    const from = $('#stats-from'), to = $('#stats-to');
+    if (!from.value || !to.value) {
+      const now = new Date();
+      to.value = isoDay(now);
+      from.value = isoDay(new Date(now.getTime() - 29 * 86400000));
+    }
+    const gen = st.gen;
+    try {
+      const q = '?from=' + encodeURIComponent(from.value) + '&to=' + encodeURIComponent(to.value);
+      const { data } = await api('GET', '/stats/daily' + q);
+      if (gen !== st.gen) return;
+      renderChart(Array.isArray(data.days) ? data.days : []);
+      renderFunnel(data.funnel || {});
+    } catch (err) {
+      if (gen === st.gen) status('Could not load the stats: ' + message(err), 'error');
+    }
+  }
+
+  // renderChart draws the daily messages as bars stacked by intent, and the bookings as dots,
+  // in an inline SVG that scales with its box; a table-like caption sums them up for readers.
+  function renderChart(days) {
+    const W = 720, H = 220, pad = 28, n = Math.max(1, days.length);
+    const max = Math.max(1, ...days.map((d) => Math.max(Number(d.messages) || 0, Number(d.bookings) || 0)));
+    const svg = svgEl('svg', { viewBox: '0 0 ' + W + ' ' + H, role: 'img', class: 'chart-svg' });
+    let total = 0, bookings = 0;
+    svg.append(svgEl('line', { x1: pad, y1: H - pad, x2: W - 4, y2: H - pad, class: 'axis' }));
+    const bw = (W - pad - 8) / n;
+    days.forEach((d, i) => {
+      let y = H - pad;
+      const x = pad + i * bw + 1;
+      for (const intent of INTENTS) {
+        const v = Number((d.intents || {})[intent]) || 0;
+        if (!v) continue;
+        const h = (H - 2 * pad) * v / max;
+        y -= h;
+        const r = svgEl('rect', { x: x.toFixed(1), y: y.toFixed(1), width: Math.max(1, bw - 2).toFixed(1), height: h.toFixed(1), class: 'bar ' + intent });
+        const tip = svgEl('title');
+        tip.textContent = d.date + ': ' + v + ' ' + intent;
+        r.append(tip);
+        svg.append(r);
+      }
+      const b = Number(d.bookings) || 0;
+      if (b) {
+        const c = svgEl('circle', { cx: (x + bw / 2).toFixed(1), cy: (H - pad - (H - 2 * pad) * b / max).toFixed(1), r: 3.5, class: 'booking' });
+        const tip = svgEl('title');
+        tip.textContent = d.date + ': ' + b + ' booked';
+        c.append(tip);
+        svg.append(c);
+      }
+      total += Number(d.messages) || 0;
+      bookings += b;
+      if (i === 0 || i === days.length - 1) {
+        const t = svgEl('text', { x: (x + bw / 2).toFixed(1), y: H - 8, class: 'tick', 'text-anchor': i === 0 ? 'start' : 'end' });
+        t.textContent = d.date;
+        svg.append(t);
+      }
+    });
+    const mt = svgEl('text', { x: 2, y: pad, class: 'tick' });
+    mt.textContent = String(max);
+    svg.append(mt);
+    const label = total + ' messages and ' + bookings + ' bookings over ' + days.length + ' days';
+    svg.setAttribute('aria-label', 'Messages a day by intent, and bookings: ' + label);
+    $('#stats-chart').replaceChildren(svg);
+    $('#stats-caption').textContent = label + '. Bars: messages by intent (' + INTENTS.join(', ') + '); dots: bookings.';
+  }
+
+  function renderFunnel(f) {
+    const steps = [['messages', 'Messages'], ['interested', 'Interested'], ['volunteers', 'In a conversation'],
+      ['answered', 'Answered'], ['email_verified', 'Email verified'], ['booked', 'Booked']];
+    const top = Math.max(1, ...steps.map(([k]) => Number(f[k]) || 0));
+    const box = $('#stats-funnel');
+    box.replaceChildren();
+    for (const [k, label] of steps) {
+      const v = Number(f[k]) || 0;
+      const row = el('div', 'funnel-row');
+      row.dataset.step = k;
+      const bar = el('div', 'fill-bar');
+      const span = el('span');
+      span.style.width = Math.round(100 * v / top) + '%';
+      bar.append(span);
+      row.append(el('span', 'fill-label', label + ': ' + v), bar);
+      box.append(row);
+    }
+    box.append(el('p', 'muted small', (Number(f.waitlisted) || 0) + ' waitlisted, ' + (Number(f.declined) || 0) + ' declined or cancelled.'));
+  }
+
   // ---------------------------------------------------------------- people
 
   async function loadPeople() {
@@ -432,6 +532,7 @@
     $('#volunteers-csv').addEventListener('click', downloadCSV);
     $('#invite-form').addEventListener('submit', invite);
     $('#token-create').addEventListener('submit', createToken);
+    $('#stats-range').addEventListener('submit', (e) => { e.preventDefault(); loadStats(); });
     document.addEventListener('voluntree:org', (e) => onOrg(e.detail));
   }
 
