@@ -55,15 +55,7 @@ func (c cred) header(origin string) map[string]string {
 // call sends a request with c; body is nil, a string or a value (JSON).
 func (e *adminEnv) call(t *testing.T, c cred, method, path string, body any) (int, []byte) {
 	t.Helper()
-	var raw []byte
-	switch b := body.(type) {
-	case nil:
-	case string:
-		raw = []byte(b)
-	default:
-		raw, _ = json.Marshal(b)
-	}
-	status, out, _ := request(t, method, e.url(path), raw, c.header("http://"+e.addr))
+	status, out, _ := request(t, method, e.url(path), bodyBytes(t, body), c.header("http://"+e.addr))
 	return status, out
 }
 

@@ -195,20 +195,13 @@ func (s *Server) slotInterests(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	id, err := pathID(c, "id", "signup")
-	if err != nil {
-		return err
-	}
 	slotID, err := pathID(c, "slot", "slot")
 	if err != nil {
 		return err
 	}
 	ctx := c.UserContext()
-	su, err := s.cfg.Store.Signup(ctx, id)
+	su, err := s.ownSignup(c)
 	if err != nil {
-		return err
-	}
-	if err := s.ownedBy(c, "signup", su.OrgID); err != nil {
 		return err
 	}
 	if _, ok := su.Slot(slotID); !ok {

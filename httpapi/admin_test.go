@@ -61,23 +61,30 @@ func (e *adminEnv) page(t *testing.T, orgID, pageID string) {
 // do sends an admin request: body is nil (none), a string (sent as is) or a value (JSON).
 func (e *adminEnv) do(t *testing.T, token, method, path string, body any) (int, []byte) {
 	t.Helper()
-	var raw []byte
-	switch b := body.(type) {
-	case nil:
-	case string:
-		raw = []byte(b)
-	default:
-		var err error
-		if raw, err = json.Marshal(b); err != nil {
-			t.Fatal(err)
-		}
-	}
+	raw := bodyBytes(t, body)
 	h := map[string]string{"Content-Type": "application/json"}
 	if token != "" {
 		h["Authorization"] = "Bearer " + token
 	}
 	status, out, _ := request(t, method, e.url(path), raw, h)
 	return status, out
+}
+
+// bodyBytes encodes a request body: nil (none), a string (as is) or a value (JSON).
+func bodyBytes(t *testing.T, body any) []byte {
+	t.Helper()
+	switch b := body.(type) {
+	case nil:
+		return nil
+	case string:
+		return []byte(b)
+	default:
+		raw, err := json.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
 }
 
 // must sends a request that must answer want, and decodes the answer into out (when not nil).

@@ -409,12 +409,18 @@ type LoginLink struct {
 
 // CreateLoginLink issues a token that signs user in, acting for org, once within ttl.
 func (s *Store) CreateLoginLink(ctx context.Context, l LoginLink, ttl time.Duration) (string, error) {
-	token, err := newToken(LoginLinkPrefix)
+	return s.createSingleUse(ctx, LoginLinkPrefix, s.keys.LoginLink, l, ttl, "sign-in link")
+}
+
+// createSingleUse stores v under a new random token (its key: the token's hash) for ttl, and
+// returns the token: getDelJSON spends it.
+func (s *Store) createSingleUse(ctx context.Context, prefix string, key func(string) string, v any, ttl time.Duration, what string) (string, error) {
+	token, err := newToken(prefix)
 	if err != nil {
 		return "", err
 	}
-	if err := s.rdb.Set(ctx, s.keys.LoginLink(HashToken(token)), mustJSON(l), ttl).Err(); err != nil {
-		return "", fmt.Errorf("redisstore: create sign-in link: %w", err)
+	if err := s.rdb.Set(ctx, key(HashToken(token)), mustJSON(v), ttl).Err(); err != nil {
+		return "", fmt.Errorf("redisstore: create %s: %w", what, err)
 	}
 	return token, nil
 }
@@ -438,14 +444,7 @@ type OAuthState struct {
 
 // CreateOAuthState stores a sign-in in progress and returns its state parameter.
 func (s *Store) CreateOAuthState(ctx context.Context, st OAuthState, ttl time.Duration) (string, error) {
-	token, err := newToken(OAuthStatePrefix)
-	if err != nil {
-		return "", err
-	}
-	if err := s.rdb.Set(ctx, s.keys.OAuthState(HashToken(token)), mustJSON(st), ttl).Err(); err != nil {
-		return "", fmt.Errorf("redisstore: create oauth state: %w", err)
-	}
-	return token, nil
+	return s.createSingleUse(ctx, OAuthStatePrefix, s.keys.OAuthState, st, ttl, "sign-in state")
 }
 
 // UseOAuthState spends a state parameter (single use); ENOTFOUND when unknown, used or expired.
