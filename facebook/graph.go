@@ -557,6 +557,30 @@ func (g *Graph) ExchangeCode(ctx context.Context, code, redirectURI string) (Use
 	return g.oauthToken(ctx, params)
 }
 
+// Person is who a user access token belongs to (GET /me).
+type Person struct {
+	ID    string `json:"id"`
+	Name  string `json:"name"`
+	Email string `json:"email"` // "" without the email permission
+}
+
+// Me reads who a user token belongs to: id, name and, with the email permission, email.
+func (g *Graph) Me(ctx context.Context, userToken string) (Person, error) {
+	if err := checkArgs("me", userToken); err != nil {
+		return Person{}, err
+	}
+	var p Person
+	rq := request{method: http.MethodGet, path: []string{"me"}, token: userToken,
+		params: url.Values{"fields": {"id,name,email"}}, retry: true}
+	if err := g.call(ctx, rq, &p); err != nil {
+		return Person{}, err
+	}
+	if p.ID == "" {
+		return Person{}, fmt.Errorf("%w: GET /me: no id", ErrUnexpectedResponse)
+	}
+	return p, nil
+}
+
 // PageAccount is a page the user manages, with its page access token and the user's tasks
 // on it (MANAGE, CREATE_CONTENT, MODERATE...).
 type PageAccount struct {

@@ -179,5 +179,5 @@ func (s *Server) updateOrg(c *fiber.Ctx) error {
 
 // signinOptions tells the dashboard how people can sign in here (GET /api/v1/signin).
 func (s *Server) signinOptions(c *fiber.Ctx) error {
-	return c.JSON(fiber.Map{"github": s.cfg.GitHub != nil, "link": true})
+	return c.JSON(fiber.Map{"github": s.cfg.GitHub != nil, "facebook": s.cfg.FacebookSignIn != nil, "link": true})
 }

@@ -118,8 +118,9 @@ type Config struct {
 	// Signed-in browsers' sessions end after SessionIdle without use (0: DefaultSessionIdle)
 	// and SessionMax in all (0: DefaultSessionMax).
 	SessionIdle, SessionMax time.Duration
-	// GitHub signs people in (nil: GET /auth/github answers 503).
-	GitHub GitHubSignIn
+	// GitHub and FacebookSignIn sign people in (nil: their /auth/… routes answer 503).
+	GitHub         GitHubSignIn
+	FacebookSignIn FacebookSignIn
 }
 
 func (c *Config) setDefaults() {
@@ -241,6 +242,8 @@ func New(cfg Config) *Server {
 		app.Post("/auth/logout", s.requireAdmin, s.logout)
 		app.Get("/auth/github", s.githubStart)
 		app.Get(GitHubCallback, s.githubCallback)
+		app.Get("/auth/facebook", s.facebookStart)
+		app.Get(FacebookSignInCallback, s.facebookSignInCallback)
 		app.Get("/api/v1/signin", s.signinOptions)
 		app.Get("/invite", s.invitationPage)
 		app.Post("/auth/invitation", s.acceptInvitation)

@@ -58,11 +58,10 @@ func (s *Server) githubCallbackURL() string {
 	return strings.TrimSuffix(s.cfg.PublicURL, "/") + GitHubCallback
 }
 
-// githubStart answers GET /auth/github[?invitation=vi_…].
-func (s *Server) githubStart(c *fiber.Ctx) error {
-	if s.cfg.GitHub == nil {
-		return voluntree.Errorf(voluntree.EUNAVAILABLE, "GitHub sign-in is not configured on this server (VOLUNTREE_GITHUB_CLIENT_ID, VOLUNTREE_GITHUB_CLIENT_SECRET)")
-	}
+// startOAuth begins a sign-in at provider: a single-use state bound to this browser (a
+// cookie whose hash the state keeps), carrying ?invitation=, then the provider's dialog
+// (dialog(state) is its URL).
+func (s *Server) startOAuth(c *fiber.Ctx, provider string, dialog func(state string) string) error {
 	inv := c.Query("invitation")
 	if inv != "" && (!strings.HasPrefix(inv, redisstore.InvitationPrefix) || len(inv) > 64) {
 		return voluntree.FieldErrorf("invitation", "invitation: not an invitation token")
@@ -72,13 +71,46 @@ func (s *Server) githubStart(c *fiber.Ctx) error {
 		return err
 	}
 	state, err := s.cfg.Store.CreateOAuthState(c.UserContext(), redisstore.OAuthState{
-		Provider: redisstore.ProviderGitHub, Browser: hashNonce(nonce), Invitation: inv}, SignInStateTTL)
+		Provider: provider, Browser: hashNonce(nonce), Invitation: inv}, SignInStateTTL)
 	if err != nil {
 		return err
 	}
 	c.Cookie(s.signinCookie(nonce, int(SignInStateTTL/time.Second)))
 	c.Set(fiber.HeaderCacheControl, "no-store")
-	return c.Redirect(s.cfg.GitHub.AuthorizeURL(s.githubCallbackURL(), state), fiber.StatusFound)
+	return c.Redirect(dialog(state), fiber.StatusFound)
+}
+
+// checkOAuth spends a callback's state and checks it was started by this browser, for
+// provider, and that the person did not cancel; msg says why not.
+func (s *Server) checkOAuth(ctx context.Context, c *fiber.Ctx, provider, name string) (st redisstore.OAuthState, msg string, err error) {
+	nonce := c.Cookies(signinCookie)
+	c.Cookie(s.signinCookie("", -1))
+	st, err = s.cfg.Store.UseOAuthState(ctx, c.Query("state"))
+	switch {
+	case voluntree.ErrorCode(err) == voluntree.ENOTFOUND:
+		return st, "This sign-in expired or was already used: start again.", nil
+	case err != nil:
+		return st, "", err
+	case st.Provider != provider || nonce == "" || hashNonce(nonce) != st.Browser:
+		return st, "This sign-in was started in another browser: start again here.", nil
+	}
+	if e := c.Query("error"); e != "" {
+		if e == "access_denied" {
+			return st, "You cancelled the " + name + " sign-in.", nil
+		}
+		return st, name + " refused the sign-in (" + truncate(e, 64) + ").", nil
+	}
+	return st, "", nil
+}
+
+// githubStart answers GET /auth/github[?invitation=vi_…].
+func (s *Server) githubStart(c *fiber.Ctx) error {
+	if s.cfg.GitHub == nil {
+		return voluntree.Errorf(voluntree.EUNAVAILABLE, "GitHub sign-in is not configured on this server (VOLUNTREE_GITHUB_CLIENT_ID, VOLUNTREE_GITHUB_CLIENT_SECRET)")
+	}
+	return s.startOAuth(c, redisstore.ProviderGitHub, func(state string) string {
+		return s.cfg.GitHub.AuthorizeURL(s.githubCallbackURL(), state)
+	})
 }
 
 // githubCallback answers GET /auth/github/callback?code=&state= (or ?error=).
@@ -88,22 +120,12 @@ func (s *Server) githubCallback(c *fiber.Ctx) error {
 	}
 	ctx, cancel := context.WithTimeout(c.UserContext(), max(s.cfg.RequestTimeout, CallbackTimeout))
 	defer cancel()
-	nonce := c.Cookies(signinCookie)
-	c.Cookie(s.signinCookie("", -1))
-	st, err := s.cfg.Store.UseOAuthState(ctx, c.Query("state"))
-	switch {
-	case voluntree.ErrorCode(err) == voluntree.ENOTFOUND:
-		return s.signinFail(c, "This sign-in expired or was already used: start again.")
-	case err != nil:
+	st, msg, err := s.checkOAuth(ctx, c, redisstore.ProviderGitHub, "GitHub")
+	if err != nil {
 		return err
-	case st.Provider != redisstore.ProviderGitHub || nonce == "" || hashNonce(nonce) != st.Browser:
-		return s.signinFail(c, "This sign-in was started in another browser: start again here.")
 	}
-	if e := c.Query("error"); e != "" {
-		if e == "access_denied" {
-			return s.signinFail(c, "You cancelled the GitHub sign-in.")
-		}
-		return s.signinFail(c, "GitHub refused the sign-in ("+truncate(e, 64)+").")
+	if msg != "" {
+		return s.signinFail(c, msg)
 	}
 	token, err := s.cfg.GitHub.Exchange(ctx, c.Query("code"), s.githubCallbackURL())
 	if err != nil {
@@ -119,7 +141,15 @@ func (s *Server) githubCallback(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	orgID, msg, err := s.signinOrg(ctx, user.ID, st.Invitation)
+	return s.finishSignIn(ctx, c, redisstore.Session{UserID: user.ID, Via: redisstore.ProviderGitHub,
+		GitHubToken: token, CheckedAt: s.now()}, st.Invitation)
+}
+
+// finishSignIn picks the organization the person signs in to (the invitation's, accepted now,
+// or their first), checks its GitHub gate, and starts the session (sess has the user, the
+// provider and, for GitHub, the token).
+func (s *Server) finishSignIn(ctx context.Context, c *fiber.Ctx, sess redisstore.Session, invitation string) error {
+	orgID, msg, err := s.signinOrg(ctx, sess.UserID, invitation)
 	if err != nil {
 		return err
 	}
@@ -131,7 +161,10 @@ func (s *Server) githubCallback(c *fiber.Ctx) error {
 		return err
 	}
 	if org.GitHubOrg != "" {
-		ok, err := s.cfg.GitHub.IsMember(ctx, token, org.GitHubOrg)
+		if sess.Via != redisstore.ProviderGitHub {
+			return s.signinFail(c, org.Name+" requires signing in with GitHub, as a member of "+org.GitHubOrg+".")
+		}
+		ok, err := s.cfg.GitHub.IsMember(ctx, sess.GitHubToken, org.GitHubOrg)
 		if err != nil {
 			s.cfg.Logger.Warn("github membership", "action", "sign_in", "error", err)
 			return s.signinFail(c, "GitHub did not confirm your membership of "+org.GitHubOrg+": try again later.")
@@ -140,14 +173,13 @@ func (s *Server) githubCallback(c *fiber.Ctx) error {
 			return s.signinFail(c, org.Name+" requires membership of the GitHub organization "+org.GitHubOrg+".")
 		}
 	}
-	sess := redisstore.Session{UserID: user.ID, OrgID: orgID, Via: redisstore.ProviderGitHub,
-		GitHubToken: token, CheckedAt: s.now()}
+	sess.OrgID = orgID
 	ck, _, err := s.cfg.Store.CreateSessionWith(ctx, sess, s.cfg.SessionIdle, s.cfg.SessionMax)
 	if err != nil {
 		return err
 	}
 	c.Cookie(s.sessionCookie(ck, s.cfg.SessionMax))
-	s.cfg.Logger.Info("signed in", "action", "sign_in", "user", user.ID, "org", orgID, "via", "github")
+	s.cfg.Logger.Info("signed in", "action", "sign_in", "user", sess.UserID, "org", orgID, "via", sess.Via)
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	return c.Redirect("/", fiber.StatusSeeOther)
 }

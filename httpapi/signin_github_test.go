@@ -12,9 +12,11 @@ import (
 	"time"
 
 	"github.com/voluntree/voluntree"
+	"github.com/voluntree/voluntree/facebook"
 	"github.com/voluntree/voluntree/github"
 	"github.com/voluntree/voluntree/httpapi"
 	"github.com/voluntree/voluntree/internal/fakegithub"
+	"github.com/voluntree/voluntree/internal/fakegraph"
 	"github.com/voluntree/voluntree/redisstore"
 )
 
@@ -201,3 +203,60 @@ func (e *adminEnv) mustJSON(t *testing.T, c cred, method, path string, out any) 
 func hashOf(token string) string { return redisstore.HashToken(token) }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// TestFacebookSignIn: Facebook Login signs an invited person in (the dialog, the code
+// exchange, GET /me); a replayed callback fails; a GitHub-gated organization refuses it.
+func TestFacebookSignIn(t *testing.T) {
+	t.Parallel()
+	fg := fakegraph.New(fakegraph.Config{AppID: fbAppID, AppSecret: fbAppSecret, RequireAppSecretProof: true})
+	t.Cleanup(fg.Close)
+	graph, err := facebook.NewGraph(facebook.GraphConfig{BaseURL: fg.URL, DialogURL: fg.URL, AppID: fbAppID, AppSecret: fbAppSecret, BaseDelay: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newAdminEnv(t, func(c *httpapi.Config) { c.FacebookSignIn = graph })
+	ctx := context.Background()
+	base := "http://" + e.addr
+	owner := e.org(t, "org_a")
+	fg.SetDialogUser("user-token-bo")
+	fg.SetProfile("user-token-bo", fakegraph.Profile{ID: "10001", Name: "Bo Diddley", Email: "bo@example.org"})
+	token, _, err := e.store.CreateInvitation(ctx, voluntree.Invitation{OrgID: "org_a", Email: "bo@example.org", Role: voluntree.RoleViewer}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newGHBrowser(t)
+	status, dialog := b.get(base + "/auth/facebook?invitation=" + url.QueryEscape(token))
+	if status != 302 || !strings.Contains(dialog, "/dialog/oauth") || !strings.Contains(dialog, "scope=public_profile%2Cemail") {
+		t.Fatalf("GET /auth/facebook: %d → %q", status, dialog)
+	}
+	status, callback := b.get(dialog)
+	if status != 302 || !strings.HasPrefix(callback, base+httpapi.FacebookSignInCallback+"?") {
+		t.Fatalf("the dialog: %d → %q", status, callback)
+	}
+	if status, outcome := b.get(callback); status != 303 || outcome != "/" {
+		t.Fatalf("the callback: %d → %q", status, outcome)
+	}
+	var me struct {
+		Role string         `json:"role"`
+		User voluntree.User `json:"user"`
+	}
+	e.mustJSON(t, cred{cookie: b.session(base)}, "GET", "/api/v1/me", &me)
+	if me.Role != "viewer" || me.User.FacebookID != "10001" || me.User.Name != "Bo Diddley" || me.User.Email != "bo@example.org" {
+		t.Fatalf("me %+v", me)
+	}
+	if _, outcome := b.get(callback); !strings.Contains(signinError(t, outcome), "already used") {
+		t.Fatalf("replayed callback: %q", outcome)
+	}
+	// A GitHub-gated organization takes GitHub sign-ins only.
+	e.must(t, 200, owner, "PATCH", "/api/v1/org", map[string]any{"github_org": "acme-gh"}, nil)
+	b2 := newGHBrowser(t)
+	_, dialog = b2.get(base + "/auth/facebook")
+	_, callback = b2.get(dialog)
+	if _, outcome := b2.get(callback); !strings.Contains(signinError(t, outcome), "requires signing in with GitHub") {
+		t.Fatalf("gated: %q", outcome)
+	}
+	// The existing session of that person ends at its next request (it cannot be checked).
+	if status, _ := e.call(t, cred{cookie: b.session(base)}, "GET", "/api/v1/me", nil); status != 401 {
+		t.Fatalf("a Facebook session in a gated organization: %d, want 401", status)
+	}
+}

@@ -560,8 +560,9 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		ghSignIn = gh
 	}
 	var fbLogin httpapi.FacebookLogin
+	var fbSignIn httpapi.FacebookSignIn
 	if cfg.Graph.AppID != "" && cfg.Graph.AppSecret != "" {
-		fbLogin = graph
+		fbLogin, fbSignIn = graph, graph
 	} else {
 		log.Info("VOLUNTREE_FB_APP_ID or VOLUNTREE_FB_APP_SECRET is not set: pages cannot be connected", "action", "configure")
 	}
@@ -597,6 +598,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		Facebook:            fbLogin,
 		PublicURL:           cfg.PublicURL,
 		GitHub:              ghSignIn,
+		FacebookSignIn:      fbSignIn,
 		SessionIdle:         cfg.SessionIdle,
 		SessionMax:          cfg.SessionMax,
 		MetricsToken:        cfg.MetricsToken,

@@ -696,6 +696,7 @@
     token: '',
     csrf: '',          // the session's CSRF token (session mode)
     githubSignIn: false, // GET /api/v1/signin
+    facebookSignIn: false,
     gen: 0,            // bumped when the token changes: answers for an older token are dropped
     me: null,          // GET /me
     email: null,       // GET /me/email
@@ -971,7 +972,7 @@
   function renderOrg() {
     const ready = !!org.token && !!org.me;
     $('#token-form').hidden = !!org.token;
-    $('#signin-github').hidden = !!org.token || !org.githubSignIn;
+    renderSignIn();
     $('#org-who').hidden = !ready;
     const session = org.token === SESSION;
     const who = org.me && org.me.user && typeof org.me.user.name === 'string' ? org.me.user.name : '';
@@ -1333,13 +1334,21 @@
     signinOptions();
   }
 
-  // signinOptions shows "Sign in with GitHub" when this server offers it.
+  // renderSignIn shows the sign-in buttons this server offers, while signed out.
+  function renderSignIn() {
+    $('#signin-github').hidden = !org.githubSignIn;
+    $('#signin-facebook').hidden = !org.facebookSignIn;
+    $('#signin-buttons').hidden = !!org.token || !(org.githubSignIn || org.facebookSignIn);
+  }
+
+  // signinOptions shows the sign-in buttons this server offers.
   async function signinOptions() {
     try {
       const r = await fetch('/api/v1/signin', { headers: { Accept: 'application/json' }, cache: 'no-store' });
       const d = r.ok ? await r.json() : {};
       org.githubSignIn = d.github === true;
-      $('#signin-github').hidden = !!org.token || !org.githubSignIn;
+      org.facebookSignIn = d.facebook === true;
+      renderSignIn();
     } catch (err) { /* no options: the token form stays */ }
   }
 

@@ -12,12 +12,13 @@
 //
 // Endpoints: the login dialog GET /dialog/oauth (a redirect back, as the user set by
 // SetDialogUser or DenyDialog), GET /oauth/access_token (code exchange and fb_exchange_token),
-// GET /me/accounts, GET|POST /{page}/feed,
+// GET /me, GET /me/accounts, GET|POST /{page}/feed,
 // POST /{page}/photos, GET /{post-or-comment}/comments, GET|POST|DELETE
 // /{page}/subscribed_apps, all below /{version}/.
 package fakegraph
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -189,6 +190,7 @@ type Server struct {
 	pages       map[string]*page
 	tokens      map[string]string // access token -> page id, or "" for a user token
 	users       map[string][]string
+	profiles    map[string]Profile // user token -> who it is (GET /me)
 	codes       map[string]*login
 	posts       []Post
 	photos      map[string]*Photo
@@ -224,7 +226,7 @@ func New(cfg Config) *Server {
 		pages: map[string]*page{}, tokens: map[string]string{}, users: map[string][]string{},
 		codes: map[string]*login{}, photos: map[string]*Photo{}, comments: map[string][]Comment{},
 		parentOf: map[string]string{}, replied: map[string]bool{}, commenters: map[string]string{},
-		outside: map[string]bool{}, unavailable: map[string]bool{},
+		outside: map[string]bool{}, unavailable: map[string]bool{}, profiles: map[string]Profile{},
 	}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serveHTTP))
 	s.URL = s.srv.URL
@@ -629,6 +631,8 @@ func (s *Server) route(rq *request) (any, *apiError) {
 		return s.accessToken(rq)
 	case len(p) == 2 && p[0] == "me" && p[1] == "accounts" && rq.method == http.MethodGet:
 		return s.accounts(rq)
+	case len(p) == 1 && p[0] == "me" && rq.method == http.MethodGet:
+		return s.me(rq)
 	case len(p) == 2 && p[1] == "feed" && rq.method == http.MethodGet:
 		return s.feed(rq, p[0])
 	case len(p) == 2 && p[1] == "feed" && rq.method == http.MethodPost:
@@ -755,6 +759,53 @@ func (s *Server) longLivedToken(rq *request) (any, *apiError) {
 	s.tokens[ll] = ""
 	s.users[ll] = slices.Clone(s.users[tok])
 	return map[string]any{"access_token": ll, "token_type": "bearer", "expires_in": UserTokenExpiresIn}, nil
+}
+
+// Profile is who a user token belongs to (GET /me).
+type Profile struct {
+	ID, Name, Email string
+}
+
+// SetProfile says who userToken (and the long-lived tokens made from it) belongs to.
+func (s *Server) SetProfile(userToken string, p Profile) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.profiles[userToken] = p
+}
+
+// me answers GET /me with the fields asked for (id and name by default), as Graph does; a
+// user without a profile is "Facebook User" with an id made from the token.
+func (s *Server) me(rq *request) (any, *apiError) {
+	pageID, e := s.token(rq)
+	if e != nil {
+		return nil, e
+	}
+	if pageID != "" {
+		return map[string]any{"id": pageID, "name": s.pages[pageID].name}, nil
+	}
+	tok := rq.form.Get("access_token")
+	p, ok := s.profiles[tok]
+	if !ok {
+		p, ok = s.profiles[strings.TrimPrefix(tok, "ll-")]
+	}
+	if !ok {
+		sum := sha256.Sum256([]byte(tok))
+		p = Profile{ID: "1" + hex.EncodeToString(sum[:6]), Name: "Facebook User"}
+	}
+	out := map[string]any{}
+	for _, f := range strings.Split(cmp.Or(rq.form.Get("fields"), "id,name"), ",") {
+		switch strings.TrimSpace(f) {
+		case "id":
+			out["id"] = p.ID
+		case "name":
+			out["name"] = p.Name
+		case "email":
+			if p.Email != "" {
+				out["email"] = p.Email
+			}
+		}
+	}
+	return out, nil
 }
 
 func (s *Server) accounts(rq *request) (any, *apiError) {
