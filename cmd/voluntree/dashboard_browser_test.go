@@ -40,8 +40,9 @@ func artifactDir(t *testing.T) string {
 
 // TestDashboardManagesSignupsInABrowser signs in with a one-time link in Chromium, creates a
 // signup with two slots through the Manage card, finds it listed with a fill bar per slot and
-// its (empty) volunteers, draws the stats, and sees the organization's members; with
-// screenshots at 375 and 1280 px.
+// its (empty) volunteers, publishes a post for it on the demo page (its status turns to
+// published live), draws the stats, and sees the organization's members; with screenshots at
+// 375 and 1280 px.
 func TestDashboardManagesSignupsInABrowser(t *testing.T) {
 	browser := requireChromium(t)
 	n, _, _ := pipelineNode(t, "e2e-manage", "VOLUNTREE_DEMO=on")
@@ -108,6 +109,13 @@ func TestDashboardManagesSignupsInABrowser(t *testing.T) {
 		chromedp.WaitVisible(xp(`//table[@id="volunteers-table"]//td[normalize-space()="Nobody yet."]`)))
 	volunteers := text("#volunteers")
 	small, wide := shot(375, 800), shot(1280, 900)
+	// A post for it on the demo page, published now: its status turns live to published.
+	step("posts", chromedp.Click(css("#tab-posts")),
+		chromedp.WaitReady(xp(`//select[@id="post-signup"]/option[normalize-space()="`+title+`"]`)), // options have no box: ready, not visible
+		chromedp.SetValue(css("#post-signup"), signupID(t, ctx, title)),
+		chromedp.SendKeys(css("#post-message"), "Join us at the beach!"),
+		chromedp.Click(css("#post-save")),
+		chromedp.WaitVisible(xp(`//table[@id="posts-table"]//tr[.//div[normalize-space()="Join us at the beach!"]]/td[contains(@class,"post-status")][normalize-space()="published"]`)))
 	step("stats", chromedp.Click(css("#tab-stats")),
 		chromedp.WaitVisible(css("#stats-chart svg")),
 		chromedp.WaitVisible(xp(`//div[@data-step="volunteers"][contains(., "In a conversation: 0")]`)))
@@ -146,4 +154,14 @@ func TestDashboardManagesSignupsInABrowser(t *testing.T) {
 		t.Fatalf("healthz %d %s", status, body)
 	}
 	n.stop(t)
+}
+
+// signupID reads the id of the signup titled title from the dashboard's list.
+func signupID(t *testing.T, ctx context.Context, title string) string {
+	t.Helper()
+	res, err := chromedp.Run(ctx, chromedp.AttributeValue(chromedp.Search(`//li[contains(@class,"signup-row")][.//button[normalize-space()="`+title+`"]]`), "data-signup-id"))
+	if err != nil || res.Value == "" {
+		t.Fatalf("the signup's id: %q, %v", res.Value, err)
+	}
+	return res.Value
 }

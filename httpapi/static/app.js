@@ -256,6 +256,10 @@
       if (f.type === 'interest') addEvent(f);
       else if (f.type === 'booking' || f.type === 'notice') addActivity(f);
       else if (f.type === 'ready') onReady(f);
+      else if (f.type === 'post' && f.post && typeof f.post === 'object') {
+        document.dispatchEvent(new CustomEvent('voluntree:post', { detail: f.post })); // manage.js
+        if (typeof f.id === 'string' && parseId(f.id) && cmpId(f.id, feed.lastId) > 0) feed.lastId = f.id;
+      }
       else if (f.type === 'gap') { onGap(); return; }
       else if (typeof f.id === 'string' && parseId(f.id) && cmpId(f.id, feed.lastId) > 0) {
         feed.lastId = f.id; // another kind of event of the same log: resume after it too

@@ -21,6 +21,7 @@
     signups: [],
     editing: null,   // the signup being edited; null with the form open: a new one
     selected: '',    // the signup whose volunteers are shown
+    posts: null,     // GET /posts items, kept up to date by the feed's post events
     gen: 0,          // bumped at every sign-in change: stale answers are dropped
   };
 
@@ -41,7 +42,7 @@
   // ---------------------------------------------------------------- tabs
 
   function selectTab(name, focus) {
-    for (const t of ['signups', 'stats', 'people']) {
+    for (const t of ['signups', 'posts', 'stats', 'people']) {
       const tab = $('#tab-' + t), on = t === name;
       tab.setAttribute('aria-selected', on ? 'true' : 'false');
       tab.tabIndex = on ? 0 : -1;
@@ -50,10 +51,11 @@
     }
     if (name === 'people') loadPeople();
     if (name === 'stats') loadStats();
+    if (name === 'posts') loadPosts();
   }
 
   function initTabs() {
-    const names = ['signups', 'stats', 'people'];
+    const names = ['signups', 'posts', 'stats', 'people'];
     names.forEach((n, i) => {
       const tab = $('#tab-' + n);
       tab.addEventListener('click', () => selectTab(n, false));
@@ -265,6 +267,125 @@
     } catch (err) {
       status('Could not export: ' + message(err), 'error');
     }
+  }
+
+  // ---------------------------------------------------------------- posts
+
+  const POST_ACTIONS = { draft: ['publish', 'Publish'], scheduled: ['cancel', 'Back to draft'], failed: ['retry', 'Retry'] };
+
+  async function loadPosts() {
+    const gen = st.gen;
+    try {
+      const [posts, pages, signups] = await Promise.all([api('GET', '/posts?limit=200'), api('GET', '/pages'),
+        api('GET', '/signups?limit=200')]);
+      if (gen !== st.gen) return;
+      st.posts = Array.isArray(posts.data.items) ? posts.data.items : [];
+      fillSelect($('#post-page'), (pages.data.items || []).map((p) => [p.id, String(p.name || p.id)]));
+      fillSelect($('#post-signup'), (signups.data.items || []).map((su) => [su.id, String(su.title || su.id)]));
+      $('#post-form').hidden = !can('admin');
+      renderPosts();
+    } catch (err) {
+      if (gen === st.gen) status('Could not load the posts: ' + message(err), 'error');
+    }
+  }
+
+  function fillSelect(sel, options) {
+    const keep = sel.value;
+    sel.replaceChildren();
+    for (const [value, label] of options) {
+      const o = el('option', null, label);
+      o.value = String(value);
+      sel.append(o);
+    }
+    if (keep) sel.value = keep;
+  }
+
+  function renderPosts() {
+    const body = $('#posts-table tbody');
+    body.replaceChildren();
+    if (!st.posts || st.posts.length === 0) {
+      const tr = el('tr');
+      const td = el('td', 'muted', 'No post yet.');
+      td.colSpan = 4;
+      tr.append(td);
+      body.append(tr);
+      return;
+    }
+    for (const p of st.posts) {
+      const tr = el('tr');
+      tr.dataset.postId = String(p.id || '');
+      const what = el('td');
+      what.append(el('div', null, String(p.message || '').slice(0, 140)));
+      if (p.error) what.append(el('div', 'form-error', 'Facebook said: ' + String(p.error) + (p.error_code ? ' (code ' + p.error_code + ')' : '')));
+      const state = el('td', 'post-status ' + String(p.status || ''), String(p.status || ''));
+      const when = p.published_at || p.publish_at;
+      const at = el('td', 'small', when ? new Date(when).toLocaleString() : '—');
+      const act = el('td');
+      const a = POST_ACTIONS[p.status];
+      if (a && can('admin')) {
+        const b = el('button', 'secondary small-button', a[1]);
+        b.type = 'button';
+        b.addEventListener('click', () => postAction(p.id, a[0]));
+        act.append(b);
+      }
+      tr.append(what, state, at, act);
+      body.append(tr);
+    }
+  }
+
+  async function postAction(id, action) {
+    try {
+      await api('POST', '/posts/' + encodeURIComponent(id) + '/' + action);
+    } catch (err) {
+      status(message(err), 'error');
+    }
+    loadPosts();
+  }
+
+  async function savePost(e) {
+    e.preventDefault();
+    const at = $('#post-at').value;
+    const body = {
+      signup_id: $('#post-signup').value, page_id: $('#post-page').value, message: $('#post-message').value.trim(),
+      append_summary: $('#post-summary').checked, draft: $('#post-draft').checked,
+    };
+    if (at) body.publish_at = new Date(at).toISOString();
+    if (!body.message) {
+      $('#post-error').textContent = 'Write the message first.';
+      $('#post-message').focus();
+      return;
+    }
+    $('#post-save').disabled = true;
+    try {
+      await api('POST', '/posts', body);
+      $('#post-message').value = '';
+      $('#post-error').textContent = '';
+      status(body.draft ? 'Draft saved.' : 'Post scheduled.', 'ok');
+      await loadPosts();
+    } catch (err) {
+      $('#post-error').textContent = message(err);
+    } finally {
+      $('#post-save').disabled = false;
+    }
+  }
+
+  // A post's status changes arrive on the live feed (the changed fields: status, error,
+  // attempts, Facebook id): the list follows them; an unknown post reloads the list.
+  function onPost(p) {
+    if (!st.posts || !p || typeof p.id !== 'string') return;
+    const i = st.posts.findIndex((q) => q.id === p.id);
+    if (i < 0) {
+      if (!$('#panel-posts').hidden) loadPosts();
+      return;
+    }
+    const q = Object.assign({}, st.posts[i]);
+    for (const k of ['status', 'error', 'attempts', 'facebook_post_id']) {
+      if (k in p) q[k] = p[k];
+    }
+    if (!('error' in p)) delete q.error;
+    if (q.status === 'published' && !q.published_at) q.published_at = new Date().toISOString();
+    st.posts[i] = q;
+    if (!$('#panel-posts').hidden) renderPosts();
   }
 
   // ---------------------------------------------------------------- stats
@@ -507,6 +628,7 @@
     st.me = me;
     st.role = me && typeof me.role === 'string' ? me.role : '';
     st.signups = [];
+    st.posts = null;
     st.selected = '';
     $('#manage').hidden = !me;
     $('#signup-form').hidden = true;
@@ -533,6 +655,8 @@
     $('#invite-form').addEventListener('submit', invite);
     $('#token-create').addEventListener('submit', createToken);
     $('#stats-range').addEventListener('submit', (e) => { e.preventDefault(); loadStats(); });
+    $('#post-form').addEventListener('submit', savePost);
+    document.addEventListener('voluntree:post', (e) => onPost(e.detail));
     document.addEventListener('voluntree:org', (e) => onOrg(e.detail));
   }
 
