@@ -254,7 +254,12 @@
     for (const f of frames) {
       if (!f || typeof f !== 'object') continue;
       if (f.type === 'interest') addEvent(f);
-      else if (f.type === 'booking' || f.type === 'notice') addActivity(f);
+      else if (f.type === 'booking' || f.type === 'notice') {
+        addActivity(f);
+        if (f.type === 'booking' && f.booking && !feed.history) {
+          document.dispatchEvent(new CustomEvent('voluntree:booking', { detail: f.booking })); // manage.js
+        }
+      }
       else if (f.type === 'ready') onReady(f);
       else if (f.type === 'post' && f.post && typeof f.post === 'object') {
         document.dispatchEvent(new CustomEvent('voluntree:post', { detail: f.post })); // manage.js

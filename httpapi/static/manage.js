@@ -269,6 +269,27 @@
     }
   }
 
+  // A booking on the live feed: the slot's fill bar and the signup's volunteers follow it
+  // (reloaded at most every 2 s while bookings keep coming).
+  let bookingTimer = 0;
+  function onBooking(b) {
+    if (!b || typeof b.signup_id !== 'string') return;
+    const su = st.signups.find((x) => x.id === b.signup_id);
+    if (su) {
+      const f = (su.fills || []).find((x) => x.slot_id === b.slot_id);
+      if (f && Number.isFinite(Number(b.booked))) {
+        f.filled = Number(b.booked);
+        renderSignups();
+      }
+    }
+    if (bookingTimer || st.selected !== b.signup_id) return;
+    bookingTimer = setTimeout(() => {
+      bookingTimer = 0;
+      const sel = st.signups.find((x) => x.id === st.selected);
+      if (sel && !$('#volunteers').hidden) showVolunteers(sel);
+    }, 2000);
+  }
+
   // ---------------------------------------------------------------- posts
 
   const POST_ACTIONS = { draft: ['publish', 'Publish'], scheduled: ['cancel', 'Back to draft'], failed: ['retry', 'Retry'] };
@@ -657,6 +678,7 @@
     $('#stats-range').addEventListener('submit', (e) => { e.preventDefault(); loadStats(); });
     $('#post-form').addEventListener('submit', savePost);
     document.addEventListener('voluntree:post', (e) => onPost(e.detail));
+    document.addEventListener('voluntree:booking', (e) => onBooking(e.detail));
     document.addEventListener('voluntree:org', (e) => onOrg(e.detail));
   }
 
