@@ -124,5 +124,14 @@ func (c *IngestConsumer) HandleBatch(ctx context.Context, entries []streamworker
 		return
 	}
 	b.Errs = make([]error, len(b.Msgs))
-	c.in <- b
+	select {
+	case c.in <- b:
+	case <-ctx.Done(): // the pipeline stayed busy for the whole ProcessTimeout: try again later
+		for i := range b.errs {
+			if b.errs[i] == nil {
+				b.errs[i] = fmt.Errorf("actors: pipeline busy: %w", ctx.Err())
+			}
+		}
+		b.done(b.errs)
+	}
 }

@@ -148,7 +148,9 @@ func (c *Client) IsMember(ctx context.Context, token, org string) (bool, error) 
 	}
 	err := c.get(ctx, token, "/user/memberships/orgs/"+url.PathEscape(org), &m)
 	var ge *Error
-	if errors.As(err, &ge) && (ge.Status == http.StatusNotFound || ge.Status == http.StatusForbidden) {
+	// 404 and 403: not a member; 401: the person revoked the grant, which can no longer
+	// vouch for anything.
+	if errors.As(err, &ge) && (ge.Status == http.StatusNotFound || ge.Status == http.StatusForbidden || ge.Status == http.StatusUnauthorized) {
 		return false, nil
 	}
 	if err != nil {

@@ -553,3 +553,42 @@ func TestInvitations(t *testing.T) {
 	e.must(t, 204, ownerA, "DELETE", "/api/v1/invitations/"+id, nil, nil)
 	e.mustFail(t, 404, ownerA, "DELETE", "/api/v1/invitations/"+id, nil)
 }
+
+// TestTokensFollowTheirMaker: a removed member's tokens are revoked with them, a demoted
+// member's tokens above the new role too, and a token made by a token lives no longer than it.
+func TestTokensFollowTheirMaker(t *testing.T) {
+	t.Parallel()
+	e := newAdminEnv(t, nil)
+	ctx := context.Background()
+	owner := e.org(t, "org_a")
+	ada, _, adaUser := e.member(t, "org_a", voluntree.RoleOwner)
+	e.member(t, "org_a", voluntree.RoleOwner) // so that Ada is not the last owner
+	mint := func(c cred, role string, expires int) string {
+		t.Helper()
+		status, raw := e.call(t, c, "POST", "/api/v1/tokens", map[string]any{"role": role, "expires_in": expires})
+		var out struct {
+			Token  string                `json:"token"`
+			Record redisstore.AdminToken `json:"record"`
+		}
+		if status != 201 || json.Unmarshal(raw, &out) != nil {
+			t.Fatalf("mint %s: %d %s", role, status, truncate(raw))
+		}
+		return out.Token
+	}
+	adaOwnerTok := mint(ada, "owner", 0)
+	adaViewerTok := mint(ada, "viewer", 0)
+	// Demoted to admin: her owner token goes, her viewer token stays.
+	e.must(t, 200, owner, "PATCH", "/api/v1/members/"+adaUser.ID, map[string]any{"role": "admin"}, nil)
+	e.mustFail(t, 401, adaOwnerTok, "GET", "/api/v1/me", nil)
+	e.must(t, 200, adaViewerTok, "GET", "/api/v1/me", nil, nil)
+	// Removed: every token she made goes.
+	e.must(t, 204, owner, "DELETE", "/api/v1/members/"+adaUser.ID, nil, nil)
+	e.mustFail(t, 401, adaViewerTok, "GET", "/api/v1/me", nil)
+	// A token made by a short-lived token expires with it.
+	short := mint(cred{token: owner}, "owner", 3600)
+	child := mint(cred{token: short}, "viewer", 0)
+	rec, err := e.store.LookupAdminToken(ctx, child)
+	if err != nil || rec.ExpiresAt.IsZero() || rec.ExpiresAt.After(time.Now().Add(time.Hour+time.Minute)) || !strings.HasPrefix(rec.CreatedBy, "token:") {
+		t.Fatalf("child token %+v, %v: want an expiry within the parent's hour", rec, err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -20,7 +21,9 @@ type Principal struct {
 	Via     string // ViaToken or ViaSession
 	UserID  string // the signed-in person; "" for a token
 	TokenID string // the token's id; "" for a session
-	Session *redisstore.Session
+	// TokenExpires is the token's expiry (zero: never); a token it makes expires no later.
+	TokenExpires time.Time
+	Session      *redisstore.Session
 }
 
 // How a Principal was authenticated.
@@ -90,7 +93,7 @@ func (s *Server) tokenPrincipal(c *fiber.Ctx, h string) (Principal, error) {
 	case err != nil:
 		return Principal{}, fmt.Errorf("httpapi: look up admin token: %w", err)
 	}
-	return Principal{OrgID: rec.OrgID, Role: rec.Role, Via: ViaToken, TokenID: rec.ID}, nil
+	return Principal{OrgID: rec.OrgID, Role: rec.Role, Via: ViaToken, TokenID: rec.ID, TokenExpires: rec.ExpiresAt}, nil
 }
 
 func (s *Server) sessionPrincipal(c *fiber.Ctx, cookie string) (Principal, error) {
@@ -120,9 +123,13 @@ func (s *Server) sessionPrincipal(c *fiber.Ctx, cookie string) (Principal, error
 		return Principal{}, fmt.Errorf("httpapi: membership: %w", err)
 	}
 	ok, err := s.recheckGate(ctx, sess)
-	switch {
-	case err != nil: // GitHub unreachable: let the session go on, and check at the next request
+	if err != nil {
+		// GitHub unreachable: the session goes on for a while, checked at each request; past
+		// GateGrace without a check it ends.
 		s.cfg.Logger.Warn("github gate re-check", "action", "sign_in", "user", sess.UserID, "org", sess.OrgID, "error", err)
+		ok = s.now().Sub(sess.CheckedAt) < GateGrace
+	}
+	switch {
 	case !ok:
 		_ = s.cfg.Store.DeleteSession(ctx, sess)
 		c.Cookie(s.sessionCookie("", -1))

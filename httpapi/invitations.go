@@ -146,7 +146,20 @@ func (s *Server) acceptInvitation(c *fiber.Ctx) error {
 	if err != nil {
 		return voluntree.Errorf(voluntree.EUNAUTHORIZED, "sign in first, then accept the invitation")
 	}
-	m, err := s.cfg.Store.AcceptInvitation(ctx, c.FormValue("token"), sess.UserID)
+	token := c.FormValue("token")
+	inv, err := s.cfg.Store.Invitation(ctx, token)
+	if voluntree.ErrorCode(err) == voluntree.ENOTFOUND {
+		return s.signinFail(c, "This invitation is unknown, used, revoked or expired: ask for a new one.")
+	}
+	if err != nil {
+		return err
+	}
+	if msg, err := s.gateAtSignIn(ctx, sess, inv.OrgID); err != nil {
+		return err
+	} else if msg != "" {
+		return s.signinFail(c, msg)
+	}
+	m, err := s.cfg.Store.AcceptInvitation(ctx, token, sess.UserID)
 	if voluntree.ErrorCode(err) == voluntree.ENOTFOUND {
 		return s.signinFail(c, "This invitation is unknown, used, revoked or expired: ask for a new one.")
 	}

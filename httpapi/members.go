@@ -112,6 +112,19 @@ func (s *Server) createToken(c *fiber.Ctx) error {
 		return err
 	}
 	opts.CreatedBy = p.UserID
+	if p.Via == ViaToken {
+		// Made by a token: it answers to that token, and lives no longer.
+		opts.CreatedBy = "token:" + p.TokenID
+		if !p.TokenExpires.IsZero() {
+			left := time.Until(p.TokenExpires)
+			if left <= 0 {
+				return voluntree.Errorf(voluntree.EUNAUTHORIZED, "this token has expired")
+			}
+			if opts.TTL == 0 || opts.TTL > left {
+				opts.TTL = left
+			}
+		}
+	}
 	token, rec, err := s.cfg.Store.CreateAdminToken(c.UserContext(), p.OrgID, opts)
 	if err != nil {
 		return err

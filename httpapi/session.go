@@ -119,6 +119,11 @@ func (s *Server) switchOrg(c *fiber.Ctx) error {
 	if _, err := s.cfg.Store.Member(c.UserContext(), orgID, p.UserID); err != nil {
 		return voluntree.Errorf(voluntree.EFORBIDDEN, "you are not a member of that organization")
 	}
+	if msg, err := s.gateAtSignIn(c.UserContext(), *p.Session, orgID); err != nil {
+		return err
+	} else if msg != "" {
+		return voluntree.Errorf(voluntree.EFORBIDDEN, "%s", msg)
+	}
 	if err := s.cfg.Store.SwitchSessionOrg(c.UserContext(), p.Session.ID, orgID); err != nil {
 		return err
 	}

@@ -34,7 +34,8 @@ const (
 	signinCookie    = "voluntree_signin"
 	SignInStateTTL  = 10 * time.Minute
 	GitHubCallback  = "/auth/github/callback"
-	GateRecheck     = time.Hour // a gated session's GitHub membership is checked again this often
+	GateRecheck     = time.Hour      // a gated session's GitHub membership is checked again this often
+	GateGrace       = 24 * time.Hour // ... and, while GitHub cannot answer, the session lasts this long after the last check
 	signInErrorPath = "/?signin=error&message="
 )
 
@@ -46,7 +47,11 @@ func (s *Server) signinFail(c *fiber.Ctx, msg string) error {
 }
 
 func (s *Server) signinCookie(value string, maxAge int) *fiber.Cookie {
-	ck := &fiber.Cookie{Name: signinCookie, Value: value, Path: "/auth/", MaxAge: maxAge, HTTPOnly: true,
+	path := "/auth/"
+	if u, err := url.Parse(s.cfg.PublicURL); err == nil && strings.Trim(u.Path, "/") != "" {
+		path = "/" + strings.Trim(u.Path, "/") + "/auth/" // behind a proxy's path prefix
+	}
+	ck := &fiber.Cookie{Name: signinCookie, Value: value, Path: path, MaxAge: maxAge, HTTPOnly: true,
 		SameSite: fiber.CookieSameSiteLaxMode, Secure: strings.HasPrefix(s.cfg.PublicURL, "https://")}
 	if maxAge < 0 {
 		ck.Expires = time.Unix(1, 0)
@@ -145,43 +150,85 @@ func (s *Server) githubCallback(c *fiber.Ctx) error {
 		GitHubToken: token, CheckedAt: s.now()}, st.Invitation)
 }
 
-// finishSignIn picks the organization the person signs in to (the invitation's, accepted now,
-// or their first), checks its GitHub gate, and starts the session (sess has the user, the
-// provider and, for GitHub, the token).
+// finishSignIn picks the organization the person signs in to and starts the session (sess
+// has the user, the provider and, for GitHub, the token). With an invitation it is the
+// invitation's organization, whose gate is checked before the invitation is accepted;
+// otherwise the first of the person's organizations whose gate lets them in.
 func (s *Server) finishSignIn(ctx context.Context, c *fiber.Ctx, sess redisstore.Session, invitation string) error {
-	orgID, msg, err := s.signinOrg(ctx, sess.UserID, invitation)
-	if err != nil {
-		return err
+	var candidates []string
+	if invitation != "" {
+		inv, err := s.cfg.Store.Invitation(ctx, invitation)
+		if voluntree.ErrorCode(err) == voluntree.ENOTFOUND {
+			return s.signinFail(c, "This invitation is unknown, used, revoked or expired: ask for a new one.")
+		}
+		if err != nil {
+			return err
+		}
+		candidates = []string{inv.OrgID}
+	} else {
+		orgs, err := s.cfg.Store.UserOrgs(ctx, sess.UserID)
+		if err != nil {
+			return err
+		}
+		if len(orgs) == 0 {
+			return s.signinFail(c, "You are not a member of any organization here: ask an owner for an invitation.")
+		}
+		candidates = orgs
 	}
-	if msg != "" {
-		return s.signinFail(c, msg)
+	refusal := ""
+	for _, orgID := range candidates {
+		msg, err := s.gateAtSignIn(ctx, sess, orgID)
+		if err != nil {
+			return err
+		}
+		if msg != "" {
+			refusal = cmp.Or(refusal, msg)
+			continue
+		}
+		if invitation != "" {
+			m, err := s.cfg.Store.AcceptInvitation(ctx, invitation, sess.UserID)
+			if voluntree.ErrorCode(err) == voluntree.ENOTFOUND {
+				return s.signinFail(c, "This invitation is unknown, used, revoked or expired: ask for a new one.")
+			}
+			if err != nil {
+				return err
+			}
+			s.cfg.Logger.Info("invitation accepted", "action", "member", "org", m.OrgID, "user", sess.UserID, "role", m.Role)
+		}
+		sess.OrgID, sess.CheckedAt = orgID, s.now()
+		ck, _, err := s.cfg.Store.CreateSessionWith(ctx, sess, s.cfg.SessionIdle, s.cfg.SessionMax)
+		if err != nil {
+			return err
+		}
+		c.Cookie(s.sessionCookie(ck, s.cfg.SessionMax))
+		s.cfg.Logger.Info("signed in", "action", "sign_in", "user", sess.UserID, "org", orgID, "via", sess.Via)
+		c.Set(fiber.HeaderCacheControl, "no-store")
+		return c.Redirect("/", fiber.StatusSeeOther)
 	}
+	return s.signinFail(c, refusal)
+}
+
+// gateAtSignIn checks orgID's GitHub gate for a sign-in: "" lets it in, else why not.
+func (s *Server) gateAtSignIn(ctx context.Context, sess redisstore.Session, orgID string) (string, error) {
 	org, err := s.cfg.Store.Org(ctx, orgID)
 	if err != nil {
-		return err
+		return "", err
 	}
-	if org.GitHubOrg != "" {
-		if sess.Via != redisstore.ProviderGitHub {
-			return s.signinFail(c, org.Name+" requires signing in with GitHub, as a member of "+org.GitHubOrg+".")
-		}
-		ok, err := s.cfg.GitHub.IsMember(ctx, sess.GitHubToken, org.GitHubOrg)
-		if err != nil {
-			s.cfg.Logger.Warn("github membership", "action", "sign_in", "error", err)
-			return s.signinFail(c, "GitHub did not confirm your membership of "+org.GitHubOrg+": try again later.")
-		}
-		if !ok {
-			return s.signinFail(c, org.Name+" requires membership of the GitHub organization "+org.GitHubOrg+".")
-		}
+	if org.GitHubOrg == "" {
+		return "", nil
 	}
-	sess.OrgID = orgID
-	ck, _, err := s.cfg.Store.CreateSessionWith(ctx, sess, s.cfg.SessionIdle, s.cfg.SessionMax)
+	if sess.Via != redisstore.ProviderGitHub || s.cfg.GitHub == nil {
+		return org.Name + " requires signing in with GitHub, as a member of " + org.GitHubOrg + ".", nil
+	}
+	ok, err := s.cfg.GitHub.IsMember(ctx, sess.GitHubToken, org.GitHubOrg)
 	if err != nil {
-		return err
+		s.cfg.Logger.Warn("github membership", "action", "sign_in", "error", err)
+		return "GitHub did not confirm your membership of " + org.GitHubOrg + ": try again later.", nil
 	}
-	c.Cookie(s.sessionCookie(ck, s.cfg.SessionMax))
-	s.cfg.Logger.Info("signed in", "action", "sign_in", "user", sess.UserID, "org", orgID, "via", sess.Via)
-	c.Set(fiber.HeaderCacheControl, "no-store")
-	return c.Redirect("/", fiber.StatusSeeOther)
+	if !ok {
+		return org.Name + " requires membership of the GitHub organization " + org.GitHubOrg + ".", nil
+	}
+	return "", nil
 }
 
 // githubUser finds or makes the user of a GitHub account, keeping its profile up to date.
@@ -199,30 +246,6 @@ func (s *Server) githubUser(ctx context.Context, gu github.User) (voluntree.User
 		err = s.cfg.Store.SaveUser(ctx, user)
 	}
 	return user, err
-}
-
-// signinOrg is the organization a sign-in acts for: the invitation's (accepted now), else
-// the person's first. msg says why there is none.
-func (s *Server) signinOrg(ctx context.Context, userID, invitation string) (orgID, msg string, err error) {
-	if invitation != "" {
-		m, err := s.cfg.Store.AcceptInvitation(ctx, invitation, userID)
-		if voluntree.ErrorCode(err) == voluntree.ENOTFOUND {
-			return "", "This invitation is unknown, used, revoked or expired: ask for a new one.", nil
-		}
-		if err != nil {
-			return "", "", err
-		}
-		s.cfg.Logger.Info("invitation accepted", "action", "member", "org", m.OrgID, "user", userID, "role", m.Role)
-		return m.OrgID, "", nil
-	}
-	orgs, err := s.cfg.Store.UserOrgs(ctx, userID)
-	if err != nil {
-		return "", "", err
-	}
-	if len(orgs) == 0 {
-		return "", "You are not a member of any organization here: ask an owner for an invitation.", nil
-	}
-	return orgs[0], "", nil
 }
 
 // recheckGate checks a GitHub session's membership of its organization's GitHub gate again

@@ -181,6 +181,34 @@ func TestGitHubSignIn(t *testing.T) {
 	if status, raw := e.call(t, c2, "GET", "/api/v1/me", nil); status != 401 || !strings.Contains(string(raw), "GitHub") {
 		t.Fatalf("after losing the gate: %d %s", status, truncate(raw))
 	}
+	// Revoking the app at GitHub (its token answers 401) does not keep a gated session alive.
+	gh.SetOrgs(ada, "acme-gh")
+	b3 := newGHBrowser(t)
+	if _, outcome := b3.signIn(base, ""); outcome != "/" {
+		t.Fatalf("gate, a member again: %q", outcome)
+	}
+	c3 := cred{cookie: b3.session(base)}
+	gh.RevokeGrants(ada)
+	if err := e.rdb.HSet(ctx, e.store.Keys().Session(hashOf(c3.cookie)), "checked", time.Now().Add(-2*httpapi.GateRecheck).UnixMilli()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if status, _ := e.call(t, c3, "GET", "/api/v1/me", nil); status != 401 {
+		t.Fatalf("after revoking the grant: %d, want 401", status)
+	}
+	// An invitation to a gated organization is not spent by a sign-in the gate refuses.
+	gh.SetOrgs(ada)
+	tok2, _, err := e.store.CreateInvitation(ctx, voluntree.Invitation{OrgID: "org_a", Email: "x@example.org", Role: voluntree.RoleViewer}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob := &fakegithub.Account{ID: 202, Login: "bob", Name: "Bob"}
+	gh.SetDialogUser(bob)
+	if _, outcome := newGHBrowser(t).signIn(base, tok2); !strings.Contains(signinError(t, outcome), "acme-gh") {
+		t.Fatalf("gated invitation: %q", outcome)
+	}
+	if _, err := e.store.Invitation(ctx, tok2); err != nil {
+		t.Fatalf("the refused sign-in spent the invitation: %v", err)
+	}
 	if n := e.rdb.Exists(ctx, e.store.Keys().Session(hashOf(c2.cookie))).Val(); n != 0 {
 		t.Fatal("the gated session is kept")
 	}

@@ -125,7 +125,29 @@ func (s *Store) SetMember(ctx context.Context, orgID, userID string, role volunt
 		out = m
 		return err
 	}, key)
-	return out, err
+	if err != nil {
+		return out, err
+	}
+	// Tokens the member made keep no more power than the member has now.
+	return out, s.revokeTokensOf(ctx, orgID, userID, role)
+}
+
+// revokeTokensOf revokes the tokens of org that userID made with a role above keep (every
+// one of them when keep is ""): a removed or demoted member's tokens lose what they lost.
+func (s *Store) revokeTokensOf(ctx context.Context, orgID, userID string, keep voluntree.Role) error {
+	ts, err := s.AdminTokens(ctx, orgID)
+	if err != nil {
+		return err
+	}
+	for _, t := range ts {
+		if t.CreatedBy != userID || (keep != "" && keep.AtLeast(t.Role)) {
+			continue
+		}
+		if _, err := s.RevokeAdminToken(ctx, orgID, t.ID); err != nil && voluntree.ErrorCode(err) != voluntree.ENOTFOUND {
+			return err
+		}
+	}
+	return nil
 }
 
 func decodeMember(raw string) (voluntree.Member, error) {
@@ -200,6 +222,9 @@ func (s *Store) RemoveMember(ctx context.Context, orgID, userID string) error {
 		return err
 	}, key)
 	if err != nil {
+		return err
+	}
+	if err := s.revokeTokensOf(ctx, orgID, userID, ""); err != nil {
 		return err
 	}
 	return s.revokeSessions(ctx, userID, orgID)
@@ -322,29 +347,37 @@ func (s *Store) UseSession(ctx context.Context, token string, idle time.Duration
 		GitHubToken: f[6], CheckedAt: time.UnixMilli(checked).UTC()}, nil
 }
 
-// SwitchSessionOrg makes a session act for another organization (the caller checked the
-// membership).
-func (s *Store) SwitchSessionOrg(ctx context.Context, sessionID, orgID string) error {
-	key := s.keys.Session(sessionID)
-	n, err := s.rdb.Exists(ctx, key).Result()
+// setIfExistsScript sets hash fields of a key that still exists (a session that expired or
+// was signed out meanwhile must not come back, without its TTL).
+//
+// KEYS[1] -> the hash; ARGV -> field, value, ...
+// Returns 1, or 0 when the key is gone.
+var setIfExistsScript = newScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+`)
+
+func (s *Store) setSessionFields(ctx context.Context, sessionID string, fields ...any) error {
+	n, err := setIfExistsScript.Run(ctx, s.rdb, []string{s.keys.Session(sessionID)}, fields...).Int()
 	if err != nil {
 		return fmt.Errorf("redisstore: session: %w", err)
 	}
 	if n == 0 {
 		return voluntree.Errorf(voluntree.ENOTFOUND, "unknown or expired session")
 	}
-	if err := s.rdb.HSet(ctx, key, "org", orgID).Err(); err != nil {
-		return fmt.Errorf("redisstore: switch session: %w", err)
-	}
 	return nil
+}
+
+// SwitchSessionOrg makes a session act for another organization (the caller checked the
+// membership). Its GitHub gate is due for a check at once.
+func (s *Store) SwitchSessionOrg(ctx context.Context, sessionID, orgID string) error {
+	return s.setSessionFields(ctx, sessionID, "org", orgID, "checked", 0)
 }
 
 // MarkSessionChecked records when a session's GitHub gate was last checked.
 func (s *Store) MarkSessionChecked(ctx context.Context, sessionID string, at time.Time) error {
-	if err := s.rdb.HSet(ctx, s.keys.Session(sessionID), "checked", at.UnixMilli()).Err(); err != nil {
-		return fmt.Errorf("redisstore: session check: %w", err)
-	}
-	return nil
+	return s.setSessionFields(ctx, sessionID, "checked", at.UnixMilli())
 }
 
 // DeleteSession signs a session out.

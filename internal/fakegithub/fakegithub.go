@@ -219,3 +219,14 @@ func (s *Server) membership(w http.ResponseWriter, r *http.Request) {
 	}
 	_ = json.NewEncoder(w).Encode(map[string]any{"state": "active", "role": "member", "organization": map[string]string{"login": org}})
 }
+
+// RevokeGrants forgets every access token issued to a: as when the person revokes the app.
+func (s *Server) RevokeGrants(a *Account) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for tok, acc := range s.tokens {
+		if acc == a {
+			delete(s.tokens, tok)
+		}
+	}
+}

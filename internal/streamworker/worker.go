@@ -257,9 +257,12 @@ type Worker struct {
 	// busy. They stay pending meanwhile; touch keeps their idle time short (XCLAIM JUSTID,
 	// which is not a delivery) so that no consumer takes them over, and the retry scan skips
 	// them.
-	inflight  map[string]time.Time
+	inflight  map[string]inflightEntry
 	nextRetry time.Time // when an own pending entry is next due
 }
+
+// inflightEntry is an entry handed over: when, and when it was last made to look busy.
+type inflightEntry struct{ start, touched time.Time }
 
 // New returns a worker that hands entries to h one at a time; Run runs it. A configuration
 // Validate rejects makes Run fail.
@@ -276,7 +279,7 @@ func NewBatch(rdb redis.UniversalClient, cfg Config, h BatchHandler, m *Metrics,
 	w := &Worker{
 		rdb: rdb, cfg: cfg, cfgErr: cfg.Validate(), handler: h,
 		log:      log.With("component", cfg.Name, "consumer", cfg.Consumer),
-		inflight: make(map[string]time.Time),
+		inflight: make(map[string]inflightEntry),
 	}
 	if m != nil {
 		w.mRead = m.Entries.WithLabelValues(cfg.Name, "read")
@@ -612,7 +615,7 @@ func (w *Worker) submit(ctx context.Context, xs []redis.XMessage, deliveries []i
 	start := time.Now()
 	w.mu.Lock()
 	for _, e := range entries {
-		w.inflight[e.ID] = start
+		w.inflight[e.ID] = inflightEntry{start: start, touched: start}
 	}
 	w.mu.Unlock()
 	w.batches.Add(1)
@@ -654,6 +657,7 @@ func (w *Worker) finish(entries []Entry, errs []error, start time.Time, stopping
 	ctx, cancel := context.WithTimeout(context.Background(), bookkeepingTimeout)
 	defer cancel()
 	acks := make([]string, 0, len(entries))
+	var failed []string
 	for i, e := range entries {
 		err := errs[i]
 		switch {
@@ -667,6 +671,7 @@ func (w *Worker) finish(entries []Entry, errs []error, start time.Time, stopping
 			w.deadLetter(ctx, e.ID, e.Values, e.Deliveries, fmt.Errorf("gave up after %d attempts: %w", e.Deliveries, err))
 		default:
 			wait := w.delay(e.Deliveries)
+			failed = append(failed, e.ID)
 			w.retried.Add(1)
 			addTo(w.mRetry, 1)
 			w.retryIn(wait)
@@ -678,6 +683,9 @@ func (w *Worker) finish(entries []Entry, errs []error, start time.Time, stopping
 		w.done.Add(uint64(len(acks)))
 		addTo(w.mDone, len(acks))
 	}
+	// The backoff counts from the failure: the entries' idle time starts again now (it was
+	// kept short while they were in flight).
+	w.touchIDs(ctx, failed)
 	// Forgotten only now: a failed entry is due for the retry scan from here on.
 	w.mu.Lock()
 	for _, e := range entries {
@@ -687,19 +695,27 @@ func (w *Worker) finish(entries []Entry, errs []error, start time.Time, stopping
 }
 
 // touch resets the idle time of entries in flight for a sixth of ClaimIdle, so that a slow
-// batch is not mistaken for a dead consumer's.
+// batch is not mistaken for a dead consumer's. An entry in flight past HandleTimeout and
+// ClaimIdle more is no longer kept: its handler is stuck, and a peer may take it over.
 func (w *Worker) touch(ctx context.Context) {
 	var ids []string
 	now := time.Now()
 	cutoff := now.Add(-w.cfg.ClaimIdle / 6)
+	stuck := now.Add(-w.cfg.HandleTimeout - w.cfg.ClaimIdle)
 	w.mu.Lock()
-	for id, at := range w.inflight {
-		if at.Before(cutoff) {
+	for id, in := range w.inflight {
+		if in.touched.Before(cutoff) && in.start.After(stuck) {
 			ids = append(ids, id)
-			w.inflight[id] = now
+			in.touched = now
+			w.inflight[id] = in
 		}
 	}
 	w.mu.Unlock()
+	w.touchIDs(ctx, ids)
+}
+
+// touchIDs resets the idle time of pending entries without counting a delivery.
+func (w *Worker) touchIDs(ctx context.Context, ids []string) {
 	if len(ids) == 0 {
 		return
 	}
