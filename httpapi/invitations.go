@@ -17,6 +17,9 @@ import (
 // /invite?token=vi_…, whose page lets the invitee sign in (with GitHub, the invitation riding
 // along) or, already signed in, accept at once.
 
+// invitationGone is the sign-in error of an invitation that cannot be used.
+const invitationGone = "This invitation is unknown, used, revoked or expired: ask for a new one."
+
 // InvitationTTL is how long an invitation stays open.
 const InvitationTTL = 7 * 24 * time.Hour
 
@@ -149,7 +152,7 @@ func (s *Server) acceptInvitation(c *fiber.Ctx) error {
 	token := c.FormValue("token")
 	inv, err := s.cfg.Store.Invitation(ctx, token)
 	if voluntree.ErrorCode(err) == voluntree.ENOTFOUND {
-		return s.signinFail(c, "This invitation is unknown, used, revoked or expired: ask for a new one.")
+		return s.signinFail(c, invitationGone)
 	}
 	if err != nil {
 		return err
@@ -161,7 +164,7 @@ func (s *Server) acceptInvitation(c *fiber.Ctx) error {
 	}
 	m, err := s.cfg.Store.AcceptInvitation(ctx, token, sess.UserID)
 	if voluntree.ErrorCode(err) == voluntree.ENOTFOUND {
-		return s.signinFail(c, "This invitation is unknown, used, revoked or expired: ask for a new one.")
+		return s.signinFail(c, invitationGone)
 	}
 	if err != nil {
 		return err

@@ -70,18 +70,9 @@ func (s *Server) facebookSignInCallback(c *fiber.Ctx) error {
 			u.Email = me.Email
 		}
 	}
-	user, created, err := s.cfg.Store.UserByIdentity(ctx, redisstore.ProviderFacebook, me.ID, fill)
+	user, err := s.cfg.Store.UserByIdentity(ctx, redisstore.ProviderFacebook, me.ID, fill)
 	if err != nil {
 		return err
-	}
-	if !created {
-		before := user
-		fill(&user)
-		if user != before {
-			if err := s.cfg.Store.SaveUser(ctx, user); err != nil {
-				return err
-			}
-		}
 	}
 	return s.finishSignIn(ctx, c, redisstore.Session{UserID: user.ID, Via: redisstore.ProviderFacebook}, st.Invitation)
 }

@@ -159,7 +159,7 @@ func (s *Server) finishSignIn(ctx context.Context, c *fiber.Ctx, sess redisstore
 	if invitation != "" {
 		inv, err := s.cfg.Store.Invitation(ctx, invitation)
 		if voluntree.ErrorCode(err) == voluntree.ENOTFOUND {
-			return s.signinFail(c, "This invitation is unknown, used, revoked or expired: ask for a new one.")
+			return s.signinFail(c, invitationGone)
 		}
 		if err != nil {
 			return err
@@ -188,7 +188,7 @@ func (s *Server) finishSignIn(ctx context.Context, c *fiber.Ctx, sess redisstore
 		if invitation != "" {
 			m, err := s.cfg.Store.AcceptInvitation(ctx, invitation, sess.UserID)
 			if voluntree.ErrorCode(err) == voluntree.ENOTFOUND {
-				return s.signinFail(c, "This invitation is unknown, used, revoked or expired: ask for a new one.")
+				return s.signinFail(c, invitationGone)
 			}
 			if err != nil {
 				return err
@@ -233,19 +233,9 @@ func (s *Server) gateAtSignIn(ctx context.Context, sess redisstore.Session, orgI
 
 // githubUser finds or makes the user of a GitHub account, keeping its profile up to date.
 func (s *Server) githubUser(ctx context.Context, gu github.User) (voluntree.User, error) {
-	fill := func(u *voluntree.User) {
+	return s.cfg.Store.UserByIdentity(ctx, redisstore.ProviderGitHub, strconv.FormatInt(gu.ID, 10), func(u *voluntree.User) {
 		u.Name, u.Email, u.GitHubLogin, u.GitHubID = cmp.Or(gu.Name, gu.Login), gu.Email, gu.Login, gu.ID
-	}
-	user, created, err := s.cfg.Store.UserByIdentity(ctx, redisstore.ProviderGitHub, strconv.FormatInt(gu.ID, 10), fill)
-	if err != nil || created {
-		return user, err
-	}
-	before := user
-	fill(&user)
-	if user != before {
-		err = s.cfg.Store.SaveUser(ctx, user)
-	}
-	return user, err
+	})
 }
 
 // recheckGate checks a GitHub session's membership of its organization's GitHub gate again

@@ -77,17 +77,12 @@ func (s *Server) dailyStats(c *fiber.Ctx) error {
 		f.Interested += counts[i][voluntree.IntentInterested]
 	}
 	for _, id := range ids {
-		for offset := 0; offset < maxExport; offset += 1000 {
-			people, total, err := s.cfg.Store.SignupPeople(ctx, id, offset, 1000)
-			if err != nil {
-				return err
-			}
-			for _, p := range people {
-				countFunnel(&f, volunteerOf(p))
-			}
-			if offset+1000 >= total {
-				break
-			}
+		vs, err := s.allVolunteers(ctx, id)
+		if err != nil {
+			return err
+		}
+		for _, v := range vs {
+			countFunnel(&f, v)
 		}
 	}
 	return c.JSON(fiber.Map{"from": from, "to": to, "days": out, "funnel": f})

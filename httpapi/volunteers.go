@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"cmp"
+	"context"
 	"encoding/csv"
 	"fmt"
 	"strings"
@@ -82,7 +83,7 @@ func (s *Server) signupVolunteers(c *fiber.Ctx) error {
 		}
 		return c.JSON(listOf(items, total, limit, offset))
 	}
-	all, err := s.allVolunteers(c, su.ID)
+	all, err := s.allVolunteers(c.UserContext(), su.ID)
 	if err != nil {
 		return err
 	}
@@ -100,10 +101,11 @@ func (s *Server) signupVolunteers(c *fiber.Ctx) error {
 // maxExport bounds a CSV export (and a slot's filtered list).
 const maxExport = 50000
 
-func (s *Server) allVolunteers(c *fiber.Ctx, signupID string) ([]volunteerView, error) {
+// allVolunteers reads every volunteer of a signup (up to maxExport), a page of 1,000 at a time.
+func (s *Server) allVolunteers(ctx context.Context, signupID string) ([]volunteerView, error) {
 	var out []volunteerView
 	for offset := 0; offset < maxExport; offset += 1000 {
-		people, total, err := s.cfg.Store.SignupPeople(c.UserContext(), signupID, offset, 1000)
+		people, total, err := s.cfg.Store.SignupPeople(ctx, signupID, offset, 1000)
 		if err != nil {
 			return nil, err
 		}
@@ -133,7 +135,7 @@ func (s *Server) exportVolunteers(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	all, err := s.allVolunteers(c, su.ID)
+	all, err := s.allVolunteers(c.UserContext(), su.ID)
 	if err != nil {
 		return err
 	}

@@ -52,37 +52,46 @@ func (s *Store) SaveUser(ctx context.Context, u voluntree.User) error {
 	return nil
 }
 
-// UserByIdentity returns the user signed in as externalID at provider, creating it with fill
-// the first time (atomically: two first sign-ins at once make one user).
-func (s *Store) UserByIdentity(ctx context.Context, provider, externalID string, fill func(*voluntree.User)) (voluntree.User, bool, error) {
+// UserByIdentity returns the user signed in as externalID at provider, with fill applied: it
+// makes the user the first time (atomically: two first sign-ins at once make one user) and
+// keeps the profile up to date after (saved only when fill changed it).
+func (s *Store) UserByIdentity(ctx context.Context, provider, externalID string, fill func(*voluntree.User)) (voluntree.User, error) {
 	if externalID == "" {
-		return voluntree.User{}, false, voluntree.Errorf(voluntree.EINVALID, "%s account without an id", provider)
+		return voluntree.User{}, voluntree.Errorf(voluntree.EINVALID, "%s account without an id", provider)
 	}
 	key := s.keys.UserIdentity(provider, externalID)
 	id, err := s.rdb.Get(ctx, key).Result()
 	if err == nil {
 		u, err := s.User(ctx, id)
-		return u, false, err
+		if err != nil {
+			return u, err
+		}
+		before := u
+		fill(&u)
+		if u != before {
+			err = s.SaveUser(ctx, u)
+		}
+		return u, err
 	}
 	if !errors.Is(err, redis.Nil) {
-		return voluntree.User{}, false, fmt.Errorf("redisstore: identity %s: %w", provider, err)
+		return voluntree.User{}, fmt.Errorf("redisstore: identity %s: %w", provider, err)
 	}
 	u := voluntree.User{ID: voluntree.NewID("u"), CreatedAt: time.Now().UTC()}
 	fill(&u)
 	// The user record first, then the identity claims it; a loser of the race leaves an
 	// unreferenced user record, which nothing lists.
 	if err := s.SaveUser(ctx, u); err != nil {
-		return voluntree.User{}, false, err
+		return voluntree.User{}, err
 	}
 	ok, err := s.rdb.SetNX(ctx, key, u.ID, 0).Result()
 	if err != nil {
-		return voluntree.User{}, false, fmt.Errorf("redisstore: claim identity %s: %w", provider, err)
+		return voluntree.User{}, fmt.Errorf("redisstore: claim identity %s: %w", provider, err)
 	}
 	if !ok {
 		_ = s.rdb.Del(ctx, s.keys.User(u.ID)).Err()
 		return s.UserByIdentity(ctx, provider, externalID, fill)
 	}
-	return u, true, nil
+	return u, nil
 }
 
 // ---- Members ----
