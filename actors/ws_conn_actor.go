@@ -175,8 +175,12 @@ func (a *connActor) Receive(ctx actor.Context) {
 			a.send(ctx, msg.id, msg.postID, msg.frame)
 		default:
 			a.buffered = append(a.buffered, msg)
-			if len(a.buffered) > 4*a.hub.cfg.SendBuffer { // a replay this far behind will not catch up
-				a.dropSlow(ctx)
+			if len(a.buffered) > 4*a.hub.cfg.SendBuffer {
+				// The replay is behind the live events (a burst, or the hub's own backlog): the
+				// log has them, so forget them and read it again once this page run ends. The
+				// client is not the slow one; replayStall and replayBudget still bound it.
+				a.buffered = nil
+				a.resync = true
 			}
 		}
 	case *actor.Stopping:
@@ -328,7 +332,7 @@ const replayStall = 10 * time.Second
 
 // replayBudget bounds a whole replay: a client that reads so slowly that its replay takes
 // longer is dropped (and can reconnect with since). Meanwhile live events are buffered, at
-// most 4×SendBuffer of them.
+// most 4×SendBuffer of them; past that they are read again from the log.
 const replayBudget = time.Minute
 
 func (a *connActor) push(ctx actor.Context, frame []byte) {
