@@ -150,10 +150,12 @@ type EventType string
 
 // Event types.
 const (
-	EventInterest EventType = "interest" // a new Interest was stored
-	EventPost     EventType = "post"     // an admin post changed status
-	EventNotice   EventType = "notice"   // something the admins should look at (a question, a handoff)
-	EventBooking  EventType = "booking"  // a slot's bookings changed
+	EventInterest  EventType = "interest"  // a new Interest was stored
+	EventMessage   EventType = "message"   // a new message of another intent (Event.Intent); feeds that ask for it only
+	EventPost      EventType = "post"      // an admin post changed status
+	EventNotice    EventType = "notice"    // something the admins should look at (a question, a handoff)
+	EventBooking   EventType = "booking"   // a slot's bookings changed
+	EventVolunteer EventType = "volunteer" // a volunteer's stage, email or slot changed
 )
 
 // Notice is a message for the admins about one conversation.
@@ -191,13 +193,31 @@ type PostUpdate struct {
 // Event is something admins see live: published to every node and kept in a capped replay
 // log. ID is the replay log's id (Redis stream id), increasing in publication order.
 type Event struct {
-	ID       string         `json:"id,omitempty"` // always set once published
-	Type     EventType      `json:"type"`
-	PostID   string         `json:"post_id,omitempty"`
-	Interest *Interest      `json:"interest,omitempty"`
-	Post     *PostUpdate    `json:"post,omitempty"` // EventPost (PostID is then the admin post id)
-	Notice   *Notice        `json:"notice,omitempty"`
-	Booking  *BookingUpdate `json:"booking,omitempty"`
+	ID        string         `json:"id,omitempty"` // always set once published
+	Type      EventType      `json:"type"`
+	PostID    string         `json:"post_id,omitempty"`
+	Intent    Intent         `json:"intent,omitempty"`   // EventMessage: the message's intent (before the payload: routed without decoding it)
+	Interest  *Interest      `json:"interest,omitempty"` // EventInterest, and EventMessage (the classified message)
+	Post      *PostUpdate    `json:"post,omitempty"`     // EventPost (PostID is then the admin post id)
+	Notice    *Notice        `json:"notice,omitempty"`
+	Booking   *BookingUpdate `json:"booking,omitempty"`
+	Volunteer *Volunteer     `json:"volunteer,omitempty"`
+}
+
+// Volunteer is one person in a signup's conversation flow, as admins see them: who, on which
+// channel, how far along, and in which slot.
+type Volunteer struct {
+	ConversationID string    `json:"conversation_id"`
+	SignupID       string    `json:"signup_id,omitempty"`
+	Name           string    `json:"name"`
+	Channel        string    `json:"channel"`
+	Stage          string    `json:"stage"`
+	Email          string    `json:"email,omitempty"`
+	EmailVerified  bool      `json:"email_verified"`
+	SlotID         string    `json:"slot_id,omitempty"`
+	Handoff        bool      `json:"handoff"`
+	JoinedAt       time.Time `json:"joined_at"`
+	UpdatedAt      time.Time `json:"updated_at"` // of this view: a reader keeps the newest per conversation
 }
 
 // PostEvent is the event announcing a post's current status.

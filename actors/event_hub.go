@@ -173,7 +173,7 @@ func (h *EventHub) listen(ctx context.Context) {
 				h.log.Warn("events: bad payload", "action", "receive", "org", org, "error", err)
 				continue
 			}
-			h.system.Root.Send(h.pid, &eventPublished{org: org, id: ev.ID, postID: ev.PostID, frame: []byte(m.Payload)})
+			h.system.Root.Send(h.pid, &eventPublished{org: org, hdr: ev, frame: []byte(m.Payload)})
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -17,8 +18,11 @@ import (
 type SubscribeOptions struct {
 	Org    string // the organization whose events these are (required: a feed is never global)
 	PostID string // only this post's events; "" for all
-	Since  string // replay every event after this id first
-	Tail   int    // or replay the last Tail events first (ignored when Since is set)
+	// Intents are the intents of the messages wanted: interests for IntentInterested, message
+	// events for the others. None: interests only (message events are for feeds that ask).
+	Intents []voluntree.Intent
+	Since   string // replay every event after this id first
+	Tail    int    // or replay the last Tail events first (ignored when Since is set)
 }
 
 // Drop reasons of a Subscription.
@@ -87,6 +91,22 @@ func (h *EventHub) Subscribe(ctx context.Context, opts SubscribeOptions) (*Subsc
 	return sub, nil
 }
 
+// Wants reports whether an event passes the options' filters: its post, and for the events
+// of a message (interest, message) its intent. Other events (posts, bookings, notices,
+// volunteers) are the organization's and pass the intent filter.
+func (o SubscribeOptions) Wants(h redisstore.EventHeader) bool {
+	if o.PostID != "" && h.PostID != o.PostID {
+		return false
+	}
+	switch h.Type {
+	case voluntree.EventInterest:
+		return len(o.Intents) == 0 || slices.Contains(o.Intents, voluntree.IntentInterested)
+	case voluntree.EventMessage:
+		return slices.Contains(o.Intents, h.Intent)
+	}
+	return true
+}
+
 // ValidateSubscribe checks options before a socket is upgraded.
 func ValidateSubscribe(opts SubscribeOptions) error {
 	if opts.Org == "" {
@@ -107,8 +127,9 @@ func ValidateSubscribe(opts SubscribeOptions) error {
 // Messages of the hub and connection actors (local only: plain structs).
 type (
 	eventPublished struct {
-		org, id, postID string
-		frame           []byte
+		org   string
+		hdr   redisstore.EventHeader
+		frame []byte
 	}
 	registerConn struct {
 		org string
@@ -172,7 +193,7 @@ func (a *connActor) Receive(ctx actor.Context) {
 	case *eventPublished:
 		switch a.state {
 		case stateLive:
-			a.send(ctx, msg.id, msg.postID, msg.frame)
+			a.send(ctx, msg.hdr, msg.frame)
 		default:
 			a.buffered = append(a.buffered, msg)
 			if len(a.buffered) > 4*a.hub.cfg.SendBuffer {
@@ -282,7 +303,7 @@ func (a *connActor) onReplay(ctx actor.Context, p *replayPage) {
 			continue
 		}
 		a.replayed++
-		a.send(ctx, ev.ID, ev.PostID, frame)
+		a.send(ctx, redisstore.EventHeader{ID: ev.ID, Type: ev.Type, PostID: ev.PostID, Intent: ev.Intent}, frame)
 	}
 	if !p.final {
 		select {
@@ -297,7 +318,7 @@ func (a *connActor) onReplay(ctx actor.Context, p *replayPage) {
 		return
 	}
 	for _, ev := range a.buffered {
-		a.send(ctx, ev.id, ev.postID, ev.frame)
+		a.send(ctx, ev.hdr, ev.frame)
 	}
 	a.buffered = nil
 	if !a.ready {
@@ -308,12 +329,12 @@ func (a *connActor) onReplay(ctx actor.Context, p *replayPage) {
 }
 
 // send queues an event frame unless it is not newer than the last one or filtered out.
-func (a *connActor) send(ctx actor.Context, id, postID string, frame []byte) {
-	if a.last != "" && redisstore.CompareIDs(id, a.last) <= 0 {
+func (a *connActor) send(ctx actor.Context, h redisstore.EventHeader, frame []byte) {
+	if a.last != "" && redisstore.CompareIDs(h.ID, a.last) <= 0 {
 		return
 	}
-	a.last = id
-	if a.opts.PostID != "" && postID != a.opts.PostID {
+	a.last = h.ID
+	if !a.opts.Wants(h) {
 		return
 	}
 	a.push(ctx, frame)

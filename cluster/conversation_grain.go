@@ -138,6 +138,13 @@ func (g *conversationGrain) Handle(req *grainpb.ConversationRequest, _ protoclus
 	}
 	if changed {
 		next.UpdatedAtUnixNano = g.deps.now().UnixNano()
+		ve, err := volunteerEffect(g.id, g.state, next, time.Unix(0, next.UpdatedAtUnixNano))
+		if err != nil {
+			return nil, err
+		}
+		if ve != nil {
+			effects = append(effects, ve)
+		}
 		b, err := proto.Marshal(next)
 		if err != nil {
 			return nil, fmt.Errorf("encode conversation %s: %w", g.id, err)

@@ -239,6 +239,8 @@ func (x *Effects) perform(ctx context.Context, e *grainpb.Effect) (outcome strin
 			return "", 0, err
 		}
 		return "done", 0, nil
+	case EffectVolunteer:
+		return x.volunteer(ctx, e)
 	case EffectNotifyAdmins:
 		_, err := x.store.AppendEvent(ctx, e.OrgId, voluntree.Event{Type: voluntree.EventNotice,
 			Notice: &voluntree.Notice{ConversationID: e.ConversationId, Name: e.PersonName, Text: e.Text}})

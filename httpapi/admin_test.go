@@ -718,6 +718,31 @@ func TestAdminPagesHideTheirToken(t *testing.T) {
 	if l.Total != 2 || len(l.Items) != 1 || l.Items[0]["id"] != "1002" {
 		t.Fatalf("second page of pages: %+v", l)
 	}
+	// Their connection state: a page Graph refused, one whose token expires in 3 days.
+	ctx := context.Background()
+	now := time.Now().UTC()
+	for _, p := range []voluntree.Page{
+		{ID: "1001", OrgID: "org_a", Name: "Page 1001", AccessToken: "EAA-secret-1001", DisconnectedAt: &now, Error: "Error validating access token (code 190)"},
+		{ID: "1002", OrgID: "org_a", Name: "Page 1002", AccessToken: "EAA-secret-1002", TokenExpiresAt: now.Add(72 * time.Hour)},
+		{ID: "1003", OrgID: "org_a", Name: "Page 1003", AccessToken: "EAA-secret-1003", TokenExpiresAt: now.Add(60 * 24 * time.Hour)},
+	} {
+		if err := e.store.SavePage(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.must(t, 200, token, "GET", "/api/v1/pages", nil, &l)
+	want := map[string]string{"1001": "disconnected", "1002": "expiring", "1003": "connected"}
+	for _, it := range l.Items {
+		if it["status"] != want[it["id"].(string)] {
+			t.Errorf("page %v has status %v, want %s", it["id"], it["status"], want[it["id"].(string)])
+		}
+		if it["id"] == "1001" && (it["disconnected_at"] == nil || !strings.Contains(it["error"].(string), "190")) {
+			t.Errorf("disconnected page %v", it)
+		}
+	}
+	if len(l.Items) != 3 {
+		t.Fatalf("pages %v", l.Items)
+	}
 }
 
 func TestAdminInterests(t *testing.T) {

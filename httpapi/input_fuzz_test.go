@@ -37,16 +37,16 @@ func FuzzClassifyBody(f *testing.F) {
 	})
 }
 
-// FuzzFeedQuery: any post, since, tail and ticket of /ws/signups is a subscription the hub
+// FuzzFeedQuery: any post, since, tail, intent and ticket of /ws/signups is a subscription the hub
 // accepts or a 4xx, never a panic.
 func FuzzFeedQuery(f *testing.F) {
-	f.Add("111_2", "1732262400000-0", "", "wst_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
-	f.Add("", "", "100", "")
-	f.Add("", "0-0", "-1", "x")
-	f.Add("", "99999999999999999999-1", "1001", "wst_")
-	f.Add("{}", "1-", "9999999999999999999999", "wst_\x00")
-	f.Fuzz(func(t *testing.T, post, since, tail, ticket string) {
-		opts, err := parseFeedQuery(post, since, tail)
+	f.Add("111_2", "1732262400000-0", "", "question,donate", "wst_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
+	f.Add("", "", "100", "all", "")
+	f.Add("", "0-0", "-1", ",", "x")
+	f.Add("", "99999999999999999999-1", "1001", "interested,interested", "wst_")
+	f.Add("{}", "1-", "9999999999999999999999", "QUESTION", "wst_\x00")
+	f.Fuzz(func(t *testing.T, post, since, tail, intent, ticket string) {
+		opts, err := parseFeedQuery(post, since, tail, intent)
 		if err != nil {
 			if !is4xx(err) {
 				t.Fatalf("error %v is not a 4xx", err)
@@ -58,6 +58,9 @@ func FuzzFeedQuery(f *testing.F) {
 			}
 			if opts.Tail < 0 || opts.Tail > actors.MaxTail {
 				t.Fatalf("tail %d accepted", opts.Tail)
+			}
+			if len(opts.Intents) > len(voluntree.Intents()) || (intent != "" && len(opts.Intents) == 0) {
+				t.Fatalf("intent %q gave intents %q", intent, opts.Intents)
 			}
 		}
 		if redisstore.ValidTicketFormat(ticket) && (len(ticket) != 47 || ticket[:4] != "wst_") {

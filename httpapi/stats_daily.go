@@ -88,7 +88,7 @@ func (s *Server) dailyStats(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"from": from, "to": to, "days": out, "funnel": f})
 }
 
-func countFunnel(f *funnel, v volunteerView) {
+func countFunnel(f *funnel, v voluntree.Volunteer) {
 	f.Volunteers++
 	switch v.Stage {
 	case "", "new", "interested", "invited":

@@ -19,25 +19,17 @@ import (
 // A signup's volunteers: the people who entered its conversation flow (Messenger or web chat),
 // with their stage, email and slot; as JSON pages and as a CSV file.
 
-// volunteerView is one volunteer of a signup.
-type volunteerView struct {
-	ConversationID string    `json:"conversation_id"`
-	Name           string    `json:"name"`
-	Channel        string    `json:"channel"`
-	Stage          string    `json:"stage"`
-	Email          string    `json:"email,omitempty"`
-	EmailVerified  bool      `json:"email_verified"`
-	SlotID         string    `json:"slot_id,omitempty"`
-	Handoff        bool      `json:"handoff"`
-	JoinedAt       time.Time `json:"joined_at"`
-}
-
-func volunteerOf(p redisstore.SignupPerson) volunteerView {
-	v := volunteerView{ConversationID: p.ConversationID, JoinedAt: p.JoinedAt}
+// volunteerOf is the view of one person of a signup (the one the live feed's volunteer
+// events carry).
+func volunteerOf(p redisstore.SignupPerson) voluntree.Volunteer {
+	v := voluntree.Volunteer{ConversationID: p.ConversationID, JoinedAt: p.JoinedAt}
 	st := &grainpb.ConversationState{}
 	if p.State != nil && proto.Unmarshal(p.State, st) == nil {
-		v.Name, v.Channel, v.Stage = st.SenderName, st.Channel, st.Stage
+		v.SignupID, v.Name, v.Channel, v.Stage = st.SignupId, st.SenderName, st.Channel, st.Stage
 		v.Email, v.EmailVerified, v.SlotID, v.Handoff = st.Email, st.EmailVerified, st.SlotId, st.Handoff
+		if st.UpdatedAtUnixNano != 0 {
+			v.UpdatedAt = time.Unix(0, st.UpdatedAtUnixNano).UTC()
+		}
 	}
 	return v
 }
@@ -77,7 +69,7 @@ func (s *Server) signupVolunteers(c *fiber.Ctx) error {
 		if err != nil {
 			return err
 		}
-		items := make([]volunteerView, len(people))
+		items := make([]voluntree.Volunteer, len(people))
 		for i, p := range people {
 			items[i] = volunteerOf(p)
 		}
@@ -87,7 +79,7 @@ func (s *Server) signupVolunteers(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	var items []volunteerView
+	var items []voluntree.Volunteer
 	for _, v := range all {
 		if v.SlotID == slot {
 			items = append(items, v)
@@ -102,8 +94,8 @@ func (s *Server) signupVolunteers(c *fiber.Ctx) error {
 const maxExport = 50000
 
 // allVolunteers reads every volunteer of a signup (up to maxExport), a page of 1,000 at a time.
-func (s *Server) allVolunteers(ctx context.Context, signupID string) ([]volunteerView, error) {
-	var out []volunteerView
+func (s *Server) allVolunteers(ctx context.Context, signupID string) ([]voluntree.Volunteer, error) {
+	var out []voluntree.Volunteer
 	for offset := 0; offset < maxExport; offset += 1000 {
 		people, total, err := s.cfg.Store.SignupPeople(ctx, signupID, offset, 1000)
 		if err != nil {

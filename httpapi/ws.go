@@ -2,7 +2,9 @@ package httpapi
 
 import (
 	"context"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gofiber/contrib/websocket"
@@ -33,7 +35,7 @@ func (s *Server) wsUpgrade(c *fiber.Ctx) error {
 	if !websocket.IsWebSocketUpgrade(c) {
 		return fiber.NewError(fiber.StatusUpgradeRequired, "GET /ws/signups is a WebSocket endpoint")
 	}
-	opts, err := parseFeedQuery(c.Query("post"), c.Query("since"), c.Query("tail"))
+	opts, err := parseFeedQuery(c.Query("post"), c.Query("since"), c.Query("tail"), c.Query("intent"))
 	if err != nil {
 		return err
 	}
@@ -54,9 +56,23 @@ func (s *Server) wsUpgrade(c *fiber.Ctx) error {
 	return c.Next()
 }
 
-// parseFeedQuery reads the feed's query parameters: post, since and tail.
-func parseFeedQuery(post, since, tail string) (actors.SubscribeOptions, error) {
+// parseFeedQuery reads the feed's query parameters: post, since, tail and intent (a comma-
+// separated list of intents, or "all"; none: interests only).
+func parseFeedQuery(post, since, tail, intent string) (actors.SubscribeOptions, error) {
 	opts := actors.SubscribeOptions{PostID: post, Since: since}
+	if intent == "all" {
+		opts.Intents = voluntree.Intents()
+	} else if intent != "" {
+		for _, name := range strings.Split(intent, ",") {
+			in, err := voluntree.ParseIntent(strings.TrimSpace(name))
+			if err != nil {
+				return opts, voluntree.Errorf(voluntree.EINVALID, "intent: %.40q is not one of %s, or all", name, joinIntents())
+			}
+			if !slices.Contains(opts.Intents, in) {
+				opts.Intents = append(opts.Intents, in)
+			}
+		}
+	}
 	if tail != "" {
 		n, err := strconv.Atoi(tail)
 		if err != nil || n < 0 || n > actors.MaxTail {
@@ -150,4 +166,13 @@ func (s *Server) wsSignups(conn *websocket.Conn) {
 			return
 		}
 	}
+}
+
+// joinIntents lists the intents for an error message.
+func joinIntents() string {
+	names := make([]string, 0, 6)
+	for _, in := range voluntree.Intents() {
+		names = append(names, string(in))
+	}
+	return strings.Join(names, ", ")
 }

@@ -200,6 +200,8 @@ func TestWSRejectsBadRequests(t *testing.T) {
 		{"tail": {"-1"}},
 		{"tail": {"x"}},
 		{"post": {strings.Repeat("p", voluntree.MaxIDLength+1)}},
+		{"intent": {"maybe"}},
+		{"intent": {"question,,donate"}},
 	} {
 		t.Run(q.Encode()[:min(20, len(q.Encode()))], func(t *testing.T) {
 			q.Set("ticket", ticket(t, e, testWSOrg))
@@ -276,6 +278,97 @@ func TestWSPostFilter(t *testing.T) {
 		}
 	}
 	expectEvents(t, all, wantAll)
+}
+
+// recordMix stores, in one Record call, two interests, two questions and a donation offer of
+// post, and returns the event ids of each intent.
+func recordMix(t *testing.T, e *pipelineEnv, post string) map[voluntree.Intent][]string {
+	t.Helper()
+	var ins []voluntree.Interest
+	for _, in := range []voluntree.Intent{voluntree.IntentInterested, voluntree.IntentQuestion, voluntree.IntentInterested,
+		voluntree.IntentQuestion, voluntree.IntentDonate} {
+		x := newInterest(post, "text of "+string(in))
+		x.Intent = in
+		ins = append(ins, x)
+	}
+	res, err := e.store.Record(context.Background(), testWSOrg, post, ins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(map[voluntree.Intent][]string)
+	for i, r := range res {
+		if r.EventID == "" {
+			t.Fatalf("record %s (%s): outcome %v without event", ins[i].ID, ins[i].Intent, r.Outcome)
+		}
+		out[ins[i].Intent] = append(out[ins[i].Intent], r.EventID)
+	}
+	return out
+}
+
+// expectFrames reads the next len(ids) frames, which must be events (of any type) with these
+// ids in order.
+func expectFrames(t *testing.T, c *websocket.Conn, ids []string) []wsFrame {
+	t.Helper()
+	out := make([]wsFrame, 0, len(ids))
+	for i, id := range ids {
+		f := readFrame(t, c)
+		if f.ID != id {
+			t.Fatalf("frame %d of %d: got %+v (id %q), want event %s", i, len(ids), f.Type, f.ID, id)
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// TestWSIntentFilter: a feed shows interests only unless it asks for intents; a feed asking
+// for questions gets their message events (live and replayed) and no interest; "all" gets
+// every message in order.
+func TestWSIntentFilter(t *testing.T) {
+	e := wsEnv(t, 0, redisstore.Config{})
+	def := dial(t, e, nil)
+	questions := dial(t, e, url.Values{"intent": {"question"}})
+	all := dial(t, e, url.Values{"intent": {"all"}})
+	for _, c := range []*websocket.Conn{def, questions, all} {
+		expectReady(t, c)
+	}
+	var wantDef, wantQ, wantAll []string
+	for range 3 {
+		m := recordMix(t, e, "P")
+		wantDef = append(wantDef, m[voluntree.IntentInterested]...)
+		wantQ = append(wantQ, m[voluntree.IntentQuestion]...)
+		// One Record call: the log holds them in the call's order.
+		ids := append(append(append([]string{}, m[voluntree.IntentInterested]...), m[voluntree.IntentQuestion]...), m[voluntree.IntentDonate]...)
+		slices.SortFunc(ids, redisstore.CompareIDs)
+		wantAll = append(wantAll, ids...)
+	}
+	last := record(t, e, "P", 1)
+	wantDef, wantAll = append(wantDef, last...), append(wantAll, last...)
+	expectEvents(t, def, wantDef) // interests only, and nothing in between
+	for _, f := range expectFrames(t, questions, wantQ) {
+		if f.Type != string(voluntree.EventMessage) || f.Interest == nil || f.Interest.Intent != voluntree.IntentQuestion || f.PostID != "P" {
+			t.Fatalf("?intent=question got %+v", f)
+		}
+	}
+	frames := expectFrames(t, all, wantAll)
+	counts := map[string]int{}
+	for _, f := range frames {
+		counts[f.Type+"/"+string(f.Interest.Intent)]++
+	}
+	if counts["interest/interested"] != 7 || counts["message/question"] != 6 || counts["message/donate"] != 3 {
+		t.Fatalf("?intent=all got %v", counts)
+	}
+	// A replay applies the same filter.
+	r := dial(t, e, url.Values{"intent": {"question,donate"}, "tail": {"100"}})
+	var wantR []string
+	for _, id := range wantAll {
+		if !slices.Contains(wantDef, id) {
+			wantR = append(wantR, id)
+		}
+	}
+	expectFrames(t, r, wantR)
+	if f := expectReady(t, r); *f.Replayed != len(wantAll) {
+		t.Fatalf("ready %+v: replayed %d events (filtered ones count as read)", f, len(wantAll))
+	}
 }
 
 func TestWSReconnectWithSince(t *testing.T) {

@@ -135,16 +135,19 @@ func (s *Store) EventIDBeforeLast(ctx context.Context, org string, n int) (strin
 	return res[n].ID, nil
 }
 
-// EventHeader is what routing an event needs: its id and post.
+// EventHeader is what routing an event needs: its id, type, post and (message events) intent.
 type EventHeader struct {
-	ID     string `json:"id"`
-	PostID string `json:"post_id"`
+	ID     string              `json:"id"`
+	Type   voluntree.EventType `json:"type"`
+	PostID string              `json:"post_id"`
+	Intent voluntree.Intent    `json:"intent"`
 }
 
-// DecodeEventHeader reads only the id and post of a published event: the hub forwards the
-// payload as it is, so decoding the whole interest would be wasted work on every event. The
-// scripts publish `{"id":"<id>","type":"<type>","post_id":"<post>",...` (the event's JSON
-// with its id in front); that prefix is read without a JSON decoder, anything else is decoded.
+// DecodeEventHeader reads only the header of a published event: the hub forwards the payload
+// as it is, so decoding the whole interest would be wasted work on every event. The scripts
+// publish `{"id":"<id>","type":"<type>","post_id":"<post>","intent":"<intent>",...` (the
+// event's JSON with its id in front, post and intent omitted when empty); that prefix is read
+// without a JSON decoder, anything else is decoded.
 func DecodeEventHeader(payload string) (EventHeader, error) {
 	if h, ok := fastHeader(payload); ok {
 		return h, nil
@@ -159,34 +162,46 @@ func DecodeEventHeader(payload string) (EventHeader, error) {
 	return h, nil
 }
 
-// fastHeader reads the id and post of a payload as the scripts publish it. Stream ids and
-// Facebook ids never need escaping, so a field value is the text up to the next quote; a
-// backslash means an escape, and the payload goes to the JSON decoder instead.
+// fastHeader reads the header of a payload as the scripts publish it. Stream ids, event
+// types, intents and Facebook ids never need escaping, so a field value is the text up to the
+// next quote; a backslash means an escape, and the payload goes to the JSON decoder instead.
 func fastHeader(p string) (EventHeader, bool) {
 	var h EventHeader
 	rest, ok := strings.CutPrefix(p, `{"id":"`)
 	if !ok {
 		return h, false
 	}
+	field := func(name string) (string, bool) {
+		r, ok := strings.CutPrefix(rest, `,"`+name+`":"`)
+		if !ok {
+			return "", true // absent here
+		}
+		v, after, ok := strings.Cut(r, `"`)
+		if !ok || strings.Contains(v, `\`) {
+			return "", false
+		}
+		rest = after
+		return v, true
+	}
 	if h.ID, rest, ok = strings.Cut(rest, `"`); !ok || h.ID == "" || strings.Contains(h.ID, `\`) {
 		return h, false
 	}
-	if rest, ok = strings.CutPrefix(rest, `,"type":"`); !ok {
+	typ, ok := field("type")
+	if !ok || typ == "" {
 		return h, false
 	}
-	if _, rest, ok = strings.Cut(rest, `"`); !ok {
+	h.Type = voluntree.EventType(typ)
+	if h.PostID, ok = field("post_id"); !ok {
 		return h, false
 	}
-	if !strings.HasPrefix(rest, `,"post_id":"`) {
-		// No post (omitted when empty) — unless post_id comes later in another order, which
-		// only the decoder can tell.
-		if strings.Contains(rest, `"post_id"`) {
-			return h, false
-		}
-		return h, true
+	intent, ok := field("intent")
+	if !ok {
+		return h, false
 	}
-	rest = rest[len(`,"post_id":"`):]
-	if h.PostID, _, ok = strings.Cut(rest, `"`); !ok || strings.Contains(h.PostID, `\`) {
+	h.Intent = voluntree.Intent(intent)
+	// A post or intent further on (another order) is one only the decoder can tell from the
+	// nested interest's own fields.
+	if (h.PostID == "" && strings.Contains(rest, `"post_id"`)) || (h.Intent == "" && strings.Contains(rest, `"intent"`) && h.Type == voluntree.EventMessage) {
 		return h, false
 	}
 	return h, true

@@ -1,6 +1,7 @@
 package redisstore_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"testing"
 
@@ -90,19 +91,30 @@ func TestPublishedEvent(t *testing.T) {
 	}
 	diffInterest(t, *r.Events[0].Interest, in)
 
-	// A duplicate publishes nothing, a counted message neither: the next message on the
-	// channel is the next new interest.
+	// A duplicate publishes nothing; a message of another intent is published as a message
+	// event with its intent, and then comes the next new interest.
 	q := interest("m2", 1)
 	q.Intent = voluntree.IntentThanks
 	if _, err := st.Record(ctx, testOrg, "111_222", []voluntree.Interest{in, q, interest("m3", 2)}); err != nil {
 		t.Fatal(err)
 	}
-	m, err = sub.ReceiveMessage(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ev, err := redisstore.DecodeEvent(m.Payload); err != nil || ev.Interest == nil || ev.Interest.ID != "m3" {
-		t.Fatalf("next event %+v, %v; want the interest m3", ev, err)
+	for _, want := range []struct {
+		typ    voluntree.EventType
+		intent voluntree.Intent
+		id     string
+	}{{voluntree.EventMessage, voluntree.IntentThanks, "m2"}, {voluntree.EventInterest, "", "m3"}} {
+		m, err = sub.ReceiveMessage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := redisstore.DecodeEvent(m.Payload)
+		if err != nil || ev.Type != want.typ || ev.Intent != want.intent || ev.Interest == nil || ev.Interest.ID != want.id {
+			t.Fatalf("next event %+v, %v; want %s %s of %s", ev, err, want.typ, want.intent, want.id)
+		}
+		h, err := redisstore.DecodeEventHeader(m.Payload)
+		if err != nil || h.Type != want.typ || h.Intent != want.intent || h.PostID != "111_222" {
+			t.Fatalf("header %+v, %v", h, err)
+		}
 	}
 }
 
@@ -181,6 +193,8 @@ func TestDecodeEventHeader(t *testing.T) {
 		{`{"type":"post","post_id":"po_1","id":"2-0"}`, "2-0", "po_1", true},
 		{`{"id":"1-0","type":"interest","post_id":"a\"b"}`, "1-0", `a"b`, true},
 		{`{"id":"1-0","type":"x"}`, "1-0", "", true},
+		{`{"id":"1-0","type":"message","post_id":"1_2","intent":"question","interest":{"intent":"question"}}`, "1-0", "1_2", true},
+		{`{"id":"1-0","type":"message","intent":"donate","interest":{"intent":"donate"}}`, "1-0", "", true},
 		{`{"id":"","type":"x"}`, "", "", false},
 		{`{"id":"1-0",`, "", "", false},
 		{``, "", "", false},
@@ -191,6 +205,35 @@ func TestDecodeEventHeader(t *testing.T) {
 			t.Errorf("DecodeEventHeader(%s) = %+v, %v; want id %q post %q ok %v", c.payload, h, err, c.id, c.post, c.ok)
 		}
 	}
+}
+
+// FuzzEventHeader: the header read from an event as the scripts publish it (its JSON with the
+// id in front) is the event's own, whatever its post, intent and nested interest hold.
+func FuzzEventHeader(f *testing.F) {
+	f.Add("1-0", "message", "1_2", "question", "1_2", "question")
+	f.Add("1-0", "interest", "", "", "x", "interested")
+	f.Add("9-9", "post", "a\"b", "", "", "")
+	f.Fuzz(func(t *testing.T, id, typ, post, intent, innerPost, innerIntent string) {
+		if id == "" || typ == "" {
+			return
+		}
+		ev := voluntree.Event{Type: voluntree.EventType(typ), PostID: post, Intent: voluntree.Intent(intent),
+			Interest: &voluntree.Interest{PostID: innerPost, Intent: voluntree.Intent(innerIntent)}}
+		b, err := json.Marshal(ev)
+		if err != nil {
+			return
+		}
+		idJSON, _ := json.Marshal(id)
+		payload := `{"id":` + string(idJSON) + `,` + string(b[1:])
+		var want redisstore.EventHeader
+		if json.Unmarshal([]byte(payload), &want) != nil {
+			return // not UTF-8 that survives a round trip
+		}
+		got, err := redisstore.DecodeEventHeader(payload)
+		if err != nil || got != want {
+			t.Fatalf("DecodeEventHeader(%s) = %+v, %v; want %+v", payload, got, err, want)
+		}
+	})
 }
 
 func TestDecodeEvent(t *testing.T) {

@@ -18,7 +18,9 @@ import (
 // one's intent and, for an interest on an organization's page, stores the interest hash,
 // indexes it for the post and for the organization's stats, appends the event to the
 // organization's replay log and publishes it, all atomically. A redelivered message finds its
-// id in the classified hash and changes nothing, so its event is published exactly once.
+// id in the classified hash and changes nothing, so its event is published exactly once. A
+// message of another intent on an organization's page is counted and its message event
+// appended and published the same way (feeds filtered by intent show it); it is not stored.
 // Messages on a page of no organization are only counted: nobody may see them. One call takes
 // a whole batch of the post's messages (one script run, one transaction in the AOF).
 //
@@ -34,13 +36,14 @@ import (
 // ARGV[2] -> the organization's Pub/Sub channel
 // ARGV[3] -> number of messages; then for each message 10 values and its hash's fields:
 //
-//	id, intent, "1" to store an interest or "0" to count only, recording time (unix ms),
+//	id, intent, "1" to store an interest, "2" to count and publish a message event (another
+//	intent on an organization's page) or "0" to count only, recording time (unix ms),
 //	event JSON ({"type":...}), time expressed (unix ms), organization index member,
 //	conversation id, the daily count's field ("" for none), number of hash field/value
 //	values; then those values
 //
-// Returns, per message, the event id of a new interest, "c" for another new message, "d"
-// for a message recorded before.
+// Returns, per message, the event id of a new interest, "c" and its message event's id for
+// another new message ("c" alone: no event), "d" for a message recorded before.
 var recordScript = newScript(`
 local maxlen, channel, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local out = {}
@@ -52,7 +55,11 @@ for i = 1, n do
   else
     redis.call('HINCRBY', KEYS[2], intent, 1)
     if ARGV[a+8] ~= '' then redis.call('HINCRBY', KEYS[7], ARGV[a+8], 1) end
-    if store ~= '1' then
+    if store == '2' then
+      local eid = redis.call('XADD', KEYS[4], 'MAXLEN', '~', maxlen, '*', 'data', ARGV[a+4])
+      redis.call('PUBLISH', channel, '{"id":"' .. eid .. '",' .. string.sub(ARGV[a+4], 2))
+      out[i] = 'c' .. eid
+    elseif store ~= '1' then
       out[i] = 'c'
     else
       redis.call('HSET', KEYS[k], unpack(ARGV, a+10, a+9+nf))
@@ -83,7 +90,7 @@ const (
 // Recorded is the outcome of one message of Record.
 type Recorded struct {
 	Outcome Outcome
-	EventID string // NewInterest only
+	EventID string // NewInterest, and Counted when a message event was published
 }
 
 // PageInbox is the post key of interests that came through Messenger from someone whose
@@ -92,8 +99,8 @@ func PageInbox(pageID string) string { return "page:" + pageID }
 
 // Record records classified messages of one post (postKey: the post id, or PageInbox) of
 // organization org in one round trip. interests are the messages as they will be stored; a
-// message whose intent is not interested is only counted, and so is every message when org
-// is "" (a page no organization connected).
+// message whose intent is not interested is counted and published as a message event (not
+// stored), and every message is only counted when org is "" (a page no organization connected).
 func (s *Store) Record(ctx context.Context, org, postKey string, interests []voluntree.Interest) ([]Recorded, error) {
 	if len(interests) == 0 {
 		return nil, nil
@@ -109,8 +116,18 @@ func (s *Store) Record(ctx context.Context, org, postKey string, interests []vol
 		if org != "" {
 			day = DailyField(in.RecordedAt, string(in.Intent))
 		}
-		if in.Intent != voluntree.IntentInterested || org == "" {
+		if org == "" {
 			args = append(args, in.ID, string(in.Intent), "0", 0, "", 0, "", "", day, 0)
+			continue
+		}
+		if in.Intent != voluntree.IntentInterested {
+			// Counted, and shown to the feeds that ask for this intent (not stored).
+			ev := voluntree.Event{Type: voluntree.EventMessage, PostID: in.PostID, Intent: in.Intent, Interest: &in}
+			event, err := json.Marshal(ev)
+			if err != nil {
+				return nil, fmt.Errorf("redisstore: encode event: %w", err)
+			}
+			args = append(args, in.ID, string(in.Intent), "2", 0, event, 0, "", "", day, 0)
 			continue
 		}
 		ev := voluntree.Event{Type: voluntree.EventInterest, PostID: in.PostID, Interest: &in}
@@ -149,11 +166,11 @@ func (s *Store) Record(ctx context.Context, org, postKey string, interests []vol
 	}
 	out := make([]Recorded, len(interests))
 	for i, v := range res {
-		switch v {
-		case "d":
+		switch {
+		case v == "d":
 			out[i] = Recorded{Outcome: Duplicate}
-		case "c":
-			out[i] = Recorded{Outcome: Counted}
+		case strings.HasPrefix(v, "c"): // "c<event id>": counted, and its message event published
+			out[i] = Recorded{Outcome: Counted, EventID: v[1:]}
 		default:
 			out[i] = Recorded{Outcome: NewInterest, EventID: v}
 		}

@@ -101,8 +101,8 @@ func TestRecordIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 1 || got[0] != (redisstore.Recorded{Outcome: redisstore.Counted}) {
-		t.Fatalf("Record question = %+v, want Counted", got)
+	if len(got) != 1 || got[0].Outcome != redisstore.Counted || got[0].EventID == "" {
+		t.Fatalf("Record question = %+v, want Counted with its message event", got)
 	}
 	if got, _ := st.Record(ctx, testOrg, post, []voluntree.Interest{q}); got[0].Outcome != redisstore.Duplicate {
 		t.Fatalf("Record question again = %+v, want Duplicate", got)
@@ -127,8 +127,8 @@ func TestRecordIdempotent(t *testing.T) {
 			t.Fatalf("Counts = %+v, want %v", counts, wantIntents)
 		}
 	}
-	if n, _ := rdb.XLen(ctx, k.OrgEvents(testOrg)).Result(); n != 1 {
-		t.Fatalf("events stream has %d entries after the question, want 1", n)
+	if n, _ := rdb.XLen(ctx, k.OrgEvents(testOrg)).Result(); n != 2 {
+		t.Fatalf("events stream has %d entries after the question, want 2 (the interest, the question once)", n)
 	}
 
 	list, err := st.Interests(ctx, post, 0, 10)
@@ -172,7 +172,7 @@ func TestRecordBatch(t *testing.T) {
 		t.Fatalf("Record = %+v", got)
 	}
 	for i, w := range wantOutcomes {
-		if got[i].Outcome != w || (w == redisstore.NewInterest) != (got[i].EventID != "") {
+		if got[i].Outcome != w || (w == redisstore.Duplicate) != (got[i].EventID == "") {
 			t.Errorf("outcome %d = %+v, want %v", i, got[i], w)
 		}
 	}

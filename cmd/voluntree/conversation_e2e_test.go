@@ -8,12 +8,14 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/voluntree/voluntree"
 	"github.com/voluntree/voluntree/facebook"
 	"github.com/voluntree/voluntree/internal/fakegraph"
 	"github.com/voluntree/voluntree/mail"
@@ -167,6 +169,30 @@ func TestMessengerConversationToBookedSlot(t *testing.T) {
 	fills, _ := sv["fills"].([]any)
 	if len(fills) != 2 || fills[1].(map[string]any)["filled"] != float64(1) {
 		t.Fatalf("fills %v", sv["fills"])
+	}
+	// Each step showed live on the organization's feed (the dashboard's volunteer list):
+	// volunteer events of the conversation, ending booked in pm with the email verified.
+	var stages []string
+	waitRedis(t, func() bool {
+		r, err := e.store.EventsAfter(context.Background(), "acme", "", 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stages = stages[:0]
+		var last *voluntree.Volunteer
+		for _, ev := range r.Events {
+			if ev.Type == voluntree.EventVolunteer && ev.Volunteer != nil && ev.Volunteer.ConversationID == e.page+":ada-on-comments" {
+				if last == nil || ev.Volunteer.UpdatedAt.After(last.UpdatedAt) {
+					last = ev.Volunteer
+				}
+				stages = append(stages, ev.Volunteer.Stage)
+			}
+		}
+		return last != nil && last.Stage == "booked" && last.SlotID == "pm" && last.EmailVerified &&
+			last.SignupID == su["id"] && last.Name == "Ada Lovelace" && last.Channel == "messenger"
+	}, "the volunteer's steps on the live feed")
+	if distinct := slices.Compact(slices.Sorted(slices.Values(stages))); len(distinct) < 3 {
+		t.Errorf("volunteer events' stages %q: want the steps before booked too", stages)
 	}
 	// The ambiguous send (delivered, answered 500) is settled by its echo, not sent again.
 	waitRedis(t, func() bool {

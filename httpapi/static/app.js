@@ -108,6 +108,7 @@
   const feed = {
     ws: null,
     post: '',          // post id filter ('' = all)
+    intent: '',        // intent filter: '' interests only, an intent's messages, or 'all'
     lastId: '',        // newest event id seen: the `since` of the next connection
     history: true,     // events of the current load's tail replay: not counted as new, not highlighted
     ready: false,      // a ready frame arrived since the last (re)load
@@ -126,6 +127,7 @@
   let list;
 
   const KIND_LABELS = { comment: 'comment', message: 'Messenger', postback: 'Messenger button' };
+  const INTENT_LABELS = { interested: 'signup', question: 'question', donate: 'donation', decline: 'decline', thanks: 'thanks', other: 'other' };
 
   function setConn(state) {
     const pill = $('#conn-status');
@@ -157,6 +159,7 @@
     const params = new URLSearchParams();
     params.set('ticket', ticket);
     if (feed.post) params.set('post', feed.post);
+    if (feed.intent) params.set('intent', feed.intent);
     if (feed.lastId) params.set('since', feed.lastId);
     else params.set('tail', String(TAIL));
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -253,7 +256,7 @@
     const frames = Array.isArray(msg) ? msg : [msg];
     for (const f of frames) {
       if (!f || typeof f !== 'object') continue;
-      if (f.type === 'interest') addEvent(f);
+      if (f.type === 'interest' || f.type === 'message') addEvent(f);
       else if (f.type === 'booking' || f.type === 'notice') {
         addActivity(f);
         if (f.type === 'booking' && f.booking && !feed.history) {
@@ -261,6 +264,10 @@
         }
       }
       else if (f.type === 'ready') onReady(f);
+      else if (f.type === 'volunteer' && f.volunteer && typeof f.volunteer === 'object') {
+        document.dispatchEvent(new CustomEvent('voluntree:volunteer', { detail: f.volunteer })); // manage.js
+        if (typeof f.id === 'string' && parseId(f.id) && cmpId(f.id, feed.lastId) > 0) feed.lastId = f.id;
+      }
       else if (f.type === 'post' && f.post && typeof f.post === 'object') {
         document.dispatchEvent(new CustomEvent('voluntree:post', { detail: f.post })); // manage.js
         if (typeof f.id === 'string' && parseId(f.id) && cmpId(f.id, feed.lastId) > 0) feed.lastId = f.id;
@@ -318,7 +325,7 @@
     const li = renderSignup(ev, it, postId);
     insertNewestFirst(li);
     if (!feed.history) {
-      feed.session++;
+      if (ev.type === 'interest') feed.session++;
       li.classList.add('fresh');
       setTimeout(() => li.classList.remove('fresh'), FRESH_MS);
     }
@@ -436,6 +443,9 @@
 
     const head = el('div', 'signup-head');
     head.append(el('span', 'name', it.sender_name ? String(it.sender_name) : 'Anonymous'));
+    const intent = ev.type === 'message' ? String(ev.intent || it.intent || '') : 'interested';
+    li.dataset.intent = intent;
+    if (feed.intent) head.append(el('span', 'intent intent-' + intent.replace(/[^a-z]/gi, ''), INTENT_LABELS[intent] || intent));
     if (it.kind) {
       const kind = String(it.kind);
       const badge = el('span', 'kind kind-' + kind.replace(/[^a-z]/gi, ''), KIND_LABELS[kind] || kind);
@@ -489,6 +499,8 @@
     const empty = $('#empty');
     empty.hidden = shown > 0 || feed.state === 'signed-out';
     if (!feed.ready) empty.textContent = 'Loading recent signups…';
+    else if (feed.intent) empty.textContent = 'No ' + ($('#intent-filter').selectedOptions[0] || { textContent: 'such messages' }).textContent.toLowerCase() +
+      (feed.post ? ' for post “' + feed.post + '”' : '') + ' yet. They appear here as they arrive.';
     else if (feed.post) empty.textContent = 'No signups for post “' + feed.post + '” yet. They appear here the moment someone comments or messages that they want to help.';
     else empty.textContent = 'No signups yet. They appear here the moment someone comments or messages that they want to help.';
     const note = $('#list-note');
@@ -508,17 +520,23 @@
 
   function renderFilter() {
     $('#post-filter').value = feed.post;
+    $('#intent-filter').value = feed.intent;
     $('#filter-value').textContent = feed.post;
     $('#filter-info').hidden = !feed.post;
   }
 
-  function setFilter(value) {
+  const INTENT_FILTERS = ['', 'question', 'donate', 'decline', 'thanks', 'other', 'all'];
+
+  function setFilter(value, intentValue) {
     const post = String(value || '').trim();
-    if (post === feed.post) { renderFilter(); return; }
+    const intent = intentValue === undefined ? feed.intent : (INTENT_FILTERS.includes(intentValue) ? intentValue : '');
+    if (post === feed.post && intent === feed.intent) { renderFilter(); return; }
     feed.post = post;
+    feed.intent = intent;
     try {
       const u = new URL(location.href);
       if (post) u.searchParams.set('post', post); else u.searchParams.delete('post');
+      if (intent) u.searchParams.set('intent', intent); else u.searchParams.delete('intent');
       history.replaceState(null, '', u.toString());
     } catch (e) { /* file:// or sandboxed: the filter still works */ }
     renderFilter();
@@ -531,10 +549,15 @@
 
   function initFeed() {
     list = $('#signups');
-    try { feed.post = (new URLSearchParams(location.search).get('post') || '').trim(); } catch (e) { feed.post = ''; }
+    try {
+      const q = new URLSearchParams(location.search);
+      feed.post = (q.get('post') || '').trim();
+      feed.intent = INTENT_FILTERS.includes(q.get('intent') || '') ? (q.get('intent') || '') : '';
+    } catch (e) { feed.post = ''; feed.intent = ''; }
     renderFilter();
-    $('#filter-form').addEventListener('submit', (e) => { e.preventDefault(); setFilter($('#post-filter').value); });
+    $('#filter-form').addEventListener('submit', (e) => { e.preventDefault(); setFilter($('#post-filter').value, $('#intent-filter').value); });
     $('#post-filter').addEventListener('change', (e) => setFilter(e.target.value));
+    $('#intent-filter').addEventListener('change', (e) => setFilter(feed.post, e.target.value));
     $('#post-filter').addEventListener('input', (e) => { if (e.target.value === '' && feed.post) setFilter(''); });
     $('#filter-clear').addEventListener('click', () => { setFilter(''); $('#post-filter').focus(); });
     $('#conn-retry').addEventListener('click', reconnectNow);
@@ -1083,6 +1106,18 @@
     const li = el('li');
     li.dataset.pageId = String(p.id || '');
     li.append(el('span', 'page-name', String(p.name || 'Unnamed page')));
+    const state = { connected: 'connected', expiring: 'token expiring', disconnected: 'disconnected' }[p.status];
+    if (state) {
+      const badge = el('span', 'page-state page-' + String(p.status), state);
+      li.dataset.status = String(p.status);
+      li.append(' ', badge);
+    }
+    if (p.status === 'disconnected') {
+      li.append(el('p', 'form-error small', 'Facebook refused this page\'s token' + (p.error ? ' (' + String(p.error) + ')' : '') +
+        ': its messages wait. Connect the page again to send them.'));
+    } else if (p.status === 'expiring') {
+      li.append(el('p', 'muted small', 'Its token expires soon: connect the page again to renew it.'));
+    }
     const meta = el('span', 'page-meta');
     meta.append('id ', el('code', null, String(p.id || '')));
     if (p.connected_at && parseTime(p.connected_at) !== null) meta.append(' · connected ', timeEl(p.connected_at, day(p.connected_at)));

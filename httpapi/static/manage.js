@@ -127,7 +127,15 @@
       }
       li.append(head);
       const slots = new Map((su.slots || []).map((s) => [s.id, s]));
-      for (const f of su.fills || []) li.append(fillBar(f, slots.get(f.slot_id)));
+      for (const f of su.fills || []) {
+        const bar = fillBar(f, slots.get(f.slot_id));
+        const pick = el('button', 'link-button small', 'volunteers');
+        pick.type = 'button';
+        pick.setAttribute('aria-label', 'Volunteers of ' + bar.querySelector('.fill-label').textContent);
+        pick.addEventListener('click', () => showVolunteers(su, String(f.slot_id)));
+        bar.append(pick);
+        li.append(bar);
+      }
       list.append(li);
     }
   }
@@ -214,39 +222,81 @@
     }
   }
 
-  async function showVolunteers(su) {
-    st.selected = String(su.id);
-    const gen = st.gen;
-    const sec = $('#volunteers');
-    $('#volunteers-title').textContent = 'Volunteers of ' + String(su.title || su.id);
-    $('#volunteers-csv').hidden = !can('admin');
-    sec.hidden = false;
+  // The volunteers of the selected signup (and slot): rows by conversation, kept up to date by
+  // the feed's volunteer events (the newest view of each conversation wins).
+  const vol = { rows: new Map(), slot: '', su: null };
+
+  function volunteerRow(v) {
+    const slots = new Map(((vol.su && vol.su.slots) || []).map((s) => [s.id, s]));
+    const slot = slots.get(v.slot_id);
+    const tr = el('tr');
+    tr.dataset.conversation = String(v.conversation_id || '');
+    tr.append(el('td', null, String(v.name || '—')), el('td', null, String(v.channel || '')),
+      el('td', null, String(v.stage || '') + (v.handoff ? ' (waiting for the team)' : '')),
+      el('td', null, v.email ? String(v.email) + (v.email_verified ? ' ✓' : ' (unverified)') : ''),
+      el('td', null, slot ? String(slot.title || slot.date + ' ' + slot.start) : ''));
+    return tr;
+  }
+
+  function renderVolunteers() {
     const body = $('#volunteers-table tbody');
     body.replaceChildren();
+    const items = [...vol.rows.values()].filter((v) => !vol.slot || v.slot_id === vol.slot);
+    if (items.length === 0) {
+      const tr = el('tr');
+      const td = el('td', 'muted', 'Nobody yet.');
+      td.colSpan = 5;
+      tr.append(td);
+      body.append(tr);
+    }
+    for (const v of items) body.append(volunteerRow(v));
+    const n = items.length;
+    $('#volunteers-count').textContent = (n === 1 ? '1 volunteer' : n + ' volunteers') + (vol.slot ? ' in this slot' : '');
+  }
+
+  async function showVolunteers(su, slot) {
+    st.selected = String(su.id);
+    vol.su = su;
+    vol.slot = slot || '';
+    vol.rows = new Map();
+    const gen = st.gen;
+    const sec = $('#volunteers');
+    const sl = (su.slots || []).find((s) => s.id === vol.slot);
+    $('#volunteers-title').textContent = 'Volunteers of ' + String(su.title || su.id) +
+      (sl ? ', ' + String(sl.title || sl.date + ' ' + sl.start) : '');
+    $('#volunteers-all').hidden = !vol.slot;
+    $('#volunteers-csv').hidden = !can('admin');
+    sec.hidden = false;
+    $('#volunteers-table tbody').replaceChildren();
+    $('#volunteers-count').textContent = 'loading…';
     try {
-      const { data } = await api('GET', '/signups/' + encodeURIComponent(su.id) + '/volunteers?limit=200');
-      if (gen !== st.gen || st.selected !== String(su.id)) return;
-      const slots = new Map((su.slots || []).map((s) => [s.id, s]));
-      const items = Array.isArray(data.items) ? data.items : [];
-      if (items.length === 0) {
-        const tr = el('tr');
-        const td = el('td', 'muted', 'Nobody yet.');
-        td.colSpan = 5;
-        tr.append(td);
-        body.append(tr);
+      const q = '?limit=200' + (vol.slot ? '&slot=' + encodeURIComponent(vol.slot) : '');
+      const { data } = await api('GET', '/signups/' + encodeURIComponent(su.id) + '/volunteers' + q);
+      if (gen !== st.gen || st.selected !== String(su.id) || vol.slot !== (slot || '')) return;
+      for (const v of Array.isArray(data.items) ? data.items : []) {
+        const old = vol.rows.get(v.conversation_id); // a live event may have come first
+        if (!old || !(Date.parse(old.updated_at) > Date.parse(v.updated_at || 0))) vol.rows.set(v.conversation_id, v);
       }
-      for (const v of items) {
-        const tr = el('tr');
-        const slot = slots.get(v.slot_id);
-        tr.dataset.conversation = String(v.conversation_id || '');
-        tr.append(el('td', null, String(v.name || '—')), el('td', null, String(v.channel || '')),
-          el('td', null, String(v.stage || '') + (v.handoff ? ' (waiting for the team)' : '')),
-          el('td', null, v.email ? String(v.email) + (v.email_verified ? ' ✓' : ' (unverified)') : ''),
-          el('td', null, slot ? String(slot.title || slot.date + ' ' + slot.start) : ''));
-        body.append(tr);
-      }
+      renderVolunteers();
     } catch (err) {
       if (gen === st.gen) status('Could not load the volunteers: ' + message(err), 'error');
+    }
+  }
+
+  // A volunteer event: the row follows it if its signup is shown; a newcomer also counts in
+  // the signup list (reloaded at most every 3 s while people keep coming).
+  let signupsTimer = 0;
+  function onVolunteer(v) {
+    if (!v || typeof v.conversation_id !== 'string' || typeof v.signup_id !== 'string') return;
+    if (st.selected === v.signup_id && !$('#volunteers').hidden) {
+      const old = vol.rows.get(v.conversation_id);
+      if (!old || !(Date.parse(old.updated_at) > Date.parse(v.updated_at))) {
+        vol.rows.set(v.conversation_id, Object.assign({}, old || {}, v));
+        renderVolunteers();
+      }
+    }
+    if (!signupsTimer && st.signups.some((x) => x.id === v.signup_id)) {
+      signupsTimer = setTimeout(() => { signupsTimer = 0; loadSignups(); }, 3000);
     }
   }
 
@@ -269,9 +319,8 @@
     }
   }
 
-  // A booking on the live feed: the slot's fill bar and the signup's volunteers follow it
-  // (reloaded at most every 2 s while bookings keep coming).
-  let bookingTimer = 0;
+  // A booking on the live feed: the slot's fill bar follows it (the volunteers' rows follow
+  // their own events).
   function onBooking(b) {
     if (!b || typeof b.signup_id !== 'string') return;
     const su = st.signups.find((x) => x.id === b.signup_id);
@@ -282,12 +331,6 @@
         renderSignups();
       }
     }
-    if (bookingTimer || st.selected !== b.signup_id) return;
-    bookingTimer = setTimeout(() => {
-      bookingTimer = 0;
-      const sel = st.signups.find((x) => x.id === st.selected);
-      if (sel && !$('#volunteers').hidden) showVolunteers(sel);
-    }, 2000);
   }
 
   // ---------------------------------------------------------------- posts
@@ -679,6 +722,8 @@
     $('#post-form').addEventListener('submit', savePost);
     document.addEventListener('voluntree:post', (e) => onPost(e.detail));
     document.addEventListener('voluntree:booking', (e) => onBooking(e.detail));
+    document.addEventListener('voluntree:volunteer', (e) => onVolunteer(e.detail));
+    $('#volunteers-all').addEventListener('click', () => { if (vol.su) showVolunteers(vol.su, ''); });
     document.addEventListener('voluntree:org', (e) => onOrg(e.detail));
   }
 
