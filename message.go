@@ -143,6 +143,9 @@ type Interest struct {
 	CreatedAt  time.Time   `json:"created_at"`  // when the person wrote it
 	ReceivedAt time.Time   `json:"received_at"` // when we accepted the message
 	RecordedAt time.Time   `json:"recorded_at"` // when the interest was stored
+	// Turn marks a reply within the person's conversation flow (an answer to the bot): it is
+	// counted and shown as a message, never stored as a new interest.
+	Turn bool `json:"turn,omitempty"`
 }
 
 // EventType names what an Event reports.
@@ -169,6 +172,7 @@ type Notice struct {
 type BookingUpdate struct {
 	SignupID       string `json:"signup_id"`
 	SlotID         string `json:"slot_id"`
+	SlotLabel      string `json:"slot_label,omitempty"` // its title, or its date and start
 	ConversationID string `json:"conversation_id"`
 	Name           string `json:"name,omitempty"`
 	Channel        string `json:"channel,omitempty"`

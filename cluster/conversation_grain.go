@@ -102,7 +102,8 @@ func (g *conversationGrain) Handle(req *grainpb.ConversationRequest, _ protoclus
 	if next.Intents == nil { // Clone drops an empty map
 		next.Intents = make(map[string]int64)
 	}
-	resp := &grainpb.ConversationResponse{PostIds: make([]string, len(req.Messages))}
+	resp := &grainpb.ConversationResponse{PostIds: make([]string, len(req.Messages)),
+		Turns: make([]bool, len(req.Messages)), Names: make([]string, len(req.Messages))}
 	changed := false
 	var effects []*grainpb.Effect
 	ctx, cancel := g.deps.ctx()
@@ -113,8 +114,10 @@ func (g *conversationGrain) Handle(req *grainpb.ConversationRequest, _ protoclus
 			// conversation may have moved to another post since; the record of a message is
 			// deduplicated per post, so another answer would store it twice).
 			resp.PostIds[i] = attributed(m, next.RecentPostIds, j)
+			resp.Names[i] = next.SenderName
 			continue
 		}
+		resp.Turns[i] = m.Kind != string(voluntree.KindComment) && inFlow(next.Stage)
 		if m.Kind == string(voluntree.KindComment) {
 			resp.PostIds[i] = m.PostId
 		} else {
@@ -125,6 +128,7 @@ func (g *conversationGrain) Handle(req *grainpb.ConversationRequest, _ protoclus
 			return nil, err // g.state unchanged: the redelivery applies the messages again
 		}
 		apply(next, m, resp.PostIds[i])
+		resp.Names[i] = next.SenderName
 		if env.orgID != "" {
 			next.OrgId = env.orgID
 		}
@@ -171,6 +175,16 @@ func (g *conversationGrain) Handle(req *grainpb.ConversationRequest, _ protoclus
 		g.state = next
 	}
 	return resp, nil
+}
+
+// inFlow reports a stage in which the person's private messages answer the conversation's
+// flow (the bot asked, or they are booked): those messages are turns, not new interests.
+func inFlow(stage string) bool {
+	switch stage {
+	case StageInvited, StageConfirm, StageEmail, StageCode, StageSlot, StageBooking, StageBooked, StageWaitlisted:
+		return true
+	}
+	return false
 }
 
 // countedStage is the stage a conversation counts in (voluntree_conversations_by_stage): the

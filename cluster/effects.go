@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -593,7 +594,7 @@ func (x *Effects) bookingEvent(ctx context.Context, e *grainpb.Effect, su *volun
 	}
 	sl, _ := su.Slot(slot)
 	_, _ = x.store.AppendEvent(ctx, su.OrgID, voluntree.Event{Type: voluntree.EventBooking, Booking: &voluntree.BookingUpdate{
-		SignupID: su.ID, SlotID: slot, ConversationID: e.ConversationId, Name: e.PersonName, Channel: e.Channel,
+		SignupID: su.ID, SlotID: slot, SlotLabel: cmp.Or(sl.Title, strings.TrimSpace(sl.Date+" "+sl.Start)), ConversationID: e.ConversationId, Name: e.PersonName, Channel: e.Channel,
 		Outcome: outcome, Booked: c.Booked, Held: c.Held, Waiting: c.Waiting, Required: sl.Required}})
 }
 

@@ -116,7 +116,7 @@ func interestOf(m *grainpb.Classified, recorded time.Time) voluntree.Interest {
 	in := voluntree.Interest{
 		ID: m.Id, PostID: m.PostId, PageID: m.PageId, SenderID: m.SenderId, SenderName: m.SenderName,
 		Kind: voluntree.MessageKind(m.Kind), Text: m.Text, Intent: voluntree.Intent(m.Intent),
-		Confidence: m.Confidence, RecordedAt: recorded,
+		Confidence: m.Confidence, RecordedAt: recorded, Turn: m.Turn,
 	}
 	if m.CreatedAtUnixNano != 0 {
 		in.CreatedAt = time.Unix(0, m.CreatedAtUnixNano).UTC()

@@ -145,6 +145,12 @@ func (r *Router) sendPosts(_ context.Context, b *actors.Batch) {
 				continue
 			}
 			d.items[i].PostId = resp.PostIds[j]
+			if len(resp.Turns) == len(c.idx) { // an older node's answer has none
+				d.items[i].Turn = resp.Turns[j]
+			}
+			if d.items[i].SenderName == "" && len(resp.Names) == len(c.idx) {
+				d.items[i].SenderName = resp.Names[j]
+			}
 		}
 	}
 	d.calls = nil

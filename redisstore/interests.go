@@ -99,8 +99,8 @@ func PageInbox(pageID string) string { return "page:" + pageID }
 
 // Record records classified messages of one post (postKey: the post id, or PageInbox) of
 // organization org in one round trip. interests are the messages as they will be stored; a
-// message whose intent is not interested is counted and published as a message event (not
-// stored), and every message is only counted when org is "" (a page no organization connected).
+// message whose intent is not interested, or that is a turn of a conversation, is counted and
+// published as a message event (not stored), and every message is only counted when org is "" (a page no organization connected).
 func (s *Store) Record(ctx context.Context, org, postKey string, interests []voluntree.Interest) ([]Recorded, error) {
 	if len(interests) == 0 {
 		return nil, nil
@@ -120,7 +120,7 @@ func (s *Store) Record(ctx context.Context, org, postKey string, interests []vol
 			args = append(args, in.ID, string(in.Intent), "0", 0, "", 0, "", "", day, 0)
 			continue
 		}
-		if in.Intent != voluntree.IntentInterested {
+		if in.Intent != voluntree.IntentInterested || in.Turn {
 			// Counted, and shown to the feeds that ask for this intent (not stored).
 			ev := voluntree.Event{Type: voluntree.EventMessage, PostID: in.PostID, Intent: in.Intent, Interest: &in}
 			event, err := json.Marshal(ev)

@@ -43,6 +43,7 @@ type Classified struct {
 	CreatedAtUnixNano  int64                  `protobuf:"varint,13,opt,name=created_at_unix_nano,json=createdAtUnixNano,proto3" json:"created_at_unix_nano,omitempty"`
 	ReceivedAtUnixNano int64                  `protobuf:"varint,14,opt,name=received_at_unix_nano,json=receivedAtUnixNano,proto3" json:"received_at_unix_nano,omitempty"`
 	SignupId           string                 `protobuf:"bytes,15,opt,name=signup_id,json=signupId,proto3" json:"signup_id,omitempty"` // web chat: the signup of the session
+	Turn               bool                   `protobuf:"varint,16,opt,name=turn,proto3" json:"turn,omitempty"`                        // a reply within the person's conversation flow (not a new interest)
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
@@ -182,6 +183,13 @@ func (x *Classified) GetSignupId() string {
 	return ""
 }
 
+func (x *Classified) GetTurn() bool {
+	if x != nil {
+		return x.Turn
+	}
+	return false
+}
+
 // Messages of one conversation, in stream order.
 type ConversationRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -230,8 +238,13 @@ func (x *ConversationRequest) GetMessages() []*Classified {
 // The post each message belongs to (same order): the comment's post, or for Messenger the
 // post the conversation last came from; "" when none is known.
 type ConversationResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	PostIds       []string               `protobuf:"bytes,1,rep,name=post_ids,json=postIds,proto3" json:"post_ids,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	PostIds []string               `protobuf:"bytes,1,rep,name=post_ids,json=postIds,proto3" json:"post_ids,omitempty"`
+	// Per message: a reply within the conversation's flow (an answer to the bot, a tap), shown
+	// to admins as a message rather than as a new interest.
+	Turns []bool `protobuf:"varint,2,rep,packed,name=turns,proto3" json:"turns,omitempty"`
+	// Per message: the person's name as the conversation knows it (Messenger sends none).
+	Names         []string `protobuf:"bytes,3,rep,name=names,proto3" json:"names,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -269,6 +282,20 @@ func (*ConversationResponse) Descriptor() ([]byte, []int) {
 func (x *ConversationResponse) GetPostIds() []string {
 	if x != nil {
 		return x.PostIds
+	}
+	return nil
+}
+
+func (x *ConversationResponse) GetTurns() []bool {
+	if x != nil {
+		return x.Turns
+	}
+	return nil
+}
+
+func (x *ConversationResponse) GetNames() []string {
+	if x != nil {
+		return x.Names
 	}
 	return nil
 }
@@ -1085,7 +1112,7 @@ var File_grains_proto protoreflect.FileDescriptor
 
 const file_grains_proto_rawDesc = "" +
 	"\n" +
-	"\fgrains.proto\x12\x10voluntree.grains\x1a2protobuf/protoc-gen-go-grain/options/options.proto\"\xbc\x03\n" +
+	"\fgrains.proto\x12\x10voluntree.grains\x1a2protobuf/protoc-gen-go-grain/options/options.proto\"\xd0\x03\n" +
 	"\n" +
 	"Classified\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
@@ -1106,11 +1133,14 @@ const file_grains_proto_rawDesc = "" +
 	"confidence\x12/\n" +
 	"\x14created_at_unix_nano\x18\r \x01(\x03R\x11createdAtUnixNano\x121\n" +
 	"\x15received_at_unix_nano\x18\x0e \x01(\x03R\x12receivedAtUnixNano\x12\x1b\n" +
-	"\tsignup_id\x18\x0f \x01(\tR\bsignupId\"O\n" +
+	"\tsignup_id\x18\x0f \x01(\tR\bsignupId\x12\x12\n" +
+	"\x04turn\x18\x10 \x01(\bR\x04turn\"O\n" +
 	"\x13ConversationRequest\x128\n" +
-	"\bmessages\x18\x01 \x03(\v2\x1c.voluntree.grains.ClassifiedR\bmessages\"1\n" +
+	"\bmessages\x18\x01 \x03(\v2\x1c.voluntree.grains.ClassifiedR\bmessages\"]\n" +
 	"\x14ConversationResponse\x12\x19\n" +
-	"\bpost_ids\x18\x01 \x03(\tR\apostIds\"d\n" +
+	"\bpost_ids\x18\x01 \x03(\tR\apostIds\x12\x14\n" +
+	"\x05turns\x18\x02 \x03(\bR\x05turns\x12\x14\n" +
+	"\x05names\x18\x03 \x03(\tR\x05names\"d\n" +
 	"\rRecordRequest\x12\x19\n" +
 	"\bpost_key\x18\x01 \x01(\tR\apostKey\x128\n" +
 	"\bmessages\x18\x02 \x03(\v2\x1c.voluntree.grains.ClassifiedR\bmessages\"h\n" +

@@ -194,6 +194,27 @@ func TestMessengerConversationToBookedSlot(t *testing.T) {
 	if distinct := slices.Compact(slices.Sorted(slices.Values(stages))); len(distinct) < 3 {
 		t.Errorf("volunteer events' stages %q: want the steps before booked too", stages)
 	}
+	// One new interest (the comment): the answers to the bot are messages of the conversation,
+	// named after the person, not signups.
+	r, err := e.store.EventsAfter(context.Background(), "acme", "", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	interests, turns := 0, 0
+	for _, ev := range r.Events {
+		switch {
+		case ev.Type == voluntree.EventInterest:
+			interests++
+		case ev.Type == voluntree.EventMessage && ev.Interest != nil && ev.Interest.Turn:
+			turns++
+			if ev.Interest.SenderName != "Ada Lovelace" {
+				t.Errorf("a turn of Ada's conversation is named %q", ev.Interest.SenderName)
+			}
+		}
+	}
+	if interests != 1 || turns < 3 {
+		t.Errorf("%d interest events and %d turns, want 1 and the conversation's", interests, turns)
+	}
 	// The ambiguous send (delivered, answered 500) is settled by its echo, not sent again.
 	waitRedis(t, func() bool {
 		_, scrape := n.get(t, "/metrics")

@@ -1,14 +1,20 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/csv"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	browserproto "github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/chromedp"
+
+	"github.com/voluntree/voluntree/internal/fakegithub"
 )
 
 // browserCtx starts headless Chromium driven over the DevTools protocol, for the test.
@@ -38,19 +44,41 @@ func artifactDir(t *testing.T) string {
 	return dir
 }
 
-// TestDashboardManagesSignupsInABrowser signs in with a one-time link in Chromium, creates a
-// signup with two slots through the Manage card, finds it listed with a fill bar per slot and
-// its (empty) volunteers, publishes a post for it on the demo page (its status turns to
-// published live), draws the stats, and sees the organization's members; with screenshots at
-// 375 and 1280 px.
-func TestDashboardManagesSignupsInABrowser(t *testing.T) {
+// TestAdminWalksTheDashboardInABrowser walks the dashboard in Chromium as a newcomer admin
+// would, start to finish: an owner's invitation, accepted by signing in through (the fake)
+// GitHub; a signup with two slots; a post written and published on the organization's page
+// (the fake Graph API); a comment on it as Facebook delivers it, seen in the live feed and in
+// the signup's volunteer list, whose row follows the volunteer live through the Messenger
+// conversation to a booking (and the slot's fill bar with it); the stats and the members; the
+// volunteers' CSV downloaded and read. Screenshots at 375 and 1280 px are kept as artifacts.
+func TestAdminWalksTheDashboardInABrowser(t *testing.T) {
 	browser := requireChromium(t)
-	n, _, _ := pipelineNode(t, "e2e-manage", "VOLUNTREE_DEMO=on")
-	code, out, errOut := runCLI(t, "", "admin", "login-link", "-org", "demo", "-public-url", n.base,
-		"-redis-url", redisSrv.URL(t), "-redis-prefix", "e2e-manage")
-	if code != 0 {
-		t.Fatalf("admin login-link: exit %d, %q %q", code, out, errOut)
+	gh := fakegithub.New()
+	t.Cleanup(gh.Close)
+	gh.SetDialogUser(&fakegithub.Account{ID: 7, Login: "ada", Name: "Ada Admin", Email: "ada@acme.example"})
+	e := newPublishEnv(t, "e2e-walk", "VOLUNTREE_POLL_INTERVAL=0", "VOLUNTREE_MAIL_OUTBOX=on",
+		"VOLUNTREE_GITHUB_CLIENT_ID="+gh.ClientID, "VOLUNTREE_GITHUB_CLIENT_SECRET="+gh.ClientSecret,
+		"VOLUNTREE_GITHUB_URL="+gh.URL, "VOLUNTREE_GITHUB_API_URL="+gh.URL)
+	n := startServe(t, e.env...)
+	e.graph.SetWebhook(n.base+"/webhooks/facebook", e2eSecret)
+	// The owner's script invites Ada; the outbox holds the email with the link.
+	if code, out := e.api(t, n, "POST", "/api/v1/invitations", map[string]any{"email": "ada@acme.example", "role": "owner"}); code != 201 {
+		t.Fatalf("invite: %d %v", code, out)
 	}
+	link := ""
+	waitRedis(t, func() bool {
+		_, box := e.api(t, n, "GET", "/api/v1/outbox", nil)
+		items, _ := box["items"].([]any)
+		for _, it := range items {
+			m, _ := it.(map[string]any)
+			text, _ := m["text"].(string)
+			if m["to"] == "ada@acme.example" {
+				link = regexp.MustCompile(`https?://\S+/invite\?token=\S+`).FindString(text)
+			}
+		}
+		return link != ""
+	}, "the invitation email")
+
 	ctx := browserCtx(t, browser)
 	const title = "Beach cleanup in May"
 	slot := func(i int, name string) string {
@@ -81,8 +109,15 @@ func TestDashboardManagesSignupsInABrowser(t *testing.T) {
 		}
 		return img
 	}
+
+	// 1. Sign in through GitHub, accepting the invitation on the way.
+	step("accept the invitation with GitHub", chromedp.Navigate(link),
+		chromedp.Click(xp(`//a[normalize-space()="Sign in with GitHub to accept"]`)),
+		chromedp.WaitVisible(css("#manage")),
+		chromedp.WaitVisible(xp(`//span[@id="org-name"][normalize-space()="Acme"]`)))
+
+	// 2. A signup with two slots.
 	row := `//li[contains(@class,"signup-row")][.//button[normalize-space()="` + title + `"]]`
-	step("sign in", chromedp.Navigate(strings.TrimSpace(out)), chromedp.WaitVisible(css("#manage")))
 	step("fill in a signup",
 		chromedp.Click(css("#signup-new")),
 		chromedp.SendKeys(css("#su-title"), title),
@@ -104,54 +139,109 @@ func TestDashboardManagesSignupsInABrowser(t *testing.T) {
 	if err != nil {
 		t.Fatalf("browser, meter: %v", err)
 	}
-	meterMax := meter.Value
-	step("its volunteers", chromedp.Click(xp(`//button[normalize-space()="`+title+`"]`)),
-		chromedp.WaitVisible(xp(`//table[@id="volunteers-table"]//td[normalize-space()="Nobody yet."]`)))
-	volunteers := text("#volunteers")
-	small, wide := shot(375, 800), shot(1280, 900)
-	// A post for it on the demo page, published now: its status turns live to published.
-	step("posts", chromedp.Click(css("#tab-posts")),
+	suID := signupID(t, ctx, title)
+
+	// 3. A post on the organization's page, published now through the Graph API.
+	step("write and publish a post", chromedp.Click(css("#tab-posts")),
 		chromedp.WaitReady(xp(`//select[@id="post-signup"]/option[normalize-space()="`+title+`"]`)), // options have no box: ready, not visible
-		chromedp.SetValue(css("#post-signup"), signupID(t, ctx, title)),
+		chromedp.WaitReady(xp(`//select[@id="post-page"]/option[@value="`+e.page+`"]`)),
+		chromedp.SetValue(css("#post-signup"), suID),
+		chromedp.SetValue(css("#post-page"), e.page),
 		chromedp.SendKeys(css("#post-message"), "Join us at the beach!"),
 		chromedp.Click(css("#post-save")),
 		chromedp.WaitVisible(xp(`//table[@id="posts-table"]//tr[.//div[normalize-space()="Join us at the beach!"]]/td[contains(@class,"post-status")][normalize-space()="published"]`)))
+	posts := e.graph.Posts(e.page)
+	if len(posts) != 1 || !strings.HasPrefix(posts[0].Message, "Join us at the beach!") {
+		t.Fatalf("the fake Graph API has posts %+v", posts)
+	}
+	fbPost := posts[0].ID
+
+	// 4. A comment on it, as Facebook delivers it (signed webhook); 5. it shows in the feed, and
+	// its author in the signup's volunteers.
+	v := &messengerVolunteer{t: t, n: n, e: e, psid: "psid-grace"}
+	v.comment(fbPost, "Grace Hopper")
+	step("the comment in the live feed", chromedp.Click(css("#tab-signups")),
+		chromedp.WaitVisible(xp(`//ol[@id="signups"]/li[.//span[contains(@class,"name")][normalize-space()="Grace Hopper"]]`)))
+	vrow := `//table[@id="volunteers-table"]//tr[td[1][normalize-space()="Grace Hopper"]]`
+	step("the volunteer in the list", chromedp.Click(xp(`//button[normalize-space()="`+title+`"]`)),
+		chromedp.WaitVisible(xp(vrow+`/td[2][normalize-space()="messenger"]`)),
+		chromedp.WaitVisible(xp(vrow+`/td[3][normalize-space()="invited"]`)))
+	// The conversation goes on in Messenger; the row follows it without a reload.
+	v.await("Thanks for your interest")
+	v.say("yes", "")
+	v.await("What's your email address?")
+	step("the row follows: email asked", chromedp.WaitVisible(xp(vrow+`/td[3][normalize-space()="email"]`)))
+	v.say("grace@example.org", "grace@example.org")
+	v.await("We've sent a 6-digit code")
+	v.say(outboxCode(t, e.store.Client(), e.prefix, "grace@example.org", ""), "")
+	slots := v.await("Which slot suits you?")
+	v.tap(slots.QuickReplies[0].Title, slots.QuickReplies[0].Payload)
+	v.await("You're booked")
+	step("the row follows: booked, verified, in the morning slot",
+		chromedp.WaitVisible(xp(vrow+`[td[3][normalize-space()="booked"]][td[4][normalize-space()="grace@example.org ✓"]]/td[5][normalize-space()="2031-05-04 09:00"]`)),
+		chromedp.WaitVisible(xp(row+`//*[contains(@class,"fill-label")][contains(., ": 1 of 3")]`)),
+		chromedp.WaitVisible(xp(`//ol[@id="activity"]/li[normalize-space()="Grace Hopper booked 2031-05-04 09:00: 1 of 3 filled"]`)))
+	small, wide := shot(375, 800), shot(1280, 900)
+
+	// 6. The CSV, downloaded by the browser.
+	downloads := t.TempDir()
+	step("download the CSV", chromedp.EmulateViewport(1280, 900),
+		chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+			_, err := chromedp.CallBrowser(ctx, browserproto.SetDownloadBehavior, browserproto.SetDownloadBehaviorParams{
+				Behavior: browserproto.SetDownloadBehaviorBehaviorAllow, DownloadPath: downloads})
+			return err
+		}),
+		chromedp.Click(css("#volunteers-csv")))
+	var csvFile string
+	waitRedis(t, func() bool {
+		m, _ := filepath.Glob(filepath.Join(downloads, "*.csv"))
+		if len(m) == 1 {
+			csvFile = m[0]
+		}
+		return csvFile != ""
+	}, "the CSV downloaded")
+	raw, err := os.ReadFile(csvFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(bytes.NewReader(raw)).ReadAll()
+	if err != nil {
+		t.Fatalf("CSV %q: %v", raw, err)
+	}
+	if filepath.Base(csvFile) != "volunteers-"+suID+".csv" || len(rows) != 2 || strings.Join(rows[0][:6], ",") != "name,channel,stage,email,email_verified,slot" ||
+		strings.Join(rows[1][:5], ",") != "Grace Hopper,messenger,booked,grace@example.org,yes" || rows[1][6] != "2031-05-04" || rows[1][7] != "09:00" {
+		t.Fatalf("CSV %s: %q", filepath.Base(csvFile), rows)
+	}
+
+	// The stats and the people.
 	step("stats", chromedp.Click(css("#tab-stats")),
 		chromedp.WaitVisible(css("#stats-chart svg")),
-		chromedp.WaitVisible(xp(`//div[@data-step="volunteers"][contains(., "In a conversation: 0")]`)))
-	if caption := text("#stats-caption"); !strings.Contains(caption, "messages and") || !strings.Contains(caption, "over 30 days") {
+		chromedp.WaitVisible(xp(`//div[@data-step="booked"][contains(., "Booked: 1")]`)))
+	if caption := text("#stats-caption"); !strings.Contains(caption, "1 bookings") || !strings.Contains(caption, "over 30 days") {
 		t.Errorf("stats caption %q", caption)
 	}
 	step("people", chromedp.Click(css("#tab-people")),
-		chromedp.WaitVisible(xp(`//table[@id="members-table"]//td[contains(., "Demo owner")]`)))
+		chromedp.WaitVisible(xp(`//table[@id="members-table"]//td[contains(., "Ada Admin (@ada)")]`)))
 	members := text("#members-table")
-	for _, want := range []string{title, "2 slots", "0 volunteers", "Afternoon: 0 of 5", "0 of 3"} {
+	for _, want := range []string{title, "2 slots", "Afternoon: 0 of 5", "0 of 3"} {
 		if !strings.Contains(listText, want) {
 			t.Errorf("signup list lacks %q: %q", want, listText)
 		}
 	}
-	if meterMax != "3" {
-		t.Errorf("the first slot's meter has max %q, want 3", meterMax)
+	if meter.Value != "3" {
+		t.Errorf("the first slot's meter has max %q, want 3", meter.Value)
 	}
-	if !strings.Contains(volunteers, "Volunteers of "+title) || !strings.Contains(volunteers, "Download CSV") {
-		t.Errorf("volunteers panel %q", volunteers)
-	}
-	if !strings.Contains(members, "Demo owner") || !strings.Contains(members, "you") {
+	if !strings.Contains(members, "— you") {
 		t.Errorf("members %q", members)
 	}
 	dir := artifactDir(t)
-	for name, img := range map[string][]byte{"manage-375.png": small, "manage-1280.png": wide} {
+	for name, img := range map[string][]byte{"dashboard-375.png": small, "dashboard-1280.png": wide} {
 		if len(img) < 1000 {
 			t.Errorf("screenshot %s is %d bytes", name, len(img))
 		}
 		if err := os.WriteFile(filepath.Join(dir, name), img, 0o644); err != nil {
 			t.Fatal(err)
 		}
-	}
-	// The signup is stored as the form said.
-	status, body := n.get(t, "/healthz")
-	if status != 200 {
-		t.Fatalf("healthz %d %s", status, body)
 	}
 	n.stop(t)
 }

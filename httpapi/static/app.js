@@ -356,7 +356,7 @@
       li.dataset.kind = 'booking';
       const who = String(b.name || 'A volunteer');
       const verb = { booked: 'booked', waitlisted: 'joined the waitlist of', cancelled: 'cancelled', full: 'found full' }[b.outcome] || String(b.outcome);
-      li.textContent = `${who} ${verb} slot ${b.slot_id}: ${Number(b.booked)} of ${Number(b.required)} filled` +
+      li.textContent = `${who} ${verb} ${b.slot_label ? String(b.slot_label) : 'slot ' + b.slot_id}: ${Number(b.booked)} of ${Number(b.required)} filled` +
         (b.waiting ? `, ${Number(b.waiting)} waiting` : '') + (b.held ? `, ${Number(b.held)} offered` : '');
     } else if (ev.type === 'notice' && ev.notice) {
       li.dataset.kind = 'notice';

@@ -83,7 +83,9 @@
     }
   }
 
-  function fillBar(fill, slot) {
+  // fillBar is a slot's fill: its label (a button showing the slot's volunteers, with onPick)
+  // and a meter.
+  function fillBar(fill, slot, onPick) {
     const wrap = el('div', 'fill');
     const req = Math.max(0, Number(fill.required) || 0), got = Math.max(0, Number(fill.filled) || 0);
     const label = (slot ? (slot.title || slot.date + ' ' + slot.start) : fill.slot_id) + ': ' + got + ' of ' + req;
@@ -96,7 +98,14 @@
     const span = el('span');
     span.style.width = (req > 0 ? Math.min(100, Math.round(100 * got / req)) : 0) + '%';
     bar.append(span);
-    wrap.append(el('span', 'fill-label', label), bar);
+    let lab = el('span', 'fill-label', label);
+    if (onPick) {
+      lab = el('button', 'fill-label link-button', label);
+      lab.type = 'button';
+      lab.title = 'Show the volunteers of this slot';
+      lab.addEventListener('click', onPick);
+    }
+    wrap.append(lab, bar);
     wrap.dataset.slot = String(fill.slot_id || '');
     return wrap;
   }
@@ -127,15 +136,7 @@
       }
       li.append(head);
       const slots = new Map((su.slots || []).map((s) => [s.id, s]));
-      for (const f of su.fills || []) {
-        const bar = fillBar(f, slots.get(f.slot_id));
-        const pick = el('button', 'link-button small', 'volunteers');
-        pick.type = 'button';
-        pick.setAttribute('aria-label', 'Volunteers of ' + bar.querySelector('.fill-label').textContent);
-        pick.addEventListener('click', () => showVolunteers(su, String(f.slot_id)));
-        bar.append(pick);
-        li.append(bar);
-      }
+      for (const f of su.fills || []) li.append(fillBar(f, slots.get(f.slot_id), () => showVolunteers(su, String(f.slot_id))));
       list.append(li);
     }
   }
@@ -231,10 +232,15 @@
     const slot = slots.get(v.slot_id);
     const tr = el('tr');
     tr.dataset.conversation = String(v.conversation_id || '');
-    tr.append(el('td', null, String(v.name || '—')), el('td', null, String(v.channel || '')),
-      el('td', null, String(v.stage || '') + (v.handoff ? ' (waiting for the team)' : '')),
-      el('td', null, v.email ? String(v.email) + (v.email_verified ? ' ✓' : ' (unverified)') : ''),
-      el('td', null, slot ? String(slot.title || slot.date + ' ' + slot.start) : ''));
+    const cells = [['Name', String(v.name || '—')], ['Channel', String(v.channel || '')],
+      ['Stage', String(v.stage || '') + (v.handoff ? ' (waiting for the team)' : '')],
+      ['Email', v.email ? String(v.email) + (v.email_verified ? ' ✓' : ' (unverified)') : ''],
+      ['Slot', slot ? String(slot.title || slot.date + ' ' + slot.start) : '']];
+    for (const [label, text] of cells) {
+      const td = el('td', null, text);
+      td.dataset.label = label;
+      tr.append(td);
+    }
     return tr;
   }
 
@@ -424,7 +430,7 @@
       await api('POST', '/posts', body);
       $('#post-message').value = '';
       $('#post-error').textContent = '';
-      status(body.draft ? 'Draft saved.' : 'Post scheduled.', 'ok');
+      status(body.draft ? 'Draft saved.' : body.publish_at ? 'Post scheduled.' : 'Post saved: publishing now.', 'ok');
       await loadPosts();
     } catch (err) {
       $('#post-error').textContent = message(err);
