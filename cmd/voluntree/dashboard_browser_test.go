@@ -18,7 +18,7 @@ import (
 )
 
 // browserCtx starts headless Chromium driven over the DevTools protocol, for the test.
-func browserCtx(t *testing.T, browser string) context.Context {
+func browserCtx(t testing.TB, browser string) context.Context {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(browser), chromedp.NoSandbox,
 		chromedp.Flag("disable-gpu", true), chromedp.Flag("disable-quic", true), chromedp.UserDataDir(t.TempDir()),
@@ -115,6 +115,13 @@ func TestAdminWalksTheDashboardInABrowser(t *testing.T) {
 		chromedp.Click(xp(`//a[normalize-space()="Sign in with GitHub to accept"]`)),
 		chromedp.WaitVisible(css("#manage")),
 		chromedp.WaitVisible(xp(`//span[@id="org-name"][normalize-space()="Acme"]`)))
+
+	// The live feed got its ticket with the session at the first try (the CSRF token came with
+	// the sign-in's GET /me: a POST before it is refused and retried only after a backoff).
+	step("the feed live", chromedp.WaitVisible(xp(`//span[@id="conn-status"][@data-state="live"]`)))
+	if n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`performance.getEntriesByType('resource').filter((r) => r.name.includes('/api/v1/ws-tickets')).length`)); err != nil || n != 1 {
+		t.Errorf("the feed asked for %d tickets (%v), want 1", n, err)
+	}
 
 	// 2. A signup with two slots.
 	row := `//li[contains(@class,"signup-row")][.//button[normalize-space()="` + title + `"]]`

@@ -54,7 +54,7 @@ type node struct {
 	exited chan error
 }
 
-func startServe(t *testing.T, env ...string) *node {
+func startServe(t testing.TB, env ...string) *node {
 	t.Helper()
 	cmd := exec.Command(binary, "serve")
 	cmd.Env = append(os.Environ(), append([]string{"VOLUNTREE_ADDR=127.0.0.1:0", "VOLUNTREE_NODE=e2e"}, env...)...)
@@ -108,7 +108,7 @@ func (n *node) log() string {
 }
 
 // stop sends SIGTERM and waits for a clean exit.
-func (n *node) stop(t *testing.T) {
+func (n *node) stop(t testing.TB) {
 	t.Helper()
 	n.cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -253,7 +253,7 @@ func TestServeEmbeddedRedis(t *testing.T) {
 	}
 }
 
-func runCLI(t *testing.T, stdin string, args ...string) (int, string, string) {
+func runCLI(t testing.TB, stdin string, args ...string) (int, string, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -372,7 +372,7 @@ func TestCLIUsageErrors(t *testing.T) {
 
 // requireChromium returns Debian's chromium, failing under CI=true and skipping elsewhere when
 // it is missing.
-func requireChromium(t *testing.T) string {
+func requireChromium(t testing.TB) string {
 	t.Helper()
 	browser, err := exec.LookPath("chromium")
 	if err != nil {

@@ -315,7 +315,7 @@ func TestDemoChatFillsTheDashboard(t *testing.T) {
 	cc.send(map[string]string{"payload": optionPayload(t, slots, 0), "id": "d4"})
 	cc.await("You're booked")
 	dom := renderedDOM(t, browser, n.base+"/#token="+token)
-	if !bytes.Contains(dom, []byte("Newcomer booked slot sl_morning: 1 of 12 filled")) {
+	if !bytes.Contains(dom, []byte("Newcomer booked Litter picking: 1 of 12 filled")) {
 		t.Errorf("the dashboard does not show the booking:\n%s", grepDOM(dom, "activity"))
 	}
 	n.stop(t)

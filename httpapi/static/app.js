@@ -26,6 +26,13 @@
 
   // ---------------------------------------------------------------- helpers
 
+  // mark records a moment of the page's start-up once (performance marks: what a load test or
+  // a browser's performance panel reads as "interactive").
+  function mark(name) {
+    try { if (performance.getEntriesByName(name).length === 0) performance.mark(name); } catch (e) { /* no User Timing */ }
+  }
+  window.voluntreeMark = mark;
+
   // Event ids are Redis stream ids "<ms>-<seq>"; compare them numerically.
   function parseId(id) {
     const m = /^(\d+)-(\d+)$/.exec(id);
@@ -280,6 +287,7 @@
   }
 
   function onReady(f) {
+    mark('voluntree:feed-live');
     feed.attempt = 0;
     if (typeof f.last_id === 'string' && f.last_id && cmpId(f.last_id, feed.lastId) > 0) feed.lastId = f.last_id;
     feed.history = false;
@@ -874,13 +882,16 @@
     setStatus('#outbox-status', '', '');
   }
 
-  function useToken(token) {
+  // useToken signs this tab in with a token (or SESSION); me is GET /me's answer when the
+  // caller has it already.
+  function useToken(token, me) {
     resetOrgData();
     org.token = token;
+    if (token === SESSION && me) org.csrf = typeof me.csrf_token === 'string' ? me.csrf_token : '';
     if (token !== SESSION) storeToken(token);
     clearFieldError($('#token-input'), $('#token-error'));
     renderOrg();
-    loadOrg();
+    loadOrg(me);
     restartFeed();
   }
 
@@ -921,11 +932,11 @@
 
   // ---- loading
 
-  async function loadOrg() {
+  async function loadOrg(known) {
     $('#org-retry').hidden = true;
     setStatus('#org-status', 'Loading the organization…', '');
     try {
-      org.me = (await api('GET', '/me')).data;
+      org.me = known || (await api('GET', '/me')).data;
       if (org.token === SESSION) org.csrf = typeof org.me.csrf_token === 'string' ? org.me.csrf_token : '';
     } catch (err) {
       if (ignorable(err)) return;
@@ -941,6 +952,7 @@
     if (f.email) jobs.push(loadEmail());
     if (f.outbox) jobs.push(loadOutbox());
     await Promise.all(jobs);
+    mark('voluntree:org-loaded');
   }
 
   async function loadEmail() {
@@ -1350,7 +1362,7 @@
       }
       $('#token-input').focus();
     });
-    $('#org-retry').addEventListener('click', loadOrg);
+    $('#org-retry').addEventListener('click', () => loadOrg());
     $('#email-form').addEventListener('submit', sendCode);
     $('#email-input').addEventListener('input', () => { org.emailDirty = true; });
     $('#code-form').addEventListener('submit', verifyCode);
@@ -1403,7 +1415,11 @@
       r = await fetch('/api/v1/me', { headers: { Accept: 'application/json' }, cache: 'no-store', credentials: 'same-origin' });
     } catch (err) { return; }
     if (!r.ok || org.token) return; // not signed in, or a token was entered meanwhile
-    useToken(SESSION);
+    let me = null;
+    try { me = await r.json(); } catch (err) { me = null; }
+    if (org.token) return;
+    // The answer carries the session's CSRF token: the feed's ticket (a POST) needs it at once.
+    useToken(SESSION, me && typeof me === 'object' ? me : null);
   }
 
   // ---------------------------------------------------------------- classifier playground

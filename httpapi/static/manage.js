@@ -78,6 +78,7 @@
       const total = Number(data.total) || st.signups.length;
       $('#signups-count').textContent = total === 1 ? '1 signup' : total + ' signups';
       renderSignups();
+      if (window.voluntreeMark) window.voluntreeMark('voluntree:signups-listed');
     } catch (err) {
       if (gen === st.gen) status('Could not load the signups: ' + message(err), 'error');
     }
