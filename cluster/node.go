@@ -39,7 +39,8 @@ const (
 // Config configures a cluster member.
 type Config struct {
 	Name           string        // cluster name
-	Host           string        // address other members reach this one at
+	Host           string        // address the remoting listens on (and is reached at, without Advertise)
+	Advertise      string        // host[:port] other members reach this one at (containers: the service name); "" : Host
 	Port           int           // remoting (gRPC) port; 0 picks a free one
 	HealthPort     int           // the automanaged provider's HTTP port; 0 picks a free one
 	Peers          []string      // host:healthport of every member; empty: this member alone
@@ -146,7 +147,15 @@ func Start(ctx context.Context, system *actor.ActorSystem, cfg Config) (node *No
 		grainpb.NewPostKind(func() grainpb.Post { return &postGrain{deps: deps} }, cfg.GrainIdle, supervision),
 	}
 	provider := automanaged.NewWithConfig(cfg.Refresh, cfg.HealthPort, peers...)
-	remoteCfg := remote.Configure(cfg.Host, cfg.Port)
+	var remoteOpts []remote.ConfigOption
+	if cfg.Advertise != "" {
+		adv := cfg.Advertise
+		if _, _, err := net.SplitHostPort(adv); err != nil {
+			adv = net.JoinHostPort(adv, strconv.Itoa(cfg.Port))
+		}
+		remoteOpts = append(remoteOpts, remote.WithAdvertisedHost(adv))
+	}
+	remoteCfg := remote.Configure(cfg.Host, cfg.Port, remoteOpts...)
 	ccfg := protocluster.Configure(cfg.Name, provider, disthash.New(), remoteCfg,
 		protocluster.WithKinds(kinds...), protocluster.WithRequestTimeout(cfg.RequestTimeout))
 	c := protocluster.New(system, ccfg)

@@ -121,7 +121,7 @@ func (n *node) stop(t testing.TB) {
 	}
 }
 
-func (n *node) get(t *testing.T, path string) (int, []byte) {
+func (n *node) get(t testing.TB, path string) (int, []byte) {
 	t.Helper()
 	resp, err := http.Get(n.base + path)
 	if err != nil {

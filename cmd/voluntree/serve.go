@@ -192,6 +192,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.VerifyToken, "fb-verify-token", envOr("VOLUNTREE_FB_VERIFY_TOKEN", ""), "token of the webhook subscription handshake (env VOLUNTREE_FB_VERIFY_TOKEN)")
 	fs.StringVar(&c.Demo, "demo", envOr("VOLUNTREE_DEMO", "auto"), "demo channel: on, off, or auto (on with the embedded redis) (env VOLUNTREE_DEMO)")
 	fs.StringVar(&c.Cluster.Host, "cluster-host", envOr("VOLUNTREE_CLUSTER_HOST", cluster.DefaultHost), "address other cluster members reach this node at (env VOLUNTREE_CLUSTER_HOST)")
+	fs.StringVar(&c.Cluster.Advertise, "cluster-advertise", envOr("VOLUNTREE_CLUSTER_ADVERTISE", ""), "host[:port] other members reach this node at, when not -cluster-host (containers: the service name) (env VOLUNTREE_CLUSTER_ADVERTISE)")
 	fs.IntVar(&c.Cluster.Port, "cluster-port", env.int("VOLUNTREE_CLUSTER_PORT", 0), "cluster remoting port; 0 picks a free one (env VOLUNTREE_CLUSTER_PORT)")
 	fs.IntVar(&c.Cluster.HealthPort, "cluster-health-port", env.int("VOLUNTREE_CLUSTER_HEALTH_PORT", 0), "cluster membership (automanaged) port; 0 picks a free one (env VOLUNTREE_CLUSTER_HEALTH_PORT)")
 	fs.StringVar(&c.Peers, "cluster-peers", envOr("VOLUNTREE_CLUSTER_PEERS", ""), "comma-separated host:health-port of every member; empty: a one-node cluster (env VOLUNTREE_CLUSTER_PEERS)")
@@ -466,6 +467,9 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "voluntree_cluster_members",
+		Help: "Members of the cluster this node sees (its own membership view)."},
+		func() float64 { return float64(len(node.Members())) }))
 	stopActors = func() { // leaving the cluster shuts the actor system down too
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
