@@ -221,7 +221,10 @@ type Volunteer struct {
 	SlotID         string    `json:"slot_id,omitempty"`
 	Handoff        bool      `json:"handoff"`
 	JoinedAt       time.Time `json:"joined_at"`
-	UpdatedAt      time.Time `json:"updated_at"` // of this view: a reader keeps the newest per conversation
+	UpdatedAt      time.Time `json:"updated_at"`
+	// Version grows with every change of the conversation: of two views of one conversation,
+	// a reader keeps the one with the higher version (events may arrive out of order).
+	Version int64 `json:"version"`
 }
 
 // PostEvent is the event announcing a post's current status.

@@ -22,7 +22,7 @@ type SubscribeOptions struct {
 	// events for the others. None: interests only (message events are for feeds that ask).
 	Intents []voluntree.Intent
 	Since   string // replay every event after this id first
-	Tail    int    // or replay the last Tail events first (ignored when Since is set)
+	Tail    int    // or replay from the Tail-th last message the feed shows (ignored when Since is set)
 }
 
 // Drop reasons of a Subscription.
@@ -91,20 +91,24 @@ func (h *EventHub) Subscribe(ctx context.Context, opts SubscribeOptions) (*Subsc
 	return sub, nil
 }
 
-// Wants reports whether an event passes the options' filters: its post, and for the events
-// of a message (interest, message) its intent. Other events (posts, bookings, notices,
-// volunteers) are the organization's and pass the intent filter.
+// Wants reports whether an event passes the options' filters, which are filters of messages:
+// an interest or message event must be of the post and (message events) of an intent asked
+// for. The organization's other events (posts' statuses, bookings, notices, volunteers) pass:
+// the dashboard's management views follow them whatever the feed shows.
 func (o SubscribeOptions) Wants(h redisstore.EventHeader) bool {
-	if o.PostID != "" && h.PostID != o.PostID {
-		return false
-	}
 	switch h.Type {
 	case voluntree.EventInterest:
-		return len(o.Intents) == 0 || slices.Contains(o.Intents, voluntree.IntentInterested)
+		return (o.PostID == "" || h.PostID == o.PostID) && (len(o.Intents) == 0 || slices.Contains(o.Intents, voluntree.IntentInterested))
 	case voluntree.EventMessage:
-		return slices.Contains(o.Intents, h.Intent)
+		return (o.PostID == "" || h.PostID == o.PostID) && slices.Contains(o.Intents, h.Intent)
 	}
 	return true
+}
+
+// tailMatch says which events a tail counts: the messages the feed shows (its other events
+// since the N-th last of those come along).
+func (o SubscribeOptions) tailMatch(h redisstore.EventHeader) bool {
+	return (h.Type == voluntree.EventInterest || h.Type == voluntree.EventMessage) && o.Wants(h)
 }
 
 // ValidateSubscribe checks options before a socket is upgraded.
@@ -217,7 +221,8 @@ func (a *connActor) Receive(ctx actor.Context) {
 
 // startReplay reads the organization's log after `after` in a goroutine (blocking I/O stays
 // out of Receive) and sends the pages back to this actor. The first replay of a socket starts
-// where its options say: after Since, before the last Tail events, or at the newest event.
+// where its options say: after Since, before the last Tail messages it shows, or at the newest
+// event.
 func (a *connActor) startReplay(ctx actor.Context, after string, first bool) {
 	if a.cancel != nil {
 		a.cancel()
@@ -246,7 +251,7 @@ func (a *connActor) startReplay(ctx actor.Context, after string, first bool) {
 		if first && after == "" {
 			err := read(func() (err error) {
 				if opts.Tail > 0 {
-					after, err = store.EventIDBeforeLast(rctx, opts.Org, opts.Tail)
+					after, err = store.EventIDBeforeLastMatching(rctx, opts.Org, opts.Tail, opts.tailMatch)
 				} else {
 					after, err = store.LastEventID(rctx, opts.Org)
 				}

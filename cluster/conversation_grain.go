@@ -114,6 +114,7 @@ func (g *conversationGrain) Handle(req *grainpb.ConversationRequest, _ protoclus
 			// conversation may have moved to another post since; the record of a message is
 			// deduplicated per post, so another answer would store it twice).
 			resp.PostIds[i] = attributed(m, next.RecentPostIds, j)
+			resp.Turns[i] = j < len(next.RecentTurns) && next.RecentTurns[j] // the same answer as the first time
 			resp.Names[i] = next.SenderName
 			continue
 		}
@@ -127,7 +128,7 @@ func (g *conversationGrain) Handle(req *grainpb.ConversationRequest, _ protoclus
 		if err != nil {
 			return nil, err // g.state unchanged: the redelivery applies the messages again
 		}
-		apply(next, m, resp.PostIds[i])
+		apply(next, m, resp.PostIds[i], resp.Turns[i])
 		resp.Names[i] = next.SenderName
 		if env.orgID != "" {
 			next.OrgId = env.orgID
@@ -265,13 +266,21 @@ func attributed(m *grainpb.Classified, posts []string, j int) string {
 	return ""
 }
 
-// apply records a new message, attributed to post: sender, counts, and its id among the recent
-// ones (the transition itself is step's).
-func apply(st *grainpb.ConversationState, m *grainpb.Classified, post string) {
+// apply records a new message, attributed to post (and a turn of the flow or not): sender,
+// counts, and its id among the recent ones (the transition itself is step's).
+func apply(st *grainpb.ConversationState, m *grainpb.Classified, post string, turn bool) {
+	// Older states have no recent_post_ids or recent_turns: pad so the lists stay parallel.
+	for len(st.RecentPostIds) < len(st.RecentIds) {
+		st.RecentPostIds = append(st.RecentPostIds, "")
+	}
+	for len(st.RecentTurns) < len(st.RecentIds) {
+		st.RecentTurns = append(st.RecentTurns, false)
+	}
+	st.RecentIds = append(st.RecentIds, m.Id)
+	st.RecentPostIds = append(st.RecentPostIds, post)
+	st.RecentTurns = append(st.RecentTurns, turn)
+	trimRecent(st)
 	if m.Kind == KindSystem {
-		st.RecentIds = append(st.RecentIds, m.Id)
-		st.RecentPostIds = append(st.RecentPostIds, post)
-		trimRecent(st)
 		return
 	}
 	// SenderId is whom messages go to: the Messenger PSID once the person wrote there (it may
@@ -288,19 +297,13 @@ func apply(st *grainpb.ConversationState, m *grainpb.Classified, post string) {
 	}
 	st.Messages++
 	st.Intents[m.Intent]++
-	// Older states have no recent_post_ids: pad so both lists stay parallel.
-	for len(st.RecentPostIds) < len(st.RecentIds) {
-		st.RecentPostIds = append(st.RecentPostIds, "")
-	}
-	st.RecentIds = append(st.RecentIds, m.Id)
-	st.RecentPostIds = append(st.RecentPostIds, post)
-	trimRecent(st)
 }
 
 func trimRecent(st *grainpb.ConversationState) {
 	if n := len(st.RecentIds); n > recentIDs {
 		st.RecentIds = slices.Delete(st.RecentIds, 0, n-recentIDs)
 		st.RecentPostIds = slices.Delete(st.RecentPostIds, 0, n-recentIDs)
+		st.RecentTurns = slices.Delete(st.RecentTurns, 0, n-recentIDs)
 	}
 }
 

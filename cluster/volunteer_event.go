@@ -15,8 +15,8 @@ import (
 // changes while it belongs to a signup appends a volunteer effect in the transaction that
 // saves the new state; the effects worker publishes it on the organization's live feed, where
 // the dashboard's volunteer list updates that row. The effect carries the view as JSON, with
-// its time: a list keeps the newest view of each conversation, whatever order redeliveries
-// arrive in.
+// its version (the effect's sequence number in the conversation): a list keeps the view of the
+// highest version of each conversation, whatever order redeliveries arrive in.
 
 // EffectVolunteer publishes a volunteer's new view (Effect.Text: a voluntree.Volunteer).
 const EffectVolunteer = "volunteer"
@@ -26,6 +26,7 @@ func volunteerView(id string, st *grainpb.ConversationState, at time.Time) volun
 	v := voluntree.Volunteer{
 		ConversationID: id, SignupID: st.SignupId, Name: st.SenderName, Channel: st.Channel, Stage: st.Stage,
 		Email: st.Email, EmailVerified: st.EmailVerified, SlotID: st.SlotId, Handoff: st.Handoff, UpdatedAt: at.UTC(),
+		Version: st.EffectSeq,
 	}
 	if st.FirstInterestUnixNano != 0 {
 		v.JoinedAt = time.Unix(0, st.FirstInterestUnixNano).UTC()
@@ -44,11 +45,12 @@ func volunteerEffect(id string, prev, next *grainpb.ConversationState, now time.
 		prev.Channel == next.Channel && prev.SenderName == next.SenderName {
 		return nil, nil
 	}
+	next.EffectSeq++ // the view's version: this effect's sequence
 	b, err := json.Marshal(volunteerView(id, next, now))
 	if err != nil {
+		next.EffectSeq--
 		return nil, fmt.Errorf("encode volunteer %s: %w", id, err)
 	}
-	next.EffectSeq++
 	return &grainpb.Effect{
 		Id: id + ":" + strconv.FormatInt(next.EffectSeq, 10), Kind: EffectVolunteer, ConversationId: id,
 		Channel: next.Channel, PageId: next.PageId, RecipientId: next.SenderId, OrgId: next.OrgId,
@@ -56,11 +58,22 @@ func volunteerEffect(id string, prev, next *grainpb.ConversationState, now time.
 	}, nil
 }
 
-// volunteer publishes a volunteer effect's view on its organization's live feed.
+// volunteer publishes a volunteer effect's view on its organization's live feed — when the
+// signup is that organization's (a page that moved to another organization keeps its old
+// conversations: the new one must not see them).
 func (x *Effects) volunteer(ctx context.Context, e *grainpb.Effect) (string, int, error) {
 	var v voluntree.Volunteer
 	if err := json.Unmarshal([]byte(e.Text), &v); err != nil || e.OrgId == "" {
 		return "failed", 0, nil // not one this node wrote: nothing to show
+	}
+	su, err := x.store.Signup(ctx, v.SignupID)
+	switch {
+	case voluntree.ErrorCode(err) == voluntree.ENOTFOUND:
+		return "dropped", 0, nil
+	case err != nil:
+		return "", 0, err
+	case su.OrgID != e.OrgId:
+		return "dropped", 0, nil
 	}
 	if _, err := x.store.AppendEvent(ctx, e.OrgId, voluntree.Event{Type: voluntree.EventVolunteer, Volunteer: &v}); err != nil {
 		return "", 0, err

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"encoding/json"
 	"testing"
 	"time"
@@ -26,6 +27,8 @@ func TestVolunteerEffect(t *testing.T) {
 		{"stage", func(s *grainpb.ConversationState) { s.Stage = StageBooked; s.SlotId = "am" }, true},
 		{"email verified", func(s *grainpb.ConversationState) { s.EmailVerified = true }, true},
 		{"handoff", func(s *grainpb.ConversationState) { s.Handoff = true }, true},
+		{"name", func(s *grainpb.ConversationState) { s.SenderName = "Ada L." }, true},
+		{"channel", func(s *grainpb.ConversationState) { s.Channel = ChannelWebChat }, true},
 		{"no signup", func(s *grainpb.ConversationState) { s.SignupId = ""; s.Stage = StageBooked }, false},
 		{"no organization", func(s *grainpb.ConversationState) { s.OrgId = ""; s.Stage = StageBooked }, false},
 	}
@@ -52,9 +55,52 @@ func TestVolunteerEffect(t *testing.T) {
 			}
 			if e.Kind != EffectVolunteer || e.Id != "p:s:5" || next.EffectSeq != 5 || e.OrgId != "acme" ||
 				v.ConversationID != "p:s" || v.SignupID != "su_1" || v.Stage != next.Stage || v.SlotID != next.SlotId ||
-				v.EmailVerified != next.EmailVerified || v.Handoff != next.Handoff || v.Name != "Ada" || !v.UpdatedAt.Equal(now) {
+				v.EmailVerified != next.EmailVerified || v.Handoff != next.Handoff || v.Name != next.SenderName || !v.UpdatedAt.Equal(now) ||
+				v.Version != 5 || v.Channel != next.Channel {
 				t.Fatalf("effect %+v with view %+v", e, v)
 			}
 		})
 	}
+}
+
+// TestRedeliveredTurnStaysATurn: a message that answered the bot is a turn of the
+// conversation; redelivered (the state saved, the record lost), it gets the same answer — a
+// turn again, not a new interest — and its name.
+func TestRedeliveredTurnStaysATurn(t *testing.T) {
+	e := requireEnv(t)
+	u := uid(t)
+	cfg := Config{Store: e.store, Metrics: e.metrics, StoreTimeout: time.Second}
+	cfg.setDefaults()
+	deps := newGrainDeps(cfg)
+	id := voluntree.ConversationID("page"+u, "s"+u)
+	g := &conversationGrain{deps: deps, id: id}
+	// A person the bot is waiting for (stage invited), then their "yes".
+	if err := e.store.SaveConversationEffects(context.Background(), id, "", mustMarshal(t, &grainpb.ConversationState{
+		PageId: "page" + u, SenderId: "s" + u, SenderName: "Ada", Stage: StageInvited, Channel: ChannelMessenger}), nil, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	yes := &grainpb.ConversationRequest{Messages: []*grainpb.Classified{{Id: "m1" + u, Kind: "message", PageId: "page" + u,
+		SenderId: "s" + u, Text: "yes", Intent: "interested"}}}
+	first, err := g.Handle(yes, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := (&conversationGrain{deps: deps, id: id}).Handle(yes, nil) // another activation: state from Redis
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []*grainpb.ConversationResponse{first, again} {
+		if len(r.Turns) != 1 || !r.Turns[0] || r.Names[0] != "Ada" {
+			t.Fatalf("answers %+v and %+v: want a turn of Ada's both times", first, again)
+		}
+	}
+}
+
+func mustMarshal(t *testing.T, m proto.Message) []byte {
+	t.Helper()
+	b, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

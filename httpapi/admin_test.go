@@ -725,13 +725,14 @@ func TestAdminPagesHideTheirToken(t *testing.T) {
 		{ID: "1001", OrgID: "org_a", Name: "Page 1001", AccessToken: "EAA-secret-1001", DisconnectedAt: &now, Error: "Error validating access token (code 190)"},
 		{ID: "1002", OrgID: "org_a", Name: "Page 1002", AccessToken: "EAA-secret-1002", TokenExpiresAt: now.Add(72 * time.Hour)},
 		{ID: "1003", OrgID: "org_a", Name: "Page 1003", AccessToken: "EAA-secret-1003", TokenExpiresAt: now.Add(60 * 24 * time.Hour)},
+		{ID: "1004", OrgID: "org_a", Name: "Page 1004", AccessToken: "EAA-secret-1004", TokenExpiresAt: now.Add(-time.Hour)},
 	} {
 		if err := e.store.SavePage(ctx, p); err != nil {
 			t.Fatal(err)
 		}
 	}
 	e.must(t, 200, token, "GET", "/api/v1/pages", nil, &l)
-	want := map[string]string{"1001": "disconnected", "1002": "expiring", "1003": "connected"}
+	want := map[string]string{"1001": "disconnected", "1002": "expiring", "1003": "connected", "1004": "expired"}
 	for _, it := range l.Items {
 		if it["status"] != want[it["id"].(string)] {
 			t.Errorf("page %v has status %v, want %s", it["id"], it["status"], want[it["id"].(string)])
@@ -740,7 +741,7 @@ func TestAdminPagesHideTheirToken(t *testing.T) {
 			t.Errorf("disconnected page %v", it)
 		}
 	}
-	if len(l.Items) != 3 {
+	if len(l.Items) != 4 {
 		t.Fatalf("pages %v", l.Items)
 	}
 }

@@ -59,8 +59,9 @@ type pageView struct {
 	TokenExpiresAt   time.Time `json:"token_expires_at,omitzero"`
 	SubscribedFields []string  `json:"subscribed_fields,omitempty"`
 	ConnectedAt      time.Time `json:"connected_at"`
-	// Status is "connected", "expiring" (its token expires within a week) or "disconnected"
-	// (Graph refused its token: messages wait until it is connected again; Error says why).
+	// Status is "connected", "expiring" (its token expires within a week), "expired" or
+	// "disconnected" (Graph refused its token: messages wait until it is connected again;
+	// Error says why).
 	Status         string     `json:"status"`
 	DisconnectedAt *time.Time `json:"disconnected_at,omitempty"`
 	Error          string     `json:"error,omitempty"`
@@ -71,6 +72,8 @@ func pageStatus(p voluntree.Page, now time.Time) string {
 	switch {
 	case p.DisconnectedAt != nil:
 		return "disconnected"
+	case !p.TokenExpiresAt.IsZero() && !p.TokenExpiresAt.After(now):
+		return "expired"
 	case !p.TokenExpiresAt.IsZero() && p.TokenExpiresAt.Before(now.Add(7*24*time.Hour)):
 		return "expiring"
 	}
@@ -89,7 +92,7 @@ func (s *Server) listPages(c *fiber.Ctx) error {
 	items := make([]pageView, len(pg.Items))
 	for i, p := range pg.Items {
 		items[i] = pageView{ID: p.ID, Name: p.Name, TokenExpiresAt: p.TokenExpiresAt, SubscribedFields: p.SubscribedFields,
-			ConnectedAt: p.ConnectedAt, Status: pageStatus(p, time.Now()), DisconnectedAt: p.DisconnectedAt, Error: p.Error}
+			ConnectedAt: p.ConnectedAt, Status: pageStatus(p, s.now()), DisconnectedAt: p.DisconnectedAt, Error: p.Error}
 	}
 	return c.JSON(listOf(items, pg.Total, limit, offset))
 }

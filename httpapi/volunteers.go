@@ -27,6 +27,7 @@ func volunteerOf(p redisstore.SignupPerson) voluntree.Volunteer {
 	if p.State != nil && proto.Unmarshal(p.State, st) == nil {
 		v.SignupID, v.Name, v.Channel, v.Stage = st.SignupId, st.SenderName, st.Channel, st.Stage
 		v.Email, v.EmailVerified, v.SlotID, v.Handoff = st.Email, st.EmailVerified, st.SlotId, st.Handoff
+		v.Version = st.EffectSeq
 		if st.UpdatedAtUnixNano != 0 {
 			v.UpdatedAt = time.Unix(0, st.UpdatedAtUnixNano).UTC()
 		}

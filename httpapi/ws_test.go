@@ -349,6 +349,10 @@ func TestWSIntentFilter(t *testing.T) {
 			t.Fatalf("?intent=question got %+v", f)
 		}
 	}
+	// Nothing else reached the questions' feed (not the last interest): its next frame is the
+	// next question.
+	nextMix := recordMix(t, e, "P")
+	expectFrames(t, questions, nextMix[voluntree.IntentQuestion])
 	frames := expectFrames(t, all, wantAll)
 	counts := map[string]int{}
 	for _, f := range frames {
@@ -365,9 +369,42 @@ func TestWSIntentFilter(t *testing.T) {
 			wantR = append(wantR, id)
 		}
 	}
+	wantR = append(append(wantR, nextMix[voluntree.IntentQuestion]...), nextMix[voluntree.IntentDonate]...)
+	slices.SortFunc(wantR, redisstore.CompareIDs)
 	expectFrames(t, r, wantR)
-	if f := expectReady(t, r); *f.Replayed != len(wantAll) {
-		t.Fatalf("ready %+v: replayed %d events (filtered ones count as read)", f, len(wantAll))
+	if f := expectReady(t, r); *f.Replayed != len(wantAll)+5 {
+		t.Fatalf("ready frame replayed %d, want %d (the filtered events count as read)", *f.Replayed, len(wantAll)+5)
+	}
+}
+
+// TestWSTailCountsTheFeedsMessages: ?tail=N replays from the N-th last message the feed shows,
+// however many events of other intents came after it.
+func TestWSTailCountsTheFeedsMessages(t *testing.T) {
+	e := wsEnv(t, 0, redisstore.Config{})
+	older := record(t, e, "P", 1)
+	last2 := record(t, e, "P", 2)
+	qs := make([]voluntree.Interest, 60) // questions crowd the log's tail
+	for i := range qs {
+		qs[i] = newInterest("P", "when does it start?")
+		qs[i].Intent = voluntree.IntentQuestion
+	}
+	if _, err := e.store.Record(context.Background(), testWSOrg, "P", qs); err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, e, url.Values{"tail": {"2"}})
+	var got []string
+	for {
+		f := readFrame(t, c)
+		if f.Type == "ready" {
+			break
+		}
+		if f.Type != string(voluntree.EventInterest) {
+			t.Fatalf("a feed of signups got %+v", f)
+		}
+		got = append(got, f.ID)
+	}
+	if !slices.Equal(got, last2) || slices.Contains(got, older[0]) {
+		t.Fatalf("tail=2 replayed the interests %q of P, want %q", got, last2)
 	}
 }
 

@@ -122,18 +122,46 @@ func (s *Store) OrgOfChannel(channel string) (string, bool) {
 	return s.keys.OrgOfEventsChannel(channel)
 }
 
-// EventIDBeforeLast returns the id just before org's last n events: replaying after it yields
-// those n events. It returns "" when the log holds n events or fewer.
-func (s *Store) EventIDBeforeLast(ctx context.Context, org string, n int) (string, error) {
-	res, err := s.rdb.XRevRangeN(ctx, s.keys.OrgEvents(org), "+", "-", int64(n)+1).Result()
-	if err != nil {
-		return "", fmt.Errorf("redisstore: tail events: %w", err)
+// TailScanLimit bounds how many of an organization's newest events EventIDBeforeLastMatching
+// reads looking for matches: a feed whose filter matches little starts from there.
+const TailScanLimit = 10_000
+
+// EventIDBeforeLastMatching returns the id just before the n-th newest event of org's log that
+// match accepts: replaying after it yields those n events (and the others in between). It
+// returns "" when the log holds fewer (replay it all), and starts at the TailScanLimit-th newest
+// event when that many were read without finding n.
+func (s *Store) EventIDBeforeLastMatching(ctx context.Context, org string, n int, match func(EventHeader) bool) (string, error) {
+	if n <= 0 {
+		return s.LastEventID(ctx, org)
 	}
-	if len(res) <= n {
-		return "", nil
+	key := s.keys.OrgEvents(org)
+	const page = 500
+	end, found, scanned := "+", 0, 0
+	for {
+		res, err := s.rdb.XRevRangeN(ctx, key, end, "-", page).Result()
+		if err != nil {
+			return "", fmt.Errorf("redisstore: tail events: %w", err)
+		}
+		for i, x := range res {
+			if found >= n || scanned >= TailScanLimit {
+				return x.ID, nil // the one just before the last match (or the scanned window)
+			}
+			scanned++
+			data, _ := x.Values["data"].(string)
+			h, err := DecodeEventHeader(`{"id":"` + x.ID + `",` + strings.TrimPrefix(data, "{"))
+			if err == nil && match(h) {
+				found++
+			}
+			if i == len(res)-1 && len(res) == page {
+				end = "(" + x.ID
+			}
+		}
+		if len(res) < page {
+			return "", nil // the whole log
+		}
 	}
-	return res[n].ID, nil
 }
+
 
 // EventHeader is what routing an event needs: its id, type, post and (message events) intent.
 type EventHeader struct {

@@ -265,6 +265,7 @@ func TestEventsAfter(t *testing.T) {
 	ctx := testCtx(t)
 	st, _ := newStore(t, redisstore.Config{})
 
+	anyEvent := func(redisstore.EventHeader) bool { return true }
 	// Empty log.
 	if id, err := st.LastEventID(ctx, testOrg); err != nil || id != "" {
 		t.Fatalf("LastEventID of an empty log = %q, %v", id, err)
@@ -275,7 +276,7 @@ func TestEventsAfter(t *testing.T) {
 	if r, err := st.EventsAfter(ctx, testOrg, "1-0", 10); err != nil || len(r.Events) != 0 || r.Gap {
 		t.Fatalf("EventsAfter(1-0) of an empty log = %+v, %v", r, err)
 	}
-	if id, err := st.EventIDBeforeLast(ctx, testOrg, 2); err != nil || id != "" {
+	if id, err := st.EventIDBeforeLastMatching(ctx, testOrg, 2, anyEvent); err != nil || id != "" {
 		t.Fatalf("EventIDBeforeLast of an empty log = %q, %v", id, err)
 	}
 
@@ -303,7 +304,7 @@ func TestEventsAfter(t *testing.T) {
 		t.Fatalf("EventsAfter(\"\", 2) = %q, %v; want %q", eventIDs(r.Events), err, ids[:2])
 	}
 
-	before, err := st.EventIDBeforeLast(ctx, testOrg, 2)
+	before, err := st.EventIDBeforeLastMatching(ctx, testOrg, 2, anyEvent)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +316,7 @@ func TestEventsAfter(t *testing.T) {
 		t.Fatalf("EventsAfter(before last 2) = %q, %v; want %q", eventIDs(r.Events), err, ids[3:])
 	}
 	for _, n := range []int{5, 6} { // the log holds n events or fewer
-		if id, err := st.EventIDBeforeLast(ctx, testOrg, n); err != nil || id != "" {
+		if id, err := st.EventIDBeforeLastMatching(ctx, testOrg, n, anyEvent); err != nil || id != "" {
 			t.Fatalf("EventIDBeforeLast(%d) = %q, %v; want \"\"", n, id, err)
 		}
 	}
@@ -399,5 +400,35 @@ func TestEventsAfterGapAfterDelete(t *testing.T) {
 		if !equalStrings(eventIDs(r.Events), c.want) || r.Gap != c.gap {
 			t.Errorf("EventsAfter(%s) = %q gap %v, want %q gap %v", c.after, eventIDs(r.Events), r.Gap, c.want, c.gap)
 		}
+	}
+}
+
+// TestTailCountsMatchingEvents: a tail counts the events its filter accepts — the last 2
+// interests of a log where questions came after them start before the older of the two.
+func TestTailCountsMatchingEvents(t *testing.T) {
+	t.Parallel()
+	st, _ := newStore(t, redisstore.Config{})
+	ctx := testCtx(t)
+	var ids []string
+	for i, in := range []voluntree.Intent{"interested", "question", "interested", "question", "interested", "question", "question", "donate"} {
+		x := interest(fmt.Sprintf("tm%d", i), i+1)
+		x.Intent = in
+		rec, err := st.Record(ctx, testOrg, "111_222", []voluntree.Interest{x})
+		if err != nil || rec[0].EventID == "" {
+			t.Fatalf("record %d: %+v, %v", i, rec, err)
+		}
+		ids = append(ids, rec[0].EventID)
+	}
+	interests := func(h redisstore.EventHeader) bool { return h.Type == voluntree.EventInterest }
+	before, err := st.EventIDBeforeLastMatching(ctx, testOrg, 2, interests)
+	if err != nil || before != ids[1] {
+		t.Fatalf("before the last 2 interests = %q, %v; want %q (the question before the 2nd interest)", before, err, ids[1])
+	}
+	if before, err := st.EventIDBeforeLastMatching(ctx, testOrg, 3, interests); err != nil || before != "" {
+		t.Fatalf("before the last 3 interests = %q, %v; want the whole log", before, err)
+	}
+	donate := func(h redisstore.EventHeader) bool { return h.Intent == voluntree.IntentDonate }
+	if before, err := st.EventIDBeforeLastMatching(ctx, testOrg, 1, donate); err != nil || before != ids[6] {
+		t.Fatalf("before the last donation = %q, %v; want %q", before, err, ids[6])
 	}
 }

@@ -447,6 +447,7 @@ type ConversationState struct {
 	OrgId                 string   `protobuf:"bytes,29,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`                               // the organization the conversation is with (once known)
 	ChangingFrom          string   `protobuf:"bytes,30,opt,name=changing_from,json=changingFrom,proto3" json:"changing_from,omitempty"`          // a booked person picking another slot keeps this one meanwhile
 	CodeSendsTotal        int32    `protobuf:"varint,31,opt,name=code_sends_total,json=codeSendsTotal,proto3" json:"code_sends_total,omitempty"` // codes sent in this conversation, whatever the address
+	RecentTurns           []bool   `protobuf:"varint,32,rep,packed,name=recent_turns,json=recentTurns,proto3" json:"recent_turns,omitempty"`     // whether each of recent_ids was a turn of the flow (same order)
 	unknownFields         protoimpl.UnknownFields
 	sizeCache             protoimpl.SizeCache
 }
@@ -689,6 +690,13 @@ func (x *ConversationState) GetCodeSendsTotal() int32 {
 		return x.CodeSendsTotal
 	}
 	return 0
+}
+
+func (x *ConversationState) GetRecentTurns() []bool {
+	if x != nil {
+		return x.RecentTurns
+	}
+	return nil
 }
 
 // A button or quick reply offered with a message: its title, and the payload a tap sends.
@@ -1149,7 +1157,7 @@ const file_grains_proto_rawDesc = "" +
 	"\acounted\x18\x02 \x01(\x05R\acounted\x12\x1e\n" +
 	"\n" +
 	"duplicates\x18\x03 \x01(\x05R\n" +
-	"duplicates\"\xe1\b\n" +
+	"duplicates\"\x84\t\n" +
 	"\x11ConversationState\x12\x17\n" +
 	"\apage_id\x18\x01 \x01(\tR\x06pageId\x12\x1b\n" +
 	"\tsender_id\x18\x02 \x01(\tR\bsenderId\x12\x1f\n" +
@@ -1186,7 +1194,8 @@ const file_grains_proto_rawDesc = "" +
 	"\aoptions\x18\x1c \x03(\tR\aoptions\x12\x15\n" +
 	"\x06org_id\x18\x1d \x01(\tR\x05orgId\x12#\n" +
 	"\rchanging_from\x18\x1e \x01(\tR\fchangingFrom\x12(\n" +
-	"\x10code_sends_total\x18\x1f \x01(\x05R\x0ecodeSendsTotal\x1a:\n" +
+	"\x10code_sends_total\x18\x1f \x01(\x05R\x0ecodeSendsTotal\x12!\n" +
+	"\frecent_turns\x18  \x03(\bR\vrecentTurns\x1a:\n" +
 	"\fIntentsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01J\x04\b\x1b\x10\x1c\"8\n" +

@@ -182,7 +182,7 @@ func TestMessengerConversationToBookedSlot(t *testing.T) {
 		var last *voluntree.Volunteer
 		for _, ev := range r.Events {
 			if ev.Type == voluntree.EventVolunteer && ev.Volunteer != nil && ev.Volunteer.ConversationID == e.page+":ada-on-comments" {
-				if last == nil || ev.Volunteer.UpdatedAt.After(last.UpdatedAt) {
+				if last == nil || ev.Volunteer.Version > last.Version {
 					last = ev.Volunteer
 				}
 				stages = append(stages, ev.Volunteer.Stage)

@@ -453,7 +453,11 @@
     head.append(el('span', 'name', it.sender_name ? String(it.sender_name) : 'Anonymous'));
     const intent = ev.type === 'message' ? String(ev.intent || it.intent || '') : 'interested';
     li.dataset.intent = intent;
-    if (feed.intent) head.append(el('span', 'intent intent-' + intent.replace(/[^a-z]/gi, ''), INTENT_LABELS[intent] || intent));
+    if (feed.intent) {
+      // An answer to the bot within a conversation is a reply, whatever its intent.
+      const label = it.turn ? 'reply' : (INTENT_LABELS[intent] || intent);
+      head.append(el('span', 'intent intent-' + (it.turn ? 'reply' : intent.replace(/[^a-z]/gi, '')), label));
+    }
     if (it.kind) {
       const kind = String(it.kind);
       const badge = el('span', 'kind kind-' + kind.replace(/[^a-z]/gi, ''), KIND_LABELS[kind] || kind);
@@ -1118,7 +1122,7 @@
     const li = el('li');
     li.dataset.pageId = String(p.id || '');
     li.append(el('span', 'page-name', String(p.name || 'Unnamed page')));
-    const state = { connected: 'connected', expiring: 'token expiring', disconnected: 'disconnected' }[p.status];
+    const state = { connected: 'connected', expiring: 'token expiring', expired: 'token expired', disconnected: 'disconnected' }[p.status];
     if (state) {
       const badge = el('span', 'page-state page-' + String(p.status), state);
       li.dataset.status = String(p.status);
@@ -1127,6 +1131,8 @@
     if (p.status === 'disconnected') {
       li.append(el('p', 'form-error small', 'Facebook refused this page\'s token' + (p.error ? ' (' + String(p.error) + ')' : '') +
         ': its messages wait. Connect the page again to send them.'));
+    } else if (p.status === 'expired') {
+      li.append(el('p', 'form-error small', 'Its token has expired: connect the page again.'));
     } else if (p.status === 'expiring') {
       li.append(el('p', 'muted small', 'Its token expires soon: connect the page again to renew it.'));
     }

@@ -23,6 +23,7 @@
     selected: '',    // the signup whose volunteers are shown
     posts: null,     // GET /posts items, kept up to date by the feed's post events
     gen: 0,          // bumped at every sign-in change: stale answers are dropped
+    signupsSeq: 0,   // GET /signups requests made
   };
 
   const can = (role) => (RANK[st.role] || 0) >= RANK[role];
@@ -70,10 +71,10 @@
   // ---------------------------------------------------------------- signups
 
   async function loadSignups() {
-    const gen = st.gen;
+    const gen = st.gen, seq = ++st.signupsSeq; // an older answer never replaces a newer one
     try {
       const { data } = await api('GET', '/signups?limit=200');
-      if (gen !== st.gen) return;
+      if (gen !== st.gen || seq !== st.signupsSeq) return;
       st.signups = Array.isArray(data.items) ? data.items : [];
       const total = Number(data.total) || st.signups.length;
       $('#signups-count').textContent = total === 1 ? '1 signup' : total + ' signups';
@@ -104,6 +105,7 @@
       lab = el('button', 'fill-label link-button', label);
       lab.type = 'button';
       lab.title = 'Show the volunteers of this slot';
+      lab.setAttribute('aria-label', label + ', show its volunteers');
       lab.addEventListener('click', onPick);
     }
     wrap.append(lab, bar);
@@ -226,7 +228,7 @@
 
   // The volunteers of the selected signup (and slot): rows by conversation, kept up to date by
   // the feed's volunteer events (the newest view of each conversation wins).
-  const vol = { rows: new Map(), slot: '', su: null };
+  const vol = { rows: new Map(), slot: '', su: null, total: 0 };
 
   function volunteerRow(v) {
     const slots = new Map(((vol.su && vol.su.slots) || []).map((s) => [s.id, s]));
@@ -257,8 +259,9 @@
       body.append(tr);
     }
     for (const v of items) body.append(volunteerRow(v));
-    const n = items.length;
-    $('#volunteers-count').textContent = (n === 1 ? '1 volunteer' : n + ' volunteers') + (vol.slot ? ' in this slot' : '');
+    const n = Math.max(items.length, vol.total);
+    $('#volunteers-count').textContent = (n === 1 ? '1 volunteer' : n + ' volunteers') + (vol.slot ? ' in this slot' : '') +
+      (items.length < n ? ', the first ' + items.length + ' shown (the CSV has them all)' : '');
   }
 
   async function showVolunteers(su, slot) {
@@ -266,6 +269,7 @@
     vol.su = su;
     vol.slot = slot || '';
     vol.rows = new Map();
+    vol.total = 0;
     const gen = st.gen;
     const sec = $('#volunteers');
     const sl = (su.slots || []).find((s) => s.id === vol.slot);
@@ -282,8 +286,9 @@
       if (gen !== st.gen || st.selected !== String(su.id) || vol.slot !== (slot || '')) return;
       for (const v of Array.isArray(data.items) ? data.items : []) {
         const old = vol.rows.get(v.conversation_id); // a live event may have come first
-        if (!old || !(Date.parse(old.updated_at) > Date.parse(v.updated_at || 0))) vol.rows.set(v.conversation_id, v);
+        if (!old || !(Number(old.version) > Number(v.version))) vol.rows.set(v.conversation_id, v);
       }
+      vol.total = Number(data.total) || 0;
       renderVolunteers();
     } catch (err) {
       if (gen === st.gen) status('Could not load the volunteers: ' + message(err), 'error');
@@ -297,7 +302,8 @@
     if (!v || typeof v.conversation_id !== 'string' || typeof v.signup_id !== 'string') return;
     if (st.selected === v.signup_id && !$('#volunteers').hidden) {
       const old = vol.rows.get(v.conversation_id);
-      if (!old || !(Date.parse(old.updated_at) > Date.parse(v.updated_at))) {
+      if (!old || !(Number(old.version) > Number(v.version))) { // the higher version is the newer view
+        if (!old && (!vol.slot || v.slot_id === vol.slot)) vol.total++;
         vol.rows.set(v.conversation_id, Object.assign({}, old || {}, v));
         renderVolunteers();
       }
