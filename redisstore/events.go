@@ -162,7 +162,6 @@ func (s *Store) EventIDBeforeLastMatching(ctx context.Context, org string, n int
 	}
 }
 
-
 // EventHeader is what routing an event needs: its id, type, post and (message events) intent.
 type EventHeader struct {
 	ID     string              `json:"id"`
