@@ -234,6 +234,7 @@
     const slots = new Map(((vol.su && vol.su.slots) || []).map((s) => [s.id, s]));
     const slot = slots.get(v.slot_id);
     const tr = el('tr');
+    tr.setAttribute('role', 'row'); // explicit: a phone shows the rows as cards (CSS display drops table semantics)
     tr.dataset.conversation = String(v.conversation_id || '');
     const cells = [['Name', String(v.name || '—')], ['Channel', String(v.channel || '')],
       ['Stage', String(v.stage || '') + (v.handoff ? ' (waiting for the team)' : '')],
@@ -241,6 +242,7 @@
       ['Slot', slot ? String(slot.title || slot.date + ' ' + slot.start) : '']];
     for (const [label, text] of cells) {
       const td = el('td', null, text);
+      td.setAttribute('role', 'cell');
       td.dataset.label = label;
       tr.append(td);
     }
