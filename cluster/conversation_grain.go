@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -48,6 +49,9 @@ type conversationGrain struct {
 	deps  *grainDeps
 	id    string
 	state *grainpb.ConversationState // nil until loaded
+	// version is the stored state's version when it was read: a save at another version was
+	// preceded by another activation's, and is refused (fencing).
+	version int64
 }
 
 var _ grainpb.Conversation = (*conversationGrain)(nil)
@@ -69,7 +73,7 @@ func (g *conversationGrain) ReceiveDefault(protocluster.GrainContext) {}
 func (g *conversationGrain) load() error {
 	ctx, cancel := g.deps.ctx()
 	defer cancel()
-	b, err := g.deps.store.LoadConversation(ctx, g.id)
+	b, version, err := g.deps.store.LoadConversationVersion(ctx, g.id)
 	if err != nil {
 		return err
 	}
@@ -85,7 +89,7 @@ func (g *conversationGrain) load() error {
 	if st.Intents == nil {
 		st.Intents = make(map[string]int64)
 	}
-	g.state = st
+	g.state, g.version = st, version
 	return nil
 }
 
@@ -164,9 +168,20 @@ func (g *conversationGrain) Handle(req *grainpb.ConversationRequest, _ protoclus
 		if g.state.UpdatedAtUnixNano == 0 {
 			from = "" // a conversation saved for the first time
 		}
-		if err := g.deps.store.SaveConversationEffects(ctx, g.id, next.SignupId, b, batch, from, to); err != nil {
+		version, err := g.deps.store.SaveConversationEffects(ctx, g.id, next.SignupId, g.version, b, batch, from, to)
+		if errors.Is(err, redisstore.ErrStaleConversation) {
+			// Another activation (this grain on another node, during a topology change) wrote
+			// since this one read: drop what this one holds; the messages are redelivered and
+			// applied to the stored state.
+			g.deps.metrics.StaleWrites.WithLabelValues("conversation").Inc()
+			g.deps.log.Warn("stale conversation state", "action", "save", "conversation", g.id, "error", err)
+			g.state = nil
+			return nil, err
+		}
+		if err != nil {
 			return nil, err // g.state unchanged: the redelivery applies the messages again
 		}
+		g.version = version
 		if next.Stage != g.state.Stage {
 			g.deps.metrics.StageEntered.WithLabelValues(next.Stage).Inc()
 		}

@@ -75,7 +75,7 @@ func TestRedeliveredTurnStaysATurn(t *testing.T) {
 	id := voluntree.ConversationID("page"+u, "s"+u)
 	g := &conversationGrain{deps: deps, id: id}
 	// A person the bot is waiting for (stage invited), then their "yes".
-	if err := e.store.SaveConversationEffects(context.Background(), id, "", mustMarshal(t, &grainpb.ConversationState{
+	if _, err := e.store.SaveConversationEffects(context.Background(), id, "", 0, mustMarshal(t, &grainpb.ConversationState{
 		PageId: "page" + u, SenderId: "s" + u, SenderName: "Ada", Stage: StageInvited, Channel: ChannelMessenger}), nil, "", ""); err != nil {
 		t.Fatal(err)
 	}

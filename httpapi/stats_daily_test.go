@@ -45,7 +45,7 @@ func TestDailyStats(t *testing.T) {
 	for i, stage := range []string{"booked", "declined", "invited"} {
 		st := &grainpb.ConversationState{OrgId: "org_a", SignupId: su.ID, Stage: stage, EmailVerified: stage == "booked"}
 		b, _ := proto.Marshal(st)
-		if err := e.store.SaveConversationEffects(ctx, fmt.Sprintf("1001:s%d", i), su.ID, b, nil, "", stage); err != nil {
+		if _, err := e.store.SaveConversationEffects(ctx, fmt.Sprintf("1001:s%d", i), su.ID, 0, b, nil, "", stage); err != nil {
 			t.Fatal(err)
 		}
 	}

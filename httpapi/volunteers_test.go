@@ -42,7 +42,7 @@ func TestVolunteersAndCSV(t *testing.T) {
 			st.SlotId, st.Stage = slot.ID, "booked"
 		}
 		b, _ := proto.Marshal(st)
-		if err := e.store.SaveConversationEffects(ctx, fmt.Sprintf("1001:p%d", i), su.ID, b, nil, "", st.Stage); err != nil {
+		if _, err := e.store.SaveConversationEffects(ctx, fmt.Sprintf("1001:p%d", i), su.ID, 0, b, nil, "", st.Stage); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -53,6 +53,8 @@ type Metrics struct {
 	EndToEnd     prometheus.Histogram   // webhook received -> event published
 	GrainRequest *prometheus.HistogramVec
 	GrainsActive *prometheus.GaugeVec // grains activated on this node, by kind
+	// StaleWrites counts grain state writes refused because another activation wrote first.
+	StaleWrites *prometheus.CounterVec
 
 	// Publishing and comment polling.
 	PostsPublish *prometheus.CounterVec // publish attempts by outcome: published, adopted, retry, failed
@@ -135,7 +137,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(
 		m.WebhookEvents, m.WebhookRejected, m.WebhookDuplicates, m.WebhookInflight, m.IngestLength, m.IngestPending,
 		m.IngestLag, m.DeadLetterLength, m.RejectedLength,
-		m.Classified, m.Interests, m.Unowned, m.EndToEnd, m.GrainRequest, m.GrainsActive, m.StreamEntries, m.StreamDuration, m.StreamBatchSize,
+		m.Classified, m.Interests, m.Unowned, m.EndToEnd, m.GrainRequest, m.GrainsActive, m.StaleWrites, m.StreamEntries, m.StreamDuration, m.StreamBatchSize,
 		m.Conversations, m.StageEntered, m.Effects, m.WindowDrops, m.Bookings, m.TimeToBooking, m.EffectsPending, m.WSClients, m.WSDropped, m.WSEventsSent,
 	)
 	reg.MustRegister(
@@ -208,6 +210,11 @@ func (m *Metrics) addPipeline() {
 	for _, kind := range []string{"conversation", "post"} {
 		m.GrainsActive.WithLabelValues(kind) // exported from the start, at 0
 	}
+	m.StaleWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "grain", Name: "stale_writes_total",
+		Help: "Grain state writes refused because another activation of the grain wrote since it read (two activations during a topology change); the request fails and its messages are redelivered to the survivor, by kind.",
+	}, []string{"kind"})
+	m.StaleWrites.WithLabelValues("conversation")
 	m.Conversations = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Subsystem: "conversations", Name: "by_stage",
 		Help: "Volunteer conversations in each stage of the flow, across the cluster (invited, confirm, email, code, slot, booking, booked, waitlisted, declined, cancelled); people who only commented are not counted.",

@@ -25,13 +25,38 @@ func (s *Store) LoadConversation(ctx context.Context, conversationID string) ([]
 	return b, nil
 }
 
-// SaveConversation stores a conversation's state.
+// LoadConversationVersion returns a conversation's state (nil when there is none) and its
+// version, for a fenced save (SaveConversationEffects).
+func (s *Store) LoadConversationVersion(ctx context.Context, conversationID string) ([]byte, int64, error) {
+	var state, ver *redis.StringCmd
+	if err := s.co.do(ctx, func(p redis.Pipeliner) {
+		state = p.Get(ctx, s.keys.Conversation(conversationID))
+		ver = p.Get(ctx, s.keys.ConversationVersion(conversationID))
+	}); err != nil {
+		return nil, 0, fmt.Errorf("redisstore: load conversation: %w", err)
+	}
+	b, err := state.Bytes()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, 0, fmt.Errorf("redisstore: load conversation: %w", err)
+	}
+	v, err := ver.Int64()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, 0, fmt.Errorf("redisstore: load conversation version: %w", err)
+	}
+	return b, v, nil
+}
+
+// SaveConversation stores a conversation's state, unfenced (a new version all the same).
 func (s *Store) SaveConversation(ctx context.Context, conversationID string, state []byte) error {
-	var cmd *redis.StatusCmd
-	if err := s.co.do(ctx, func(p redis.Pipeliner) { cmd = p.Set(ctx, s.keys.Conversation(conversationID), state, 0) }); err != nil {
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, s.keys.Conversation(conversationID), state, 0)
+		p.Incr(ctx, s.keys.ConversationVersion(conversationID))
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("redisstore: save conversation: %w", err)
 	}
-	return cmdErr("save conversation", cmd)
+	return nil
 }
 
 // SignupPerson is one person of a signup's conversation flow: their conversation's state

@@ -21,49 +21,70 @@ import (
 // entry after a few minutes of attempts) and than Messenger's echo delay.
 const effectMarkTTL = 7 * 24 * time.Hour
 
-// SaveConversationEffects stores a conversation's state and appends its effects batch to the
-// outbox in one transaction (batch nil: none), and moves the conversation from stage from to
-// stage to in the count of conversations by stage ("" on either side: not counted there).
-// Without effects it is one coalesced pipeline (the comment path): the state and the count
-// are written together, though not as one transaction — the count is a metric.
+// ErrStaleConversation refuses a conversation save whose version is not the stored one:
+// another activation of the grain (a topology change) wrote the state since this one read it.
+var ErrStaleConversation = errors.New("redisstore: the conversation was written by another activation since it was read")
+
+// saveConversationScript writes a conversation's state if its version is the one the writer
+// read, appends its effects batch to the outbox, and moves it between stages in the count, in
+// one script (atomic, one round trip).
+// KEYS[1] -> {conv:C} (state), KEYS[2] -> {conv:C}:v (version), KEYS[3] -> {effects} stream,
+// KEYS[4] -> conversations:stages, KEYS[5] -> {signup:S}:people
+// ARGV[1] -> the version read, ARGV[2] -> state, ARGV[3] -> effects batch ("" none),
+// ARGV[4] -> conversation id, ARGV[5] -> from stage, ARGV[6] -> to stage ("" : not counted),
+// ARGV[7] -> "1" to join the signup's people, ARGV[8] -> now (unix ms)
+// Returns the new version, or -1 - the stored version when it is not ARGV[1].
+var saveConversationScript = newScript(`
+local v = tonumber(redis.call('GET', KEYS[2]) or '0')
+if v ~= tonumber(ARGV[1]) then return -1 - v end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[2], v + 1)
+if ARGV[3] ~= '' then
+  redis.call('XADD', KEYS[3], '*', 'b', ARGV[3], 'c', ARGV[4])
+end
+if ARGV[5] ~= ARGV[6] then
+  if ARGV[6] ~= '' and ARGV[7] == '1' then redis.call('ZADD', KEYS[5], 'NX', ARGV[8], ARGV[4]) end
+  if ARGV[5] ~= '' then redis.call('HINCRBY', KEYS[4], ARGV[5], -1) end
+  if ARGV[6] ~= '' then redis.call('HINCRBY', KEYS[4], ARGV[6], 1) end
+end
+return v + 1
+`)
+
+// SaveConversationEffects stores a conversation's state — if version is still the stored one
+// (the version LoadConversationVersion gave), else ErrStaleConversation — appends its effects
+// batch to the outbox (batch nil: none), and moves the conversation from stage from to stage
+// to in the count of conversations by stage ("" on either side: not counted there), all in one
+// script. It returns the new version.
 //
 // A conversation counted in a stage joins its signup's people (signupID, kept once, by the
 // time it first did): the signup's volunteer list.
-func (s *Store) SaveConversationEffects(ctx context.Context, conversationID, signupID string, state, batch []byte, from, to string) error {
-	stages := func(p redis.Pipeliner) {
-		if from == to {
-			return
-		}
-		if to != "" && signupID != "" {
-			p.ZAddNX(ctx, s.keys.SignupPeople(signupID), redis.Z{Score: float64(time.Now().UnixMilli()), Member: conversationID})
-		}
-		if from != "" {
-			p.HIncrBy(ctx, s.keys.ConversationStages(), from, -1)
-		}
-		if to != "" {
-			p.HIncrBy(ctx, s.keys.ConversationStages(), to, 1)
-		}
+func (s *Store) SaveConversationEffects(ctx context.Context, conversationID, signupID string, version int64, state, batch []byte, from, to string) (int64, error) {
+	join := "0"
+	if signupID != "" {
+		join = "1"
 	}
+	keys := []string{s.keys.Conversation(conversationID), s.keys.ConversationVersion(conversationID), s.keys.Effects(),
+		s.keys.ConversationStages(), s.keys.SignupPeople(signupID)}
+	args := []any{version, state, batch, conversationID, from, to, join, time.Now().UnixMilli()}
 	if batch == nil {
-		var cmd *redis.StatusCmd
-		if err := s.co.do(ctx, func(p redis.Pipeliner) {
-			cmd = p.Set(ctx, s.keys.Conversation(conversationID), state, 0)
-			stages(p)
-		}); err != nil {
-			return fmt.Errorf("redisstore: save conversation: %w", err)
-		}
-		return cmdErr("save conversation", cmd)
+		args[2] = ""
 	}
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, s.keys.Conversation(conversationID), state, 0)
-		p.XAdd(ctx, &redis.XAddArgs{Stream: s.keys.Effects(), Values: []any{"b", batch, "c", conversationID}})
-		stages(p)
-		return nil
-	})
+	var cmd *redis.Cmd
+	if err := s.co.do(ctx, func(p redis.Pipeliner) { cmd = saveConversationScript.EvalSha(ctx, p, keys, args...) }); err != nil {
+		return 0, fmt.Errorf("redisstore: save conversation %s: %w", conversationID, err)
+	}
+	cmds := []*redis.Cmd{cmd}
+	if err := s.retryNoScript(ctx, saveConversationScript, cmds, func(int) ([]string, []any) { return keys, args }); err != nil {
+		return 0, fmt.Errorf("redisstore: save conversation %s: %w", conversationID, err)
+	}
+	v, err := cmds[0].Int64()
 	if err != nil {
-		return fmt.Errorf("redisstore: save conversation %s with effects: %w", conversationID, err)
+		return 0, fmt.Errorf("redisstore: save conversation %s: %w", conversationID, err)
 	}
-	return nil
+	if v < 0 {
+		return -1 - v, fmt.Errorf("save conversation %s at version %d (stored: %d): %w", conversationID, version, -1-v, ErrStaleConversation)
+	}
+	return v, nil
 }
 
 // ConversationStages returns how many conversations are in each stage.

@@ -104,6 +104,12 @@ func (k Keys) Conversation(conversationID string) string {
 	return k.prefix + ":{conv:" + conversationID + "}"
 }
 
+// ConversationVersion counts the writes of a conversation's state (string integer): a save
+// names the version it read and is refused when another activation wrote since (fencing).
+func (k Keys) ConversationVersion(conversationID string) string {
+	return k.prefix + ":{conv:" + conversationID + "}:v"
+}
+
 // ConversationDelivery is what the effects worker learned about reaching a conversation's
 // person (hash: error, code, at, dropped).
 func (k Keys) ConversationDelivery(conversationID string) string {

@@ -131,7 +131,7 @@ func seedLargeOrg(tb testing.TB, st *redisstore.Store, signups, volunteers, inte
 		if err != nil {
 			tb.Fatal(err)
 		}
-		if err := st.SaveConversationEffects(ctx, conv, state.SignupId, b, nil, "", state.Stage); err != nil {
+		if _, err := st.SaveConversationEffects(ctx, conv, state.SignupId, 0, b, nil, "", state.Stage); err != nil {
 			tb.Fatal(err)
 		}
 	}
