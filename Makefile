@@ -33,6 +33,7 @@ run: build
 
 build: deps gotch
 	$(GO) build -o $(BIN) ./cmd/voluntree
+	$(GO) build -o bin/loadgen ./cmd/loadgen
 
 test: deps-test gotch
 	@echo "== gofmt"; out=$$($(GOFMT) -l $$(find . -name '*.go' -not -path './.build/*')); \
@@ -117,7 +118,7 @@ VOLUNTEERS ?= 10000
 CONV_RATE ?= 500
 KILL_AFTER ?= 40s
 loadgen-conversations: build
-	./$(BIN) loadgen-conversations -volunteers $(VOLUNTEERS) -rate $(CONV_RATE) -concurrency 400 -kill-after $(KILL_AFTER)
+	bin/loadgen conversations -voluntree $(BIN) -volunteers $(VOLUNTEERS) -rate $(CONV_RATE) -concurrency 400 -kill-after $(KILL_AFTER)
 
 # Every fuzz target for FUZZTIME each (make test replays their corpora as plain tests).
 FUZZTIME ?= 1m

@@ -2,7 +2,7 @@
 # A/B of the live pipeline: builds REF (in a git worktree under .build/ab) and the working
 # tree (HEAD plus any uncommitted change), then runs scripts/loadgen.sh against each in turn,
 # interleaved (REF, HEAD, HEAD, REF, REF, HEAD, ...) in one sitting, with the working tree's
-# load generator for both, and prints both sides side by side (voluntree loadgen-compare).
+# load generator for both, and prints both sides side by side (loadgen compare).
 #   scripts/loadgen-ab.sh REF [rate]
 #   env: ROUNDS (3: each side runs ROUNDS times), DURATION (10s), WARMUP (3s), FSYNC,
 #        SERVE_ARGS, LOADGEN_ARGS, OUT (keep the JSON reports there)
@@ -23,6 +23,7 @@ git diff --quiet HEAD -- . || HEAD_NAME="$HEAD_NAME+changes"
 mkdir -p .build/ab
 echo "== building HEAD ($HEAD_NAME)"
 $GO build -o .build/ab/head/voluntree ./cmd/voluntree
+$GO build -o .build/ab/head/loadgen ./cmd/loadgen
 WT=.build/ab/$REF_SHA
 if [ ! -e "$WT/.git" ]; then
   git worktree prune
@@ -41,7 +42,7 @@ OUT=${OUT:-$(mktemp -d /tmp/voluntree-ab.XXXXXX)}
 mkdir -p "$OUT/$REF_NAME" "$OUT/$HEAD_NAME"
 run() { # name binary round
   echo "== round $3: $1"
-  JSON_DIR="$OUT/$1" BIN="$2" LOADGEN_BIN=.build/ab/head/voluntree scripts/loadgen.sh "$RATE" >/dev/null 2>"$OUT/$1/stderr-$3.log" || true
+  JSON_DIR="$OUT/$1" BIN="$2" LOADGEN_BIN=.build/ab/head/loadgen scripts/loadgen.sh "$RATE" >/dev/null 2>"$OUT/$1/stderr-$3.log" || true
   mv "$OUT/$1/run-1-$RATE.json" "$OUT/$1/round-$3.json" 2>/dev/null || echo "   (no report: see $OUT/$1/stderr-$3.log)"
 }
 for round in $(seq "$ROUNDS"); do
@@ -52,4 +53,4 @@ for round in $(seq "$ROUNDS"); do
   fi
 done
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); reports in $OUT"
-.build/ab/head/voluntree loadgen-compare -order "$REF_NAME,$HEAD_NAME" "$OUT"
+.build/ab/head/loadgen compare -order "$REF_NAME,$HEAD_NAME" "$OUT"

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # The pipeline figures of BENCHMARKS.md: starts a private redis-server configured like the
 # embedded default (AOF, fsync on every write), a `voluntree serve` on it, and runs
-# `voluntree loadgen` at each rate given (default: 2500 and 5000 comments/s), then stops both.
+# `loadgen` (cmd/loadgen) at each rate given (default: 2500 and 5000 comments/s), then stops both.
 #   scripts/loadgen.sh [rate...]
 #   env: DURATION (30s), WARMUP (5s), FSYNC (always or everysec), BIN (the server's binary),
-#        LOADGEN_BIN (the load generator's, default BIN), JSON_DIR (keep each run's JSON report
+#        LOADGEN_BIN (the load generator, default bin/loadgen), JSON_DIR (keep each run's JSON report
 #        there), SERVE_ARGS (extra flags of serve), LOADGEN_ARGS (extra flags of loadgen)
 # A server whose live feed needs a ticket gets an organization "loadgen" owning the page the
 # comments go to, and the loadgen an admin API token of it.
 set -euo pipefail
 BIN=${BIN:-bin/voluntree}
-LOADGEN_BIN=${LOADGEN_BIN:-$BIN}
+LOADGEN_BIN=${LOADGEN_BIN:-bin/loadgen}
 DURATION=${DURATION:-30s}
 WARMUP=${WARMUP:-5s}
 RATES=("$@")
@@ -52,10 +52,10 @@ for rate in "${RATES[@]}"; do
   [ -n "${JSON_DIR:-}" ] && json_args=(-json)
   # shellcheck disable=SC2086
   if [ -n "${JSON_DIR:-}" ]; then
-    "$LOADGEN_BIN" loadgen -url "http://127.0.0.1:$HTTP_PORT" -secret $SECRET -rate "$rate" -duration "$DURATION" \
+    "$LOADGEN_BIN" -url "http://127.0.0.1:$HTTP_PORT" -secret $SECRET -rate "$rate" -duration "$DURATION" \
       -warmup "$WARMUP" -page "$PAGE" "${token_args[@]}" "${json_args[@]}" ${LOADGEN_ARGS:-} >"$JSON_DIR/run-$n-$rate.json" || status=$?
   else
-    "$LOADGEN_BIN" loadgen -url "http://127.0.0.1:$HTTP_PORT" -secret $SECRET -rate "$rate" -duration "$DURATION" \
+    "$LOADGEN_BIN" -url "http://127.0.0.1:$HTTP_PORT" -secret $SECRET -rate "$rate" -duration "$DURATION" \
       -warmup "$WARMUP" -page "$PAGE" "${token_args[@]}" -redis-url "$REDIS_URL" ${LOADGEN_ARGS:-} || status=$?
   fi
   kill "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null || true; SERVE_PID=

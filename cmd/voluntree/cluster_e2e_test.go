@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -101,16 +103,46 @@ func waitMembers(t *testing.T, nodes []*node, n int) {
 
 type clusterLoadRun struct {
 	code        int
-	out, stderr bytes.Buffer
+	out, stderr string
+}
+
+// loadgenReport is what these tests read of the loadgen's JSON report.
+type loadgenReport struct {
+	Total struct {
+		Sent       int `json:"sent"`
+		Acked      int `json:"acked"`
+		Rejected   int `json:"rejected"`
+		Events     int `json:"events"`
+		Lost       int `json:"lost"`
+		Duplicated int `json:"duplicated"`
+	} `json:"total"`
+	E2E struct {
+		P50, P99, Max time.Duration
+	} `json:"e2e_latency"`
 }
 
 // startLoadgen runs the loadgen against node n (webhooks and live feed) in the background.
-func startLoadgen(n *node, token, page string, args ...string) <-chan *clusterLoadRun {
+func startLoadgen(t *testing.T, n *node, token, page string, args ...string) <-chan *clusterLoadRun {
 	done := make(chan *clusterLoadRun, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	cmd := exec.CommandContext(ctx, loadgen, append([]string{"-url", n.base, "-secret", e2eSecret, "-token", token,
+		"-page", page, "-json"}, args...)...)
+	var out, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &stderr
 	go func() {
-		r := &clusterLoadRun{}
-		r.code = run(context.Background(), append([]string{"loadgen", "-url", n.base, "-secret", e2eSecret, "-token", token,
-			"-page", page, "-json"}, args...), nil, &r.out, &r.stderr)
+		r := &clusterLoadRun{code: -1}
+		err := cmd.Run()
+		var ee *exec.ExitError
+		switch {
+		case err == nil:
+			r.code = 0
+		case errors.As(err, &ee):
+			r.code = ee.ExitCode()
+		default:
+			stderr.WriteString(err.Error())
+		}
+		r.out, r.stderr = out.String(), stderr.String()
 		done <- r
 	}()
 	return done
@@ -126,14 +158,14 @@ func loadgenResult(t *testing.T, done <-chan *clusterLoadRun, minSent int) loadg
 		t.Fatal("the loadgen did not finish")
 	}
 	var rep loadgenReport
-	if err := json.Unmarshal(r.out.Bytes(), &rep); err != nil {
-		t.Fatalf("loadgen exit %d, report %q: %v\n%s", r.code, r.out.String(), err, r.stderr.String())
+	if err := json.Unmarshal([]byte(r.out), &rep); err != nil {
+		t.Fatalf("loadgen exit %d, report %q: %v\n%s", r.code, r.out, err, r.stderr)
 	}
 	tot := rep.Total
 	t.Logf("sent %d, acked %d, events %d, lost %d, duplicated %d; e2e p50 %v p99 %v max %v",
 		tot.Sent, tot.Acked, tot.Events, tot.Lost, tot.Duplicated, rep.E2E.P50, rep.E2E.P99, rep.E2E.Max)
 	if r.code != 0 || tot.Lost != 0 || tot.Duplicated != 0 || tot.Rejected != 0 || tot.Acked != tot.Sent || tot.Sent < minSent {
-		t.Fatalf("loadgen exit %d: %+v\n%s", r.code, tot, r.stderr.String())
+		t.Fatalf("loadgen exit %d: %+v\n%s", r.code, tot, r.stderr)
 	}
 	return rep
 }
@@ -162,7 +194,7 @@ func TestClusterOfThreeLosesNothingWhenANodeDies(t *testing.T) {
 	const prefix = "e2e-cluster"
 	token := orgWithPages(t, prefix, "acme", "cluster-page")
 	nodes, _ := clusterNodes(t, prefix, 3, "VOLUNTREE_CLAIM_IDLE=3s")
-	done := startLoadgen(nodes[0], token, "cluster-page", "-rate", "200", "-warmup", "1s", "-duration", "14s",
+	done := startLoadgen(t, nodes[0], token, "cluster-page", "-rate", "200", "-warmup", "1s", "-duration", "14s",
 		"-posts", "20", "-senders", "2000", "-drain", "60s")
 	// The work is shared before the kill: each node has taken ingest entries and hosts grains.
 	waitWorkShared(t, nodes)
@@ -198,7 +230,7 @@ func TestClusterRollingRestartLosesNothing(t *testing.T) {
 	const prefix = "e2e-rolling"
 	token := orgWithPages(t, prefix, "acme", "rolling-page")
 	nodes, envs := clusterNodes(t, prefix, 3, "VOLUNTREE_CLAIM_IDLE=2m")
-	done := startLoadgen(nodes[0], token, "rolling-page", "-rate", "150", "-warmup", "1s", "-duration", "25s",
+	done := startLoadgen(t, nodes[0], token, "rolling-page", "-rate", "150", "-warmup", "1s", "-duration", "25s",
 		"-posts", "20", "-senders", "2000", "-drain", "30s")
 	waitWorkShared(t, nodes)
 	rdb, _ := redisSrv.Client(t)

@@ -425,12 +425,24 @@ func TestCrashBetweenSendAndAck(t *testing.T) {
 // on any lost conversation, duplicate message or overbooked slot.
 func TestConversationLoadgenSurvivesAKill(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "report.json")
-	code, stdout, stderr := runCLI(t, "", "loadgen-conversations", "-volunteers", "150", "-rate", "150",
+	code, stdout, stderr := runLoadgen(t, 3*time.Minute, "conversations", "-volunteers", "150", "-rate", "150",
 		"-concurrency", "60", "-slots", "3", "-kill-after", "2s", "-timeout", "40s", "-json", out)
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 	}
-	var rep convReport
+	var rep struct {
+		Booked      int64 `json:"booked"`
+		Waitlisted  int64 `json:"waitlisted"`
+		Lost        int64 `json:"lost"`
+		Duplicates  int   `json:"duplicate_messages"`
+		Overbooked  int   `json:"overbooked_slots"`
+		SlotsBooked int64 `json:"slots_booked"`
+		Capacity    int   `json:"capacity"`
+		Killed      bool  `json:"killed"`
+		Latency     struct {
+			N int `json:"n"`
+		} `json:"latency_ms"`
+	}
 	b, err := os.ReadFile(out)
 	if err != nil || json.Unmarshal(b, &rep) != nil {
 		t.Fatalf("report: %v %s", err, b)

@@ -24,6 +24,7 @@ import (
 var (
 	redisSrv *redistest.Server
 	binary   string // bin/voluntree built for these tests
+	loadgen  string // bin/loadgen (cmd/loadgen), next to it
 )
 
 func TestMain(m *testing.M) {
@@ -35,6 +36,11 @@ func TestMain(m *testing.M) {
 	binary = filepath.Join(dir, "voluntree")
 	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build voluntree: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	loadgen = filepath.Join(dir, "loadgen")
+	if out, err := exec.Command("go", "build", "-o", loadgen, "../loadgen").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build loadgen: %v\n%s", err, out)
 		os.Exit(1)
 	}
 	redisSrv = redistest.Start()
@@ -255,9 +261,21 @@ func TestServeEmbeddedRedis(t *testing.T) {
 
 func runCLI(t testing.TB, stdin string, args ...string) (int, string, string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	return runBinary(t, binary, 60*time.Second, stdin, args...)
+}
+
+// runLoadgen runs the loadgen command (its own binary) and returns its exit status, stdout
+// and stderr.
+func runLoadgen(t testing.TB, timeout time.Duration, args ...string) (int, string, string) {
+	t.Helper()
+	return runBinary(t, loadgen, timeout, "", args...)
+}
+
+func runBinary(t testing.TB, bin string, timeout time.Duration, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -4,7 +4,6 @@
 //	voluntree train      train the intent model
 //	voluntree classify   classify texts from stdin, one per line, as JSON lines
 //	voluntree evaluate   score the model on labelled JSON-lines files
-//	voluntree loadgen    open-loop load test of a running server (webhooks in, events out)
 //	voluntree admin      organizations, pages, admin API tokens, rejected events
 package main
 
@@ -26,14 +25,10 @@ commands:
   train      train the intent model and print its validation scores
   classify   read texts from stdin, one per line; print JSON lines {"text","intent","confidence"}
   evaluate   score the model on labelled JSON-lines files (per-intent precision/recall/F1)
-  loadgen    open-loop load test of a running server: signed comment webhooks in, WebSocket
-             events out; reports throughput, latency, lost and duplicated events, node memory
-  loadgen-compare  the A/B table of make loadgen-ab: median and runs of each side's JSON reports
-  loadgen-conversations  simulated volunteers through the whole conversation (Messenger and web
-             chat) against a serve it starts with its own Redis, fake Graph API and SMTP sink
   admin      organizations, pages, admin API tokens, rejected events (voluntree admin help)
 
-Run 'voluntree <command> -h' for the flags of a command.
+Run 'voluntree <command> -h' for the flags of a command. The load generator is its own
+command, loadgen (cmd/loadgen).
 `
 
 // usageError marks an error caused by how the command was called (exit status 2).
@@ -64,12 +59,6 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = runClassify(ctx, args[1:], stdin, stdout, stderr)
 	case "evaluate":
 		err = runEvaluate(ctx, args[1:], stdout, stderr)
-	case "loadgen":
-		err = runLoadgen(ctx, args[1:], stdout, stderr)
-	case "loadgen-compare":
-		err = runLoadgenCompare(args[1:], stdout, stderr)
-	case "loadgen-conversations":
-		err = runConvload(ctx, args[1:], stdout, stderr)
 	case "admin":
 		err = runAdmin(ctx, args[1:], stdin, stdout, stderr)
 	case "help", "-h", "--help":

@@ -32,7 +32,7 @@ import (
 	"github.com/voluntree/voluntree/redisstore"
 )
 
-// loadgen-conversations drives simulated volunteers through the whole conversation against a
+// loadgen conversations drives simulated volunteers through the whole conversation against a
 // serve it starts itself, with its own Redis, fake Graph API (Send API, echoes) and SMTP sink:
 // Messenger volunteers comment, get the private reply, confirm, give their email, type the
 // code the sink received and tap a slot; web chat volunteers do the same over /ws/chat. It
@@ -52,6 +52,30 @@ type convloadConfig struct {
 	redisFsync  string
 	jsonOut     string
 	serveArgs   string
+	serveBin    string // the voluntree binary
+}
+
+// voluntreeBinary is the voluntree binary to start: flag's, else voluntree next to this
+// executable (bin/), else the one on PATH.
+func voluntreeBinary(flag string) (string, error) {
+	if flag != "" {
+		return flag, nil
+	}
+	if exe, err := os.Executable(); err == nil {
+		if p := filepath.Join(filepath.Dir(exe), "voluntree"); fileExists(p) {
+			return p, nil
+		}
+	}
+	p, err := exec.LookPath("voluntree")
+	if err != nil {
+		return "", usageError{fmt.Errorf("no voluntree binary next to loadgen or on PATH: pass -voluntree bin/voluntree")}
+	}
+	return p, nil
+}
+
+func fileExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && !st.IsDir()
 }
 
 type convReport struct {
@@ -95,7 +119,7 @@ func summarize(ds []time.Duration) latencies {
 }
 
 func runConvload(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("loadgen-conversations", flag.ContinueOnError)
+	fs := flag.NewFlagSet("loadgen conversations", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var c convloadConfig
 	fs.IntVar(&c.volunteers, "volunteers", 1000, "simulated volunteers")
@@ -109,6 +133,7 @@ func runConvload(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.StringVar(&c.redisFsync, "redis-fsync", "always", "AOF fsync of the private redis-server: always or everysec")
 	fs.StringVar(&c.jsonOut, "json", "", "write the report as JSON to this file too")
 	fs.StringVar(&c.serveArgs, "serve-args", "", "extra flags for serve, space-separated")
+	fs.StringVar(&c.serveBin, "voluntree", "", "the voluntree binary whose serve it starts (default: voluntree next to this loadgen, else on PATH)")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
@@ -247,7 +272,7 @@ func startConvload(ctx context.Context, c convloadConfig, logw io.Writer) (*conv
 }
 
 func (cl *convload) startServe(ctx context.Context) error {
-	exe, err := os.Executable()
+	exe, err := voluntreeBinary(cl.cfg.serveBin)
 	if err != nil {
 		return err
 	}

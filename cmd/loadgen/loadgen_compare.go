@@ -14,9 +14,9 @@ import (
 	"time"
 )
 
-// `voluntree loadgen-compare DIR` prints the A/B table of `make loadgen-ab`: DIR holds one
+// `loadgen compare DIR` prints the A/B table of `make loadgen-ab`: DIR holds one
 // subdirectory per side (named after its commit), each with the JSON reports of its runs
-// (`voluntree loadgen -json`). Every figure is shown per run and as the median of the runs,
+// (`loadgen -json`). Every figure is shown per run and as the median of the runs,
 // with the change of the second side against the first.
 
 type abSide struct {
@@ -25,7 +25,7 @@ type abSide struct {
 }
 
 func runLoadgenCompare(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("loadgen-compare", flag.ContinueOnError)
+	fs := flag.NewFlagSet("loadgen compare", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	first := fs.String("base", "", "the side the other is compared with (a subdirectory name; default: the first one listed by -order)")
 	order := fs.String("order", "", "comma-separated subdirectory names, in the order to show them (default: alphabetical)")
@@ -33,7 +33,7 @@ func runLoadgenCompare(args []string, stdout, stderr io.Writer) error {
 		return usageError{err}
 	}
 	if fs.NArg() != 1 {
-		return usageError{errors.New("want one directory: voluntree loadgen-compare [-base NAME] DIR")}
+		return usageError{errors.New("want one directory: loadgen compare [-base NAME] DIR")}
 	}
 	sides, err := readABSides(fs.Arg(0), splitList(*order))
 	if err != nil {

@@ -29,7 +29,7 @@ import (
 	"github.com/voluntree/voluntree/facebook"
 )
 
-// `voluntree loadgen` drives a running server the way Facebook would, open loop: comment i is
+// `loadgen` drives a running server the way Facebook would, open loop: comment i is
 // due at start + i/rate whatever the server does, one comment per signed webhook call, and
 // every comment is a text the server's own model classifies `interested`, so each
 // acknowledged comment must come back exactly once as an "interest" event on /ws/signups.
@@ -119,7 +119,7 @@ type loadgenConfig struct {
 	MetricsTok  string // Bearer token of /metrics, when the server requires one
 }
 
-// runLoadgen implements `voluntree loadgen`.
+// runLoadgen implements `loadgen`.
 func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg, err := parseLoadgenFlags(args, os.Getenv, stderr)
 	if err != nil {
@@ -138,7 +138,7 @@ func parseLoadgenFlags(args []string, getenv func(string) string, stderr io.Writ
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `usage: voluntree loadgen [flags]
+		fmt.Fprint(fs.Output(), `usage: loadgen [flags]
 
 Open-loop load test of a running server: signed Facebook comment webhooks at -rate per second,
 each expected back exactly once as an "interest" event on /ws/signups. Progress goes to stderr,

@@ -173,7 +173,7 @@ func (g *loadgen) count(from, to int) loadgenCounts {
 }
 
 func (r *loadgenReport) print(w io.Writer) {
-	fmt.Fprintf(w, "voluntree loadgen run %s → %s\n", r.RunID, r.URL)
+	fmt.Fprintf(w, "loadgen run %s → %s\n", r.RunID, r.URL)
 	fmt.Fprintf(w, "  load         open loop at %g comments/s: %gs warmup + %gs measured; %d posts, %d senders, %d texts, concurrency %d\n",
 		r.TargetRate, r.Warmup, r.Duration, r.Posts, r.Senders, r.Texts, r.Concurrency)
 	if r.Stopped != "" {

@@ -206,7 +206,7 @@ func TestLoadgenFlags(t *testing.T) {
 	// Wired into the command: a bad flag is exit status 2.
 	var out bytes.Buffer
 	stderr.Reset()
-	if code := run(context.Background(), []string{"loadgen", "-rate", "0", "-secret", "s"}, nil, &out, &stderr); code != 2 {
+	if code := run(context.Background(), []string{"-rate", "0", "-secret", "s"}, &out, &stderr); code != 2 {
 		t.Errorf("run loadgen -rate 0: exit %d, want 2 (%s)", code, stderr.String())
 	}
 }
