@@ -115,8 +115,9 @@ type loadgenConfig struct {
 	Drain       time.Duration
 	RedisURL    string
 	JSON        bool
-	Token       string // admin API token of the page's organization: buys the live-feed ticket
-	MetricsTok  string // Bearer token of /metrics, when the server requires one
+	Token       string   // admin API token of the page's organization: buys the live-feed ticket
+	MetricsTok  string   // Bearer token of /metrics, when the server requires one
+	Nodes       []string // /metrics URLs of every node (CPU, comments, batches); default: -url's
 }
 
 // runLoadgen implements `loadgen`.
@@ -161,6 +162,7 @@ flags:
 	fs.StringVar(&c.RedisURL, "redis-url", "", "also measure raw XADD/s of this Redis with redis-benchmark (e.g. redis://127.0.0.1:6379)")
 	fs.BoolVar(&c.JSON, "json", false, "also print the report as JSON: JSON to stdout, the text report to stderr")
 	fs.StringVar(&c.Token, "token", "", "admin API token of the organization that owns -page: it buys the live-feed ticket (default: env VOLUNTREE_ADMIN_TOKEN; without one, the feed is opened without a ticket, as servers before tickets allowed)")
+	nodes := fs.String("nodes", "", "comma-separated base URLs of every node of the cluster, for each one's CPU, comments and model batches (default: -url)")
 	fs.StringVar(&c.MetricsTok, "metrics-token", "", "Bearer token of the server's /metrics, for the memory figures (default: env VOLUNTREE_METRICS_TOKEN)")
 	if err := fs.Parse(args); err != nil {
 		return c, usageError{err}
@@ -189,6 +191,17 @@ flags:
 		return c, usageError{err}
 	}
 	c.Endpoints = ep
+	c.Nodes = []string{ep.Metrics}
+	if *nodes != "" {
+		c.Nodes = nil
+		for _, n := range splitList(*nodes) {
+			nep, err := newLoadgenEndpoints(n)
+			if err != nil {
+				return c, usageError{fmt.Errorf("-nodes: %w", err)}
+			}
+			c.Nodes = append(c.Nodes, nep.Metrics)
+		}
+	}
 	switch {
 	case math.IsNaN(c.Rate) || c.Rate < loadgenMinRate || c.Rate > loadgenMaxRate:
 		return bad("-rate must be between %g and %g comments per second, not %v", loadgenMinRate, loadgenMaxRate, c.Rate)
@@ -497,6 +510,9 @@ func loadgenRun(ctx context.Context, cfg loadgenConfig, stdout, stderr io.Writer
 	rssCtx, stopRSS := context.WithCancel(context.Background())
 	rssDone := make(chan struct{})
 	go func() { defer close(rssDone); rss.run(rssCtx, time.Second, g.since) }()
+	nodeClient := newLoadgenClient(len(cfg.Nodes))
+	nodesBefore, nodeErrs := nodeSnapshots(ctx, nodeClient, cfg.Nodes, cfg.MetricsTok)
+	nodesFrom := time.Now()
 	g.startNs.Store(g.since())
 	go func() {
 		defer close(progressDone)
@@ -544,7 +560,14 @@ func loadgenRun(ctx context.Context, cfg loadgenConfig, stdout, stderr io.Writer
 	}
 	stopWS()
 
+	nodesAfter, afterErrs := nodeSnapshots(context.Background(), nodeClient, cfg.Nodes, cfg.MetricsTok)
+	for i, err := range afterErrs {
+		if nodeErrs[i] == nil {
+			nodeErrs[i] = err
+		}
+	}
 	rep := g.report(scheduled, schedEnd, stopped)
+	rep.Nodes = summarizeNodes(cfg.Nodes, nodesBefore, nodesAfter, nodeErrs, time.Since(nodesFrom))
 	from := g.startNs.Load() + int64(cfg.Warmup)
 	rep.Memory = rss.summary(from, from+int64(time.Duration(rep.Window*float64(time.Second))))
 	var problems []string

@@ -68,6 +68,8 @@ type loadgenReport struct {
 
 	Redis  *loadgenBench  `json:"redis_benchmark,omitempty"`
 	Memory *loadgenMemory `json:"node_rss,omitempty"` // the node's resident memory (its /metrics)
+	// Nodes: every node's CPU, comments and the model's batches over the run (their /metrics).
+	Nodes *loadgenNodes `json:"cluster,omitempty"`
 }
 
 // report computes the figures once every goroutine that writes recs has ended: scheduled
@@ -248,6 +250,9 @@ func (r *loadgenReport) print(w io.Writer) {
 			fmt.Fprintf(w, "  node memory  RSS peak %.0f MB, steady %.0f MB (median of the measured window; %d samples of process_resident_memory_bytes)\n",
 				m.PeakBytes/1e6, m.SteadyBytes/1e6, m.Samples)
 		}
+	}
+	if r.Nodes != nil {
+		r.Nodes.print(w)
 	}
 	if b := r.Redis; b != nil {
 		if b.Error != "" {

@@ -763,3 +763,29 @@ func TestLoadgenTicketAndMemory(t *testing.T) {
 		t.Fatalf("wrong token: %v", err)
 	}
 }
+
+func TestNodeCounters(t *testing.T) {
+	scrape := []byte(`# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.
+process_cpu_seconds_total 12.5
+voluntree_stream_entries_total{outcome="done",stream="ingest"} 900
+voluntree_stream_entries_total{outcome="done",stream="effects"} 40
+voluntree_stream_entries_total{outcome="read",stream="ingest"} 950
+voluntree_batcher_batch_size_sum 880
+voluntree_batcher_batch_size_count 20
+voluntree_batcher_batch_size_bucket{le="+Inf"} 20
+`)
+	c := parseNodeCounters(scrape)
+	if c != (nodeCounters{CPU: 12.5, IngestDone: 900, BatchSum: 880, BatchCount: 20}) {
+		t.Fatalf("counters %+v", c)
+	}
+	urls := []string{"http://a/metrics", "http://b/metrics", "http://c/metrics"}
+	before := []nodeCounters{{CPU: 10, IngestDone: 100, BatchSum: 100, BatchCount: 10}, {CPU: 50, IngestDone: 1500, BatchSum: 400, BatchCount: 30}, {}}
+	after := []nodeCounters{{CPU: 13, IngestDone: 1100, BatchSum: 500, BatchCount: 20}, {CPU: 2, IngestDone: 1000, BatchSum: 200, BatchCount: 10}, {}}
+	r := summarizeNodes(urls, before, after, []error{nil, nil, errors.New("down")}, 10*time.Second)
+	a, b := r.Nodes[0], r.Nodes[1]
+	// a: 3 CPU s, 1,000 comments; b restarted (its counters went down): 2 CPU s, 1,000 comments.
+	if a.CPUSeconds != 3 || a.Comments != 1000 || a.PerSecond != 100 || a.CPUPer1000 != 1.5 ||
+		b.CPUSeconds != 2 || b.Comments != 1000 || b.CPUPer1000 != 1 || r.Nodes[2].Error != "down" || r.AvgBatch != 600.0/20 {
+		t.Fatalf("nodes %+v, average batch %v", r.Nodes, r.AvgBatch)
+	}
+}

@@ -117,8 +117,20 @@ type loadgenReport struct {
 		Duplicated int `json:"duplicated"`
 	} `json:"total"`
 	E2E struct {
-		P50, P99, Max time.Duration
+		P50 float64 `json:"p50_ms"`
+		P99 float64 `json:"p99_ms"`
+		Max float64 `json:"max_ms"`
 	} `json:"e2e_latency"`
+	Cluster struct {
+		Nodes []struct {
+			Metrics    string  `json:"metrics_url"`
+			CPUSeconds float64 `json:"cpu_seconds"`
+			Comments   float64 `json:"comments"`
+			CPUPer1000 float64 `json:"cpu_s_per_1000"`
+			Error      string  `json:"error"`
+		} `json:"nodes"`
+		AvgBatch float64 `json:"avg_model_batch"`
+	} `json:"cluster"`
 }
 
 // startLoadgen runs the loadgen against node n (webhooks and live feed) in the background.
@@ -162,7 +174,7 @@ func loadgenResult(t *testing.T, done <-chan *clusterLoadRun, minSent int) loadg
 		t.Fatalf("loadgen exit %d, report %q: %v\n%s", r.code, r.out, err, r.stderr)
 	}
 	tot := rep.Total
-	t.Logf("sent %d, acked %d, events %d, lost %d, duplicated %d; e2e p50 %v p99 %v max %v",
+	t.Logf("sent %d, acked %d, events %d, lost %d, duplicated %d; e2e p50 %.1f ms p99 %.1f ms max %.1f ms",
 		tot.Sent, tot.Acked, tot.Events, tot.Lost, tot.Duplicated, rep.E2E.P50, rep.E2E.P99, rep.E2E.Max)
 	if r.code != 0 || tot.Lost != 0 || tot.Duplicated != 0 || tot.Rejected != 0 || tot.Acked != tot.Sent || tot.Sent < minSent {
 		t.Fatalf("loadgen exit %d: %+v\n%s", r.code, tot, r.stderr)
@@ -195,7 +207,7 @@ func TestClusterOfThreeLosesNothingWhenANodeDies(t *testing.T) {
 	token := orgWithPages(t, prefix, "acme", "cluster-page")
 	nodes, _ := clusterNodes(t, prefix, 3, "VOLUNTREE_CLAIM_IDLE=3s")
 	done := startLoadgen(t, nodes[0], token, "cluster-page", "-rate", "200", "-warmup", "1s", "-duration", "14s",
-		"-posts", "20", "-senders", "2000", "-drain", "60s")
+		"-posts", "20", "-senders", "2000", "-drain", "60s", "-nodes", nodes[0].base+","+nodes[1].base+","+nodes[2].base)
 	// The work is shared before the kill: each node has taken ingest entries and hosts grains.
 	waitWorkShared(t, nodes)
 	victim := nodes[2]
@@ -205,7 +217,19 @@ func TestClusterOfThreeLosesNothingWhenANodeDies(t *testing.T) {
 	killedAt := time.Now()
 	waitMembers(t, nodes[:2], 2)
 	t.Logf("topology changed %v after the kill", time.Since(killedAt).Round(time.Millisecond))
-	loadgenResult(t, done, 2500)
+	rep := loadgenResult(t, done, 2500)
+	// The report's nodes: the survivors' shares (the victim could not be read at the end).
+	cl := rep.Cluster
+	if len(cl.Nodes) != 3 || cl.Nodes[2].Error == "" || cl.AvgBatch < 1 {
+		t.Fatalf("cluster report %+v", cl)
+	}
+	for _, nd := range cl.Nodes[:2] {
+		t.Logf("node %s: %.0f comments, %.1f CPU s, %.2f CPU s per 1,000 comments", nd.Metrics, nd.Comments, nd.CPUSeconds, nd.CPUPer1000)
+		if nd.Error != "" || nd.Comments < 1 || nd.CPUSeconds <= 0 || nd.CPUPer1000 <= 0 {
+			t.Errorf("node %+v", nd)
+		}
+	}
+	t.Logf("average model batch %.1f", cl.AvgBatch)
 	// Nothing is left pending: the victim's entries were reclaimed and acknowledged.
 	rdb, _ := redisSrv.Client(t)
 	waitRedis(t, func() bool {
