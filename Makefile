@@ -23,10 +23,10 @@ APT_TESTDATA := python3-torch
 export CGO_ENABLED := 1
 GOTEST_FLAGS ?= -count=1 -timeout 15m
 
-.PHONY: run test build deps deps-test gotch gotch-discover train testdata proto bench loadgen loadgen-ab loadgen-conversations fuzz clean help
+.PHONY: run test build deps deps-test gotch gotch-discover train testdata proto bench loadgen loadgen-ab loadgen-conversations fuzz clean help docker-context docker-image compose-up compose-down
 
 help:
-	@echo "make run | make test | make build | make train | make bench | make loadgen | make loadgen-ab REF=<commit> | make loadgen-conversations | make fuzz [FUZZTIME=10m] | make testdata | make proto | make clean"
+	@echo "make run | make test | make build | make train | make bench | make loadgen | make loadgen-ab REF=<commit> | make loadgen-conversations | make compose-up [LOCAL_IMAGES=1] | make compose-down | make fuzz [FUZZTIME=10m] | make testdata | make proto | make clean"
 
 run: build
 	./$(BIN) serve
@@ -119,6 +119,31 @@ CONV_RATE ?= 500
 KILL_AFTER ?= 40s
 loadgen-conversations: build
 	bin/loadgen conversations -voluntree $(BIN) -volunteers $(VOLUNTEERS) -rate $(CONV_RATE) -concurrency 400 -kill-after $(KILL_AFTER)
+
+# The cluster (compose/): three nodes behind an haproxy ingress, Redis with AOF, Prometheus and
+# Grafana. `make compose-up` builds the node image (compose/Dockerfile, modules vendored into
+# the build context) and starts it all: the dashboard on http://localhost:8080, Grafana on
+# http://localhost:3000. Without an image registry, LOCAL_IMAGES=1 builds Debian bases with
+# debootstrap (scripts/docker-base.sh) and runs Redis, the ingress and Prometheus from them
+# (compose/docker-compose.test.yml; no Grafana).
+COMPOSE_FILES := -f compose/docker-compose.yml $(if $(LOCAL_IMAGES),-f compose/docker-compose.test.yml)
+COMPOSE := docker-compose -p voluntree $(COMPOSE_FILES)
+DOCKER_BUILD_ARGS := $(if $(LOCAL_IMAGES),--build-arg BUILD_BASE=voluntree-build:bookworm --build-arg RUN_BASE=voluntree-base:bookworm)
+
+docker-context: gotch
+	rm -rf .build/docker/vendor
+	$(GO) mod vendor -o .build/docker/vendor
+
+docker-image: docker-context
+	$(if $(LOCAL_IMAGES),scripts/docker-base.sh)
+	docker build -q -f compose/Dockerfile $(DOCKER_BUILD_ARGS) -t voluntree:dev .
+
+compose-up: docker-image
+	$(COMPOSE) up -d
+	@echo "dashboard http://localhost:$${VOLUNTREE_PORT:-8080}  Grafana http://localhost:$${GRAFANA_PORT:-3000}  Prometheus http://localhost:$${PROMETHEUS_PORT:-9090}"
+
+compose-down:
+	$(COMPOSE) down -v
 
 # Every fuzz target for FUZZTIME each (make test replays their corpora as plain tests).
 FUZZTIME ?= 1m
