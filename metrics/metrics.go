@@ -180,6 +180,10 @@ func (m *Metrics) addPipeline() {
 		Namespace: namespace, Subsystem: "webhook", Name: "rejected_total",
 		Help: "Webhook calls refused, by reason (no_signature, bad_signature, malformed, too_large, overloaded, busy, unavailable, not_configured); and single events left out of an accepted call for their own content, by reason (malformed_event, invalid_event, unencodable_event), kept in the rejected-events stream.",
 	}, []string{"reason"})
+	for _, reason := range []string{"no_signature", "bad_signature", "malformed", "too_large", "overloaded", "busy", "unavailable",
+		"not_configured", "malformed_event", "invalid_event", "unencodable_event"} {
+		m.WebhookRejected.WithLabelValues(reason) // exported from the start, at 0
+	}
 	m.WebhookDuplicates = counter("webhook", "duplicates_total", "Redelivered messages skipped because their id was accepted before.")
 	m.WebhookInflight = gauge("webhook", "inflight", "Webhook calls being handled; past the bound (-max-inflight-webhooks) calls are answered 503 (rejected_total{reason=\"busy\"}).")
 	m.IngestLength = gauge("ingest", "stream_length", "Entries in the ingest stream.")
@@ -258,6 +262,9 @@ func (m *Metrics) addPipeline() {
 		Help: "WebSocket connections closed by the server, by reason (slow: the send buffer filled up; error: a write failed).",
 	}, []string{"reason"})
 	m.WSEventsSent = counter("ws", "events_sent_total", "Events written to WebSocket clients.")
+	for _, reason := range []string{"slow", "error"} {
+		m.WSDropped.WithLabelValues(reason) // exported from the start, at 0 (dashboards rate them)
+	}
 }
 
 func (m *Metrics) addPublishing() {
