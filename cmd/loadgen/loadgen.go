@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -118,6 +120,7 @@ type loadgenConfig struct {
 	Token       string   // admin API token of the page's organization: buys the live-feed ticket
 	MetricsTok  string   // Bearer token of /metrics, when the server requires one
 	Nodes       []string // /metrics URLs of every node (CPU, comments, batches); default: -url's
+	Reconnect   bool     // reconnect a dropped feed with since (a node went away behind an ingress)
 }
 
 // runLoadgen implements `loadgen`.
@@ -162,6 +165,7 @@ flags:
 	fs.StringVar(&c.RedisURL, "redis-url", "", "also measure raw XADD/s of this Redis with redis-benchmark (e.g. redis://127.0.0.1:6379)")
 	fs.BoolVar(&c.JSON, "json", false, "also print the report as JSON: JSON to stdout, the text report to stderr")
 	fs.StringVar(&c.Token, "token", "", "admin API token of the organization that owns -page: it buys the live-feed ticket (default: env VOLUNTREE_ADMIN_TOKEN; without one, the feed is opened without a ticket, as servers before tickets allowed)")
+	fs.BoolVar(&c.Reconnect, "reconnect", true, "when the live feed drops (its node went away behind an ingress), connect again with since= and go on; false: stop the run")
 	nodes := fs.String("nodes", "", "comma-separated base URLs of every node of the cluster, for each one's CPU, comments and model batches (default: -url)")
 	fs.StringVar(&c.MetricsTok, "metrics-token", "", "Bearer token of the server's /metrics, for the memory figures (default: env VOLUNTREE_METRICS_TOKEN)")
 	if err := fs.Parse(args); err != nil {
@@ -385,6 +389,8 @@ type loadgen struct {
 	// reader only, read after it ended
 	foreign, badFrames int
 	control            map[string]int
+	lastID             string // the newest event id read: where a reconnected feed resumes (since)
+	reconnects         int
 
 	mu       sync.Mutex
 	recent   []time.Duration // e2e latencies of events since the last progress line
@@ -466,17 +472,44 @@ func loadgenRun(ctx context.Context, cfg loadgenConfig, stdout, stderr io.Writer
 	wsDone := make(chan struct{})
 	var wsErr error
 	var closing atomic.Bool
+	var connMu sync.Mutex // guards conn: the feed replaces it when it reconnects
+	current := func() *websocket.Conn { connMu.Lock(); defer connMu.Unlock(); return conn }
 	go func() {
 		defer close(wsDone)
-		err := g.read(conn, ready)
-		if !closing.Load() {
-			wsErr = err
+		c, first := conn, ready
+		for {
+			err := g.read(c, first)
+			first = nil
+			if closing.Load() {
+				return
+			}
+			if !cfg.Reconnect {
+				wsErr = err
+				return
+			}
+			// The feed dropped (its node went away): connect again, resuming after the last
+			// event read, so the events published meanwhile are replayed and none is missed.
+			next, rerr := g.reconnect(ctx, &dialer, client, cfg, &closing, err)
+			if rerr != nil {
+				if !closing.Load() {
+					wsErr = fmt.Errorf("%w; reconnecting: %w", err, rerr)
+				}
+				return
+			}
+			connMu.Lock()
+			conn, c = next, next
+			connMu.Unlock()
+			if closing.Load() {
+				next.Close()
+				return
+			}
 		}
 	}()
 	stopWS := func() {
 		closing.Store(true)
-		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
-		conn.Close()
+		c := current()
+		c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+		c.Close()
 		<-wsDone
 	}
 	select {
@@ -484,7 +517,7 @@ func loadgenRun(ctx context.Context, cfg loadgenConfig, stdout, stderr io.Writer
 	case <-time.After(loadgenReadyWait):
 		fmt.Fprintf(stderr, "loadgen: no \"ready\" frame on %s within %v; starting anyway\n", cfg.Endpoints.Signups, loadgenReadyWait)
 	case <-wsDone:
-		conn.Close()
+		current().Close()
 		return fmt.Errorf("%s closed before the run: %w", cfg.Endpoints.Signups, wsErr)
 	case <-ctx.Done():
 		stopWS()
@@ -726,10 +759,55 @@ func (g *loadgen) post(body []byte) (int, bool, error) {
 
 // lgFrame is the part of a /ws/signups frame the reader needs.
 type lgFrame struct {
+	ID       string `json:"id"`
+	LastID   string `json:"last_id"`
 	Type     string `json:"type"`
 	Interest *struct {
 		ID string `json:"id"`
 	} `json:"interest"`
+}
+
+// reconnect dials the feed again after it dropped with cause, resuming after the last event
+// read (a fresh ticket each time), with a backoff, for up to a minute.
+func (g *loadgen) reconnect(ctx context.Context, dialer *websocket.Dialer, client *http.Client, cfg loadgenConfig, closing *atomic.Bool, cause error) (*websocket.Conn, error) {
+	g.reconnects++
+	fmt.Fprintf(g.stderr, "loadgen: the live feed dropped (%v): reconnecting after %s\n", cause, cmp.Or(g.lastID, "the start"))
+	deadline := time.Now().Add(time.Minute)
+	delay := 100 * time.Millisecond
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(delay): // a retry's backoff
+		}
+		if closing.Load() {
+			return nil, errors.New("stopping")
+		}
+		delay = min(2*delay, 2*time.Second)
+		ticket := ""
+		var err error
+		if cfg.Token != "" {
+			ticket, err = loadgenTicket(ctx, client, cfg.Endpoints, cfg.Token, cfg.Page)
+		}
+		if err == nil {
+			u := withTicket(cfg.Endpoints.Signups, ticket)
+			if g.lastID != "" {
+				sep := "?"
+				if strings.Contains(u, "?") {
+					sep = "&"
+				}
+				u += sep + "since=" + url.QueryEscape(g.lastID)
+			}
+			var c *websocket.Conn
+			if c, _, err = dialer.DialContext(ctx, u, nil); err == nil {
+				c.SetReadLimit(4 << 20)
+				return c, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil, err
+		}
+	}
 }
 
 // read records every interest event of this run until the connection fails; ready is closed
@@ -748,6 +826,11 @@ func (g *loadgen) read(conn *websocket.Conn, ready chan struct{}) error {
 		if err := json.Unmarshal(data, &f); err != nil {
 			g.badFrames++
 			continue
+		}
+		if f.ID != "" {
+			g.lastID = f.ID
+		} else if f.Type == "ready" && f.LastID != "" && g.lastID == "" {
+			g.lastID = f.LastID
 		}
 		if f.Type != string(voluntree.EventInterest) {
 			g.control[f.Type]++

@@ -62,6 +62,7 @@ type loadgenReport struct {
 	Ack latencySummary `json:"ack_latency"` // request start → 200, measured window
 
 	ForeignEvents  int            `json:"foreign_events"`
+	Reconnects     int            `json:"feed_reconnects,omitempty"` // the live feed dropped and was resumed with since
 	ControlFrames  map[string]int `json:"control_frames,omitempty"`
 	BadFrames      int            `json:"bad_frames,omitempty"`
 	TransportError string         `json:"first_transport_error,omitempty"`
@@ -81,7 +82,7 @@ func (g *loadgen) report(scheduled int, schedEndNs int64, stopped string) *loadg
 		RunID: g.names.RunID, URL: cfg.URL, TargetRate: cfg.Rate,
 		Warmup: cfg.Warmup.Seconds(), Duration: cfg.Duration.Seconds(),
 		Posts: cfg.Posts, Senders: cfg.Senders, Concurrency: cfg.Concurrency, Texts: len(g.texts),
-		Stopped: stopped, ForeignEvents: g.foreign, BadFrames: g.badFrames, TransportError: g.firstErr,
+		Stopped: stopped, ForeignEvents: g.foreign, Reconnects: g.reconnects, BadFrames: g.badFrames, TransportError: g.firstErr,
 	}
 	if len(g.control) > 0 {
 		r.ControlFrames = g.control
@@ -222,6 +223,9 @@ func (r *loadgenReport) print(w io.Writer) {
 	fmt.Fprintf(w, "  delivered    %.1f events/s (events received during the measured window ÷ %.2fs)\n", r.Delivered, r.Window)
 	fmt.Fprintf(w, "  e2e latency  %s  (n=%d; due time → WebSocket event)\n", r.E2E, r.E2E.N)
 	fmt.Fprintf(w, "  webhook ack  %s  (n=%d; request start → 200)\n", r.Ack, r.Ack.N)
+	if r.Reconnects > 0 {
+		fmt.Fprintf(w, "  feed         dropped and resumed with since %d times\n", r.Reconnects)
+	}
 	if len(r.ControlFrames) > 0 || r.ForeignEvents > 0 || r.BadFrames > 0 {
 		keys := make([]string, 0, len(r.ControlFrames))
 		for k := range r.ControlFrames {

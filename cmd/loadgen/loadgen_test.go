@@ -374,8 +374,11 @@ type fakeServer struct {
 	others sync.Map // texts classified other: never to be sent
 
 	mu   sync.Mutex
-	subs map[chan []byte]bool
+	subs map[chan []byte]chan struct{} // subscriber → closed to drop its socket
+	log  [][]byte                      // every event frame published, for ?since=
 	wg   sync.WaitGroup
+	// dropAt: after webhook call dropAt, every open socket is cut (a node of a cluster died).
+	dropAt int64
 
 	// With token set, /ws/signups needs a ticket bought with it, for an organization that
 	// owns page (as serve's feed does).
@@ -389,7 +392,7 @@ func newFakeServer(t *testing.T, secret string) (*fakeServer, *httptest.Server) 
 		status: func(int64) int { return 200 },
 		events: func(int64) int { return 1 },
 		delay:  func() time.Duration { return time.Millisecond },
-		subs:   map[chan []byte]bool{},
+		subs:   map[chan []byte]chan struct{}{},
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/v1/classify", f.classify)
@@ -454,6 +457,14 @@ func (f *fakeServer) webhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n := f.calls.Add(1)
+	if n == f.dropAt {
+		f.mu.Lock()
+		for ch, kick := range f.subs {
+			close(kick)
+			delete(f.subs, ch)
+		}
+		f.mu.Unlock()
+	}
 	time.Sleep(f.slow)
 	if st := f.status(n); st != 200 {
 		w.Header().Set("Retry-After", "1")
@@ -482,6 +493,7 @@ func (f *fakeServer) webhook(w http.ResponseWriter, r *http.Request) {
 func (f *fakeServer) publish(frame []byte) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.log = append(f.log, frame)
 	for ch := range f.subs {
 		select {
 		case ch <- frame:
@@ -513,19 +525,36 @@ func (f *fakeServer) signups(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer conn.Close()
-	ch := make(chan []byte, 1<<16)
-	// What a real server may send besides this run's events: control frames, older events.
-	conn.WriteMessage(websocket.TextMessage, []byte(`{"type":"ready","replayed":1,"last_id":"1-0"}`))
-	conn.WriteMessage(websocket.TextMessage, []byte(`{"id":"1-0","type":"interest","post_id":"p","interest":{"id":"p_zzzzzzzz7","post_id":"p"}}`))
-	conn.WriteMessage(websocket.TextMessage, []byte(`{"type":"gap"}`))
+	ch, kick := make(chan []byte, 1<<16), make(chan struct{})
+	since := r.URL.Query().Get("since")
 	f.mu.Lock()
-	f.subs[ch] = true
+	var replay [][]byte
+	if since != "" { // the events published after since's, in publication order
+		for i := len(f.log) - 1; i >= 0; i-- {
+			if bytes.Contains(f.log[i], []byte(`"id":"`+since+`"`)) {
+				replay = append(replay, f.log[i+1:]...)
+				break
+			}
+		}
+	}
+	f.subs[ch] = kick
 	f.mu.Unlock()
 	defer func() {
 		f.mu.Lock()
 		delete(f.subs, ch)
 		f.mu.Unlock()
 	}()
+	if since == "" {
+		// What a real server may send besides this run's events: control frames, older events.
+		conn.WriteMessage(websocket.TextMessage, []byte(`{"type":"ready","replayed":1,"last_id":"1-0"}`))
+		conn.WriteMessage(websocket.TextMessage, []byte(`{"id":"1-0","type":"interest","post_id":"p","interest":{"id":"p_zzzzzzzz7","post_id":"p"}}`))
+		conn.WriteMessage(websocket.TextMessage, []byte(`{"type":"gap"}`))
+	} else {
+		for _, fr := range replay {
+			conn.WriteMessage(websocket.TextMessage, fr)
+		}
+		conn.WriteMessage(websocket.TextMessage, []byte(`{"type":"ready","replayed":`+strconv.Itoa(len(replay))+`}`))
+	}
 	gone := make(chan struct{})
 	go func() {
 		defer close(gone)
@@ -542,6 +571,9 @@ func (f *fakeServer) signups(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		case <-gone:
+			return
+		case <-kick:
+			conn.UnderlyingConn().Close() // no close frame: the node is gone
 			return
 		}
 	}
@@ -787,5 +819,36 @@ voluntree_batcher_batch_size_bucket{le="+Inf"} 20
 	if a.CPUSeconds != 3 || a.Comments != 1000 || a.PerSecond != 100 || a.CPUPer1000 != 1.5 ||
 		b.CPUSeconds != 2 || b.Comments != 1000 || b.CPUPer1000 != 1 || r.Nodes[2].Error != "down" || r.AvgBatch != 600.0/20 {
 		t.Fatalf("nodes %+v, average batch %v", r.Nodes, r.AvgBatch)
+	}
+}
+
+// TestLoadgenFeedReconnectsWithSince: the feed's socket is cut mid-run (its node died behind
+// an ingress); the loadgen connects again with since= the last event it read, the events
+// published meanwhile are replayed, and nothing is lost or counted twice.
+func TestLoadgenFeedReconnectsWithSince(t *testing.T) {
+	f, srv := newFakeServer(t, "s3cret")
+	f.dropAt = 150
+	var stdout, stderr bytes.Buffer
+	if err := loadgenRun(context.Background(), loadgenTestConfig(t, srv.URL, "-json"), &stdout, &stderr); err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
+	}
+	var rep loadgenReport
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("stdout is not the JSON report: %v\n%s", err, stdout.String())
+	}
+	if tot := rep.Total; tot.Sent != 500 || tot.Events != 500 || tot.Lost != 0 || tot.Duplicated != 0 || rep.Reconnects != 1 || rep.Stopped != "" {
+		t.Fatalf("total %+v, reconnects %d, stopped %q\n%s", tot, rep.Reconnects, rep.Stopped, stderr.String())
+	}
+	// Without -reconnect the run stops there.
+	stdout.Reset()
+	stderr.Reset()
+	f2, srv2 := newFakeServer(t, "s3cret")
+	f2.dropAt = 150
+	if err := loadgenRun(context.Background(), loadgenTestConfig(t, srv2.URL, "-json", "-reconnect=false"), &stdout, &stderr); err == nil {
+		var rep loadgenReport
+		json.Unmarshal(stdout.Bytes(), &rep)
+		if rep.Stopped == "" {
+			t.Fatalf("-reconnect=false: the run went on after the feed dropped: %+v", rep.Total)
+		}
 	}
 }
