@@ -467,6 +467,12 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// A node left out of its peers' cluster (a healed partition) drains and exits, to be
+	// restarted with a new member id (cluster.Node.Guard).
+	excluded := make(chan string, 1)
+	guardCtx, stopGuard := context.WithCancel(ctx)
+	defer stopGuard()
+	go node.Guard(guardCtx, cluster.GuardConfig{}, func(reason string) { excluded <- reason })
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "voluntree_cluster_members",
 		Help: "Members of the cluster this node sees (its own membership view)."},
 		func() float64 { return float64(len(node.Members())) }))
@@ -633,10 +639,14 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- api.Serve(ln) }()
 
+	var exitErr error
 	select {
 	case err := <-serveErr:
 		return fmt.Errorf("http server: %w", err)
 	case <-ctx.Done():
+	case reason := <-excluded:
+		log.Error("left out of the cluster: draining, then exiting to rejoin", "action", "shutdown", "reason", reason)
+		exitErr = fmt.Errorf("left out of the cluster: %s", reason)
 	}
 	// Reverse order: close sockets, stop taking webhooks, finish and acknowledge the batch in
 	// hand, stop the model; leaving the cluster (deferred) stops the actors.
@@ -662,7 +672,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := batcher.Stop(sctx); err != nil {
 		log.Error("batcher stop", "action", "shutdown", "error", err)
 	}
-	return nil
+	return exitErr
 }
 
 // sampleStreams reads the streams' lengths, pending count and lag into gauges every second,
