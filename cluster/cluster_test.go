@@ -296,9 +296,7 @@ func TestAbandonedEntriesAreReclaimedExactlyOnce(t *testing.T) {
 func TestConversationStateSurvivesActivation(t *testing.T) {
 	e := requireEnv(t)
 	u := uid(t)
-	cfg := Config{Store: e.store, Metrics: e.metrics, StoreTimeout: time.Second}
-	cfg.setDefaults()
-	deps := newGrainDeps(cfg)
+	deps := e.grainDeps()
 	id := voluntree.ConversationID("page"+u, "s"+u)
 	req := func(ids ...string) *grainpb.ConversationRequest {
 		r := &grainpb.ConversationRequest{}
@@ -325,6 +323,13 @@ func TestConversationStateSurvivesActivation(t *testing.T) {
 	if st.Messages != 3 || st.Intents["interested"] != 3 || len(st.RecentIds) != 3 {
 		t.Fatalf("state %+v, want 3 messages (b counted once)", st)
 	}
+}
+
+// grainDeps are the dependencies of grains made by hand (activations outside the cluster).
+func (e *testEnv) grainDeps() *grainDeps {
+	cfg := Config{Store: e.store, Metrics: e.metrics, StoreTimeout: time.Second}
+	cfg.setDefaults()
+	return newGrainDeps(cfg)
 }
 
 func conversationState(t *testing.T, e *testEnv, id string) *grainpb.ConversationState {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -20,9 +19,7 @@ import (
 func TestTwoActivationsCannotOverwriteEachOther(t *testing.T) {
 	e := requireEnv(t)
 	u := uid(t)
-	cfg := Config{Store: e.store, Metrics: e.metrics, StoreTimeout: time.Second}
-	cfg.setDefaults()
-	deps := newGrainDeps(cfg)
+	deps := e.grainDeps()
 	id := voluntree.ConversationID("page"+u, "s"+u)
 	msg := func(mid string) *grainpb.ConversationRequest {
 		return &grainpb.ConversationRequest{Messages: []*grainpb.Classified{{Id: mid, Kind: "comment", PageId: "page" + u,

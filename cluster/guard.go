@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
@@ -62,8 +63,8 @@ func (n *Node) Guard(ctx context.Context, cfg GuardConfig, excluded func(reason 
 	if len(n.cfg.Peers) < 2 {
 		return
 	}
-	cfg.Every = cmpOr(cfg.Every, time.Second)
-	cfg.Hold = cmpOr(cfg.Hold, 5*time.Second)
+	cfg.Every = cmp.Or(cfg.Every, time.Second)
+	cfg.Hold = cmp.Or(cfg.Hold, 5*time.Second)
 	g := &guardState{peers: len(n.cfg.Peers), hold: cfg.Hold}
 	client := &http.Client{Timeout: cfg.Every}
 	t := time.NewTicker(cfg.Every)
@@ -112,11 +113,4 @@ func countAnswering(ctx context.Context, client *http.Client, peers []string) in
 	}
 	wg.Wait()
 	return n
-}
-
-func cmpOr(d, def time.Duration) time.Duration {
-	if d > 0 {
-		return d
-	}
-	return def
 }

@@ -66,13 +66,11 @@ func (x *Effects) volunteer(ctx context.Context, e *grainpb.Effect) (string, int
 	if err := json.Unmarshal([]byte(e.Text), &v); err != nil || e.OrgId == "" {
 		return "failed", 0, nil // not one this node wrote: nothing to show
 	}
-	su, err := x.store.Signup(ctx, v.SignupID)
-	switch {
-	case voluntree.ErrorCode(err) == voluntree.ENOTFOUND:
-		return "dropped", 0, nil
-	case err != nil:
+	su, err := x.signup(ctx, v.SignupID)
+	if err != nil {
 		return "", 0, err
-	case su.OrgID != e.OrgId:
+	}
+	if su == nil || su.OrgID != e.OrgId { // deleted, or another organization's
 		return "dropped", 0, nil
 	}
 	if _, err := x.store.AppendEvent(ctx, e.OrgId, voluntree.Event{Type: voluntree.EventVolunteer, Volunteer: &v}); err != nil {

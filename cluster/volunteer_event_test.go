@@ -69,9 +69,7 @@ func TestVolunteerEffect(t *testing.T) {
 func TestRedeliveredTurnStaysATurn(t *testing.T) {
 	e := requireEnv(t)
 	u := uid(t)
-	cfg := Config{Store: e.store, Metrics: e.metrics, StoreTimeout: time.Second}
-	cfg.setDefaults()
-	deps := newGrainDeps(cfg)
+	deps := e.grainDeps()
 	id := voluntree.ConversationID("page"+u, "s"+u)
 	g := &conversationGrain{deps: deps, id: id}
 	// A person the bot is waiting for (stage invited), then their "yes".

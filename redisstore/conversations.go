@@ -11,18 +11,8 @@ import (
 
 // LoadConversation returns a conversation's stored state, nil when it has none.
 func (s *Store) LoadConversation(ctx context.Context, conversationID string) ([]byte, error) {
-	var cmd *redis.StringCmd
-	if err := s.co.do(ctx, func(p redis.Pipeliner) { cmd = p.Get(ctx, s.keys.Conversation(conversationID)) }); err != nil {
-		return nil, fmt.Errorf("redisstore: load conversation: %w", err)
-	}
-	b, err := cmd.Bytes()
-	if errors.Is(err, redis.Nil) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("redisstore: load conversation: %w", err)
-	}
-	return b, nil
+	b, _, err := s.LoadConversationVersion(ctx, conversationID)
+	return b, err
 }
 
 // LoadConversationVersion returns a conversation's state (nil when there is none) and its
