@@ -96,20 +96,26 @@ func (h *EventHub) Subscribe(ctx context.Context, opts SubscribeOptions) (*Subsc
 // for. The organization's other events (posts' statuses, bookings, notices, volunteers) pass:
 // the dashboard's management views follow them whatever the feed shows.
 func (o SubscribeOptions) Wants(h redisstore.EventHeader) bool {
-	switch h.Type {
-	case voluntree.EventInterest:
-		return (o.PostID == "" || h.PostID == o.PostID) && (len(o.Intents) == 0 || slices.Contains(o.Intents, voluntree.IntentInterested))
-	case voluntree.EventMessage:
-		return (o.PostID == "" || h.PostID == o.PostID) && slices.Contains(o.Intents, h.Intent)
+	if !isMessage(h) {
+		return true
 	}
-	return true
+	if o.PostID != "" && h.PostID != o.PostID {
+		return false
+	}
+	if h.Type == voluntree.EventInterest {
+		return len(o.Intents) == 0 || slices.Contains(o.Intents, voluntree.IntentInterested)
+	}
+	return slices.Contains(o.Intents, h.Intent)
+}
+
+// isMessage reports the events of a message: an interest, or a message of another intent.
+func isMessage(h redisstore.EventHeader) bool {
+	return h.Type == voluntree.EventInterest || h.Type == voluntree.EventMessage
 }
 
 // tailMatch says which events a tail counts: the messages the feed shows (its other events
 // since the N-th last of those come along).
-func (o SubscribeOptions) tailMatch(h redisstore.EventHeader) bool {
-	return (h.Type == voluntree.EventInterest || h.Type == voluntree.EventMessage) && o.Wants(h)
-}
+func (o SubscribeOptions) tailMatch(h redisstore.EventHeader) bool { return isMessage(h) && o.Wants(h) }
 
 // ValidateSubscribe checks options before a socket is upgraded.
 func ValidateSubscribe(opts SubscribeOptions) error {

@@ -261,28 +261,28 @@
     let msg;
     try { msg = JSON.parse(data); } catch (e) { console.warn('ignoring a non-JSON frame'); return; }
     const frames = Array.isArray(msg) ? msg : [msg];
+    const isObj = (v) => v && typeof v === 'object';
     for (const f of frames) {
-      if (!f || typeof f !== 'object') continue;
-      if (f.type === 'interest' || f.type === 'message') addEvent(f);
-      else if (f.type === 'booking' || f.type === 'notice') {
-        addActivity(f);
-        if (f.type === 'booking' && f.booking && !feed.history) {
-          document.dispatchEvent(new CustomEvent('voluntree:booking', { detail: f.booking })); // manage.js
-        }
+      if (!isObj(f)) continue;
+      switch (f.type) {
+        case 'interest': case 'message': addEvent(f); break;
+        case 'booking': case 'notice':
+          addActivity(f);
+          if (f.type === 'booking' && isObj(f.booking) && !feed.history) {
+            document.dispatchEvent(new CustomEvent('voluntree:booking', { detail: f.booking })); // manage.js
+          }
+          break;
+        case 'volunteer':
+          if (isObj(f.volunteer)) document.dispatchEvent(new CustomEvent('voluntree:volunteer', { detail: f.volunteer })); // manage.js
+          break;
+        case 'post':
+          if (isObj(f.post)) document.dispatchEvent(new CustomEvent('voluntree:post', { detail: f.post })); // manage.js
+          break;
+        case 'ready': onReady(f); break;
+        case 'gap': onGap(); return;
       }
-      else if (f.type === 'ready') onReady(f);
-      else if (f.type === 'volunteer' && f.volunteer && typeof f.volunteer === 'object') {
-        document.dispatchEvent(new CustomEvent('voluntree:volunteer', { detail: f.volunteer })); // manage.js
-        if (typeof f.id === 'string' && parseId(f.id) && cmpId(f.id, feed.lastId) > 0) feed.lastId = f.id;
-      }
-      else if (f.type === 'post' && f.post && typeof f.post === 'object') {
-        document.dispatchEvent(new CustomEvent('voluntree:post', { detail: f.post })); // manage.js
-        if (typeof f.id === 'string' && parseId(f.id) && cmpId(f.id, feed.lastId) > 0) feed.lastId = f.id;
-      }
-      else if (f.type === 'gap') { onGap(); return; }
-      else if (typeof f.id === 'string' && parseId(f.id) && cmpId(f.id, feed.lastId) > 0) {
-        feed.lastId = f.id; // another kind of event of the same log: resume after it too
-      }
+      // Every event of the log, shown or not, is one the next connection resumes after.
+      if (typeof f.id === 'string' && parseId(f.id) && cmpId(f.id, feed.lastId) > 0) feed.lastId = f.id;
     }
   }
 
