@@ -71,6 +71,58 @@ type loadgenReport struct {
 	Memory *loadgenMemory `json:"node_rss,omitempty"` // the node's resident memory (its /metrics)
 	// Nodes: every node's CPU, comments and the model's batches over the run (their /metrics).
 	Nodes *loadgenNodes `json:"cluster,omitempty"`
+
+	// StartedUnixMs is when comment 0 was due (wall clock), the zero of Timeline: a fault
+	// injected at a known time can be matched to the comments due after it.
+	StartedUnixMs int64 `json:"started_unix_ms"`
+	// Timeline: the comments of each second of due time, warmup included.
+	Timeline []loadgenSecond `json:"timeline,omitempty"`
+}
+
+// loadgenSecond is what happened to the comments due in one second [T, T+1) of the run.
+type loadgenSecond struct {
+	T      int            `json:"t"` // seconds after StartedUnixMs
+	Sent   int            `json:"sent"`
+	Acked  int            `json:"acked"`
+	Lost   int            `json:"lost"`
+	Dup    int            `json:"duplicated"`
+	E2E    latencySummary `json:"e2e_latency"`
+	AckP99 float64        `json:"ack_p99_ms"`
+}
+
+// timeline cuts comments [0, end) into seconds of due time.
+func (g *loadgen) timeline(end int) []loadgenSecond {
+	var out []loadgenSecond
+	for i := 0; i < end; {
+		sec := len(out)
+		to := min(end, scheduleCount(g.cfg.Rate, time.Duration(sec+1)*time.Second))
+		s := loadgenSecond{T: sec}
+		var e2e, ack []time.Duration
+		for ; i < to; i++ {
+			rec := &g.recs[i]
+			if rec.status == 0 {
+				continue
+			}
+			s.Sent++
+			if rec.events > 1 {
+				s.Dup += int(rec.events) - 1
+			}
+			if rec.status != http.StatusOK {
+				continue
+			}
+			s.Acked++
+			ack = append(ack, time.Duration(rec.ackNs))
+			if rec.events == 0 {
+				s.Lost++
+			} else {
+				e2e = append(e2e, time.Duration(rec.eventNs-g.dueNs(i)))
+			}
+		}
+		s.E2E = summarizeLatencies(e2e)
+		s.AckP99 = float64(summarizeLatencies(ack).P99) / 1e6
+		out = append(out, s)
+	}
+	return out
 }
 
 // report computes the figures once every goroutine that writes recs has ended: scheduled
@@ -111,6 +163,8 @@ func (g *loadgen) report(scheduled int, schedEndNs int64, stopped string) *loadg
 		}
 	}
 	r.E2E, r.Ack = summarizeLatencies(e2e), summarizeLatencies(ack)
+	r.StartedUnixMs = g.base.Add(time.Duration(g.startNs.Load())).UnixMilli()
+	r.Timeline = g.timeline(end)
 
 	if window > 0 {
 		from := g.startNs.Load() + int64(cfg.Warmup)

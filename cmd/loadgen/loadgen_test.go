@@ -618,6 +618,14 @@ func TestLoadgenFakeServerPass(t *testing.T) {
 	if rep.E2E.N != 400 || rep.Ack.N != 400 || rep.E2E.P50 < 5*time.Millisecond || rep.E2E.Max > time.Second {
 		t.Errorf("latencies e2e %+v ack %+v", rep.E2E, rep.Ack)
 	}
+	// The timeline cuts the run into seconds of due time: 400/s for 1.25 s.
+	if len(rep.Timeline) != 2 || rep.Timeline[0].Sent != 400 || rep.Timeline[1].Sent != 100 ||
+		rep.Timeline[0].E2E.N != 400 || rep.Timeline[1].E2E.N != 100 || rep.Timeline[1].T != 1 || rep.Timeline[0].Lost != 0 {
+		t.Errorf("timeline %+v", rep.Timeline)
+	}
+	if age := time.Since(time.UnixMilli(rep.StartedUnixMs)); age < time.Second || age > time.Minute {
+		t.Errorf("started %d ms: %v ago", rep.StartedUnixMs, age)
+	}
 	if rep.ForeignEvents != 1 || rep.ControlFrames["ready"] != 1 || rep.ControlFrames["gap"] != 1 {
 		t.Errorf("foreign %d control %v", rep.ForeignEvents, rep.ControlFrames)
 	}
