@@ -19,6 +19,7 @@ import (
 	protocluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/asynkron/protoactor-go/cluster/clusterproviders/automanaged"
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
+	"github.com/asynkron/protoactor-go/eventstream"
 	"github.com/asynkron/protoactor-go/remote"
 
 	"github.com/voluntree/voluntree/cluster/grainpb"
@@ -115,6 +116,9 @@ type Node struct {
 	log       *slog.Logger
 	aliases   *aliasCache
 	publisher *publisher
+
+	inflight    inflight // grain requests awaiting an answer, released when a member leaves
+	topologySub *eventstream.Subscription
 }
 
 // Start joins (or forms) the cluster with the conversation and post grain kinds. The actor
@@ -169,11 +173,14 @@ func Start(ctx context.Context, system *actor.ActorSystem, cfg Config) (node *No
 	log := cfg.Logger.With("component", "cluster")
 	log.Info("cluster member started", "action", "start_cluster", "address", system.Address(),
 		"health_port", cfg.HealthPort, "peers", peers)
-	return &Node{c: c, cfg: cfg, log: log, aliases: newAliasCache(cfg.Store), publisher: deps.publisher}, nil
+	node = &Node{c: c, cfg: cfg, log: log, aliases: newAliasCache(cfg.Store), publisher: deps.publisher}
+	node.watchTopology()
+	return node, nil
 }
 
 // Stop leaves the cluster, bounded by ctx (Shutdown can hang after a peer died).
 func (n *Node) Stop(ctx context.Context) error {
+	n.c.ActorSystem.EventStream.Unsubscribe(n.topologySub)
 	done := make(chan struct{})
 	go func() { n.c.Shutdown(true); close(done) }()
 	select {

@@ -91,6 +91,7 @@ func (r *Router) sendConversations(ctx context.Context, b *actors.Batch) {
 		c := &grainCall{kind: "conversation", key: g.key, idx: g.idx, start: time.Now(),
 			retry: func() (any, error) { return client.Handle(req) }}
 		c.future, c.err = client.HandleFuture(req)
+		r.track(c)
 		d.calls = append(d.calls, c)
 	}
 }
@@ -168,6 +169,7 @@ func (r *Router) sendPosts(_ context.Context, b *actors.Batch) {
 		c := &grainCall{kind: "post", key: g.key, idx: g.idx, start: time.Now(),
 			retry: func() (any, error) { return client.Record(req) }}
 		c.future, c.err = client.RecordFuture(req)
+		r.track(c)
 		d.calls = append(d.calls, c)
 	}
 }
@@ -189,18 +191,27 @@ func (r *Router) awaitPosts(_ context.Context, b *actors.Batch) {
 	d.calls = nil
 }
 
-// await returns a grain call's answer. A request that timed out or found its grain gone (it
-// was passivated or moved as the request left) is sent again with the blocking call, which
-// resolves the grain anew and retries; a grain's own error is final (the entry is redelivered).
+// track lets the node release the call if a member leaves while it is in flight.
+func (r *Router) track(c *grainCall) {
+	if c.err == nil {
+		r.node.inflight.add(c.future)
+	}
+}
+
+// await returns a grain call's answer. A request that timed out, found its grain gone (it
+// was passivated or moved as the request left) or was released because a member left (an
+// empty answer, see inflight.go) is sent again with the blocking call, which resolves the
+// grain anew and retries; a grain's own error is final (the entry is redelivered).
 func (r *Router) await(c *grainCall) (any, error) {
 	var res any
 	err := c.err
 	if err == nil {
 		res, err = c.future.Result()
+		r.node.inflight.remove(c.future)
 	}
 	if ge, ok := res.(*protocluster.GrainErrorResponse); ok {
 		res, err = nil, ge
-	} else if err != nil {
+	} else if err != nil || res == nil {
 		res, err = c.retry()
 	}
 	outcome := "ok"

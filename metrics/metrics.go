@@ -55,6 +55,9 @@ type Metrics struct {
 	GrainsActive *prometheus.GaugeVec // grains activated on this node, by kind
 	// StaleWrites counts grain state writes refused because another activation wrote first.
 	StaleWrites *prometheus.CounterVec
+	// GrainRequestsReleased counts grain requests sent again because a member left while
+	// they were in flight (cluster/inflight.go).
+	GrainRequestsReleased prometheus.Counter
 
 	// Publishing and comment polling.
 	PostsPublish *prometheus.CounterVec // publish attempts by outcome: published, adopted, retry, failed
@@ -137,7 +140,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(
 		m.WebhookEvents, m.WebhookRejected, m.WebhookDuplicates, m.WebhookInflight, m.IngestLength, m.IngestPending,
 		m.IngestLag, m.DeadLetterLength, m.RejectedLength,
-		m.Classified, m.Interests, m.Unowned, m.EndToEnd, m.GrainRequest, m.GrainsActive, m.StaleWrites, m.StreamEntries, m.StreamDuration, m.StreamBatchSize,
+		m.Classified, m.Interests, m.Unowned, m.EndToEnd, m.GrainRequest, m.GrainsActive, m.StaleWrites, m.GrainRequestsReleased, m.StreamEntries, m.StreamDuration, m.StreamBatchSize,
 		m.Conversations, m.StageEntered, m.Effects, m.WindowDrops, m.Bookings, m.TimeToBooking, m.EffectsPending, m.WSClients, m.WSDropped, m.WSEventsSent,
 	)
 	reg.MustRegister(
@@ -219,6 +222,8 @@ func (m *Metrics) addPipeline() {
 		Help: "Grain state writes refused because another activation of the grain wrote since it read (two activations during a topology change); the request fails and its messages are redelivered to the survivor, by kind.",
 	}, []string{"kind"})
 	m.StaleWrites.WithLabelValues("conversation")
+	m.GrainRequestsReleased = counter("grain", "requests_released_total",
+		"Grain requests in flight when a cluster member left, sent again at once instead of waiting out the request timeout.")
 	m.Conversations = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Subsystem: "conversations", Name: "by_stage",
 		Help: "Volunteer conversations in each stage of the flow, across the cluster (invited, confirm, email, code, slot, booking, booked, waitlisted, declined, cancelled); people who only commented are not counted.",
