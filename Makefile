@@ -23,10 +23,10 @@ APT_TESTDATA := python3-torch
 export CGO_ENABLED := 1
 GOTEST_FLAGS ?= -count=1 -timeout 15m
 
-.PHONY: run test build deps deps-test gotch gotch-discover train testdata proto bench loadgen loadgen-ab loadgen-conversations fuzz clean help docker-context docker-image compose-up compose-down
+.PHONY: run test build deps deps-test gotch gotch-discover train testdata proto bench loadgen loadgen-ab loadgen-conversations fuzz clean help docker-context docker-image compose-up compose-down compose-test
 
 help:
-	@echo "make run | make test | make build | make train | make bench | make loadgen | make loadgen-ab REF=<commit> | make loadgen-conversations | make compose-up [LOCAL_IMAGES=1] | make compose-down | make fuzz [FUZZTIME=10m] | make testdata | make proto | make clean"
+	@echo "make run | make test | make build | make train | make bench | make loadgen | make loadgen-ab REF=<commit> | make loadgen-conversations | make compose-up [LOCAL_IMAGES=1] | make compose-down | make compose-test | make fuzz [FUZZTIME=10m] | make testdata | make proto | make clean"
 
 run: build
 	./$(BIN) serve
@@ -41,6 +41,7 @@ test: deps-test gotch
 	@echo "== go vet"; $(GO) vet ./...
 	@echo "== go test"; $(GO) test $(GOTEST_FLAGS) ./...
 	@echo "== go test -race (concurrent packages)"; $(GO) test -race $(GOTEST_FLAGS) ./actors ./cluster ./redisstore ./facebook ./httpapi ./mail ./internal/...
+	@$(MAKE) --no-print-directory compose-test
 
 # Installs the listed Debian packages that are not installed yet (apt-get update only then).
 define apt_install
@@ -137,6 +138,7 @@ docker-context: gotch
 docker-image: docker-context
 	$(if $(LOCAL_IMAGES),scripts/docker-base.sh)
 	docker build -q -f compose/Dockerfile $(DOCKER_BUILD_ARGS) -t voluntree:dev .
+	docker image prune -f --filter label=voluntree.stage >/dev/null
 
 compose-up: docker-image
 	$(COMPOSE) up -d
@@ -144,6 +146,14 @@ compose-up: docker-image
 
 compose-down:
 	$(COMPOSE) down -v
+
+# The fault tests of the compose cluster (compose/faults_test.go): the node image on the bases
+# built without a registry, then kill, partition, rolling restart and Redis kill under load.
+# Each run is its own compose project, removed at the end.
+compose-test:
+	@echo "== compose fault tests (the node image, then the cluster in containers)"
+	$(MAKE) --no-print-directory docker-image LOCAL_IMAGES=1
+	VOLUNTREE_COMPOSE_IMAGE=voluntree:dev $(GO) test $(GOTEST_FLAGS) -v -run . ./compose
 
 # Every fuzz target for FUZZTIME each (make test replays their corpora as plain tests).
 FUZZTIME ?= 1m
