@@ -23,10 +23,10 @@ APT_TESTDATA := python3-torch
 export CGO_ENABLED := 1
 GOTEST_FLAGS ?= -count=1 -timeout 15m
 
-.PHONY: run test build deps deps-test gotch gotch-discover train testdata proto bench loadgen loadgen-ab loadgen-conversations fuzz clean help docker-context docker-image compose-up compose-down compose-test
+.PHONY: run test build deps deps-test gotch gotch-discover train testdata proto bench loadgen loadgen-ab loadgen-conversations fuzz clean help docker-context docker-image compose-up compose-down compose-test compose-bench
 
 help:
-	@echo "make run | make test | make build | make train | make bench | make loadgen | make loadgen-ab REF=<commit> | make loadgen-conversations | make compose-up [LOCAL_IMAGES=1] | make compose-down | make compose-test | make fuzz [FUZZTIME=10m] | make testdata | make proto | make clean"
+	@echo "make run | make test | make build | make train | make bench | make loadgen | make loadgen-ab REF=<commit> | make loadgen-conversations | make compose-up [LOCAL_IMAGES=1] | make compose-down | make compose-test | make compose-bench | make fuzz [FUZZTIME=10m] | make testdata | make proto | make clean"
 
 run: build
 	./$(BIN) serve
@@ -154,6 +154,13 @@ compose-test:
 	@echo "== compose fault tests (the node image, then the cluster in containers)"
 	$(MAKE) --no-print-directory docker-image LOCAL_IMAGES=1
 	VOLUNTREE_COMPOSE_IMAGE=voluntree:dev $(GO) test $(GOTEST_FLAGS) -v -run . ./compose
+
+# One node against three on the compose cluster, the same loadgen over capacity, one sitting
+# (BENCHMARKS.md): make compose-bench [BENCH_RATE=3500]
+BENCH_RATE ?= 3500
+compose-bench:
+	$(MAKE) --no-print-directory docker-image LOCAL_IMAGES=1
+	VOLUNTREE_COMPOSE_IMAGE=voluntree:dev VOLUNTREE_BENCH_RATE=$(BENCH_RATE) $(GO) test -count=1 -timeout 20m -v -run '^$$' -bench OneAgainstThree -benchtime 1x ./compose
 
 # Every fuzz target for FUZZTIME each (make test replays their corpora as plain tests).
 FUZZTIME ?= 1m

@@ -179,10 +179,27 @@ func Start(ctx context.Context, system *actor.ActorSystem, cfg Config) (node *No
 }
 
 // Stop leaves the cluster, bounded by ctx (Shutdown can hang after a peer died).
+//
+// Proto.Actor's graceful Shutdown stops the actor system — every grain — first and takes the
+// member out of the membership after: in between, peers still route requests here and wait
+// out their timeouts (the rolling restart's tail). So the node leaves the membership first:
+// its health endpoint closes, peers drop it within a refresh and send their requests in flight
+// again (inflight.go), while its grains still answer what already reached them; then it
+// shuts down.
 func (n *Node) Stop(ctx context.Context) error {
 	n.c.ActorSystem.EventStream.Unsubscribe(n.topologySub)
 	done := make(chan struct{})
-	go func() { n.c.Shutdown(true); close(done) }()
+	go func() {
+		if len(n.Members()) > 1 {
+			_ = n.c.Config.ClusterProvider.Shutdown(true) // Shutdown below closes it again: a no-op
+			select {
+			case <-time.After(2*n.cfg.Refresh + 100*time.Millisecond): // peers poll every Refresh
+			case <-ctx.Done():
+			}
+		}
+		n.c.Shutdown(true)
+		close(done)
+	}()
 	select {
 	case <-done:
 		return nil

@@ -54,7 +54,7 @@ var nodes = []string{"node1", "node2", "node3"}
 
 // stack is one compose project: its own network, volumes and containers, removed at the end.
 type stack struct {
-	t       *testing.T
+	t       testing.TB
 	project string
 	image   string
 	dir     string   // compose/
@@ -66,7 +66,7 @@ type stack struct {
 	token   string // admin API token of the loadgen's organization
 }
 
-func newStack(t *testing.T) *stack {
+func newStack(t testing.TB) *stack {
 	image := os.Getenv("VOLUNTREE_COMPOSE_IMAGE")
 	if image == "" {
 		t.Skip("VOLUNTREE_COMPOSE_IMAGE is not set: `make compose-test` (part of `make test`) builds the image and runs these tests")
@@ -152,7 +152,7 @@ services:
 // fake Graph gives them the ids the loadgen comments on: lg-page_1 to lg-page_<posts>), so
 // that every interested commenter is invited with a private reply: the side effect whose
 // duplicates the tests look for.
-func (s *stack) publishPosts(t *testing.T) {
+func (s *stack) publishPosts(t testing.TB) {
 	t.Helper()
 	var su struct {
 		ID string `json:"id"`
@@ -181,7 +181,7 @@ func (s *stack) publishPosts(t *testing.T) {
 }
 
 // api calls the admin API through the ingress with the organization's token.
-func (s *stack) api(t *testing.T, method, path string, body, out any) {
+func (s *stack) api(t testing.TB, method, path string, body, out any) {
 	t.Helper()
 	var r io.Reader
 	if body != nil {
@@ -228,7 +228,7 @@ func (s *stack) down() {
 	}
 }
 
-func (s *stack) compose(t *testing.T, timeout time.Duration, args ...string) string {
+func (s *stack) compose(t testing.TB, timeout time.Duration, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -241,7 +241,7 @@ func (s *stack) compose(t *testing.T, timeout time.Duration, args ...string) str
 	return string(out)
 }
 
-func docker(t *testing.T, args ...string) string {
+func docker(t testing.TB, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -255,7 +255,7 @@ func docker(t *testing.T, args ...string) string {
 // container is the name docker-compose gives a service's (only) container.
 func (s *stack) container(service string) string { return s.project + "_" + service + "_1" }
 
-func (s *stack) execNode(t *testing.T, node string, args ...string) string {
+func (s *stack) execNode(t testing.TB, node string, args ...string) string {
 	t.Helper()
 	return docker(t, append([]string{"exec", s.container(node)}, args...)...)
 }
@@ -288,7 +288,7 @@ func (s *stack) metrics(node string) map[string]float64 {
 }
 
 // waitFor polls cond every 100 ms until it holds or d passes; it returns when it held.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) time.Time {
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) time.Time {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for {
@@ -303,7 +303,7 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) time.
 }
 
 // waitMembers waits until each of the nodes sees n members.
-func (s *stack) waitMembers(t *testing.T, on []string, n int, d time.Duration) time.Time {
+func (s *stack) waitMembers(t testing.TB, on []string, n int, d time.Duration) time.Time {
 	t.Helper()
 	return waitFor(t, d, fmt.Sprintf("%v to see %d members", on, n), func() bool {
 		for _, node := range on {
@@ -316,7 +316,7 @@ func (s *stack) waitMembers(t *testing.T, on []string, n int, d time.Duration) t
 }
 
 // waitIngress waits until the ingress answers /healthz from the host.
-func (s *stack) waitIngress(t *testing.T) {
+func (s *stack) waitIngress(t testing.TB) {
 	t.Helper()
 	client := &http.Client{Timeout: 2 * time.Second}
 	waitFor(t, time.Minute, "the ingress to answer /healthz", func() bool {
@@ -380,7 +380,7 @@ func (s *stack) backlog(ctx context.Context) (backlog, error) {
 
 // waitBacklogClear waits until no ingest entry older than a second waits and node (if set)
 // holds nothing pending: the backlog a fault left is worked off.
-func (s *stack) waitBacklogClear(t *testing.T, node string, d time.Duration) time.Time {
+func (s *stack) waitBacklogClear(t testing.TB, node string, d time.Duration) time.Time {
 	t.Helper()
 	var last backlog
 	var lastErr error
@@ -472,7 +472,7 @@ type loadRun struct {
 
 // loadgen runs the load generator in a container on the project's network, against the
 // ingress, with every node for the per-node figures.
-func (s *stack) loadgen(t *testing.T, name string, args ...string) <-chan loadRun {
+func (s *stack) loadgen(t testing.TB, name string, args ...string) <-chan loadRun {
 	t.Helper()
 	var urls []string
 	for _, n := range nodes {
@@ -508,7 +508,7 @@ func (s *stack) loadgen(t *testing.T, name string, args ...string) <-chan loadRu
 
 // result waits for a loadgen run and checks what every fault test must reach: each
 // acknowledged comment came back exactly once, and most comments were acknowledged.
-func result(t *testing.T, done <-chan loadRun, minSent int, minAcked float64) report {
+func result(t testing.TB, done <-chan loadRun, minSent int, minAcked float64) report {
 	t.Helper()
 	r := <-done
 	t.Logf("loadgen: %s", r.rep)
@@ -526,7 +526,7 @@ func result(t *testing.T, done <-chan loadRun, minSent int, minAcked float64) re
 }
 
 // feedNode is the node holding the loadgen's live feed (its only WebSocket client).
-func (s *stack) feedNode(t *testing.T) string {
+func (s *stack) feedNode(t testing.TB) string {
 	t.Helper()
 	var holder string
 	waitFor(t, 30*time.Second, "the loadgen's feed on a node, and grains on every node", func() bool {
@@ -552,7 +552,7 @@ type effects struct{ sent, refused int }
 // every reply the nodes sent went to a different comment, none was tried twice (Graph refuses
 // a second private reply to one comment with code 10900: a refused call is a duplicate
 // attempt), and the effects stream holds nothing pending once the run drained.
-func (s *stack) effectsDone(t *testing.T, before effects) effects {
+func (s *stack) effectsDone(t testing.TB, before effects) effects {
 	t.Helper()
 	waitFor(t, time.Minute, "the effects stream to have nothing pending", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -584,7 +584,7 @@ func (s *stack) effectsDone(t *testing.T, before effects) effects {
 }
 
 // freePorts returns n TCP ports free on loopback right now.
-func freePorts(t *testing.T, n int) []int {
+func freePorts(t testing.TB, n int) []int {
 	t.Helper()
 	var out []int
 	for range n {
@@ -661,19 +661,33 @@ func TestFaultsUnderLoad(t *testing.T) {
 	t.Run("KillTheFeedsNode", func(t *testing.T) { kill(t, "kill-feed", true) })
 
 	t.Run("PartitionOneNode", func(t *testing.T) {
-		const victim = "node2"
 		network := s.project + "_default"
 		done := s.loadgen(t, "partition", "-rate", rate, "-warmup", "2s", "-duration", "35s")
-		s.feedNode(t)
+		// A node the feed is not on: the figures are the pipeline's, not the feed's (a feed on
+		// a cut node resumes when its pings go unanswered; KillTheFeedsNode covers resuming).
+		holder := s.feedNode(t)
+		victim := nodes[(slices.Index(nodes, holder)+1)%len(nodes)]
+		var survivors []string
+		for _, n := range nodes {
+			if n != victim {
+				survivors = append(survivors, n)
+			}
+		}
 		time.Sleep(3 * time.Second)
 		cut := time.Now()
 		docker(t, "network", "disconnect", network, s.container(victim))
-		changed := s.waitMembers(t, []string{"node1", "node3"}, 2, 30*time.Second)
+		changed := s.waitMembers(t, survivors, 2, 30*time.Second)
 		// Cut for 10 s, then back under its name.
 		time.Sleep(time.Until(cut.Add(10 * time.Second)))
 		docker(t, "network", "connect", "--alias", victim, network, s.container(victim))
 		healed := time.Now()
 		back := s.waitMembers(t, nodes, 3, 2*time.Minute)
+		// The survivors keep the cut node's member id on their block list for good (FACTS): it
+		// is back only because its guard saw itself left out, drained, exited and compose
+		// started it again with a new member id.
+		if restarts := strings.TrimSpace(docker(t, "inspect", "-f", "{{.RestartCount}}", s.container(victim))); restarts == "0" {
+			t.Errorf("%s is back among 3 members without a restart: its old member id was not blocked?", victim)
+		}
 		clear := s.waitBacklogClear(t, "", 2*lagRecovery)
 		rep := result(t, done, 6000, 0.95)
 		reach, n := rep.worstP99After(changed, 5*time.Second)
@@ -717,4 +731,44 @@ func TestFaultsUnderLoad(t *testing.T) {
 			clear.Sub(killed).Round(time.Millisecond), rep)
 		replies = s.effectsDone(t, replies)
 	})
+}
+
+// BenchmarkOneAgainstThreeNodes runs the same loadgen, over capacity, through the ingress
+// against the three nodes and then against one (node2 and node3 stopped), in one sitting, and
+// reports the events/s each delivered: what the cluster's overhead costs and what a node adds
+// on this machine. Issue 13 wants three nodes at 80 % of one node's rate or more.
+//
+//	make compose-bench [BENCH_RATE=3500]
+func BenchmarkOneAgainstThreeNodes(b *testing.B) {
+	s := newStack(b)
+	rate := os.Getenv("VOLUNTREE_BENCH_RATE")
+	if rate == "" {
+		rate = "3500"
+	}
+	run := func(name string) report {
+		r := <-s.loadgen(b, name, "-rate", rate, "-warmup", "3s", "-duration", "20s", "-drain", "30s")
+		if r.rep.Total.Sent == 0 {
+			b.Fatalf("loadgen %s: %v\n%s", name, r.err, r.stderr)
+		}
+		b.Logf("%s: %s; sustained %.0f/s, delivered %.0f/s, avg model batch %.1f", name, r.rep, r.rep.Sustained, r.rep.Delivered, r.rep.Cluster.AvgBatch)
+		for _, n := range r.rep.Cluster.Nodes {
+			b.Logf("  %s: %.0f comments, %.2f CPU s per 1,000", n.Metrics, n.Comments, n.CPUPer1000)
+		}
+		return r.rep
+	}
+	var three, one report
+	for range b.N {
+		three = run("three-nodes")
+		s.compose(b, time.Minute, "stop", "-t", "30", "node2", "node3")
+		s.waitMembers(b, []string{"node1"}, 1, time.Minute)
+		one = run("one-node")
+		s.compose(b, time.Minute, "start", "node2", "node3")
+		s.waitMembers(b, nodes, 3, 2*time.Minute)
+	}
+	b.ReportMetric(three.Delivered, "3-nodes-events/s")
+	b.ReportMetric(one.Delivered, "1-node-events/s")
+	if one.Delivered > 0 {
+		b.ReportMetric(100*three.Delivered/one.Delivered, "3-to-1-%")
+	}
+	b.ReportMetric(0, "ns/op")
 }

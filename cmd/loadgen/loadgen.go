@@ -43,6 +43,8 @@ const (
 	loadgenLate           = 10 * time.Millisecond // a send this much after its due time is late
 	loadgenRequestTimeout = 10 * time.Second      // one webhook or classify call
 	loadgenReadyWait      = 2 * time.Second       // for the WebSocket's "ready" frame
+	loadgenFeedPing       = time.Second           // the live feed's ping period
+	loadgenFeedDead       = 3 * time.Second       // no frame or pong for this long: the feed is dead
 	loadgenInterruptDrain = 2 * time.Second       // drain cap after Ctrl-C
 	loadgenSettle         = time.Second           // extra wait for duplicates once all arrived
 	loadgenMaxComments    = 10_000_000            // rate × (warmup + duration) cap (memory)
@@ -812,12 +814,35 @@ func (g *loadgen) reconnect(ctx context.Context, dialer *websocket.Dialer, clien
 
 // read records every interest event of this run until the connection fails; ready is closed
 // on the first "ready" frame.
+//
+// A feed whose node is cut off (a partition) fails silently: no close, no reset. The reader
+// pings every loadgenFeedPing and gives the connection up when nothing, pongs included, came
+// for loadgenFeedDead, so that it resumes elsewhere within seconds.
 func (g *loadgen) read(conn *websocket.Conn, ready chan struct{}) error {
+	alive := func() { conn.SetReadDeadline(time.Now().Add(loadgenFeedDead)) }
+	alive()
+	conn.SetPongHandler(func(string) error { alive(); return nil })
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		t := time.NewTicker(loadgenFeedPing)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				// WriteControl may run concurrently with the reader.
+				_ = conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(loadgenFeedPing))
+			}
+		}
+	}()
 	for {
 		typ, data, err := conn.ReadMessage()
 		if err != nil {
 			return err
 		}
+		alive()
 		now := g.since()
 		if typ != websocket.TextMessage {
 			continue
