@@ -113,8 +113,17 @@ const sendConcurrency = 32
 // member disthash names, which activates it — so those are sent concurrently: one after the
 // other, a batch of 64 new conversations on a three-node cluster spent most of a second
 // there, and the cluster took in new volunteers at a third of one node's rate. Each request
-// goes to a different grain, so the order of one grain's messages holds.
+// goes to a different grain, so the order of one grain's messages holds. A node alone places
+// every grain locally, fast: there the goroutines only cost (the comment path's A/B read
+// +30–50 % with them), so it sends in order as before.
 func (r *Router) send(calls []*grainCall) {
+	if r.node.c.MemberList.Length() <= 1 {
+		for _, c := range calls {
+			c.future, c.err = c.send()
+			r.track(c)
+		}
+		return
+	}
 	var wait sync.WaitGroup
 	sem := make(chan struct{}, sendConcurrency)
 	for _, c := range calls {
