@@ -137,6 +137,7 @@ docker-context: gotch
 
 docker-image: docker-context
 	$(if $(LOCAL_IMAGES),scripts/docker-base.sh)
+	docker build -q -f compose/Dockerfile $(DOCKER_BUILD_ARGS) --target build -t voluntree-build-stage:dev .
 	docker build -q -f compose/Dockerfile $(DOCKER_BUILD_ARGS) -t voluntree:dev .
 	docker image prune -f --filter label=voluntree.stage >/dev/null
 
