@@ -15,7 +15,7 @@ import (
 
 // SlotFills counts the people booked on each of a signup's slots.
 func (s *Store) SlotFills(ctx context.Context, su *voluntree.Signup) ([]voluntree.SlotFill, error) {
-	pipe := s.rdb.Pipeline()
+	pipe := s.ro.Pipeline()
 	cmds := make([]*redis.IntCmd, len(su.Slots))
 	for i, sl := range su.Slots {
 		cmds[i] = pipe.ZCard(ctx, s.keys.SlotBooked(su.ID, sl.ID))
@@ -33,7 +33,7 @@ func (s *Store) SlotFills(ctx context.Context, su *voluntree.Signup) ([]voluntre
 // SignupsOverview returns, for each signup, its slots' fills and how many people entered its
 // conversation flow, in one round trip (a page of the signups list).
 func (s *Store) SignupsOverview(ctx context.Context, sus []voluntree.Signup) ([][]voluntree.SlotFill, []int64, error) {
-	pipe := s.rdb.Pipeline()
+	pipe := s.ro.Pipeline()
 	booked := make([][]*redis.IntCmd, len(sus))
 	people := make([]*redis.IntCmd, len(sus))
 	for i := range sus {
@@ -69,7 +69,7 @@ func (s *Store) SlotInterests(ctx context.Context, signupID, slotID string, offs
 		if len(people) == 0 {
 			return out, nil
 		}
-		raws, err := s.rdb.HMGet(ctx, s.keys.SignupBookings(signupID), people...).Result()
+		raws, err := s.ro.HMGet(ctx, s.keys.SignupBookings(signupID), people...).Result()
 		if err != nil {
 			return nil, fmt.Errorf("redisstore: slot bookings: %w", err)
 		}
@@ -113,7 +113,7 @@ func (s *Store) OrgStats(ctx context.Context, orgID string, from, to time.Time) 
 		}
 	}
 	lo, hi := strconv.FormatInt(from.UnixMilli(), 10), "("+strconv.FormatInt(to.UnixMilli(), 10)
-	members, err := s.rdb.ZRangeByScore(ctx, s.keys.OrgInterests(orgID), &redis.ZRangeBy{Min: lo, Max: hi}).Result()
+	members, err := s.ro.ZRangeByScore(ctx, s.keys.OrgInterests(orgID), &redis.ZRangeBy{Min: lo, Max: hi}).Result()
 	if err != nil {
 		return st, fmt.Errorf("redisstore: org interests: %w", err)
 	}
@@ -124,7 +124,7 @@ func (s *Store) OrgStats(ctx context.Context, orgID string, from, to time.Time) 
 		people[conv] = true
 	}
 	st.Volunteers = len(people)
-	n, err := s.rdb.ZCount(ctx, s.keys.OrgVolunteers(orgID), lo, hi).Result()
+	n, err := s.ro.ZCount(ctx, s.keys.OrgVolunteers(orgID), lo, hi).Result()
 	if err != nil {
 		return st, fmt.Errorf("redisstore: org volunteers: %w", err)
 	}
@@ -164,7 +164,7 @@ func (s *Store) OrgDaily(ctx context.Context, orgID string, days []string) ([]ma
 			fields = append(fields, d+"|"+string(in))
 		}
 	}
-	vals, err := s.rdb.HMGet(ctx, s.keys.OrgDaily(orgID), fields...).Result()
+	vals, err := s.ro.HMGet(ctx, s.keys.OrgDaily(orgID), fields...).Result()
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: daily counts of %s: %w", orgID, err)
 	}
@@ -188,7 +188,7 @@ func (s *Store) BookingsByDay(ctx context.Context, signupIDs []string) (map[stri
 		return out, nil
 	}
 	cmds := make([]*redis.MapStringStringCmd, len(signupIDs))
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := s.ro.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, id := range signupIDs {
 			cmds[i] = p.HGetAll(ctx, s.keys.SignupBookings(id))
 		}

@@ -57,6 +57,7 @@ func (c Config) Validate() error {
 // Store is Voluntree's Redis state. It is safe for concurrent use.
 type Store struct {
 	rdb  redis.UniversalClient
+	ro   redis.UniversalClient // reports' reads (stats.go): a replica's lag is fine there
 	keys Keys
 	cfg  Config
 	co   *coalescer // grains' commands share pipelines
@@ -69,15 +70,26 @@ const (
 	coalesceMax     = 512
 )
 
+// Option changes how New makes a Store.
+type Option func(*Store)
+
+// WithReader sends the reports' reads (statistics, fills, overviews: what a dashboard shows,
+// never what a decision is made on) to r, a client that reads from replicas.
+func WithReader(r redis.UniversalClient) Option { return func(s *Store) { s.ro = r } }
+
 // New returns a Store on rdb.
-func New(rdb redis.UniversalClient, cfg Config) (*Store, error) {
+func New(rdb redis.UniversalClient, cfg Config, opts ...Option) (*Store, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Store{rdb: rdb, keys: NewKeys(cfg.Prefix), cfg: cfg,
+	s := &Store{rdb: rdb, ro: rdb, keys: NewKeys(cfg.Prefix), cfg: cfg,
 		co: newCoalescer(rdb, coalesceWorkers, coalesceMax),
-		in: newCoalescer(rdb, coalesceWorkers, coalesceMax)}, nil
+		in: newCoalescer(rdb, coalesceWorkers, coalesceMax)}
+	for _, o := range opts {
+		o(s)
+	}
+	return s, nil
 }
 
 // Close stops the store's pipeline workers (not the Redis client, which the caller owns).

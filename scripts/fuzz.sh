@@ -6,7 +6,7 @@
 set -euo pipefail
 FUZZTIME=${FUZZTIME:-1m}
 PKGS=("$@")
-[ ${#PKGS[@]} -gt 0 ] || PKGS=(./facebook ./redisstore ./httpapi ./ml)
+[ ${#PKGS[@]} -gt 0 ] || PKGS=(./facebook ./redisstore ./httpapi ./ml ./internal/redisconn ./cmd/voluntree)
 par=()
 [ -n "${FUZZ_PARALLEL:-}" ] && par=(-parallel "$FUZZ_PARALLEL")
 failed=0

@@ -18,6 +18,7 @@ import (
 
 	"github.com/voluntree/voluntree"
 	"github.com/voluntree/voluntree/httpapi"
+	"github.com/voluntree/voluntree/internal/redisconn"
 	"github.com/voluntree/voluntree/internal/redisproc"
 	"github.com/voluntree/voluntree/redisstore"
 )
@@ -76,11 +77,17 @@ func runAdmin(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		}
 		return nil
 	}
+	env, err := newSettings(args[1:], os.LookupEnv)
+	if err != nil {
+		return err
+	}
 	fs := flag.NewFlagSet("admin "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	redisURL := fs.String("redis-url", envOr("VOLUNTREE_REDIS_URL", ""), "Redis URL (env VOLUNTREE_REDIS_URL); empty: the embedded one of -data")
-	dataDir := fs.String("data", envOr("VOLUNTREE_DATA_DIR", "./data"), "data directory of the embedded redis-server (env VOLUNTREE_DATA_DIR)")
-	prefix := fs.String("redis-prefix", envOr("VOLUNTREE_REDIS_PREFIX", redisstore.DefaultPrefix), "prefix of every Redis key (env VOLUNTREE_REDIS_PREFIX)")
+	fs.String("config", "", "config file of KEY=value lines with the environment's keys, as serve's (env VOLUNTREE_CONFIG)")
+	var redisCfg redisconn.Config
+	redisFlags(fs, env, &redisCfg, "empty: the embedded one of -data")
+	dataDir := fs.String("data", env.str("VOLUNTREE_DATA_DIR", "./data"), "data directory of the embedded redis-server (env VOLUNTREE_DATA_DIR)")
+	prefix := fs.String("redis-prefix", env.str("VOLUNTREE_REDIS_PREFIX", redisstore.DefaultPrefix), "prefix of every Redis key (env VOLUNTREE_REDIS_PREFIX)")
 	var run func(ctx context.Context, st *redisstore.Store) error
 	switch args[0] {
 	case "create-org":
@@ -192,7 +199,7 @@ func runAdmin(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		org := fs.String("org", "", "organization id")
 		user := fs.String("user", "", "sign in as this member (default: the first owner)")
 		name := fs.String("name", "Owner", "name of the owner made when the organization has none")
-		public := fs.String("public-url", envOr("VOLUNTREE_PUBLIC_URL", "http://localhost:8080"), "where browsers reach the server (env VOLUNTREE_PUBLIC_URL)")
+		public := fs.String("public-url", env.str("VOLUNTREE_PUBLIC_URL", "http://localhost:8080"), "where browsers reach the server (env VOLUNTREE_PUBLIC_URL)")
 		run = func(ctx context.Context, st *redisstore.Store) error {
 			if *org == "" {
 				return usageError{errors.New("-org is required")}
@@ -268,7 +275,13 @@ func runAdmin(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	if fs.NArg() > 0 {
 		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
 	}
-	rdb, stop, err := adminRedis(ctx, *redisURL, *dataDir)
+	if err := env.err(serveKeys()); err != nil {
+		return usageError{err}
+	}
+	if err := checkRedisConfig(redisCfg); err != nil {
+		return usageError{err}
+	}
+	rdb, stop, err := adminRedis(ctx, redisCfg, *dataDir)
 	if err != nil {
 		return err
 	}
@@ -290,18 +303,17 @@ func runAdmin(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 
 // adminRedis connects to the Redis an admin command works on: the URL given, else the running
 // server's embedded redis-server, else one started on the data directory for the command.
-func adminRedis(ctx context.Context, url, dataDir string) (*redis.Client, func(), error) {
-	if url != "" {
-		opts, err := redis.ParseURL(url)
+func adminRedis(ctx context.Context, cfg redisconn.Config, dataDir string) (redis.UniversalClient, func(), error) {
+	if cfg.URL != "" {
+		conns, err := redisconn.Open(cfg)
 		if err != nil {
 			return nil, nil, usageError{fmt.Errorf("VOLUNTREE_REDIS_URL: %w", err)}
 		}
-		rdb := redis.NewClient(opts)
-		if err := rdb.Ping(ctx).Err(); err != nil {
-			rdb.Close()
-			return nil, nil, fmt.Errorf("redis at %s: %w", opts.Addr, err)
+		if err := conns.Primary.Ping(ctx).Err(); err != nil {
+			conns.Close()
+			return nil, nil, fmt.Errorf("redis (%s): %w", conns.Target, err)
 		}
-		return rdb, func() { rdb.Close() }, nil
+		return conns.Primary, func() { conns.Close() }, nil
 	}
 	dir, err := filepath.Abs(dataDir)
 	if err != nil {

@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -34,6 +33,7 @@ import (
 	"github.com/voluntree/voluntree/github"
 	"github.com/voluntree/voluntree/httpapi"
 	"github.com/voluntree/voluntree/internal/logging"
+	"github.com/voluntree/voluntree/internal/redisconn"
 	"github.com/voluntree/voluntree/internal/redisproc"
 	"github.com/voluntree/voluntree/internal/streamworker"
 	"github.com/voluntree/voluntree/mail"
@@ -54,13 +54,10 @@ const defaultGCPercent = 400
 // libraries (libtorch above all) take about as much again (BENCHMARKS.md, Memory).
 const defaultMemoryLimit = 160 << 20
 
-// defaultRedisPool is the Redis connection pool size unless the URL sets pool_size.
-const defaultRedisPool = 256
-
 // serveConfig is everything `voluntree serve` reads from its environment and flags.
 type serveConfig struct {
 	Addr      string
-	RedisURL  string
+	Redis     redisconn.Config
 	DataDir   string
 	Fsync     string
 	ModelPath string
@@ -103,136 +100,79 @@ type serveConfig struct {
 	EchoWait        time.Duration
 }
 
-func envOr(key, def string) string {
-	if v, ok := os.LookupEnv(key); ok && v != "" {
-		return v
-	}
-	return def
-}
-
-// envErrors collects the environment variables that are set but do not parse: serve names
-// them and stops, rather than falling back to a default the operator did not ask for.
-type envErrors []error
-
-func (e *envErrors) int(key string, def int) int {
-	s := envOr(key, "")
-	if s == "" {
-		return def
-	}
-	v, err := strconv.Atoi(s)
-	if err != nil {
-		*e = append(*e, fmt.Errorf("%s=%q: not a whole number", key, s))
-		return def
-	}
-	return v
-}
-
-func (e *envErrors) float(key string, def float64) float64 {
-	s := envOr(key, "")
-	if s == "" {
-		return def
-	}
-	v, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		*e = append(*e, fmt.Errorf("%s=%q: not a number", key, s))
-		return def
-	}
-	return v
-}
-
-func (e *envErrors) onOff(key string, def bool) bool {
-	switch s := envOr(key, ""); s {
-	case "":
-		return def
-	case "on":
-		return true
-	case "off":
-		return false
-	default:
-		*e = append(*e, fmt.Errorf("%s=%q: want on or off", key, s))
-		return def
-	}
-}
-
-func (e *envErrors) duration(key string, def time.Duration) time.Duration {
-	s := envOr(key, "")
-	if s == "" {
-		return def
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		*e = append(*e, fmt.Errorf("%s=%q: not a duration like 30s or 5m", key, s))
-		return def
-	}
-	return v
-}
-
 func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
+	s, err := newSettings(args, os.LookupEnv)
+	if err != nil {
+		return serveConfig{}, err
+	}
+	return parseServeFlagsWith(s, args, stderr)
+}
+
+// parseServeFlagsWith reads serve's flags over s (the environment, the config file, the
+// defaults).
+func parseServeFlagsWith(env *settings, args []string, stderr io.Writer) (serveConfig, error) {
 	host, _ := os.Hostname()
 	var c serveConfig
-	var env envErrors
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&c.Addr, "addr", envOr("VOLUNTREE_ADDR", ":8080"), "HTTP listen address (env VOLUNTREE_ADDR)")
-	fs.StringVar(&c.RedisURL, "redis-url", envOr("VOLUNTREE_REDIS_URL", ""), "Redis URL; empty starts a private redis-server under -data (env VOLUNTREE_REDIS_URL)")
-	fs.StringVar(&c.DataDir, "data", envOr("VOLUNTREE_DATA_DIR", "./data"), "data directory of the embedded redis-server (env VOLUNTREE_DATA_DIR)")
-	fs.StringVar(&c.Fsync, "redis-fsync", envOr("VOLUNTREE_REDIS_FSYNC", "always"), "AOF fsync of the embedded redis-server: always (acknowledged = on disk) or everysec (env VOLUNTREE_REDIS_FSYNC)")
-	fs.StringVar(&c.ModelPath, "model", envOr("VOLUNTREE_MODEL", ""), "intent model file; empty uses the shipped model (env VOLUNTREE_MODEL)")
-	fs.StringVar(&c.Node, "node", envOr("VOLUNTREE_NODE", host), "node name in logs and metrics (env VOLUNTREE_NODE)")
-	threads, err := strconv.Atoi(envOr("VOLUNTREE_TORCH_THREADS", "1"))
-	if err != nil {
-		return c, usageError{fmt.Errorf("VOLUNTREE_TORCH_THREADS: %w", err)}
-	}
-	fs.IntVar(&c.Threads, "torch-threads", threads, "libtorch intra-op threads (env VOLUNTREE_TORCH_THREADS)")
-	level := fs.String("log-level", envOr("VOLUNTREE_LOG_LEVEL", "info"), "debug, info, warn or error (env VOLUNTREE_LOG_LEVEL)")
+	fs.String("config", "", "config file of KEY=value lines with the environment's keys; the environment wins over it (env VOLUNTREE_CONFIG)")
+	fs.StringVar(&c.Addr, "addr", env.str("VOLUNTREE_ADDR", ":8080"), "HTTP listen address (env VOLUNTREE_ADDR)")
+	redisFlags(fs, env, &c.Redis, "empty starts a private redis-server under -data")
+	fs.StringVar(&c.DataDir, "data", env.str("VOLUNTREE_DATA_DIR", "./data"), "data directory of the embedded redis-server (env VOLUNTREE_DATA_DIR)")
+	fs.StringVar(&c.Fsync, "redis-fsync", env.str("VOLUNTREE_REDIS_FSYNC", "always"), "AOF fsync of the embedded redis-server: always (acknowledged = on disk) or everysec (env VOLUNTREE_REDIS_FSYNC)")
+	fs.StringVar(&c.ModelPath, "model", env.str("VOLUNTREE_MODEL", ""), "intent model file; empty uses the shipped model (env VOLUNTREE_MODEL)")
+	fs.StringVar(&c.Node, "node", env.str("VOLUNTREE_NODE", host), "node name in logs and metrics (env VOLUNTREE_NODE)")
+	fs.IntVar(&c.Threads, "torch-threads", env.int("VOLUNTREE_TORCH_THREADS", 1), "libtorch intra-op threads (env VOLUNTREE_TORCH_THREADS)")
+	level := fs.String("log-level", env.str("VOLUNTREE_LOG_LEVEL", "info"), "debug, info, warn or error (env VOLUNTREE_LOG_LEVEL)")
 	fs.IntVar(&c.Batcher.MaxBatch, "max-batch", actors.DefaultMaxBatch, "texts per model batch")
 	fs.DurationVar(&c.Batcher.MaxDelay, "max-delay", actors.DefaultMaxDelay, "longest wait of a queued text before a partial batch runs")
 	fs.IntVar(&c.Batcher.MaxQueue, "max-queue", actors.DefaultMaxQueue, "texts queued at most before requests are refused (503)")
-	fs.StringVar(&c.AppSecret, "fb-app-secret", envOr("VOLUNTREE_FB_APP_SECRET", ""), "Facebook app secret: verifies webhook signatures (env VOLUNTREE_FB_APP_SECRET)")
-	fs.StringVar(&c.VerifyToken, "fb-verify-token", envOr("VOLUNTREE_FB_VERIFY_TOKEN", ""), "token of the webhook subscription handshake (env VOLUNTREE_FB_VERIFY_TOKEN)")
-	fs.StringVar(&c.Demo, "demo", envOr("VOLUNTREE_DEMO", "auto"), "demo channel: on, off, or auto (on with the embedded redis) (env VOLUNTREE_DEMO)")
-	fs.StringVar(&c.Cluster.Host, "cluster-host", envOr("VOLUNTREE_CLUSTER_HOST", cluster.DefaultHost), "address other cluster members reach this node at (env VOLUNTREE_CLUSTER_HOST)")
-	fs.StringVar(&c.Cluster.Advertise, "cluster-advertise", envOr("VOLUNTREE_CLUSTER_ADVERTISE", ""), "host[:port] other members reach this node at, when not -cluster-host (containers: the service name) (env VOLUNTREE_CLUSTER_ADVERTISE)")
+	fs.StringVar(&c.AppSecret, "fb-app-secret", env.str("VOLUNTREE_FB_APP_SECRET", ""), "Facebook app secret: verifies webhook signatures (env VOLUNTREE_FB_APP_SECRET)")
+	fs.StringVar(&c.VerifyToken, "fb-verify-token", env.str("VOLUNTREE_FB_VERIFY_TOKEN", ""), "token of the webhook subscription handshake (env VOLUNTREE_FB_VERIFY_TOKEN)")
+	fs.StringVar(&c.Demo, "demo", env.str("VOLUNTREE_DEMO", "auto"), "demo channel: on, off, or auto (on with the embedded redis) (env VOLUNTREE_DEMO)")
+	fs.StringVar(&c.Cluster.Host, "cluster-host", env.str("VOLUNTREE_CLUSTER_HOST", cluster.DefaultHost), "address other cluster members reach this node at (env VOLUNTREE_CLUSTER_HOST)")
+	fs.StringVar(&c.Cluster.Advertise, "cluster-advertise", env.str("VOLUNTREE_CLUSTER_ADVERTISE", ""), "host[:port] other members reach this node at, when not -cluster-host (containers: the service name) (env VOLUNTREE_CLUSTER_ADVERTISE)")
 	fs.IntVar(&c.Cluster.Port, "cluster-port", env.int("VOLUNTREE_CLUSTER_PORT", 0), "cluster remoting port; 0 picks a free one (env VOLUNTREE_CLUSTER_PORT)")
 	fs.IntVar(&c.Cluster.HealthPort, "cluster-health-port", env.int("VOLUNTREE_CLUSTER_HEALTH_PORT", 0), "cluster membership (automanaged) port; 0 picks a free one (env VOLUNTREE_CLUSTER_HEALTH_PORT)")
-	fs.StringVar(&c.Peers, "cluster-peers", envOr("VOLUNTREE_CLUSTER_PEERS", ""), "comma-separated host:health-port of every member; empty: a one-node cluster (env VOLUNTREE_CLUSTER_PEERS)")
+	fs.StringVar(&c.Peers, "cluster-peers", env.str("VOLUNTREE_CLUSTER_PEERS", ""), "comma-separated host:health-port of every member; empty: a one-node cluster (env VOLUNTREE_CLUSTER_PEERS)")
 	fs.DurationVar(&c.Ingest.ClaimIdle, "claim-idle", env.duration("VOLUNTREE_CLAIM_IDLE", actors.DefaultClaimIdle), "ingest entries pending this long under a dead consumer are reclaimed (env VOLUNTREE_CLAIM_IDLE)")
 	fs.DurationVar(&c.Ingest.Linger, "ingest-linger", defaultLinger, "a consumer read with fewer than -ingest-min-batch entries waits this long for more (0: never)")
 	fs.IntVar(&c.Ingest.MinBatch, "ingest-min-batch", actors.DefaultMinBatch, "see -ingest-linger")
 	fs.IntVar(&c.Ingest.MaxDeliveries, "max-deliveries", actors.DefaultMaxDeliveries, "an ingest entry failing this many deliveries goes to the dead-letter stream")
-	fs.StringVar(&c.Store.Prefix, "redis-prefix", envOr("VOLUNTREE_REDIS_PREFIX", redisstore.DefaultPrefix), "prefix of every Redis key, to share one Redis between deployments (env VOLUNTREE_REDIS_PREFIX)")
+	fs.StringVar(&c.Store.Prefix, "redis-prefix", env.str("VOLUNTREE_REDIS_PREFIX", redisstore.DefaultPrefix), "prefix of every Redis key, to share one Redis between deployments (env VOLUNTREE_REDIS_PREFIX)")
 	fs.Int64Var(&c.Store.IngestMaxLen, "ingest-max-len", redisstore.DefaultIngestMaxLen, "approximate cap of the ingest stream; webhooks get 503 when the backlog nears it")
 	fs.Int64Var(&c.Store.EventsMaxLen, "events-max-len", redisstore.DefaultEventsMaxLen, "approximate cap of each organization's events replay log")
 	fs.IntVar(&c.SendBuffer, "ws-send-buffer", actors.DefaultSendBuffer, "events queued per WebSocket before the client counts as too slow and is dropped")
-	fs.StringVar(&c.Graph.BaseURL, "fb-graph-url", envOr("VOLUNTREE_FB_GRAPH_URL", facebook.DefaultGraphURL), "Graph API base URL (env VOLUNTREE_FB_GRAPH_URL)")
-	fs.StringVar(&c.Graph.Version, "fb-graph-version", envOr("VOLUNTREE_FB_GRAPH_VERSION", facebook.DefaultGraphVersion), "Graph API version path (env VOLUNTREE_FB_GRAPH_VERSION)")
-	fs.StringVar(&c.Graph.DialogURL, "fb-dialog-url", envOr("VOLUNTREE_FB_DIALOG_URL", facebook.DefaultDialogURL), "Facebook Login dialog base URL (env VOLUNTREE_FB_DIALOG_URL)")
-	fs.StringVar(&c.Graph.AppID, "fb-app-id", envOr("VOLUNTREE_FB_APP_ID", ""), "Facebook app id: Facebook Login for pages (env VOLUNTREE_FB_APP_ID)")
-	fs.StringVar(&c.GitHub.ClientID, "github-client-id", envOr("VOLUNTREE_GITHUB_CLIENT_ID", ""), "GitHub OAuth app's client id: sign-in with GitHub, with VOLUNTREE_GITHUB_CLIENT_SECRET (env VOLUNTREE_GITHUB_CLIENT_ID)")
-	fs.StringVar(&c.GitHub.WebURL, "github-url", envOr("VOLUNTREE_GITHUB_URL", github.DefaultWebURL), "GitHub's web base URL, for the sign-in dialog and token exchange (env VOLUNTREE_GITHUB_URL)")
-	fs.StringVar(&c.GitHub.APIURL, "github-api-url", envOr("VOLUNTREE_GITHUB_API_URL", github.DefaultAPIURL), "GitHub's REST API base URL (env VOLUNTREE_GITHUB_API_URL)")
+	fs.StringVar(&c.Graph.BaseURL, "fb-graph-url", env.str("VOLUNTREE_FB_GRAPH_URL", facebook.DefaultGraphURL), "Graph API base URL (env VOLUNTREE_FB_GRAPH_URL)")
+	fs.StringVar(&c.Graph.Version, "fb-graph-version", env.str("VOLUNTREE_FB_GRAPH_VERSION", facebook.DefaultGraphVersion), "Graph API version path (env VOLUNTREE_FB_GRAPH_VERSION)")
+	fs.StringVar(&c.Graph.DialogURL, "fb-dialog-url", env.str("VOLUNTREE_FB_DIALOG_URL", facebook.DefaultDialogURL), "Facebook Login dialog base URL (env VOLUNTREE_FB_DIALOG_URL)")
+	fs.StringVar(&c.Graph.AppID, "fb-app-id", env.str("VOLUNTREE_FB_APP_ID", ""), "Facebook app id: Facebook Login for pages (env VOLUNTREE_FB_APP_ID)")
+	c.GitHub.ClientSecret = env.str("VOLUNTREE_GITHUB_CLIENT_SECRET", "") // a secret: never a flag
+	fs.StringVar(&c.GitHub.ClientID, "github-client-id", env.str("VOLUNTREE_GITHUB_CLIENT_ID", ""), "GitHub OAuth app's client id: sign-in with GitHub, with VOLUNTREE_GITHUB_CLIENT_SECRET (env VOLUNTREE_GITHUB_CLIENT_ID)")
+	fs.StringVar(&c.GitHub.WebURL, "github-url", env.str("VOLUNTREE_GITHUB_URL", github.DefaultWebURL), "GitHub's web base URL, for the sign-in dialog and token exchange (env VOLUNTREE_GITHUB_URL)")
+	fs.StringVar(&c.GitHub.APIURL, "github-api-url", env.str("VOLUNTREE_GITHUB_API_URL", github.DefaultAPIURL), "GitHub's REST API base URL (env VOLUNTREE_GITHUB_API_URL)")
 	fs.DurationVar(&c.SessionIdle, "session-idle", env.duration("VOLUNTREE_SESSION_IDLE", httpapi.DefaultSessionIdle), "a signed-in browser's session ends after this long unused (env VOLUNTREE_SESSION_IDLE)")
 	fs.DurationVar(&c.SessionMax, "session-max", env.duration("VOLUNTREE_SESSION_MAX", httpapi.DefaultSessionMax), "a session ends this long after sign-in, however active (env VOLUNTREE_SESSION_MAX)")
 	fs.DurationVar(&c.PollInterval, "poll-interval", env.duration("VOLUNTREE_POLL_INTERVAL", facebook.DefaultPollInterval), "comments of published posts are fetched this often besides the webhook; 0: never (env VOLUNTREE_POLL_INTERVAL)")
-	fs.StringVar(&c.PublicURL, "public-url", envOr("VOLUNTREE_PUBLIC_URL", ""), "URL browsers reach this server at, for the Facebook Login redirect; default http://localhost<addr> (env VOLUNTREE_PUBLIC_URL)")
-	fs.StringVar(&c.SMTPURL, "smtp-url", envOr("VOLUNTREE_SMTP_URL", ""), "SMTP server of outgoing mail, smtp://user:pass@host:port?from=addr; empty: the outbox, or no mail (env VOLUNTREE_SMTP_URL)")
-	fs.StringVar(&c.Outbox, "mail-outbox", envOr("VOLUNTREE_MAIL_OUTBOX", "auto"), "mail to an outbox the first page shows instead of SMTP (local use only: admins read their own codes): on, off, or auto (on with the embedded redis and no SMTP) (env VOLUNTREE_MAIL_OUTBOX)")
-	fs.StringVar(&c.MetricsToken, "metrics-token", envOr("VOLUNTREE_METRICS_TOKEN", ""), "Bearer token GET /metrics requires (Prometheus bearer_token); empty: /metrics is open (env VOLUNTREE_METRICS_TOKEN)")
+	fs.StringVar(&c.PublicURL, "public-url", env.str("VOLUNTREE_PUBLIC_URL", ""), "URL browsers reach this server at, for the Facebook Login redirect; default http://localhost<addr> (env VOLUNTREE_PUBLIC_URL)")
+	fs.StringVar(&c.SMTPURL, "smtp-url", env.str("VOLUNTREE_SMTP_URL", ""), "SMTP server of outgoing mail, smtp://user:pass@host:port?from=addr; empty: the outbox, or no mail (env VOLUNTREE_SMTP_URL)")
+	fs.StringVar(&c.Outbox, "mail-outbox", env.str("VOLUNTREE_MAIL_OUTBOX", "auto"), "mail to an outbox the first page shows instead of SMTP (local use only: admins read their own codes): on, off, or auto (on with the embedded redis and no SMTP) (env VOLUNTREE_MAIL_OUTBOX)")
+	fs.StringVar(&c.MetricsToken, "metrics-token", env.str("VOLUNTREE_METRICS_TOKEN", ""), "Bearer token GET /metrics requires (Prometheus bearer_token); empty: /metrics is open (env VOLUNTREE_METRICS_TOKEN)")
 	fs.Float64Var(&c.ClassifyRate, "classify-rate", env.float("VOLUNTREE_CLASSIFY_RATE", httpapi.DefaultClassifyRate), "texts a second each client may classify through POST /api/v1/classify; 0 turns the limit off (env VOLUNTREE_CLASSIFY_RATE)")
 	fs.Float64Var(&c.ChatSessionRate, "chat-session-rate", env.float("VOLUNTREE_CHAT_SESSION_RATE", 0.2), "web chat sessions each client (IP address) may start a second, after a burst of 10; 0 turns the limit off (env VOLUNTREE_CHAT_SESSION_RATE)")
 	fs.IntVar(&c.ClassifyBurst, "classify-burst", env.int("VOLUNTREE_CLASSIFY_BURST", httpapi.DefaultClassifyBurst), "texts a client may classify at once before the rate applies (env VOLUNTREE_CLASSIFY_BURST)")
-	fs.StringVar(&c.TrustedProxies, "trusted-proxies", envOr("VOLUNTREE_TRUSTED_PROXIES", ""), "comma-separated IPs or CIDRs of reverse proxies whose X-Forwarded-For names the client (env VOLUNTREE_TRUSTED_PROXIES)")
+	fs.StringVar(&c.TrustedProxies, "trusted-proxies", env.str("VOLUNTREE_TRUSTED_PROXIES", ""), "comma-separated IPs or CIDRs of reverse proxies whose X-Forwarded-For names the client (env VOLUNTREE_TRUSTED_PROXIES)")
 	fs.BoolVar(&c.ActorMetrics, "actor-metrics", env.onOff("VOLUNTREE_ACTOR_METRICS", false), "Proto.Actor's own per-actor metrics as voluntree_protoactor_* (costly: every spawned actor stays in memory; for debugging) (env VOLUNTREE_ACTOR_METRICS=on)")
-	memLimit := fs.String("memory-limit", envOr("VOLUNTREE_MEMORY_LIMIT", ""), "soft limit of the Go heap, like 160MiB or 1GiB; 0: none (default 160MiB, or GOMEMLIMIT when set) (env VOLUNTREE_MEMORY_LIMIT)")
+	memLimit := fs.String("memory-limit", env.str("VOLUNTREE_MEMORY_LIMIT", ""), "soft limit of the Go heap, like 160MiB or 1GiB; 0: none (default 160MiB, or GOMEMLIMIT when set) (env VOLUNTREE_MEMORY_LIMIT)")
 	fs.IntVar(&c.MaxInflight, "max-inflight-webhooks", env.int("VOLUNTREE_MAX_INFLIGHT_WEBHOOKS", httpapi.DefaultMaxInflightWebhooks), "webhook calls handled at once; past it they are answered 503 with Retry-After (env VOLUNTREE_MAX_INFLIGHT_WEBHOOKS)")
 	fs.IntVar(&c.EffectsWorkers, "effects-workers", env.int("VOLUNTREE_EFFECTS_WORKERS", 8), "readers of the effects stream (Messenger messages, emails, bookings) on this node, each a consumer of its own (env VOLUNTREE_EFFECTS_WORKERS)")
 	fs.DurationVar(&c.EchoWait, "echo-wait", env.duration("VOLUNTREE_ECHO_WAIT", cluster.DefaultEchoWait), "after an ambiguous Send API failure, how long to wait for the message's echo before sending it again (env VOLUNTREE_ECHO_WAIT)")
-	fs.StringVar(&c.PprofAddr, "pprof", envOr("VOLUNTREE_PPROF", ""), "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); empty: off (env VOLUNTREE_PPROF)")
+	fs.StringVar(&c.PprofAddr, "pprof", env.str("VOLUNTREE_PPROF", ""), "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); empty: off (env VOLUNTREE_PPROF)")
 	if err := fs.Parse(args); err != nil {
 		return c, usageError{err}
 	}
-	if len(env) > 0 {
-		return c, usageError{errors.Join(env...)}
+	if err := env.err(); err != nil {
+		return c, usageError{err}
 	}
 	switch {
 	case *memLimit != "":
@@ -245,6 +185,12 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 		c.MemoryLimit = -1 // the runtime's own
 	default:
 		c.MemoryLimit = defaultMemoryLimit
+	}
+	if err := checkRedisConfig(c.Redis); err != nil {
+		return c, usageError{err}
+	}
+	if c.Redis.URL == "" && c.Redis.ReplicaReads {
+		return c, usageError{errors.New("-redis-replica-reads needs a Sentinel or Cluster -redis-url: the embedded redis-server has no replica")}
 	}
 	if c.EffectsWorkers < 1 || c.EffectsWorkers > 64 {
 		return c, usageError{fmt.Errorf("-effects-workers must be between 1 and 64, got %d", c.EffectsWorkers)}
@@ -271,7 +217,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	}
 	switch c.Outbox {
 	case "auto":
-		if c.RedisURL == "" && c.SMTPURL == "" {
+		if c.Redis.URL == "" && c.SMTPURL == "" {
 			c.Outbox = "on"
 		} else {
 			c.Outbox = "off"
@@ -310,7 +256,6 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 		return c, usageError{fmt.Errorf("-poll-interval must be 0 (off) or at least 1s, got %s", c.PollInterval)}
 	}
 	c.Graph.AppSecret = c.AppSecret
-	c.GitHub.ClientSecret = os.Getenv("VOLUNTREE_GITHUB_CLIENT_SECRET") // a secret: never a flag
 	if c.SessionIdle <= 0 || c.SessionMax <= 0 {
 		return c, usageError{fmt.Errorf("-session-idle and -session-max must be positive, got %s and %s", c.SessionIdle, c.SessionMax)}
 	}
@@ -372,8 +317,8 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		defer mp.Shutdown(context.Background())
 	}
 
-	redisURL := cfg.RedisURL
-	if redisURL == "" {
+	redisCfg := cfg.Redis
+	if redisCfg.URL == "" {
 		srv, err := redisproc.Start(ctx, redisproc.Config{Dir: cfg.DataDir, AppendOnly: true, Fsync: cfg.Fsync})
 		if err != nil {
 			return fmt.Errorf("embedded redis: %w", err)
@@ -383,28 +328,24 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 				log.Error("embedded redis stop", "action", "stop", "error", err)
 			}
 		}()
-		redisURL = srv.URL()
-		removeURL, err := writeEmbeddedURL(cfg.DataDir, redisURL)
+		redisCfg.URL = srv.URL()
+		removeURL, err := writeEmbeddedURL(cfg.DataDir, redisCfg.URL)
 		if err != nil {
 			return err
 		}
 		defer removeURL()
 		log.Info("embedded redis-server started", "action", "start_redis", "addr", srv.Addr(), "dir", cfg.DataDir)
 	}
-	opts, err := redis.ParseURL(redisURL)
+	conns, err := redisconn.Open(redisCfg)
 	if err != nil {
 		return usageError{fmt.Errorf("VOLUNTREE_REDIS_URL: %w", err)}
 	}
-	if opts.PoolSize == 0 {
-		// Grains, webhook calls and the consumer each hold a connection for one round trip:
-		// go-redis's default (10 per CPU) makes them queue for connections under load.
-		opts.PoolSize = defaultRedisPool
-	}
-	rdb := redis.NewClient(opts)
-	defer rdb.Close()
+	defer conns.Close()
+	rdb := conns.Primary
 	if err := rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("redis at %s: %w", opts.Addr, err)
+		return fmt.Errorf("redis (%s): %w", conns.Target, err)
 	}
+	log.Info("redis connected", "action", "connect_redis", "redis", conns.Target.String(), "replica_reads", redisCfg.ReplicaReads)
 
 	if err := ml.SetThreads(cfg.Threads); err != nil {
 		return err
@@ -418,7 +359,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	m.ModelInfo.WithLabelValues(info.Kind, info.Path).Set(1)
 	log.Info("model loaded", "action", "load_model", "kind", info.Kind, "path", info.Path)
 
-	store, err := redisstore.New(rdb, cfg.Store)
+	store, err := redisstore.New(rdb, cfg.Store, redisstore.WithReader(conns.Reader))
 	if err != nil {
 		return err
 	}
@@ -448,7 +389,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	var demo *httpapi.Demo
-	if cfg.Demo == "on" || (cfg.Demo == "auto" && cfg.RedisURL == "") {
+	if cfg.Demo == "on" || (cfg.Demo == "auto" && cfg.Redis.URL == "") {
 		demo = &httpapi.DefaultDemo
 		if err := seedDemo(ctx, store, *demo); err != nil {
 			return err

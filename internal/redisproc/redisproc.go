@@ -35,6 +35,15 @@ type Config struct {
 	// second; a crash of Redis or of this process loses nothing).
 	Fsync     string
 	StartWait time.Duration
+	// Cluster starts a Redis Cluster node (cluster-enabled, its nodes.conf in Dir) on a port
+	// whose cluster bus (port+10000) is a valid port too; the caller forms the cluster.
+	Cluster bool
+	// Sentinel starts a Redis Sentinel instead of a server: this is its configuration
+	// (sentinel monitor …), written to Dir/sentinel.conf, which the sentinel rewrites.
+	Sentinel string
+	// Args are more redis-server arguments, after ours (a later one wins), like
+	// {"--replicaof", "127.0.0.1", "6379"}.
+	Args []string
 }
 
 // Server is a running child redis-server.
@@ -82,24 +91,39 @@ func start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("redisproc: data dir: %w", err)
 	}
 	port := cfg.Port
-	if port == 0 {
+	for port == 0 || (cfg.Cluster && port > 65535-10000) {
 		if port, err = freePort(); err != nil {
 			return nil, err
 		}
 	}
 	args := []string{
 		"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
-		"--save", "", "--daemonize", "no", "--protected-mode", "yes", "--logfile", "redis.log",
+		"--daemonize", "no", "--protected-mode", "yes", "--logfile", "redis.log",
 	}
-	if cfg.AppendOnly {
+	if cfg.Sentinel != "" {
+		conf := filepath.Join(dir, "sentinel.conf")
+		if err := os.WriteFile(conf, []byte(cfg.Sentinel), 0o600); err != nil {
+			return nil, fmt.Errorf("redisproc: sentinel config: %w", err)
+		}
+		args = append([]string{conf, "--sentinel"}, args...)
+	} else {
+		args = append(args, "--save", "")
+	}
+	if cfg.Cluster {
+		args = append(args, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
+	}
+	switch {
+	case cfg.Sentinel != "":
+	case cfg.AppendOnly:
 		fsync := cfg.Fsync
 		if fsync == "" {
 			fsync = "always"
 		}
 		args = append(args, "--appendonly", "yes", "--appendfsync", fsync)
-	} else {
+	default:
 		args = append(args, "--appendonly", "no")
 	}
+	args = append(args, cfg.Args...)
 	s := &Server{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), exited: make(chan struct{}),
 		logFile: filepath.Join(dir, "redis.log"), stderr: &tail{max: 4096}}
 	if st, err := os.Stat(s.logFile); err == nil {
