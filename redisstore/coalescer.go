@@ -22,6 +22,39 @@ type coalescer struct {
 	quit    chan struct{}
 	wg      sync.WaitGroup
 	maxCmds int
+	// waitReplicas > 0 ends every pipeline with WAIT: its callers succeed only once that many
+	// replicas have the pipeline's writes (set before the first do).
+	waitReplicas int
+	waitTimeout  time.Duration
+}
+
+// ErrNotReplicated: the writes are on the master, but fewer replicas than asked for
+// acknowledged them in time. They may still be lost in a failover; the caller does not
+// acknowledge them (a retry is deduplicated and waits again).
+var ErrNotReplicated = errors.New("redisstore: fewer replicas than required acknowledged the write")
+
+// queueWait adds the WAIT that follows a pipeline's writes (on the same connection, it covers
+// them), or returns nil when none is asked for.
+func queueWait(ctx context.Context, pipe redis.Pipeliner, replicas int, timeout time.Duration) *redis.Cmd {
+	if replicas <= 0 {
+		return nil
+	}
+	return pipe.Do(ctx, "WAIT", replicas, timeout.Milliseconds())
+}
+
+// waitErr reads a WAIT's answer (nil when there was none).
+func waitErr(w *redis.Cmd, replicas int) error {
+	if w == nil {
+		return nil
+	}
+	n, err := w.Int()
+	if err != nil {
+		return fmt.Errorf("%w: WAIT: %w", ErrNotReplicated, err)
+	}
+	if n < replicas {
+		return fmt.Errorf("%w: %d of %d", ErrNotReplicated, n, replicas)
+	}
+	return nil
 }
 
 type pipeOp struct {
@@ -85,12 +118,14 @@ func (c *coalescer) work() {
 		for _, op := range batch {
 			op.queue(pipe)
 		}
+		w := queueWait(ctx, pipe, c.waitReplicas, c.waitTimeout)
 		// Each command carries its own error (redis.Nil, a script error, or the connection's
 		// failure): callers read them. Exec's own return is the first of those.
 		_, _ = pipe.Exec(ctx)
 		cancel()
+		err := waitErr(w, c.waitReplicas)
 		for _, op := range batch {
-			op.done <- nil
+			op.done <- err
 		}
 	}
 }

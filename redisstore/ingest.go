@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -67,12 +68,19 @@ func (s *Store) Enqueue(ctx context.Context, msgs []voluntree.Message) ([]Enqueu
 			}
 		}
 	})
-	if err != nil {
+	// A failed WAIT (Config.WaitReplicas) is the answer unless the appends are run again
+	// below (a Redis that lost its scripts): that run waits itself, and covers these writes too.
+	notReplicated := errors.Is(err, ErrNotReplicated)
+	if err != nil && !notReplicated {
 		return nil, fmt.Errorf("redisstore: enqueue: %w", err)
 	}
+	again := slices.ContainsFunc(cmds, func(c *redis.Cmd) bool { return c != nil && isNoScript(c.Err()) })
 	err = s.retryNoScript(ctx, enqueueScript, cmds, func(i int) ([]string, []any) {
 		return []string{s.keys.IngestSeen(msgs[i].ID), s.keys.Ingest()}, []any{ttl, maxLen, args[i]}
 	})
+	if err == nil && notReplicated && !again {
+		err = ErrNotReplicated
+	}
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: enqueue: %w", err)
 	}

@@ -2,13 +2,16 @@ package redisstore_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/voluntree/voluntree"
 	"github.com/voluntree/voluntree/internal/redisconn"
 	"github.com/voluntree/voluntree/internal/redistest"
 	"github.com/voluntree/voluntree/redisstore"
@@ -65,5 +68,49 @@ func TestReportsReadFromReplicas(t *testing.T) {
 	}
 	if n := hmgetCalls(ctx, t, dep.Master.Addr()) - onMaster; n != 0 {
 		t.Errorf("the master ran %d of the reports' HMGETs", n)
+	}
+}
+
+// With WaitReplicas, an append no replica acknowledged fails (the webhook answers 503) though
+// the master has it; on a master with a replica it succeeds.
+func TestEnqueueWaitsForReplicas(t *testing.T) {
+	ctx := testCtx(t)
+	// The package's server has no replica.
+	st, rdb := newStore(t, redisstore.Config{WaitReplicas: 1, WaitTimeout: 20 * time.Millisecond})
+	_, err := st.Enqueue(ctx, []voluntree.Message{comment("w1")})
+	if !errors.Is(err, redisstore.ErrNotReplicated) {
+		t.Fatalf("Enqueue without a replica = %v, want ErrNotReplicated", err)
+	}
+	if n := rdb.XLen(ctx, st.Keys().Ingest()).Val(); n != 1 {
+		t.Fatalf("the master holds %d entries, want the 1 appended", n)
+	}
+	// Facebook's retry: deduplicated, and still not acknowledged while no replica has it.
+	if _, err := st.Enqueue(ctx, []voluntree.Message{comment("w1")}); !errors.Is(err, redisstore.ErrNotReplicated) {
+		t.Fatalf("the retry = %v, want ErrNotReplicated", err)
+	}
+
+	dep, err := redistest.StartSentinel(ctx)
+	if err != nil {
+		if os.Getenv("CI") != "true" && strings.Contains(err.Error(), "not installed") {
+			t.Skip(err)
+		}
+		t.Fatal(err)
+	}
+	defer dep.Stop()
+	master := redis.NewClient(&redis.Options{Addr: dep.Master.Addr()})
+	defer master.Close()
+	st2, err := redisstore.New(master, redisstore.Config{WaitReplicas: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close()
+	res, err := st2.Enqueue(ctx, []voluntree.Message{comment("w2"), comment("w3")})
+	if err != nil || len(res) != 2 || res[0].ID == "" || res[1].ID == "" {
+		t.Fatalf("Enqueue with a replica = %+v, %v", res, err)
+	}
+	replica := redis.NewClient(&redis.Options{Addr: dep.Replica.Addr()})
+	defer replica.Close()
+	if n := replica.XLen(ctx, st2.Keys().Ingest()).Val(); n != 2 {
+		t.Fatalf("the replica holds %d entries once Enqueue returned, want 2", n)
 	}
 }

@@ -39,7 +39,14 @@ func (s *Store) retryNoScript(ctx context.Context, sc *script, cmds []*redis.Cmd
 		keys, args := call(i)
 		again[j] = pipe.Eval(ctx, sc.src, keys, args...)
 	}
+	var w *redis.Cmd
+	if sc == enqueueScript { // the ingest appends wait for replicas as the coalescer's do
+		w = queueWait(ctx, pipe, s.cfg.WaitReplicas, s.cfg.WaitTimeout)
+	}
 	if _, err := pipe.Exec(ctx); err != nil && !errorsAreReplies(again) {
+		return err
+	}
+	if err := waitErr(w, s.cfg.WaitReplicas); err != nil {
 		return err
 	}
 	for j, i := range retry {

@@ -27,7 +27,17 @@ type Config struct {
 	IngestMaxLen int64         // approximate cap of the ingest stream (MAXLEN ~)
 	EventsMaxLen int64         // approximate cap of each organization's events replay log
 	DedupeTTL    time.Duration // how long an accepted message id is remembered
+	// WaitReplicas, when positive, makes an append to the ingest stream succeed only once
+	// that many replicas have it (WAIT, up to WaitTimeout): a webhook's 200 then survives a
+	// failover to one of them. 0 acknowledges what the master has (asynchronous replication:
+	// a failover can lose the last writes, BENCHMARKS.md).
+	WaitReplicas int
+	WaitTimeout  time.Duration // default DefaultWaitTimeout
 }
+
+// DefaultWaitTimeout bounds a WAIT for replicas: past it the append counts as failed (503,
+// Facebook retries; the retry is deduplicated and waits again).
+const DefaultWaitTimeout = time.Second
 
 func (c *Config) setDefaults() {
 	if c.IngestMaxLen == 0 {
@@ -39,11 +49,16 @@ func (c *Config) setDefaults() {
 	if c.DedupeTTL == 0 {
 		c.DedupeTTL = DefaultDedupeTTL
 	}
+	if c.WaitTimeout == 0 {
+		c.WaitTimeout = DefaultWaitTimeout
+	}
 }
 
 // Validate reports an unusable configuration.
 func (c Config) Validate() error {
 	switch {
+	case c.WaitReplicas < 0 || c.WaitTimeout < time.Millisecond:
+		return fmt.Errorf("redisstore: replicas to wait for must be 0 or more and the wait at least 1ms, got %d and %s", c.WaitReplicas, c.WaitTimeout)
 	case c.IngestMaxLen < 1000:
 		return fmt.Errorf("redisstore: ingest max length must be at least 1000, got %d", c.IngestMaxLen)
 	case c.EventsMaxLen < 100:
@@ -86,6 +101,7 @@ func New(rdb redis.UniversalClient, cfg Config, opts ...Option) (*Store, error) 
 	s := &Store{rdb: rdb, ro: rdb, keys: NewKeys(cfg.Prefix), cfg: cfg,
 		co: newCoalescer(rdb, coalesceWorkers, coalesceMax),
 		in: newCoalescer(rdb, coalesceWorkers, coalesceMax)}
+	s.in.waitReplicas, s.in.waitTimeout = cfg.WaitReplicas, cfg.WaitTimeout
 	for _, o := range opts {
 		o(s)
 	}

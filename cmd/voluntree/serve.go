@@ -140,6 +140,8 @@ func parseServeFlagsWith(env *settings, args []string, stderr io.Writer) (serveC
 	fs.IntVar(&c.Ingest.MinBatch, "ingest-min-batch", actors.DefaultMinBatch, "see -ingest-linger")
 	fs.IntVar(&c.Ingest.MaxDeliveries, "max-deliveries", actors.DefaultMaxDeliveries, "an ingest entry failing this many deliveries goes to the dead-letter stream")
 	fs.StringVar(&c.Store.Prefix, "redis-prefix", env.str("VOLUNTREE_REDIS_PREFIX", redisstore.DefaultPrefix), "prefix of every Redis key, to share one Redis between deployments (env VOLUNTREE_REDIS_PREFIX)")
+	fs.IntVar(&c.Store.WaitReplicas, "redis-wait-replicas", env.int("VOLUNTREE_REDIS_WAIT_REPLICAS", 0), "a webhook's events are acknowledged only once this many Redis replicas have them (WAIT); 0: once the master has them (env VOLUNTREE_REDIS_WAIT_REPLICAS)")
+	fs.DurationVar(&c.Store.WaitTimeout, "redis-wait-timeout", env.duration("VOLUNTREE_REDIS_WAIT_TIMEOUT", redisstore.DefaultWaitTimeout), "longest wait for those replicas; past it the webhook gets 503 and Facebook retries (env VOLUNTREE_REDIS_WAIT_TIMEOUT)")
 	fs.Int64Var(&c.Store.IngestMaxLen, "ingest-max-len", redisstore.DefaultIngestMaxLen, "approximate cap of the ingest stream; webhooks get 503 when the backlog nears it")
 	fs.Int64Var(&c.Store.EventsMaxLen, "events-max-len", redisstore.DefaultEventsMaxLen, "approximate cap of each organization's events replay log")
 	fs.IntVar(&c.SendBuffer, "ws-send-buffer", actors.DefaultSendBuffer, "events queued per WebSocket before the client counts as too slow and is dropped")
@@ -188,6 +190,17 @@ func parseServeFlagsWith(env *settings, args []string, stderr io.Writer) (serveC
 	}
 	if err := checkRedisConfig(c.Redis); err != nil {
 		return c, usageError{err}
+	}
+	if c.Store.WaitReplicas < 0 || c.Store.WaitTimeout < time.Millisecond {
+		return c, usageError{fmt.Errorf("-redis-wait-replicas must be 0 or more and -redis-wait-timeout at least 1ms, got %d and %s", c.Store.WaitReplicas, c.Store.WaitTimeout)}
+	}
+	if c.Store.WaitReplicas > 0 && c.Redis.URL != "" {
+		if t, _ := redisconn.Parse(c.Redis.URL); t.Mode == redisconn.Cluster {
+			return c, usageError{errors.New("-redis-wait-replicas is not supported on a Redis Cluster yet: use it with a standalone master and its replicas, or Sentinel")}
+		}
+	}
+	if c.Redis.URL == "" && c.Store.WaitReplicas > 0 {
+		return c, usageError{errors.New("-redis-wait-replicas needs a -redis-url with replicas: the embedded redis-server has none")}
 	}
 	if c.Redis.URL == "" && c.Redis.ReplicaReads {
 		return c, usageError{errors.New("-redis-replica-reads needs a Sentinel or Cluster -redis-url: the embedded redis-server has no replica")}
@@ -345,7 +358,22 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("redis (%s): %w", conns.Target, err)
 	}
-	log.Info("redis connected", "action", "connect_redis", "redis", conns.Target.String(), "replica_reads", redisCfg.ReplicaReads)
+	log.Info("redis connected", "action", "connect_redis", "redis", conns.Target.String(), "replica_reads", redisCfg.ReplicaReads,
+		"wait_replicas", cfg.Store.WaitReplicas)
+	if n := cfg.Store.WaitReplicas; n > 0 {
+		if info, err := rdb.Info(ctx, "replication").Result(); err == nil {
+			var have int
+			for _, line := range strings.Split(info, "\n") {
+				if v, ok := strings.CutPrefix(strings.TrimSpace(line), "connected_slaves:"); ok {
+					have, _ = strconv.Atoi(v)
+				}
+			}
+			if have < n {
+				log.Warn("fewer replicas are connected than webhooks wait for: they will be answered 503 until enough are",
+					"action", "connect_redis", "connected_replicas", have, "wait_replicas", n)
+			}
+		}
+	}
 
 	if err := ml.SetThreads(cfg.Threads); err != nil {
 		return err

@@ -116,8 +116,9 @@ type Sentinel struct {
 	dir             string
 }
 
-// StartSentinel starts the master, its replica and three sentinels, and waits until every
-// sentinel knows the replica and the other two sentinels (so that a failover can be agreed).
+// StartSentinel starts the master, its replica and three sentinels, and waits until the
+// replica follows the master and every sentinel knows the replica and the other two
+// sentinels (so that a failover can be agreed).
 func StartSentinel(ctx context.Context) (*Sentinel, error) {
 	dir, err := os.MkdirTemp("", "redistest-sentinel-")
 	if err != nil {
@@ -146,6 +147,16 @@ func StartSentinel(ctx context.Context) (*Sentinel, error) {
 	}
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	replica := redis.NewClient(&redis.Options{Addr: s.Replica.Addr()})
+	err = waitFor(wctx, func() (bool, error) {
+		role, err := replica.Do(wctx, "ROLE").Slice()
+		return err == nil && len(role) > 3 && role[3] == "connected", err
+	})
+	replica.Close()
+	if err != nil {
+		s.Stop()
+		return nil, fmt.Errorf("redistest: the replica's link to the master is not up: %w", err)
+	}
 	for _, sen := range s.Sentinels {
 		sc := redis.NewSentinelClient(&redis.Options{Addr: sen.Addr()})
 		err := waitFor(wctx, func() (bool, error) {
