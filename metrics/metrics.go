@@ -34,6 +34,10 @@ type Metrics struct {
 
 	// Model.
 	ModelInfo *prometheus.GaugeVec // 1 for the loaded model, by kind and path
+	// ModelVersion is 1 for the model version this node serves: the registry's tag (or
+	// "file" before any promotion) and its SHA-256.
+	ModelVersion *prometheus.GaugeVec
+	ModelSwaps   *prometheus.CounterVec // switches to a promoted version, by result (ok, failed)
 
 	// Webhook and ingest stream.
 	WebhookEvents     *prometheus.CounterVec // messages accepted, by kind
@@ -133,6 +137,14 @@ func New(reg prometheus.Registerer) *Metrics {
 			Namespace: namespace, Subsystem: "model", Name: "info",
 			Help: "The loaded intent model (value 1), by kind and file.",
 		}, []string{"kind", "path"}),
+		ModelVersion: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: "model", Name: "version_info",
+			Help: "The model version this node serves (value 1): the registry's tag, or file before any promotion, and its SHA-256.",
+		}, []string{"version", "sha256"}),
+		ModelSwaps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "model", Name: "swaps_total",
+			Help: "Switches to a newly promoted model version, by result: ok, or failed (the node keeps serving the version it had).",
+		}, []string{"result"}),
 	}
 	m.addPipeline()
 	m.addPublishing()
@@ -145,7 +157,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	)
 	reg.MustRegister(
 		m.BatcherRequests, m.BatcherItems, m.BatcherRejected, m.BatchSize, m.QueueDelay,
-		m.InferenceDuration, m.QueueDepth, m.HTTPRequests, m.HTTPDuration, m.ModelInfo,
+		m.InferenceDuration, m.QueueDepth, m.HTTPRequests, m.HTTPDuration, m.ModelInfo, m.ModelVersion, m.ModelSwaps,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

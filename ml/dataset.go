@@ -2,8 +2,11 @@ package ml
 
 import (
 	"bufio"
+	"bytes"
+	_ "embed"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/voluntree/voluntree"
@@ -22,8 +25,21 @@ func LoadExamples(path string) ([]Example, error) {
 		return nil, fmt.Errorf("ml: open dataset: %w", err)
 	}
 	defer f.Close()
+	return readExamples(path, f)
+}
+
+// ValidationSet is the shipped validation set (ml/data/valid.jsonl, embedded): what the model
+// registry scores every pushed model on.
+func ValidationSet() ([]Example, error) {
+	return readExamples("embedded:ml/data/valid.jsonl", bytes.NewReader(validationJSONL))
+}
+
+//go:embed data/valid.jsonl
+var validationJSONL []byte
+
+func readExamples(path string, r io.Reader) ([]Example, error) {
 	var out []Example
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 1<<20)
 	for line := 1; sc.Scan(); line++ {
 		if len(sc.Bytes()) == 0 {

@@ -1,6 +1,9 @@
 package redisstore
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
 
 // Every Redis key and channel Voluntree uses is built here, and keys_test.go pins the
 // strings: renaming one is a data migration, not a refactor.
@@ -334,3 +337,30 @@ func (k Keys) MailRate(addrHash string) string { return k.prefix + ":mailrate:" 
 
 // MailDead is the stream of emails that failed too often, with their errors.
 func (k Keys) MailDead() string { return k.prefix + ":{mail}:dead" }
+
+// ---- The model registry ----
+//
+// Every key of the registry shares the {models} hash tag: a push, a promotion or a removal is
+// one transaction on one slot.
+
+// ModelVersion is one pushed model version (hash: tag, sha256, size, kind, note, created,
+// chunks, scores), by tag; an unpromoted version expires.
+func (k Keys) ModelVersion(tag string) string { return k.prefix + ":{models}:version:" + tag }
+
+// ModelChunk is the i-th piece of a version's file (string, at most ModelChunkSize bytes).
+func (k Keys) ModelChunk(tag string, i int) string {
+	return k.prefix + ":{models}:version:" + tag + ":chunk:" + strconv.Itoa(i)
+}
+
+// ModelTags indexes the pushed versions by push time, unix ms (sorted set of tags).
+func (k Keys) ModelTags() string { return k.prefix + ":{models}:tags" }
+
+// ModelPromoted names the version every node serves (hash: tag, sha256, at).
+func (k Keys) ModelPromoted() string { return k.prefix + ":{models}:promoted" }
+
+// ModelHistory lists the versions promoted before the current one, latest first (list of
+// tags): what rollback goes back to.
+func (k Keys) ModelHistory() string { return k.prefix + ":{models}:history" }
+
+// ModelChannel is the Pub/Sub channel a promotion is announced on (message: the tag).
+func (k Keys) ModelChannel() string { return k.prefix + ":models:promoted" }

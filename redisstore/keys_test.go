@@ -65,6 +65,12 @@ func TestKeyNames(t *testing.T) {
 		{k.MailGroup(), "mailer"},
 		{k.MailOutbox(), "voluntree:{mail}:outbox"},
 		{k.MailDead(), "voluntree:{mail}:dead"},
+		{k.ModelVersion("v1"), "voluntree:{models}:version:v1"},
+		{k.ModelChunk("v1", 3), "voluntree:{models}:version:v1:chunk:3"},
+		{k.ModelTags(), "voluntree:{models}:tags"},
+		{k.ModelPromoted(), "voluntree:{models}:promoted"},
+		{k.ModelHistory(), "voluntree:{models}:history"},
+		{k.ModelChannel(), "voluntree:models:promoted"},
 	}
 	for _, c := range cases {
 		if c.got != c.want {

@@ -275,7 +275,7 @@ func runAdmin(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	if fs.NArg() > 0 {
 		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
 	}
-	if err := env.err(serveKeys()); err != nil {
+	if err := env.err(serveKeys(), modelKeys()); err != nil {
 		return usageError{err}
 	}
 	if err := checkRedisConfig(redisCfg); err != nil {

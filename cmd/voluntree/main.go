@@ -5,6 +5,7 @@
 //	voluntree classify   classify texts from stdin, one per line, as JSON lines
 //	voluntree evaluate   score the model on labelled JSON-lines files
 //	voluntree admin      organizations, pages, admin API tokens, rejected events
+//	voluntree model      the model registry: push, list, promote, rollback, rm
 package main
 
 import (
@@ -26,6 +27,7 @@ commands:
   classify   read texts from stdin, one per line; print JSON lines {"text","intent","confidence"}
   evaluate   score the model on labelled JSON-lines files (per-intent precision/recall/F1)
   admin      organizations, pages, admin API tokens, rejected events (voluntree admin help)
+  model      the model registry: push, list, promote, rollback, rm (voluntree model help)
 
 Run 'voluntree <command> -h' for the flags of a command. The load generator is its own
 command, loadgen (cmd/loadgen).
@@ -61,6 +63,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = runEvaluate(ctx, args[1:], stdout, stderr)
 	case "admin":
 		err = runAdmin(ctx, args[1:], stdin, stdout, stderr)
+	case "model":
+		err = runModel(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

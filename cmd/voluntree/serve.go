@@ -173,7 +173,7 @@ func parseServeFlagsWith(env *settings, args []string, stderr io.Writer) (serveC
 	if err := fs.Parse(args); err != nil {
 		return c, usageError{err}
 	}
-	if err := env.err(); err != nil {
+	if err := env.err(modelKeys()); err != nil {
 		return c, usageError{err}
 	}
 	switch {
@@ -378,13 +378,15 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := ml.SetThreads(cfg.Threads); err != nil {
 		return err
 	}
-	model, err := ml.Open(cfg.ModelPath)
+	fileModel, err := ml.Open(cfg.ModelPath)
 	if err != nil {
 		return err
 	}
+	model := ml.NewSwappable(fileModel, "file")
 	defer model.Close()
 	info := model.Info()
 	m.ModelInfo.WithLabelValues(info.Kind, info.Path).Set(1)
+	m.ModelVersion.WithLabelValues("file", "").Set(1)
 	log.Info("model loaded", "action", "load_model", "kind", info.Kind, "path", info.Path)
 
 	store, err := redisstore.New(rdb, cfg.Store, redisstore.WithReader(conns.Reader))
@@ -392,6 +394,16 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer store.Close()
+	// The registry's promoted version, once there is one, wins over the file: checked now,
+	// then followed (Pub/Sub and a check every few seconds).
+	models := &modelWatcher{store: store, model: model, m: m, log: logger.With("component", "models"), version: "file"}
+	if err := models.sync(ctx); err != nil {
+		log.Error("the registry's promoted model: serving the file's until it loads", "action", "load_model", "error", err)
+	}
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	watchDone := make(chan struct{})
+	go func() { defer close(watchDone); models.run(watchCtx) }()
+	defer func() { stopWatch(); <-watchDone }()
 	var actorMetrics metric.MeterProvider
 	if mp != nil {
 		actorMetrics = mp

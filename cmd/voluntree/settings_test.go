@@ -148,6 +148,9 @@ func TestREADMEDocumentsEveryKey(t *testing.T) {
 	if !keys["VOLUNTREE_GITHUB_CLIENT_SECRET"] || !keys["VOLUNTREE_REDIS_URL"] || len(keys) < 40 {
 		t.Fatalf("serve's keys are not all collected: %v", keys)
 	}
+	for k := range modelKeys() {
+		keys[k] = true
+	}
 	var missing []string
 	for k := range keys {
 		if !strings.Contains(string(readme), "`"+k+"`") {

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// The model registry from the command line, and a node switching versions while it
+// classifies without a pause: every request answered, the new version served within 5 s of
+// promote, rollback included.
+func TestModelRegistryHotSwap(t *testing.T) {
+	const prefix = "e2e-models"
+	shipped := "../../ml/models/intent.vtm"
+	flags := []string{"-redis-url", redisSrv.URL(t), "-redis-prefix", prefix}
+	model := func(args ...string) (int, string, string) {
+		t.Helper()
+		return runCLI(t, "", append(append([]string{"model"}, args...), flags...)...)
+	}
+	// Refusals: a file that is no model, a model below the floor, a bad tag.
+	junk := filepath.Join(t.TempDir(), "junk.vtm")
+	os.WriteFile(junk, []byte("not a model"), 0o600)
+	if code, _, errOut := model("push", junk, "-tag", "junk"); code != 1 || !strings.Contains(errOut, "refused: the model does not load") {
+		t.Fatalf("push junk: exit %d, %q", code, errOut)
+	}
+	if code, _, errOut := model("push", shipped, "-tag", "strict", "-min-accuracy", "0.99"); code != 1 ||
+		!strings.Contains(errOut, "is below the floor 0.9900") {
+		t.Fatalf("push below the floor: exit %d, %q", code, errOut)
+	}
+	if code, _, errOut := model("push", shipped, "-tag", "no/slash"); code != 2 || !strings.Contains(errOut, "model tag") {
+		t.Fatalf("push with a bad tag: exit %d, %q", code, errOut)
+	}
+	for _, tag := range []string{"v2", "v3"} {
+		if code, out, errOut := model("push", shipped, "-tag", tag, "-note", "the shipped one again"); code != 0 ||
+			!strings.Contains(out, "model "+tag+" pushed: native") || !strings.Contains(out, "accuracy 0.8") {
+			t.Fatalf("push %s: exit %d, %q %q", tag, code, out, errOut)
+		}
+	}
+	if code, _, errOut := model("push", shipped, "-tag", "v2"); code != 1 || !strings.Contains(errOut, "already pushed") {
+		t.Fatalf("push v2 again: exit %d, %q", code, errOut)
+	}
+	code, out, errOut := model("list")
+	if code != 0 || !strings.Contains(out, "v3") || !strings.Contains(out, "v2") || strings.Contains(out, "junk") {
+		t.Fatalf("list: exit %d, %q %q", code, out, errOut)
+	}
+
+	n := startServe(t, "VOLUNTREE_REDIS_URL="+redisSrv.URL(t), "VOLUNTREE_REDIS_PREFIX="+prefix, "VOLUNTREE_CLASSIFY_RATE=0")
+	defer n.stop(t)
+	if !n.serves(t, "file") {
+		t.Fatal("before any promotion the node does not serve its file's model")
+	}
+
+	// Classify without a pause through every switch.
+	var ok, failed atomic.Int64
+	var lastErr atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	body, _ := json.Marshal(map[string]any{"texts": []string{"count me in!", "where do I park?", "no thanks", "sure, I'll bring my truck"}})
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := http.Post(n.base+"/api/v1/classify", "application/json", bytes.NewReader(body))
+				if err != nil {
+					failed.Add(1)
+					lastErr.Store(err.Error())
+					continue
+				}
+				var res struct {
+					Results []struct{ Intent string } `json:"results"`
+				}
+				json.NewDecoder(resp.Body).Decode(&res)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || len(res.Results) != 4 || res.Results[0].Intent != "interested" {
+					failed.Add(1)
+					lastErr.Store(fmt.Sprintf("%d %+v", resp.StatusCode, res))
+					continue
+				}
+				ok.Add(1)
+			}
+		}()
+	}
+	switchTo := func(want string, args ...string) {
+		t.Helper()
+		start := time.Now()
+		if code, out, errOut := model(args...); code != 0 {
+			t.Fatalf("model %v: exit %d, %q %q", args, code, out, errOut)
+		}
+		deadline := start.Add(5 * time.Second)
+		for !n.serves(t, want) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the node does not serve %s 5 s after `model %s`\n%s", want, strings.Join(args, " "), n.log())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Logf("FIGURE model %s: served %s after %d ms", strings.Join(args, " "), want, time.Since(start).Milliseconds())
+	}
+	switchTo("v2", "promote", "v2")
+	switchTo("v3", "promote", "v3")
+	switchTo("v2", "rollback")
+	close(stop)
+	wg.Wait()
+	if failed.Load() > 0 || ok.Load() < 20 {
+		t.Fatalf("classify through the switches: %d answered, %d failed (last: %v)", ok.Load(), failed.Load(), lastErr.Load())
+	}
+	t.Logf("FIGURE model switches: %d classify requests answered, 0 failed", ok.Load())
+
+	if code, _, errOut := model("rm", "v2"); code != 1 || !strings.Contains(errOut, "is the promoted one") {
+		t.Fatalf("rm the promoted version: exit %d, %q", code, errOut)
+	}
+	if code, out, errOut := model("rm", "v3"); code != 0 || !strings.Contains(out, "model v3 removed") {
+		t.Fatalf("rm v3: exit %d, %q %q", code, out, errOut)
+	}
+	code, out, _ = model("list", "-json")
+	if code != 0 || strings.Count(out, "\n") != 1 || !strings.Contains(out, `"tag":"v2"`) || !strings.Contains(out, `"promoted":true`) {
+		t.Fatalf("list -json after rm: %q", out)
+	}
+}
+
+// serves reports whether the node's /metrics name version as the model it serves.
+func (n *node) serves(t *testing.T, version string) bool {
+	t.Helper()
+	_, body := n.get(t, "/metrics")
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, `voluntree_model_version_info{`) && strings.Contains(line, `version="`+version+`"`) &&
+			strings.HasSuffix(line, " 1") {
+			return true
+		}
+	}
+	return false
+}
