@@ -104,4 +104,3 @@ func (w *modelWatcher) run(ctx context.Context) {
 		}
 	}
 }
-
