@@ -143,3 +143,56 @@ func (n *node) serves(t *testing.T, version string) bool {
 	}
 	return false
 }
+
+// TestModelSwapUnderLoad promotes, promotes again and rolls back while the loadgen posts
+// comments at VOLUNTREE_SWAP_RATE a second (default 500; `make model-swap-bench` runs 2,500):
+// every acknowledged comment is classified and delivered exactly once, no batch is refused
+// or fails, and each switch is served within 5 s.
+func TestModelSwapUnderLoad(t *testing.T) {
+	rate := os.Getenv("VOLUNTREE_SWAP_RATE")
+	if rate == "" {
+		rate = "500"
+	}
+	const prefix, page = "e2e-swapload", "swp"
+	token := orgWithPages(t, prefix, "swapload", page)
+	flags := []string{"-redis-url", redisSrv.URL(t), "-redis-prefix", prefix}
+	model := func(args ...string) {
+		t.Helper()
+		if code, out, errOut := runCLI(t, "", append(append([]string{"model"}, args...), flags...)...); code != 0 {
+			t.Fatalf("model %v: exit %d, %q %q", args, code, out, errOut)
+		}
+	}
+	for _, tag := range []string{"v2", "v3"} {
+		model("push", "../../ml/models/intent.vtm", "-tag", tag)
+	}
+	n, _, _ := pipelineNode(t, prefix)
+	defer n.stop(t)
+	done := startLoadgen(t, n, token, page, "-rate", rate, "-duration", "15s", "-warmup", "2s", "-posts", "3")
+	classified := func() float64 { return metricSum(t, n, "voluntree_batcher_items_total") }
+	for _, step := range []struct {
+		want string
+		args []string
+	}{{"v2", []string{"promote", "v2"}}, {"v3", []string{"promote", "v3"}}, {"v2", []string{"rollback"}}} {
+		before := classified()
+		waitRedis(t, func() bool { return classified() > before+500 }, "500 more comments classified")
+		start := time.Now()
+		model(step.args...)
+		deadline := start.Add(5 * time.Second)
+		for !n.serves(t, step.want) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the node does not serve %s 5 s after `model %s` under load", step.want, strings.Join(step.args, " "))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Logf("FIGURE swap under %s/s: model %s served after %d ms", rate, strings.Join(step.args, " "), time.Since(start).Milliseconds())
+	}
+	rep := loadgenResult(t, done, 1000)
+	if r := metricSum(t, n, "voluntree_batcher_rejected_items_total"); r != 0 {
+		t.Fatalf("%v texts refused by the batcher during the switches", r)
+	}
+	if f := metricSum(t, n, "voluntree_model_swaps_total", `result="failed"`); f != 0 {
+		t.Fatalf("%v switches failed", f)
+	}
+	t.Logf("FIGURE swap under %s/s: %d sent, %d acknowledged, 0 lost, 0 duplicated, 0 refused; e2e p99 %.1f ms",
+		rate, rep.Total.Sent, rep.Total.Acked, rep.E2E.P99)
+}
