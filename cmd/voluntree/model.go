@@ -237,27 +237,16 @@ func runModel(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return err
 }
 
-// checkModel loads the model file at path and scores it on the shipped validation set: an
-// error when it does not load or scores below floor.
+// checkModel is ml.Check, with the scores the registry keeps.
 func checkModel(ctx context.Context, path string, floor float64) (string, modelScores, error) {
-	m, err := ml.Load(path)
-	if err != nil {
-		return "", modelScores{}, fmt.Errorf("refused: the model does not load: %w", err)
+	info, r, err := ml.Check(ctx, path, floor)
+	if err != nil && r != nil {
+		return "", modelScores{}, fmt.Errorf("%w (-min-accuracy)", err)
 	}
-	defer m.Close()
-	valid, err := ml.ValidationSet()
 	if err != nil {
 		return "", modelScores{}, err
 	}
-	r, err := ml.Evaluate(ctx, m, valid)
-	if err != nil {
-		return "", modelScores{}, fmt.Errorf("refused: the model fails on the validation set: %w", err)
-	}
-	sc := modelScores{Items: r.Items, Accuracy: r.Accuracy, MacroF1: r.MacroF1, ECE: r.ECE}
-	if r.Accuracy < floor {
-		return "", sc, fmt.Errorf("refused: accuracy %.4f on the shipped validation set is below the floor %.4f (-min-accuracy)", r.Accuracy, floor)
-	}
-	return m.Info().Kind, sc, nil
+	return info.Kind, modelScores{Items: r.Items, Accuracy: r.Accuracy, MacroF1: r.MacroF1, ECE: r.ECE}, nil
 }
 
 // modelKeys are the settings only the model commands read: serve and admin accept them in a

@@ -58,7 +58,7 @@ func StartCluster(ctx context.Context) (*Cluster, error) {
 }
 
 // WaitHealthy waits until every node sees all six nodes, every slot served and the state ok,
-// and every replica's link to its master is up.
+// every slot range with its replica, and every replica's link to its master up.
 func (c *Cluster) WaitHealthy(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -72,6 +72,16 @@ func (c *Cluster) WaitHealthy(ctx context.Context) error {
 			if !strings.Contains(info, "cluster_state:ok") || !strings.Contains(info, "cluster_slots_ok:16384") ||
 				!strings.Contains(info, "cluster_known_nodes:6") {
 				return false, nil
+			}
+			// Clients learn replicas from CLUSTER SLOTS: every range must list its replica.
+			slots, err := rdb.ClusterSlots(ctx).Result()
+			if err != nil || len(slots) != 3 {
+				return false, err
+			}
+			for _, sl := range slots {
+				if len(sl.Nodes) != 2 {
+					return false, nil
+				}
 			}
 			// A replica serves reads only once its link to the master is up.
 			role, err := rdb.Do(ctx, "ROLE").Slice()
