@@ -121,6 +121,13 @@ type Config struct {
 	// GitHub and FacebookSignIn sign people in (nil: their /auth/… routes answer 503).
 	GitHub         GitHubSignIn
 	FacebookSignIn FacebookSignIn
+
+	// Models is the model registry (nil: its routes answer 503); OperatorOrg is the
+	// organization whose owners manage it ("": nobody does through the API).
+	Models      ModelRegistry
+	OperatorOrg string
+	// ModelVersion tells /healthz which model version this node serves (nil: not shown).
+	ModelVersion func() string
 }
 
 func (c *Config) setDefaults() {
@@ -313,6 +320,11 @@ func (s *Server) adminRoutes(api fiber.Router) {
 	r(get, "/stats/daily", viewer, s.dailyStats)
 	r(get, "/orgs/:org/stats", viewer, s.orgStats)
 
+	r(get, "/models", owner, s.operatorOnly(s.listModels))
+	r(post, "/models/rollback", owner, s.operatorOnly(s.rollbackModel))
+	r(post, "/models/:tag/promote", owner, s.operatorOnly(s.promoteModel))
+	r(fiber.MethodDelete, "/models/:tag", owner, s.operatorOnly(s.removeModel))
+
 	r(fiber.MethodPatch, "/org", owner, s.updateOrg)
 	r(get, "/members", viewer, s.listMembers)
 	r(fiber.MethodPatch, "/members/:user", owner, s.changeMember)
@@ -364,6 +376,7 @@ func (s *Server) observe(c *fiber.Ctx) error {
 type healthResponse struct {
 	Status string            `json:"status"`
 	Checks map[string]string `json:"checks"`
+	Model  string            `json:"model,omitempty"` // the model version this node serves
 }
 
 // healthz answers every check's state, "ok" or "unavailable": why a check failed (an address,
@@ -372,6 +385,9 @@ func (s *Server) healthz(c *fiber.Ctx) error {
 	ctx, cancel := context.WithTimeout(c.UserContext(), 2*time.Second)
 	defer cancel()
 	resp := healthResponse{Status: "ok", Checks: make(map[string]string)}
+	if s.cfg.ModelVersion != nil {
+		resp.Model = s.cfg.ModelVersion()
+	}
 	for _, h := range s.cfg.Health {
 		if err := h.Check(ctx); err != nil {
 			resp.Status = "unavailable"

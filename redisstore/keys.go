@@ -364,3 +364,7 @@ func (k Keys) ModelHistory() string { return k.prefix + ":{models}:history" }
 
 // ModelChannel is the Pub/Sub channel a promotion is announced on (message: the tag).
 func (k Keys) ModelChannel() string { return k.prefix + ":models:promoted" }
+
+// ModelNodes records the version each node serves (hash node → JSON ModelNode), refreshed by
+// every node every few seconds.
+func (k Keys) ModelNodes() string { return k.prefix + ":{models}:nodes" }

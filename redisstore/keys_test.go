@@ -71,6 +71,7 @@ func TestKeyNames(t *testing.T) {
 		{k.ModelPromoted(), "voluntree:{models}:promoted"},
 		{k.ModelHistory(), "voluntree:{models}:history"},
 		{k.ModelChannel(), "voluntree:models:promoted"},
+		{k.ModelNodes(), "voluntree:{models}:nodes"},
 	}
 	for _, c := range cases {
 		if c.got != c.want {

@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -293,5 +295,47 @@ func (s *Store) ModelVersions(ctx context.Context) ([]ModelVersion, error) {
 		v.Promoted = tag == cur
 		out = append(out, v)
 	}
+	return out, nil
+}
+
+// ModelNode is the version one node serves, as it last reported.
+type ModelNode struct {
+	Node    string    `json:"node"`
+	Version string    `json:"version"` // a tag, or "file" before any promotion
+	SHA256  string    `json:"sha256,omitempty"`
+	Since   time.Time `json:"since"` // when it started serving it
+	Seen    time.Time `json:"seen"`  // its last report
+}
+
+// ModelNodeTTL is how long a node that stopped reporting is still listed.
+const ModelNodeTTL = 30 * time.Second
+
+// ReportModelNode records the version node serves.
+func (s *Store) ReportModelNode(ctx context.Context, n ModelNode) error {
+	n.Seen = time.Now().UTC().Truncate(time.Millisecond)
+	b, _ := json.Marshal(n)
+	if err := s.rdb.HSet(ctx, s.keys.ModelNodes(), n.Node, b).Err(); err != nil {
+		return fmt.Errorf("redisstore: report model node: %w", err)
+	}
+	return nil
+}
+
+// ModelNodes lists the nodes that reported within ModelNodeTTL, by name; older reports are
+// removed as they are met.
+func (s *Store) ModelNodes(ctx context.Context) ([]ModelNode, error) {
+	h, err := s.rdb.HGetAll(ctx, s.keys.ModelNodes()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: model nodes: %w", err)
+	}
+	out := []ModelNode{}
+	for name, raw := range h {
+		var n ModelNode
+		if json.Unmarshal([]byte(raw), &n) != nil || time.Since(n.Seen) > ModelNodeTTL {
+			s.rdb.HDel(ctx, s.keys.ModelNodes(), name)
+			continue
+		}
+		out = append(out, n)
+	}
+	slices.SortFunc(out, func(a, b ModelNode) int { return strings.Compare(a.Node, b.Node) })
 	return out, nil
 }

@@ -425,7 +425,7 @@ func TestPageClassifiesInABrowser(t *testing.T) {
 	n := startServe(t, "VOLUNTREE_REDIS_URL="+redisSrv.URL(t))
 	dom := renderedDOM(t, browser, n.base+"/")
 	for _, want := range []string{`class="intent interested"`, `class="intent question"`, `class="intent decline"`,
-		`class="intent donate"`, `class="intent thanks"`, `class="intent other"`, "all systems ok"} {
+		`class="intent donate"`, `class="intent thanks"`, `class="intent other"`, "all systems ok · model file"} {
 		if !bytes.Contains(dom, []byte(want)) {
 			t.Errorf("rendered page lacks %s", want)
 		}

@@ -150,31 +150,15 @@ func runModel(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			if len(pos) != 1 {
 				return usageError{errors.New("want: voluntree model promote TAG")}
 			}
-			v, data, err := st.ModelFile(ctx, pos[0])
+			prev, err := checkedRegistry{store: st, floor: *minAcc}.Promote(ctx, pos[0])
 			if err != nil {
 				return err
 			}
-			dir, err := os.MkdirTemp("", "voluntree-model-")
-			if err != nil {
-				return err
-			}
-			defer os.RemoveAll(dir)
-			path := filepath.Join(dir, v.Tag)
-			if err := os.WriteFile(path, data, 0o600); err != nil {
-				return err
-			}
-			if _, _, err := checkModel(ctx, path, *minAcc); err != nil {
-				return err
-			}
-			prev, err := st.PromoteModel(ctx, v.Tag)
-			if err != nil {
-				return err
-			}
-			if prev == v.Tag {
-				fmt.Fprintf(stdout, "model %s is already the promoted one\n", v.Tag)
+			if prev == pos[0] {
+				fmt.Fprintf(stdout, "model %s is already the promoted one\n", pos[0])
 				return nil
 			}
-			fmt.Fprintf(stdout, "model %s promoted (before: %s); every node switches within seconds\n", v.Tag, orNone(prev))
+			fmt.Fprintf(stdout, "model %s promoted (before: %s); every node switches within seconds\n", pos[0], orNone(prev))
 			return nil
 		}
 	case "rollback":
@@ -241,7 +225,7 @@ func runModel(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 func checkModel(ctx context.Context, path string, floor float64) (string, modelScores, error) {
 	info, r, err := ml.Check(ctx, path, floor)
 	if err != nil && r != nil {
-		return "", modelScores{}, fmt.Errorf("%w (-min-accuracy)", err)
+		return "", modelScores{}, fmt.Errorf("%w (VOLUNTREE_MODEL_MIN_ACCURACY)", err)
 	}
 	if err != nil {
 		return "", modelScores{}, err
@@ -249,10 +233,55 @@ func checkModel(ctx context.Context, path string, floor float64) (string, modelS
 	return info.Kind, modelScores{Items: r.Items, Accuracy: r.Accuracy, MacroF1: r.MacroF1, ECE: r.ECE}, nil
 }
 
+// checkedRegistry is the model registry with promote's check: the version is loaded and
+// scored on the shipped validation set first (httpapi.ModelRegistry).
+type checkedRegistry struct {
+	store *redisstore.Store
+	floor float64
+}
+
+func (r checkedRegistry) Versions(ctx context.Context) ([]redisstore.ModelVersion, error) {
+	return r.store.ModelVersions(ctx)
+}
+
+func (r checkedRegistry) Nodes(ctx context.Context) ([]redisstore.ModelNode, error) {
+	return r.store.ModelNodes(ctx)
+}
+
+func (r checkedRegistry) Rollback(ctx context.Context) (string, error) {
+	return r.store.RollbackModel(ctx)
+}
+
+func (r checkedRegistry) Remove(ctx context.Context, tag string) error {
+	return r.store.RemoveModel(ctx, tag)
+}
+
+// Promote fetches the version (its checksum checked), loads and scores it, then promotes it.
+// A version that fails the check is EINVALID, with the reason.
+func (r checkedRegistry) Promote(ctx context.Context, tag string) (string, error) {
+	v, data, err := r.store.ModelFile(ctx, tag)
+	if err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp("", "voluntree-model-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, v.Tag)
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return "", err
+	}
+	if _, _, err := checkModel(ctx, path, r.floor); err != nil {
+		return "", voluntree.Errorf(voluntree.EINVALID, "model %s: %v", tag, err)
+	}
+	return r.store.PromoteModel(ctx, v.Tag)
+}
+
 // modelKeys are the settings only the model commands read: serve and admin accept them in a
 // shared config file.
 func modelKeys() map[string]bool {
-	return map[string]bool{"VOLUNTREE_MODEL_MIN_ACCURACY": true, "VOLUNTREE_MODEL_TTL": true}
+	return map[string]bool{"VOLUNTREE_MODEL_TTL": true}
 }
 
 func orNone(s string) string {

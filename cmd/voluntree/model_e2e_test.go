@@ -52,7 +52,17 @@ func TestModelRegistryHotSwap(t *testing.T) {
 		t.Fatalf("list: exit %d, %q %q", code, out, errOut)
 	}
 
-	n := startServe(t, "VOLUNTREE_REDIS_URL="+redisSrv.URL(t), "VOLUNTREE_REDIS_PREFIX="+prefix, "VOLUNTREE_CLASSIFY_RATE=0")
+	token := func(org string) string {
+		t.Helper()
+		code, out, errOut := runCLI(t, "", append([]string{"admin", "create-token", "-org", org, "-create-org", "Org " + org}, flags...)...)
+		if code != 0 {
+			t.Fatalf("create-token %s: exit %d, %q", org, code, errOut)
+		}
+		return strings.TrimSpace(out)
+	}
+	opsToken, otherToken := token("ops"), token("other")
+	n := startServe(t, "VOLUNTREE_REDIS_URL="+redisSrv.URL(t), "VOLUNTREE_REDIS_PREFIX="+prefix, "VOLUNTREE_CLASSIFY_RATE=0",
+		"VOLUNTREE_OPERATOR_ORG=ops")
 	defer n.stop(t)
 	if !n.serves(t, "file") {
 		t.Fatal("before any promotion the node does not serve its file's model")
@@ -118,6 +128,53 @@ func TestModelRegistryHotSwap(t *testing.T) {
 		t.Fatalf("classify through the switches: %d answered, %d failed (last: %v)", ok.Load(), failed.Load(), lastErr.Load())
 	}
 	t.Logf("FIGURE model switches: %d classify requests answered, 0 failed", ok.Load())
+
+	// The admin API, for the operator organization's owners only.
+	call := func(method, path, tok string) (int, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest(method, n.base+path, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	if code, out := call("GET", "/api/v1/models", otherToken); code != 403 || out["error"] == nil {
+		t.Fatalf("GET /api/v1/models by another organization's owner: %d %v", code, out)
+	}
+	if code, out := call("POST", "/api/v1/models/v3/promote", otherToken); code != 403 {
+		t.Fatalf("promote by another organization's owner: %d %v", code, out)
+	}
+	code, listed := call("GET", "/api/v1/models", opsToken)
+	if code != 200 || len(listed["versions"].([]any)) != 2 {
+		t.Fatalf("GET /api/v1/models: %d %v", code, listed)
+	}
+	if nodes := listed["nodes"].([]any); len(nodes) != 1 || nodes[0].(map[string]any)["version"] != "v2" {
+		t.Fatalf("the nodes' versions: %v", listed["nodes"])
+	}
+	if code, out := call("POST", "/api/v1/models/nope/promote", opsToken); code != 404 {
+		t.Fatalf("promote an unknown version: %d %v", code, out)
+	}
+	start := time.Now()
+	if code, out := call("POST", "/api/v1/models/v3/promote", opsToken); code != 200 || out["previous"] != "v2" {
+		t.Fatalf("promote v3 through the API: %d %v", code, out)
+	}
+	for !n.serves(t, "v3") {
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("the node does not serve v3 5 s after the API's promote")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, body := n.get(t, "/healthz"); !strings.Contains(string(body), `"model":"v3"`) {
+		t.Fatalf("/healthz does not name the model served: %s", body)
+	}
+	if code, out := call("POST", "/api/v1/models/rollback", opsToken); code != 200 || out["promoted"] != "v2" {
+		t.Fatalf("rollback through the API: %d %v", code, out)
+	}
 
 	if code, _, errOut := model("rm", "v2"); code != 1 || !strings.Contains(errOut, "is the promoted one") {
 		t.Fatalf("rm the promoted version: exit %d, %q", code, errOut)

@@ -30,6 +30,18 @@ type modelWatcher struct {
 	failed  string     // the sha256 of a version that did not load: not tried again
 	version string     // label of the version served (for the metric)
 	sha     string
+	node    string    // this node's name, in the registry's list of nodes
+	since   time.Time // when it started serving version
+}
+
+// report records in the registry which version this node serves.
+func (w *modelWatcher) report(ctx context.Context) {
+	w.mu.Lock()
+	n := redisstore.ModelNode{Node: w.node, Version: w.version, SHA256: w.sha, Since: w.since}
+	w.mu.Unlock()
+	if err := w.store.ReportModelNode(ctx, n); err != nil && ctx.Err() == nil {
+		w.log.Debug("model version report", "action", "report_model", "error", err)
+	}
 }
 
 // sync switches to the promoted version when it is not the one served.
@@ -66,7 +78,7 @@ func (w *modelWatcher) sync(ctx context.Context) error {
 	w.m.ModelSwaps.WithLabelValues("ok").Inc()
 	w.log.Info("serving the promoted model", "action", "swap_model", "tag", tag, "sha256", sha, "kind", info.Kind,
 		"previous", w.version, "took_ms", time.Since(start).Milliseconds())
-	w.version, w.sha, w.failed = tag, sha, ""
+	w.version, w.sha, w.failed, w.since = tag, sha, "", time.Now().UTC()
 	return nil
 }
 
@@ -90,6 +102,7 @@ func (w *modelWatcher) run(ctx context.Context) {
 	sub := w.store.Client().Subscribe(ctx, w.store.Keys().ModelChannel())
 	defer sub.Close()
 	announced := sub.Channel()
+	w.report(ctx)
 	tick := time.NewTicker(modelCheckInterval)
 	defer tick.Stop()
 	for {
@@ -102,5 +115,6 @@ func (w *modelWatcher) run(ctx context.Context) {
 		if err := w.sync(ctx); err != nil && ctx.Err() == nil {
 			w.log.Debug("model version check", "action", "check_model", "error", err)
 		}
+		w.report(ctx)
 	}
 }

@@ -61,10 +61,13 @@ type serveConfig struct {
 	DataDir   string
 	Fsync     string
 	ModelPath string
-	Node      string
-	Threads   int
-	LogLevel  slog.Level
-	Batcher   actors.BatcherConfig
+	// ModelMinAccuracy is the registry's promote floor; OperatorOrg's owners manage it.
+	ModelMinAccuracy float64
+	OperatorOrg      string
+	Node             string
+	Threads          int
+	LogLevel         slog.Level
+	Batcher          actors.BatcherConfig
 
 	AppSecret   string
 	VerifyToken string
@@ -120,6 +123,8 @@ func parseServeFlagsWith(env *settings, args []string, stderr io.Writer) (serveC
 	redisFlags(fs, env, &c.Redis, "empty starts a private redis-server under -data")
 	fs.StringVar(&c.DataDir, "data", env.str("VOLUNTREE_DATA_DIR", "./data"), "data directory of the embedded redis-server (env VOLUNTREE_DATA_DIR)")
 	fs.StringVar(&c.Fsync, "redis-fsync", env.str("VOLUNTREE_REDIS_FSYNC", "always"), "AOF fsync of the embedded redis-server: always (acknowledged = on disk) or everysec (env VOLUNTREE_REDIS_FSYNC)")
+	fs.Float64Var(&c.ModelMinAccuracy, "model-min-accuracy", env.float("VOLUNTREE_MODEL_MIN_ACCURACY", defaultModelMinAccuracy), "the model registry's promote (admin API) refuses a version scoring below this accuracy on the shipped validation set (env VOLUNTREE_MODEL_MIN_ACCURACY)")
+	fs.StringVar(&c.OperatorOrg, "operator-org", env.str("VOLUNTREE_OPERATOR_ORG", ""), "the organization whose owners manage the model registry through the admin API; empty: nobody does (env VOLUNTREE_OPERATOR_ORG)")
 	fs.StringVar(&c.ModelPath, "model", env.str("VOLUNTREE_MODEL", ""), "intent model file; empty uses the shipped model (env VOLUNTREE_MODEL)")
 	fs.StringVar(&c.Node, "node", env.str("VOLUNTREE_NODE", host), "node name in logs and metrics (env VOLUNTREE_NODE)")
 	fs.IntVar(&c.Threads, "torch-threads", env.int("VOLUNTREE_TORCH_THREADS", 1), "libtorch intra-op threads (env VOLUNTREE_TORCH_THREADS)")
@@ -204,6 +209,9 @@ func parseServeFlagsWith(env *settings, args []string, stderr io.Writer) (serveC
 	}
 	if c.Redis.URL == "" && c.Redis.ReplicaReads {
 		return c, usageError{errors.New("-redis-replica-reads needs a Sentinel or Cluster -redis-url: the embedded redis-server has no replica")}
+	}
+	if c.ModelMinAccuracy < 0 || c.ModelMinAccuracy > 1 {
+		return c, usageError{fmt.Errorf("-model-min-accuracy must be between 0 and 1, got %v", c.ModelMinAccuracy)}
 	}
 	if c.EffectsWorkers < 1 || c.EffectsWorkers > 64 {
 		return c, usageError{fmt.Errorf("-effects-workers must be between 1 and 64, got %d", c.EffectsWorkers)}
@@ -396,7 +404,8 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	defer store.Close()
 	// The registry's promoted version, once there is one, wins over the file: checked now,
 	// then followed (Pub/Sub and a check every few seconds).
-	models := &modelWatcher{store: store, model: model, m: m, log: logger.With("component", "models"), version: "file"}
+	models := &modelWatcher{store: store, model: model, m: m, log: logger.With("component", "models"), version: "file",
+		node: cfg.Node, since: time.Now().UTC()}
 	if err := models.sync(ctx); err != nil {
 		log.Error("the registry's promoted model: serving the file's until it loads", "action", "load_model", "error", err)
 	}
@@ -590,6 +599,9 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		PublicURL:           cfg.PublicURL,
 		GitHub:              ghSignIn,
 		FacebookSignIn:      fbSignIn,
+		Models:              checkedRegistry{store: store, floor: cfg.ModelMinAccuracy},
+		OperatorOrg:         cfg.OperatorOrg,
+		ModelVersion:        model.Version,
 		SessionIdle:         cfg.SessionIdle,
 		SessionMax:          cfg.SessionMax,
 		MetricsToken:        cfg.MetricsToken,

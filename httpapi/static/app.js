@@ -91,8 +91,10 @@
     try {
       const r = await fetch('/healthz', { cache: 'no-store' });
       const j = await r.json();
-      pill.textContent = j.status === 'ok' ? 'all systems ok'
-        : 'degraded: ' + Object.entries(j.checks || {}).filter(([, v]) => v !== 'ok').map(([k]) => k).join(', ');
+      pill.textContent = (j.status === 'ok' ? 'all systems ok'
+        : 'degraded: ' + Object.entries(j.checks || {}).filter(([, v]) => v !== 'ok').map(([k]) => k).join(', '))
+        + (j.model ? ' · model ' + j.model : '');
+      pill.title = 'Server health (/healthz)' + (j.model ? '; the intent model this node serves: ' + j.model : '');
       pill.className = 'pill ' + (j.status === 'ok' ? 'ok' : 'bad');
     } catch (e) {
       pill.textContent = 'server unreachable';
