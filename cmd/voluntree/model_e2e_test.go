@@ -40,7 +40,7 @@ func TestModelRegistryHotSwap(t *testing.T) {
 	}
 	for _, tag := range []string{"v2", "v3"} {
 		if code, out, errOut := model("push", shipped, "-tag", tag, "-note", "the shipped one again"); code != 0 ||
-			!strings.Contains(out, "model "+tag+" pushed: native") || !strings.Contains(out, "accuracy 0.8") {
+			!strings.Contains(out, "model "+tag+" pushed: native") || !strings.Contains(out, "accuracy 0.9") {
 			t.Fatalf("push %s: exit %d, %q %q", tag, code, out, errOut)
 		}
 	}
