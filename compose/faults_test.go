@@ -315,15 +315,16 @@ func (s *stack) grainHistogram(node string) map[float64]float64 {
 
 // grainP99Between is the upper bound (a bucket's) of the p99 duration of the grain requests
 // the nodes completed between the two scrapes, and their number: how long a grain took to
-// answer, requests released from a departed member and sent again included.
+// answer, requests released from a departed member and sent again included. A node whose
+// scrape failed is left out; requests still waiting at the second scrape are not counted.
 func grainP99Between(before, after []map[float64]float64) (bound, n float64) {
 	delta := map[float64]float64{}
 	for i := range after {
+		if i >= len(before) || before[i] == nil || after[i] == nil {
+			continue // a scrape failed: this node's window is unknown, it is left out
+		}
 		for le, v := range after[i] {
-			if i < len(before) && before[i] != nil {
-				v -= before[i][le]
-			}
-			delta[le] += v
+			delta[le] += v - before[i][le]
 		}
 	}
 	n = delta[math.Inf(1)]
@@ -710,8 +711,8 @@ func TestFaultsUnderLoad(t *testing.T) {
 		reach, n := rep.worstP99After(changed, 10*time.Second)
 		record("%s: kill %s (feed on %s): members 2 after %v, backlog clear after %v; %s; comments due in the 10 s after the change: e2e p99 ≤ %.0f ms (n=%d); grain requests completed in the 10 s after the change: p99 ≤ %g s (n=%.0f)",
 			name, victim, holder, changed.Sub(killed).Round(time.Millisecond), clear.Sub(killed).Round(time.Millisecond), rep, reach, n, grainP99, grainN)
-		if grainP99 > 1 {
-			t.Errorf("grain requests completed in the 10 s after the change: p99 ≤ %g s, issue 13 wants a grain reachable again within 1 s", grainP99)
+		if grainN == 0 || grainP99 > 1 {
+			t.Errorf("grain requests completed in the 10 s after the change: p99 ≤ %g s (n=%.0f), issue 13 wants a grain reachable again within 1 s", grainP99, grainN)
 		}
 		replies = s.effectsDone(t, replies)
 		docker(t, "start", s.container(victim))
@@ -762,8 +763,8 @@ func TestFaultsUnderLoad(t *testing.T) {
 		reach, n := rep.worstP99After(changed, 5*time.Second)
 		record("partition %s for 10 s: survivors at 2 members after %v, 3 members %v after the heal, backlog clear %v after the heal; %s; comments due in the 5 s after the change: e2e p99 ≤ %.0f ms (n=%d); grain requests the survivors completed while it was cut: p99 ≤ %g s (n=%.0f)",
 			victim, changed.Sub(cut).Round(time.Millisecond), back.Sub(healed).Round(time.Millisecond), clear.Sub(healed).Round(time.Millisecond), rep, reach, n, grainP99, grainN)
-		if grainP99 > 1 {
-			t.Errorf("grain requests the survivors completed while %s was cut: p99 ≤ %g s, issue 13 wants a grain reachable again within 1 s", victim, grainP99)
+		if grainN == 0 || grainP99 > 1 {
+			t.Errorf("grain requests the survivors completed while %s was cut: p99 ≤ %g s (n=%.0f), issue 13 wants a grain reachable again within 1 s", victim, grainP99, grainN)
 		}
 		replies = s.effectsDone(t, replies)
 	})

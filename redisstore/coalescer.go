@@ -26,6 +26,7 @@ type coalescer struct {
 	// replicas have the pipeline's writes (set before the first do).
 	waitReplicas int
 	waitTimeout  time.Duration
+	fence        string // the key written before the WAIT (Keys.IngestFence)
 }
 
 // ErrNotReplicated: the writes are on the master, but fewer replicas than asked for
@@ -33,12 +34,15 @@ type coalescer struct {
 // acknowledge them (a retry is deduplicated and waits again).
 var ErrNotReplicated = errors.New("redisstore: fewer replicas than required acknowledged the write")
 
-// queueWait adds the WAIT that follows a pipeline's writes (on the same connection, it covers
-// them), or returns nil when none is asked for.
-func queueWait(ctx context.Context, pipe redis.Pipeliner, replicas int, timeout time.Duration) *redis.Cmd {
+// queueWait adds the WAIT that follows a pipeline's writes, or returns nil when none is asked
+// for. WAIT covers the connection's own writes: a write to fence first makes it cover a
+// pipeline that wrote nothing (duplicates) too, and what the master had before, since a
+// replica's offset only goes forward.
+func queueWait(ctx context.Context, pipe redis.Pipeliner, fence string, replicas int, timeout time.Duration) *redis.Cmd {
 	if replicas <= 0 {
 		return nil
 	}
+	pipe.Incr(ctx, fence)
 	return pipe.Do(ctx, "WAIT", replicas, timeout.Milliseconds())
 }
 
@@ -118,7 +122,7 @@ func (c *coalescer) work() {
 		for _, op := range batch {
 			op.queue(pipe)
 		}
-		w := queueWait(ctx, pipe, c.waitReplicas, c.waitTimeout)
+		w := queueWait(ctx, pipe, c.fence, c.waitReplicas, c.waitTimeout)
 		// Each command carries its own error (redis.Nil, a script error, or the connection's
 		// failure): callers read them. Exec's own return is the first of those.
 		_, _ = pipe.Exec(ctx)

@@ -40,6 +40,11 @@ func (k Keys) IngestGroup() string { return "pipeline" }
 // IngestSeen marks a message id as accepted for 36 hours (webhook redelivery dedupe).
 func (k Keys) IngestSeen(messageID string) string { return k.prefix + ":{ingest}:seen:" + messageID }
 
+// IngestFence is written (INCR) before every WAIT for replicas: WAIT only covers the
+// connection's own writes, and a pipeline of duplicates writes nothing, so without it a
+// retried webhook would pass a WAIT its first attempt failed.
+func (k Keys) IngestFence() string { return k.prefix + ":{ingest}:fence" }
+
 // DeadLetter is the stream of ingest entries that failed too often, with their errors.
 func (k Keys) DeadLetter() string { return k.prefix + ":{ingest}:dead" }
 

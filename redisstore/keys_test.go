@@ -72,6 +72,7 @@ func TestKeyNames(t *testing.T) {
 		{k.ModelHistory(), "voluntree:{models}:history"},
 		{k.ModelChannel(), "voluntree:models:promoted"},
 		{k.ModelNodes(), "voluntree:{models}:nodes"},
+		{k.IngestFence(), "voluntree:{ingest}:fence"},
 	}
 	for _, c := range cases {
 		if c.got != c.want {

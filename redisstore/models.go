@@ -26,7 +26,12 @@ import (
 const ModelChunkSize = 1 << 20
 
 // MaxModelSize bounds a pushed model file.
-const MaxModelSize = 512 << 20
+// One push is one transaction, replicated whole: 64 MiB keeps it within the write timeout and
+// far below a replica's output buffer limit.
+const MaxModelSize = 64 << 20
+
+// ErrModelChecksum: a version's stored file does not match its SHA-256 (damaged).
+var ErrModelChecksum = errors.New("redisstore: model file damaged")
 
 // ModelVersion describes one pushed version.
 type ModelVersion struct {
@@ -140,7 +145,7 @@ func (s *Store) ModelFile(ctx context.Context, tag string) (ModelVersion, []byte
 	}
 	sum := sha256.Sum256(data)
 	if got := hex.EncodeToString(sum[:]); got != v.SHA256 || int64(len(data)) != v.Size {
-		return v, nil, fmt.Errorf("redisstore: model %s: the stored file's checksum %s does not match %s", tag, got, v.SHA256)
+		return v, nil, fmt.Errorf("%w: model %s: the stored file's checksum %s does not match %s", ErrModelChecksum, tag, got, v.SHA256)
 	}
 	return v, data, nil
 }
@@ -157,17 +162,19 @@ func (s *Store) PromotedModel(ctx context.Context) (tag, sha string, err error) 
 }
 
 // PromoteModel makes tag the version every node serves: it stops expiring, the previous one
-// goes on the rollback history, and the nodes are told. It returns the previous tag.
-func (s *Store) PromoteModel(ctx context.Context, tag string) (string, error) {
-	return s.promote(ctx, tag, false)
+// goes on the rollback history, and the nodes are told. It returns the previous tag. With
+// sha set, the version must still be that file (the one a caller checked): a conflict if it
+// was removed and pushed again since.
+func (s *Store) PromoteModel(ctx context.Context, tag, sha string) (string, error) {
+	return s.promote(ctx, tag, sha, false)
 }
 
 // RollbackModel promotes again the version promoted before the current one, and returns it.
 func (s *Store) RollbackModel(ctx context.Context) (string, error) {
-	return s.promote(ctx, "", true)
+	return s.promote(ctx, "", "", true)
 }
 
-func (s *Store) promote(ctx context.Context, tag string, rollback bool) (string, error) {
+func (s *Store) promote(ctx context.Context, tag, sha string, rollback bool) (string, error) {
 	var prev string
 	err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
 		cur, err := tx.HGet(ctx, s.keys.ModelPromoted(), "tag").Result()
@@ -192,9 +199,16 @@ func (s *Store) promote(ctx context.Context, tag string, rollback bool) (string,
 				return voluntree.Errorf(voluntree.ENOTFOUND, "nothing to roll back to: no version was promoted before %q", cur)
 			}
 		}
+		// The version too: a removal or expiry before EXEC fails the transaction.
+		if err := tx.Watch(ctx, s.keys.ModelVersion(tag)).Err(); err != nil {
+			return err
+		}
 		v, chunks, err := s.modelVersion(ctx, tx, tag)
 		if err != nil {
 			return err
+		}
+		if sha != "" && v.SHA256 != sha {
+			return voluntree.Errorf(voluntree.ECONFLICT, "model %s changed since it was checked (removed and pushed again): promote it again", tag)
 		}
 		if !rollback && tag == cur {
 			return nil // promoted already: nothing changes, nobody is told

@@ -56,7 +56,7 @@ func TestModelRegistry(t *testing.T) {
 	if _, err := st.PushModel(ctx, redisstore.ModelVersion{Tag: "short", Kind: "native"}, []byte("s"), 50*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
-	if prev, err := st.PromoteModel(ctx, "v1"); err != nil || prev != "" {
+	if prev, err := st.PromoteModel(ctx, "v1", v1.SHA256); err != nil || prev != "" {
 		t.Fatalf("promote v1 = %q, %v", prev, err)
 	}
 	if msg, err := sub.ReceiveMessage(ctx); err != nil || msg.Payload != "v1" {
@@ -65,7 +65,7 @@ func TestModelRegistry(t *testing.T) {
 	if ttl := rdb.PTTL(ctx, k.ModelChunk("v1", 0)).Val(); ttl > 0 {
 		t.Fatalf("a promoted version's chunk still expires in %s", ttl)
 	}
-	if prev, err := st.PromoteModel(ctx, "v2"); err != nil || prev != "v1" {
+	if prev, err := st.PromoteModel(ctx, "v2", ""); err != nil || prev != "v1" {
 		t.Fatalf("promote v2 = %q, %v", prev, err)
 	}
 	if tag, sha, err := st.PromotedModel(ctx); err != nil || tag != "v2" || sha == "" {
@@ -74,7 +74,10 @@ func TestModelRegistry(t *testing.T) {
 	if err := st.RemoveModel(ctx, "v2"); voluntree.ErrorCode(err) != voluntree.ECONFLICT {
 		t.Fatalf("removing the promoted version = %v, want a conflict", err)
 	}
-	if _, err := st.PromoteModel(ctx, "nope"); voluntree.ErrorCode(err) != voluntree.ENOTFOUND {
+	if _, err := st.PromoteModel(ctx, "v1", "0000"); voluntree.ErrorCode(err) != voluntree.ECONFLICT {
+		t.Fatalf("promoting a version whose file is not the one checked = %v, want a conflict", err)
+	}
+	if _, err := st.PromoteModel(ctx, "nope", ""); voluntree.ErrorCode(err) != voluntree.ENOTFOUND {
 		t.Fatalf("promoting an unknown tag = %v, want not found", err)
 	}
 	// The short-lived version expires unpromoted and leaves the list.

@@ -41,7 +41,7 @@ func (s *Store) retryNoScript(ctx context.Context, sc *script, cmds []*redis.Cmd
 	}
 	var w *redis.Cmd
 	if sc == enqueueScript { // the ingest appends wait for replicas as the coalescer's do
-		w = queueWait(ctx, pipe, s.cfg.WaitReplicas, s.cfg.WaitTimeout)
+		w = queueWait(ctx, pipe, s.keys.IngestFence(), s.cfg.WaitReplicas, s.cfg.WaitTimeout)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errorsAreReplies(again) {
 		return err

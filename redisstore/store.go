@@ -101,7 +101,7 @@ func New(rdb redis.UniversalClient, cfg Config, opts ...Option) (*Store, error) 
 	s := &Store{rdb: rdb, ro: rdb, keys: NewKeys(cfg.Prefix), cfg: cfg,
 		co: newCoalescer(rdb, coalesceWorkers, coalesceMax),
 		in: newCoalescer(rdb, coalesceWorkers, coalesceMax)}
-	s.in.waitReplicas, s.in.waitTimeout = cfg.WaitReplicas, cfg.WaitTimeout
+	s.in.waitReplicas, s.in.waitTimeout, s.in.fence = cfg.WaitReplicas, cfg.WaitTimeout, s.keys.IngestFence()
 	for _, o := range opts {
 		o(s)
 	}

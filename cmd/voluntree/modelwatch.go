@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -54,6 +55,12 @@ func (w *modelWatcher) sync(ctx context.Context) error {
 	}
 	start := time.Now()
 	v, data, err := w.store.ModelFile(ctx, tag)
+	if errors.Is(err, redisstore.ErrModelChecksum) {
+		w.failed = sha // damaged in Redis: fetching it again would not help
+		w.m.ModelSwaps.WithLabelValues("failed").Inc()
+		w.log.Error("promoted model is damaged in the registry: serving the previous one", "action", "swap_model", "tag", tag, "error", err)
+		return err
+	}
 	if err != nil {
 		return err // Redis: tried again at the next check
 	}
@@ -61,6 +68,10 @@ func (w *modelWatcher) sync(ctx context.Context) error {
 		return fmt.Errorf("model %s changed while it was fetched", tag)
 	}
 	m, err := loadModelBytes(tag, data)
+	var local *os.PathError
+	if errors.As(err, &local) {
+		return err // the temporary copy (a full disk?): tried again at the next check
+	}
 	if err != nil {
 		w.failed = sha // this version is broken here: not tried again until another is promoted
 		w.m.ModelSwaps.WithLabelValues("failed").Inc()

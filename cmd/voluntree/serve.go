@@ -178,6 +178,9 @@ func parseServeFlagsWith(env *settings, args []string, stderr io.Writer) (serveC
 	if err := fs.Parse(args); err != nil {
 		return c, usageError{err}
 	}
+	if err := env.checkConfigFlag(fs); err != nil {
+		return c, usageError{err}
+	}
 	if err := env.err(modelKeys()); err != nil {
 		return c, usageError{err}
 	}
@@ -202,6 +205,17 @@ func parseServeFlagsWith(env *settings, args []string, stderr io.Writer) (serveC
 	if c.Store.WaitReplicas > 0 && c.Redis.URL != "" {
 		if t, _ := redisconn.Parse(c.Redis.URL); t.Mode == redisconn.Cluster {
 			return c, usageError{errors.New("-redis-wait-replicas is not supported on a Redis Cluster yet: use it with a standalone master and its replicas, or Sentinel")}
+		}
+	}
+	if c.Store.WaitReplicas > 0 {
+		// The WAIT is read like any reply: the client's read timeout must outlast it, or a
+		// slow WAIT becomes a timeout that go-redis retries.
+		need := c.Store.WaitTimeout + time.Second
+		switch {
+		case c.Redis.ReadTimeout == 0:
+			c.Redis.ReadTimeout = max(3*time.Second, need)
+		case c.Redis.ReadTimeout < need:
+			return c, usageError{fmt.Errorf("-redis-read-timeout %s must outlast -redis-wait-timeout %s by 1s", c.Redis.ReadTimeout, c.Store.WaitTimeout)}
 		}
 	}
 	if c.Redis.URL == "" && c.Store.WaitReplicas > 0 {

@@ -67,8 +67,11 @@ func newSettings(args []string, getenv func(string) (string, bool)) (*settings, 
 // configArg finds -config FILE (or -config=FILE, --config) among flags, before they are parsed.
 func configArg(args []string) (string, error) {
 	for i, a := range args {
-		if a == "--" || !strings.HasPrefix(a, "-") {
+		if a == "--" {
 			break
+		}
+		if !strings.HasPrefix(a, "-") {
+			continue // a flag's value or an argument: -config may come after either
 		}
 		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
 		if name != "config" {
@@ -205,6 +208,16 @@ func (s *settings) duration(key string, def time.Duration) time.Duration {
 		return def
 	}
 	return d
+}
+
+// checkConfigFlag fails when the -config the flags parsed is not the file the settings read
+// (a -config this scan missed): its settings would be silently ignored.
+func (s *settings) checkConfigFlag(fs *flag.FlagSet) error {
+	f := fs.Lookup("config")
+	if f == nil || f.Value.String() == "" || f.Value.String() == s.path {
+		return nil
+	}
+	return fmt.Errorf("-config %s was not read: give it as -config FILE, before any -- ", f.Value.String())
 }
 
 // err reports the values that did not parse and the file's keys that no command reads

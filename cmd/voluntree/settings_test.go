@@ -61,6 +61,16 @@ VOLUNTREE_REDIS_POOL_SIZE=33
 		t.Errorf("defaults lost: %+v", c)
 	}
 
+	// -config after a flag's value is found too.
+	late := []string{"-addr", "127.0.0.1:0", "-config", file}
+	s, err = newSettings(late, envOf(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := parseServeFlagsWith(s, late, io.Discard); err != nil || c.Node != "node from file" {
+		t.Fatalf("with -config after another flag: node %q, %v", c.Node, err)
+	}
+
 	// VOLUNTREE_CONFIG names the file when -config does not.
 	s, err = newSettings(nil, envOf(map[string]string{"VOLUNTREE_CONFIG": file}))
 	if err != nil {

@@ -81,7 +81,7 @@ func Parse(raw string) (Target, error) {
 	case "redis", "rediss", "unix":
 		o, err := redis.ParseURL(raw)
 		if err != nil {
-			return Target{}, fmt.Errorf("%s: %w", redact(raw), err)
+			return Target{}, fmt.Errorf("%s: %w", redact(raw), scrub(err))
 		}
 		return Target{Mode: Standalone, Addrs: []string{o.Addr}, simple: o}, nil
 	case "redis-sentinel", "rediss-sentinel", "redis-cluster", "rediss-cluster":
@@ -107,8 +107,13 @@ func Parse(raw string) (Target, error) {
 	}
 	path, query, _ := strings.Cut(pathQuery, "?")
 	q, err := url.ParseQuery(query)
+	for _, k := range []string{"read_only", "route_by_latency", "route_randomly", "replica_only", "use_disconnected_replicas"} {
+		if q.Has(k) {
+			return Target{}, fmt.Errorf("%s: %s: reads go to replicas only where they may lag, with VOLUNTREE_REDIS_REPLICA_READS=on", redact(raw), k)
+		}
+	}
 	if err != nil {
-		return Target{}, fmt.Errorf("%s: options: %w", redact(raw), err)
+		return Target{}, fmt.Errorf("%s: options: %w", redact(raw), scrub(err))
 	}
 	for _, a := range addrs[1:] {
 		q.Add("addr", a)
@@ -120,7 +125,7 @@ func Parse(raw string) (Target, error) {
 		u := base + "://" + userinfo + addrs[0] + "?" + q.Encode()
 		o, err := redis.ParseClusterURL(u)
 		if err != nil {
-			return Target{}, fmt.Errorf("%s: %w", redact(raw), err)
+			return Target{}, fmt.Errorf("%s: %w", redact(raw), scrub(err))
 		}
 		return Target{Mode: Cluster, Addrs: addrs, opts: &redis.UniversalOptions{
 			Addrs: o.Addrs, Username: o.Username, Password: o.Password, TLSConfig: o.TLSConfig,
@@ -148,7 +153,7 @@ func Parse(raw string) (Target, error) {
 	if userinfo != "" {
 		ui, err := url.Parse(base + "://" + userinfo + "x")
 		if err != nil {
-			return Target{}, fmt.Errorf("%s: user and password: %w", redact(raw), err)
+			return Target{}, fmt.Errorf("%s: user and password: %w", redact(raw), scrub(err))
 		}
 		if n := ui.User.Username(); n != "" {
 			q.Set("username", n)
@@ -166,7 +171,7 @@ func Parse(raw string) (Target, error) {
 	u := base + "://" + sentinelUser + addrs[0] + path + "?" + q.Encode()
 	o, err := redis.ParseFailoverURL(u)
 	if err != nil {
-		return Target{}, fmt.Errorf("%s: %w", redact(raw), err)
+		return Target{}, fmt.Errorf("%s: %w", redact(raw), scrub(err))
 	}
 	return Target{Mode: Sentinel, Addrs: addrs, opts: &redis.UniversalOptions{
 		Addrs: o.SentinelAddrs, MasterName: o.MasterName, DB: o.DB,
@@ -257,6 +262,16 @@ func override(cfg Config, pool int, dial, read, write time.Duration) (int, time.
 		write = cfg.WriteTimeout
 	}
 	return pool, dial, read, write
+}
+
+// scrub drops what a parse error quotes of the URL (net/url's errors hold it whole, password
+// included), keeping what went wrong.
+func scrub(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("not a valid URL (a password with reserved characters must be percent-encoded): %s", ue.Op)
+	}
+	return err
 }
 
 // redact hides a URL's password in messages.

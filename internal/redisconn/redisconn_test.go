@@ -76,6 +76,9 @@ func TestParse(t *testing.T) {
 		{url: "redis-cluster://h1:7000/3", errHas: "no database number"},
 		{url: "redis-cluster://h1:7000?bogus=1", errHas: "bogus"},
 		{url: "redis-cluster://:hunter2@h1:7000?bogus=1", errHas: "xxxxx"},
+		{url: "redis://:hunter2#x@h:6379", errHas: "percent-encoded"},
+		{url: "redis://:hunter2%zz@h:6379", errHas: "percent-encoded"},
+		{url: "redis-cluster://h1:7000?read_only=true", errHas: "VOLUNTREE_REDIS_REPLICA_READS"},
 	} {
 		t.Run(tc.url, func(t *testing.T) {
 			tg, err := Parse(tc.url)
@@ -134,7 +137,7 @@ func TestOpenAppliesConfigOverTheURL(t *testing.T) {
 
 func FuzzParse(f *testing.F) {
 	for _, s := range []string{"redis://h:1/0", "unix:///s?db=1", "redis-sentinel://:p@a:1,b:2/3?master=m&sentinel_password=x",
-		"redis-cluster://u:p@a:1,b:2?pool_size=3", "rediss-cluster://a:1", "redis-sentinel://a:1?master=m&addr=c:3", "x://", "://", ""} {
+		"redis-cluster://u:p@a:1,b:2?pool_size=3", "rediss-cluster://a:1", "redis://:secretpw%zz@h:1", "redis://:secretpw#@h:1", "redis-sentinel://a:1?master=m&addr=c:3", "x://", "://", ""} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
