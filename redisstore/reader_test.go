@@ -1,11 +1,7 @@
 package redisstore_test
 
 import (
-	"context"
 	"errors"
-	"fmt"
-	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -17,36 +13,10 @@ import (
 	"github.com/voluntree/voluntree/redisstore"
 )
 
-// hmgetCalls is how many HMGETs a server ran (INFO commandstats).
-func hmgetCalls(ctx context.Context, t *testing.T, addr string) int {
-	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: addr})
-	defer rdb.Close()
-	info, err := rdb.Info(ctx, "commandstats").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(info, "\n") {
-		if rest, ok := strings.CutPrefix(line, "cmdstat_hmget:calls="); ok {
-			var n int
-			fmt.Sscanf(rest, "%d", &n)
-			return n
-		}
-	}
-	return 0
-}
-
 // With replica reads, the reports read from the replica and the rest from the master.
 func TestReportsReadFromReplicas(t *testing.T) {
 	ctx := testCtx(t)
-	dep, err := redistest.StartSentinel(ctx)
-	if err != nil {
-		if os.Getenv("CI") != "true" && strings.Contains(err.Error(), "not installed") {
-			t.Skip(err)
-		}
-		t.Fatal(err)
-	}
-	defer dep.Stop()
+	dep := redistest.SentinelFor(t)
 	conns, err := redisconn.Open(redisconn.Config{URL: dep.URL(), ReplicaReads: true})
 	if err != nil {
 		t.Fatal(err)
@@ -57,16 +27,16 @@ func TestReportsReadFromReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	onMaster, onReplica := hmgetCalls(ctx, t, dep.Master.Addr()), hmgetCalls(ctx, t, dep.Replica.Addr())
+	onMaster, onReplica := redistest.CommandCalls(t, dep.Master.Addr(), "hmget"), redistest.CommandCalls(t, dep.Replica.Addr(), "hmget")
 	for range 10 {
 		if _, err := st.OrgDaily(ctx, testOrg, []string{"2026-11-30", "2026-12-01"}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if n := hmgetCalls(ctx, t, dep.Replica.Addr()) - onReplica; n != 10 {
+	if n := redistest.CommandCalls(t, dep.Replica.Addr(), "hmget") - onReplica; n != 10 {
 		t.Errorf("the replica ran %d of the reports' 10 HMGETs", n)
 	}
-	if n := hmgetCalls(ctx, t, dep.Master.Addr()) - onMaster; n != 0 {
+	if n := redistest.CommandCalls(t, dep.Master.Addr(), "hmget") - onMaster; n != 0 {
 		t.Errorf("the master ran %d of the reports' HMGETs", n)
 	}
 }
@@ -89,14 +59,7 @@ func TestEnqueueWaitsForReplicas(t *testing.T) {
 		t.Fatalf("the retry = %v, want ErrNotReplicated", err)
 	}
 
-	dep, err := redistest.StartSentinel(ctx)
-	if err != nil {
-		if os.Getenv("CI") != "true" && strings.Contains(err.Error(), "not installed") {
-			t.Skip(err)
-		}
-		t.Fatal(err)
-	}
-	defer dep.Stop()
+	dep := redistest.SentinelFor(t)
 	master := redis.NewClient(&redis.Options{Addr: dep.Master.Addr()})
 	defer master.Close()
 	st2, err := redisstore.New(master, redisstore.Config{WaitReplicas: 1})

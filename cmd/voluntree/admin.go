@@ -284,22 +284,29 @@ func runAdmin(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	if err := checkRedisConfig(redisCfg); err != nil {
 		return usageError{err}
 	}
-	rdb, stop, err := adminRedis(ctx, redisCfg, *dataDir)
+	return runOnStore(ctx, redisCfg, *dataDir, *prefix, 30*time.Second, run)
+}
+
+// runOnStore runs an admin or model command on the store of redisCfg (or the embedded Redis
+// of dataDir) under prefix, within timeout. A domain error's message is for the user.
+func runOnStore(ctx context.Context, redisCfg redisconn.Config, dataDir, prefix string, timeout time.Duration,
+	run func(ctx context.Context, st *redisstore.Store) error) error {
+	rdb, stop, err := adminRedis(ctx, redisCfg, dataDir)
 	if err != nil {
 		return err
 	}
 	defer stop()
-	st, err := redisstore.New(rdb, redisstore.Config{Prefix: *prefix})
+	st, err := redisstore.New(rdb, redisstore.Config{Prefix: prefix})
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	err = run(ctx, st)
 	var ue usageError
 	if err != nil && !errors.As(err, &ue) && voluntree.ErrorCode(err) != voluntree.EINTERNAL {
-		return errors.New(voluntree.ErrorMessage(err)) // a domain error's message is for the user
+		return errors.New(voluntree.ErrorMessage(err))
 	}
 	return err
 }

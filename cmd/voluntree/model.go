@@ -205,24 +205,7 @@ func runModel(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *minAcc < 0 || *minAcc > 1 {
 		return usageError{fmt.Errorf("-min-accuracy must be between 0 and 1, got %v", *minAcc)}
 	}
-	rdb, stop, err := adminRedis(ctx, redisCfg, *dataDir)
-	if err != nil {
-		return err
-	}
-	defer stop()
-	st, err := redisstore.New(rdb, redisstore.Config{Prefix: *prefix})
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	defer cancel()
-	err = run(ctx, st)
-	var ue usageError
-	if err != nil && !errors.As(err, &ue) && voluntree.ErrorCode(err) != voluntree.EINTERNAL {
-		return errors.New(voluntree.ErrorMessage(err))
-	}
-	return err
+	return runOnStore(ctx, redisCfg, *dataDir, *prefix, 5*time.Minute, run)
 }
 
 // checkModel is ml.Check, with the scores the registry keeps.

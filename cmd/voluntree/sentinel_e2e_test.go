@@ -5,8 +5,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -42,14 +40,7 @@ func TestSentinelFailoverUnderLoad(t *testing.T) {
 func sentinelFailover(t *testing.T, wait bool) (lost, acked, refused int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	dep, err := redistest.StartSentinel(ctx)
-	if err != nil {
-		if os.Getenv("CI") != "true" && strings.Contains(err.Error(), "not installed") {
-			t.Skip(err)
-		}
-		t.Fatal(err)
-	}
-	defer dep.Stop()
+	dep := redistest.SentinelFor(t)
 	url := dep.URL()
 	const prefix, page = "e2e-sentinel", "sp"
 	flags := []string{"-redis-url", url, "-redis-prefix", prefix}

@@ -3,7 +3,6 @@ package redisconn
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -155,25 +154,6 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
-// commandCalls is how many times a server ran cmd (INFO commandstats).
-func commandCalls(ctx context.Context, t *testing.T, addr, cmd string) int {
-	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: addr})
-	defer rdb.Close()
-	info, err := rdb.Info(ctx, "commandstats").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(info, "\n") {
-		if rest, ok := strings.CutPrefix(line, "cmdstat_"+cmd+":calls="); ok {
-			var n int
-			fmt.Sscanf(rest, "%d", &n)
-			return n
-		}
-	}
-	return 0
-}
-
 func TestStandalone(t *testing.T) {
 	srv := redistest.Start()
 	defer srv.Stop()
@@ -193,14 +173,7 @@ func TestStandalone(t *testing.T) {
 
 func TestSentinelFollowsTheMasterAndReadsFromTheReplica(t *testing.T) {
 	ctx := context.Background()
-	dep, err := redistest.StartSentinel(ctx)
-	if err != nil {
-		if os.Getenv("CI") != "true" && strings.Contains(err.Error(), "not installed") {
-			t.Skip(err)
-		}
-		t.Fatal(err)
-	}
-	defer dep.Stop()
+	dep := redistest.SentinelFor(t)
 	c, err := Open(Config{URL: dep.URL(), ReplicaReads: true})
 	if err != nil {
 		t.Fatal(err)
@@ -215,13 +188,13 @@ func TestSentinelFollowsTheMasterAndReadsFromTheReplica(t *testing.T) {
 	if n, err := c.Primary.Do(ctx, "WAIT", 1, 5000).Int(); err != nil || n != 1 {
 		t.Fatalf("WAIT for the replica = %d, %v", n, err)
 	}
-	replicaGets := commandCalls(ctx, t, dep.Replica.Addr(), "get")
+	replicaGets := redistest.CommandCalls(t, dep.Replica.Addr(), "get")
 	for range 20 {
 		if got, err := c.Reader.Get(ctx, "before").Result(); err != nil || got != "1" {
 			t.Fatalf("GET through the reader = %q, %v", got, err)
 		}
 	}
-	if n := commandCalls(ctx, t, dep.Replica.Addr(), "get") - replicaGets; n == 0 {
+	if n := redistest.CommandCalls(t, dep.Replica.Addr(), "get") - replicaGets; n == 0 {
 		t.Fatal("no GET reached the replica with replica reads on")
 	}
 
@@ -258,14 +231,7 @@ func TestSentinelFollowsTheMasterAndReadsFromTheReplica(t *testing.T) {
 
 func TestClusterSpreadsKeysAndReadsFromReplicas(t *testing.T) {
 	ctx := context.Background()
-	cl, err := redistest.StartCluster(ctx)
-	if err != nil {
-		if os.Getenv("CI") != "true" && strings.Contains(err.Error(), "not installed") {
-			t.Skip(err)
-		}
-		t.Fatal(err)
-	}
-	defer cl.Stop()
+	cl := redistest.ClusterFor(t)
 	// One seed is enough: the client learns the rest from CLUSTER SLOTS.
 	c, err := Open(Config{URL: "redis-cluster://" + cl.Nodes[0].Addr(), ReplicaReads: true})
 	if err != nil {
@@ -306,7 +272,7 @@ func TestClusterSpreadsKeysAndReadsFromReplicas(t *testing.T) {
 	}
 	before := make([]int, len(cl.Nodes))
 	for i, n := range cl.Nodes {
-		before[i] = commandCalls(ctx, t, n.Addr(), "get")
+		before[i] = redistest.CommandCalls(t, n.Addr(), "get")
 	}
 	for i := range 100 {
 		if got, err := c.Reader.Get(ctx, fmt.Sprint("key", i)).Int(); err != nil || got != i {
@@ -316,7 +282,7 @@ func TestClusterSpreadsKeysAndReadsFromReplicas(t *testing.T) {
 	replicaGets := 0
 	for i, n := range cl.Nodes {
 		if !isMaster[i] { // replication brings SETs to a replica, never GETs
-			replicaGets += commandCalls(ctx, t, n.Addr(), "get") - before[i]
+			replicaGets += redistest.CommandCalls(t, n.Addr(), "get") - before[i]
 		}
 	}
 	if replicaGets == 0 {

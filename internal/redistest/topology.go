@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -269,4 +270,56 @@ func waitFor(ctx context.Context, cond func() (bool, error)) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// SentinelFor starts a Sentinel deployment for t, stopped when t ends. Without redis-server
+// t is skipped, except under CI=true where it fails.
+func SentinelFor(t testing.TB) *Sentinel {
+	t.Helper()
+	s, err := StartSentinel(context.Background())
+	if err != nil {
+		missing(t, err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// ClusterFor starts a Redis Cluster for t, stopped when t ends (skipped as SentinelFor).
+func ClusterFor(t testing.TB) *Cluster {
+	t.Helper()
+	c, err := StartCluster(context.Background())
+	if err != nil {
+		missing(t, err)
+	}
+	t.Cleanup(c.Stop)
+	return c
+}
+
+// missing fails t, or skips it when err is a missing program outside CI.
+func missing(t testing.TB, err error) {
+	t.Helper()
+	if os.Getenv("CI") != "true" && (errors.Is(err, redisproc.ErrNotInstalled) || strings.Contains(err.Error(), "not installed")) {
+		t.Skip(err)
+	}
+	t.Fatal(err)
+}
+
+// CommandCalls is how many times the server at addr ran cmd (INFO commandstats), failing t
+// when it does not answer.
+func CommandCalls(t testing.TB, addr, cmd string) int {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	defer rdb.Close()
+	info, err := rdb.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if rest, ok := strings.CutPrefix(line, "cmdstat_"+cmd+":calls="); ok {
+			var n int
+			fmt.Sscanf(rest, "%d", &n)
+			return n
+		}
+	}
+	return 0
 }
