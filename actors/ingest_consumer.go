@@ -35,6 +35,7 @@ const (
 // IngestConfig configures an IngestConsumer.
 type IngestConfig struct {
 	Consumer       string        // consumer name in the group; one per node, stable across restarts
+	Shard          int           // the ingest stream shard read (redisstore.Keys.IngestShard)
 	ReadCount      int           // entries per read
 	Block          time.Duration // longest wait of one read (short: blocking reads ignore ctx)
 	ClaimIdle      time.Duration // entries pending this long under any consumer are reclaimed
@@ -73,8 +74,8 @@ func (c *IngestConfig) setDefaults() {
 // streamConfig is the stream worker configuration of the ingest stream.
 func (c IngestConfig) streamConfig(keys redisstore.Keys) streamworker.Config {
 	return streamworker.Config{
-		Name: "ingest", Stream: keys.Ingest(), Group: keys.IngestGroup(), Consumer: c.Consumer,
-		DeadStream: keys.DeadLetter(), ReadCount: c.ReadCount, MinBatch: c.MinBatch, Linger: c.Linger,
+		Name: "ingest", Stream: keys.IngestShard(c.Shard), Group: keys.IngestGroup(), Consumer: c.Consumer,
+		DeadStream: keys.IngestDead(c.Shard), ReadCount: c.ReadCount, MinBatch: c.MinBatch, Linger: c.Linger,
 		Block: c.Block, ClaimIdle: c.ClaimIdle, ClaimEvery: c.ClaimEvery, MaxAttempts: c.MaxDeliveries,
 		BaseDelay: c.RetryDelay, MaxDelay: max(time.Minute, c.RetryDelay), HandleTimeout: c.ProcessTimeout,
 	}
@@ -109,8 +110,11 @@ func NewIngestConsumer(store *redisstore.Store, proc Processor, cfg IngestConfig
 	if cfg.Consumer == "" {
 		return nil, errors.New("actors: ingest consumer name is required")
 	}
+	if cfg.Shard < 0 || cfg.Shard >= store.IngestShards() {
+		return nil, fmt.Errorf("actors: ingest shard %d out of 0..%d", cfg.Shard, store.IngestShards()-1)
+	}
 	c := &IngestConsumer{stages: stagesOf(proc), processTimeout: cfg.ProcessTimeout,
-		log: logger.With("component", "ingest", "consumer", cfg.Consumer)}
+		log: logger.With("component", "ingest", "consumer", cfg.Consumer, "shard", cfg.Shard)}
 	var sm *streamworker.Metrics
 	if m != nil {
 		sm = &streamworker.Metrics{Entries: m.StreamEntries, Duration: m.StreamDuration, BatchSize: m.StreamBatchSize}

@@ -164,7 +164,7 @@ func TestRedeliveryHasOneEffect(t *testing.T) {
 	for range 3 {
 		noErrors(t, e.router.Process(ctx, []voluntree.Message{msg}))
 	}
-	counts, err := e.store.Counts(ctx, post)
+	counts, err := e.store.Counts(ctx, testOrg, post)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,21 +191,21 @@ func TestMessengerFollowsTheConversationsPost(t *testing.T) {
 		messenger("m.2"+u, page, "s2"+u, "interested: sign me up"), // never commented
 	}
 	noErrors(t, e.router.Process(ctx, batch))
-	got, err := e.store.Interests(ctx, post, 0, 10)
+	got, err := e.store.Interests(ctx, testOrg, post, 0, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 1 || got[0].ID != "m.1"+u || got[0].PostID != post || got[0].Kind != voluntree.KindMessage {
 		t.Fatalf("post interests = %+v, want the Messenger message attributed to %s", got, post)
 	}
-	inbox, err := e.store.Interests(ctx, redisstore.PageInbox(page), 0, 10)
+	inbox, err := e.store.Interests(ctx, testOrg, redisstore.PageInbox(page), 0, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(inbox) != 1 || inbox[0].ID != "m.2"+u || inbox[0].PostID != "" {
 		t.Fatalf("page inbox = %+v, want the unattributed Messenger interest", inbox)
 	}
-	counts, _ := e.store.Counts(ctx, post)
+	counts, _ := e.store.Counts(ctx, testOrg, post)
 	if counts.Intents[voluntree.IntentQuestion] != 1 {
 		t.Fatalf("post counts %+v, want the question counted", counts)
 	}
@@ -278,7 +278,7 @@ func TestAbandonedEntriesAreReclaimedExactlyOnce(t *testing.T) {
 	}
 	var interests, thanks int64
 	for i := range 5 {
-		counts, err := e.store.Counts(ctx, fmt.Sprintf("%s_%d", page, i))
+		counts, err := e.store.Counts(ctx, testOrg, fmt.Sprintf("%s_%d", page, i))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -357,8 +357,8 @@ func TestRedeliveredMessengerKeepsItsPost(t *testing.T) {
 	noErrors(t, e.router.Process(ctx, []voluntree.Message{m}))
 	noErrors(t, e.router.Process(ctx, []voluntree.Message{comment(p2+"_c1", page, p2, s, "thanks: lovely")}))
 	noErrors(t, e.router.Process(ctx, []voluntree.Message{m})) // redelivered (its XACK was lost)
-	c1, _ := e.store.Counts(ctx, p1)
-	c2, _ := e.store.Counts(ctx, p2)
+	c1, _ := e.store.Counts(ctx, testOrg, p1)
+	c2, _ := e.store.Counts(ctx, testOrg, p2)
 	if c1.Interests != 1 || c2.Interests != 0 {
 		t.Fatalf("interests on %s: %d, on %s: %d; want the one message stored once, on %s", p1, c1.Interests, p2, c2.Interests, p1)
 	}
@@ -377,7 +377,7 @@ func TestMessagesOfAnUnownedPage(t *testing.T) {
 		comment(post+"_c1", page, post, "s1"+u, "interested: me!"),
 		comment(post+"_c2", page, post, "s2"+u, "question: when?"),
 	}))
-	counts, err := e.store.Counts(ctx, post)
+	counts, err := e.store.Counts(ctx, "", post)
 	if err != nil || counts.Interests != 0 || counts.Intents[voluntree.IntentInterested] != 1 || counts.Intents[voluntree.IntentQuestion] != 1 {
 		t.Fatalf("counts %+v (%v): want both messages counted, no interest stored", counts, err)
 	}
@@ -393,7 +393,7 @@ func TestMessagesOfAnUnownedPage(t *testing.T) {
 	deadline := time.Now().Add(2 * orgMissTTL)
 	for i := 3; ; i++ { // the node remembers "no organization" for up to orgMissTTL
 		noErrors(t, e.router.Process(ctx, []voluntree.Message{comment(fmt.Sprintf("%s_c%d", post, i), page, post, "s"+u, "interested: me too")}))
-		if c, _ := e.store.Counts(ctx, post); c.Interests == 1 {
+		if c, _ := e.store.Counts(ctx, testOrg, post); c.Interests == 1 {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -12,12 +12,12 @@ import (
 
 // postGrain is one post (or a page's inbox, for Messenger interests with no post). It records
 // each classified message once — counted by intent, and, when interested, stored as an
-// interest of the page's organization with its event on that organization's feed — and keeps
-// the post's counts in memory, loaded on activation.
+// interest of the page's organization with its event on that organization's feed. It keeps
+// nothing in memory: the counts are in Redis (redisstore.Store.Counts), where the API reads
+// them.
 type postGrain struct {
-	deps   *grainDeps
-	key    string
-	counts *redisstore.PostCounts // nil until loaded
+	deps *grainDeps
+	key  string
 }
 
 var _ grainpb.Post = (*postGrain)(nil)
@@ -25,9 +25,6 @@ var _ grainpb.Post = (*postGrain)(nil)
 func (g *postGrain) Init(ctx protocluster.GrainContext) {
 	g.key = ctx.Identity()
 	g.deps.metrics.GrainsActive.WithLabelValues("post").Inc()
-	if err := g.load(); err != nil {
-		g.deps.log.Warn("load post", "action", "activate", "post", g.key, "error", err)
-	}
 }
 
 func (g *postGrain) Terminate(protocluster.GrainContext) {
@@ -35,24 +32,8 @@ func (g *postGrain) Terminate(protocluster.GrainContext) {
 }
 func (g *postGrain) ReceiveDefault(protocluster.GrainContext) {}
 
-func (g *postGrain) load() error {
-	ctx, cancel := g.deps.ctx()
-	defer cancel()
-	c, err := g.deps.store.Counts(ctx, g.key)
-	if err != nil {
-		return err
-	}
-	g.counts = &c
-	return nil
-}
-
 // Record stores the messages' effects in one Redis round trip; it is idempotent per message.
 func (g *postGrain) Record(req *grainpb.RecordRequest, _ protocluster.GrainContext) (*grainpb.RecordResponse, error) {
-	if g.counts == nil {
-		if err := g.load(); err != nil {
-			return nil, err
-		}
-	}
 	ctx, cancel := g.deps.ctx()
 	defer cancel()
 	now := time.Now()
@@ -95,7 +76,6 @@ func (g *postGrain) Record(req *grainpb.RecordRequest, _ protocluster.GrainConte
 			continue
 		case redisstore.NewInterest:
 			resp.Interests++
-			g.counts.Interests++
 			g.deps.metrics.Interests.Inc()
 			if !in.ReceivedAt.IsZero() {
 				g.deps.metrics.EndToEnd.Observe(published.Sub(in.ReceivedAt).Seconds())
@@ -106,7 +86,6 @@ func (g *postGrain) Record(req *grainpb.RecordRequest, _ protocluster.GrainConte
 		if orgs[i] == "" {
 			g.deps.metrics.Unowned.Inc()
 		}
-		g.counts.Intents[in.Intent]++
 		g.deps.metrics.Classified.WithLabelValues(string(in.Intent)).Inc()
 	}
 	return resp, nil

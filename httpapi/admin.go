@@ -179,11 +179,11 @@ func (s *Server) postInterests(c *fiber.Ctx) error {
 		return c.JSON(listOf([]voluntree.Interest(nil), 0, limit, offset))
 	}
 	ctx := c.UserContext()
-	items, err := s.cfg.Store.Interests(ctx, p.FacebookPostID, int64(offset), int64(limit))
+	items, err := s.cfg.Store.Interests(ctx, p.OrgID, p.FacebookPostID, int64(offset), int64(limit))
 	if err != nil {
 		return err
 	}
-	total, err := s.cfg.Store.InterestCount(ctx, p.FacebookPostID)
+	total, err := s.cfg.Store.InterestCount(ctx, p.OrgID, p.FacebookPostID)
 	if err != nil {
 		return err
 	}
@@ -207,7 +207,7 @@ func (s *Server) slotInterests(c *fiber.Ctx) error {
 	if _, ok := su.Slot(slotID); !ok {
 		return voluntree.Errorf(voluntree.ENOTFOUND, "signup %s has no slot %s", su.ID, slotID)
 	}
-	pg, err := s.cfg.Store.SlotInterests(ctx, su.ID, slotID, offset, limit)
+	pg, err := s.cfg.Store.SlotInterests(ctx, &su, slotID, offset, limit)
 	if err != nil {
 		return err
 	}

@@ -186,7 +186,7 @@ func (s *Server) getPost(c *fiber.Ctx) error {
 	}
 	v := postView{Post: p}
 	if p.FacebookPostID != "" {
-		if v.Interests, err = s.cfg.Store.InterestCount(c.UserContext(), p.FacebookPostID); err != nil {
+		if v.Interests, err = s.cfg.Store.InterestCount(c.UserContext(), p.OrgID, p.FacebookPostID); err != nil {
 			return err
 		}
 	}

@@ -204,7 +204,7 @@ func TestWebhookAcceptsAndDedupes(t *testing.T) {
 		t.Fatalf("webhook duplicates = %v, want %d", got, n)
 	}
 	// The dedupe mark lasts the 36 h Facebook retries for.
-	ttl, err := e.rdb.TTL(t.Context(), e.store.Keys().IngestSeen(want[0])).Result()
+	ttl, err := e.rdb.TTL(t.Context(), e.store.Keys().IngestSeen(0, want[0])).Result()
 	if err != nil || ttl < 35*time.Hour || ttl > 36*time.Hour {
 		t.Fatalf("dedupe mark TTL %v (%v), want about 36h", ttl, err)
 	}

@@ -170,7 +170,7 @@ func TestRecordWithoutOrganization(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c, err := st.Counts(ctx, in.PostID)
+	c, err := st.Counts(ctx, "", in.PostID)
 	if err != nil || c.Intents[voluntree.IntentInterested] != 1 || c.Interests != 0 {
 		t.Fatalf("Counts = %+v, %v; want one interested message counted, no interest stored", c, err)
 	}

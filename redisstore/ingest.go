@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"strconv"
 	"strings"
@@ -64,7 +65,7 @@ func (s *Store) Enqueue(ctx context.Context, msgs []voluntree.Message) ([]Enqueu
 	err := s.in.do(ctx, func(pipe redis.Pipeliner) {
 		for i, m := range msgs {
 			if args[i] != nil {
-				cmds[i] = enqueueScript.EvalSha(ctx, pipe, []string{s.keys.IngestSeen(m.ID), s.keys.Ingest()}, ttl, maxLen, args[i])
+				cmds[i] = enqueueScript.EvalSha(ctx, pipe, s.enqueueKeys(m), ttl, maxLen, args[i])
 			}
 		}
 	})
@@ -76,7 +77,7 @@ func (s *Store) Enqueue(ctx context.Context, msgs []voluntree.Message) ([]Enqueu
 	}
 	again := slices.ContainsFunc(cmds, func(c *redis.Cmd) bool { return c != nil && isNoScript(c.Err()) })
 	err = s.retryNoScript(ctx, enqueueScript, cmds, func(i int) ([]string, []any) {
-		return []string{s.keys.IngestSeen(msgs[i].ID), s.keys.Ingest()}, []any{ttl, maxLen, args[i]}
+		return s.enqueueKeys(msgs[i]), []any{ttl, maxLen, args[i]}
 	})
 	if err == nil && notReplicated && !again {
 		err = ErrNotReplicated
@@ -98,6 +99,26 @@ func (s *Store) Enqueue(ctx context.Context, msgs []voluntree.Message) ([]Enqueu
 		}
 	}
 	return out, nil
+}
+
+// enqueueKeys are the enqueue script's keys for m: its page's shard's dedupe key and stream.
+func (s *Store) enqueueKeys(m voluntree.Message) []string {
+	shard := s.ShardOf(m.PageID)
+	return []string{s.keys.IngestSeen(shard, m.ID), s.keys.IngestShard(shard)}
+}
+
+// IngestShards is the number of ingest stream shards (Config.IngestShards).
+func (s *Store) IngestShards() int { return s.cfg.IngestShards }
+
+// ShardOf is the ingest shard of a page's messages: FNV-1a of the page id, modulo the shards.
+// A page stays on one shard, so its messages (and each of its conversations) keep their order.
+func (s *Store) ShardOf(pageID string) int {
+	if s.cfg.IngestShards <= 1 {
+		return 0
+	}
+	h := fnv.New32a()
+	h.Write([]byte(pageID))
+	return int(h.Sum32() % uint32(s.cfg.IngestShards))
 }
 
 // EncodeMessage is a message as the ingest stream stores it (JSON). It fails, with EINVALID,
@@ -129,46 +150,73 @@ func DecodeEntry(values map[string]any) (voluntree.Message, error) {
 	return DecodeMessage([]byte(raw))
 }
 
-// DeadLetters returns up to count dead-lettered entries, oldest first: each has the original
-// entry id ("entry"), message ("m"), "error" and "deliveries".
+// DeadLetters returns up to count dead-lettered entries, oldest first in each shard (shard 0
+// first): each has the original entry id ("entry"), message ("m"), "error" and "deliveries".
 func (s *Store) DeadLetters(ctx context.Context, count int64) ([]map[string]any, error) {
-	res, err := s.rdb.XRangeN(ctx, s.keys.DeadLetter(), "-", "+", count).Result()
-	if err != nil {
-		return nil, fmt.Errorf("redisstore: dead letters: %w", err)
-	}
-	out := make([]map[string]any, len(res))
-	for i, x := range res {
-		out[i] = x.Values
+	var out []map[string]any
+	for shard := range s.cfg.IngestShards {
+		if int64(len(out)) >= count {
+			break
+		}
+		res, err := s.rdb.XRangeN(ctx, s.keys.IngestDead(shard), "-", "+", count-int64(len(out))).Result()
+		if err != nil {
+			return nil, fmt.Errorf("redisstore: dead letters: %w", err)
+		}
+		for _, x := range res {
+			out = append(out, x.Values)
+		}
 	}
 	return out, nil
 }
 
-// IngestStats is what the metrics sampler reports about the ingest stream.
+// IngestStats is what the metrics sampler reports about the ingest streams (all shards).
 type IngestStats struct {
-	Length     int64 // entries in the stream
+	Length     int64 // entries in the streams
 	Pending    int64 // delivered and not acknowledged
-	Lag        int64 // never delivered to the group (-1 when Redis cannot tell)
-	DeadLength int64 // entries in the dead-letter stream
+	Lag        int64 // never delivered to the group (-1 when Redis cannot tell for a shard)
+	DeadLength int64 // entries in the dead-letter streams
 	Rejected   int64 // entries in the rejected-events stream
+	// MaxBacklog is the largest backlog (pending and lag) of one shard: each shard is capped
+	// at Config.IngestMaxLen on its own.
+	MaxBacklog int64
 }
 
-// Stats reads the ingest stream's length, the group's pending count and lag, and the lengths
-// of the dead-letter and rejected-events streams.
+// Stats reads the ingest streams' lengths, the group's pending counts and lags, and the
+// lengths of the dead-letter and rejected-events streams, in one round trip.
 func (s *Store) Stats(ctx context.Context) (IngestStats, error) {
 	var st IngestStats
 	pipe := s.rdb.Pipeline()
-	xlen := pipe.XLen(ctx, s.keys.Ingest())
-	dead := pipe.XLen(ctx, s.keys.DeadLetter())
+	n := s.cfg.IngestShards
+	xlen, dead := make([]*redis.IntCmd, n), make([]*redis.IntCmd, n)
+	groups := make([]*redis.XInfoGroupsCmd, n)
+	for i := range n {
+		xlen[i] = pipe.XLen(ctx, s.keys.IngestShard(i))
+		dead[i] = pipe.XLen(ctx, s.keys.IngestDead(i))
+		groups[i] = pipe.XInfoGroups(ctx, s.keys.IngestShard(i))
+	}
 	rejected := pipe.XLen(ctx, s.keys.IngestRejected())
-	groups := pipe.XInfoGroups(ctx, s.keys.Ingest())
 	if _, err := pipe.Exec(ctx); err != nil && !isNoStream(err) {
 		return st, fmt.Errorf("redisstore: stats: %w", err)
 	}
-	st.Length, st.DeadLength, st.Rejected, st.Lag = xlen.Val(), dead.Val(), rejected.Val(), -1
-	for _, g := range groups.Val() {
-		if g.Name == s.keys.IngestGroup() {
-			st.Pending, st.Lag = g.Pending, g.Lag
+	st.Rejected = rejected.Val()
+	for i := range n {
+		st.Length += xlen[i].Val()
+		st.DeadLength += dead[i].Val()
+		pending, lag := int64(0), int64(-1)
+		for _, g := range groups[i].Val() {
+			if g.Name == s.keys.IngestGroup() {
+				pending, lag = g.Pending, g.Lag
+			}
 		}
+		st.Pending += pending
+		switch {
+		case st.Lag < 0:
+		case lag < 0:
+			st.Lag = -1
+		default:
+			st.Lag += lag
+		}
+		st.MaxBacklog = max(st.MaxBacklog, pending+max(lag, 0))
 	}
 	return st, nil
 }

@@ -2,6 +2,8 @@ package redisstore_test
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -91,16 +93,16 @@ func TestEnqueueDedupe(t *testing.T) {
 
 	// The dedupe mark lives for DedupeTTL.
 	for _, id := range []string{"c1", "c4"} {
-		ttl, err := rdb.TTL(ctx, k.IngestSeen(id)).Result()
+		ttl, err := rdb.TTL(ctx, k.IngestSeen(0, id)).Result()
 		if err != nil {
 			t.Fatal(err)
 		}
 		if ttl < 80*time.Second || ttl > 90*time.Second {
-			t.Errorf("TTL of %s = %v, want about 90s", k.IngestSeen(id), ttl)
+			t.Errorf("TTL of %s = %v, want about 90s", k.IngestSeen(0, id), ttl)
 		}
 	}
 	// Once the mark expires, the id is accepted again (a new message as far as we know).
-	if err := rdb.Del(ctx, k.IngestSeen("c1")).Err(); err != nil {
+	if err := rdb.Del(ctx, k.IngestSeen(0, "c1")).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if ids, err := idsOf(st.Enqueue(ctx, []voluntree.Message{comment("c1")})); err != nil || ids[0] == "" {
@@ -115,7 +117,7 @@ func TestEnqueueDefaultTTL(t *testing.T) {
 	if _, err := idsOf(st.Enqueue(ctx, []voluntree.Message{comment("c1")})); err != nil {
 		t.Fatal(err)
 	}
-	ttl, err := rdb.TTL(ctx, st.Keys().IngestSeen("c1")).Result()
+	ttl, err := rdb.TTL(ctx, st.Keys().IngestSeen(0, "c1")).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +199,7 @@ func TestStats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if (s != redisstore.IngestStats{Length: 6, Pending: 0, Lag: 6}) {
+	if (s != redisstore.IngestStats{Length: 6, Pending: 0, Lag: 6, MaxBacklog: 6}) {
 		t.Fatalf("Stats before reading = %+v, want Length 6, Lag 6", s)
 	}
 
@@ -212,7 +214,7 @@ func TestStats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if (s != redisstore.IngestStats{Length: 6, Pending: 4, Lag: 2}) {
+	if (s != redisstore.IngestStats{Length: 6, Pending: 4, Lag: 2, MaxBacklog: 6}) {
 		t.Fatalf("Stats after reading 4 = %+v, want Length 6, Pending 4, Lag 2", s)
 	}
 
@@ -229,7 +231,104 @@ func TestStats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if (s != redisstore.IngestStats{Length: 6, Pending: 1, Lag: 2, DeadLength: 1}) {
+	if (s != redisstore.IngestStats{Length: 6, Pending: 1, Lag: 2, DeadLength: 1, MaxBacklog: 3}) {
 		t.Fatalf("Stats = %+v, want Length 6, Pending 1, Lag 2, DeadLength 1", s)
 	}
+}
+
+// TestIngestShards: with several shards, a page's messages all go to one shard's stream (in
+// order), the pages spread over the shards, dedupe holds within a page's shard, and the stats
+// and dead letters cover every shard.
+func TestIngestShards(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	const shards = 4
+	st, rdb := newStore(t, redisstore.Config{IngestShards: shards})
+	k := st.Keys()
+	if _, err := redisstore.New(rdb, redisstore.Config{IngestShards: redisstore.MaxIngestShards + 1}); err == nil {
+		t.Fatalf("%d shards accepted", redisstore.MaxIngestShards+1)
+	}
+	var msgs []voluntree.Message
+	perShard := make([]int, shards)
+	for p := range 16 {
+		page := fmt.Sprintf("page%d", p)
+		for i := range 3 {
+			m := comment(fmt.Sprintf("%s_c%d", page, i))
+			m.PageID, m.PostID, m.ParentID = page, page+"_1", page+"_1"
+			msgs = append(msgs, m)
+			perShard[st.ShardOf(page)]++
+		}
+	}
+	for i, n := range perShard {
+		if n == 0 {
+			t.Fatalf("16 pages left shard %d empty: %v", i, perShard)
+		}
+	}
+	if _, err := idsOf(st.Enqueue(ctx, msgs)); err != nil {
+		t.Fatal(err)
+	}
+	// A redelivery of the whole batch adds nothing.
+	if ids, err := idsOf(st.Enqueue(ctx, msgs)); err != nil || strings.Join(ids, "") != "" {
+		t.Fatalf("redelivery appended %q, %v", ids, err)
+	}
+	for shard := range shards {
+		xs, err := rdb.XRange(ctx, k.IngestShard(shard), "-", "+").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(xs) != perShard[shard] {
+			t.Fatalf("shard %d holds %d entries, want %d", shard, len(xs), perShard[shard])
+		}
+		last := map[string]string{}
+		for _, x := range xs {
+			m, err := redisstore.DecodeEntry(x.Values)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := st.ShardOf(m.PageID); got != shard {
+				t.Fatalf("message of page %s (shard %d) in shard %d", m.PageID, got, shard)
+			}
+			if m.ID <= last[m.PageID] {
+				t.Fatalf("page %s out of order: %s after %s", m.PageID, m.ID, last[m.PageID])
+			}
+			last[m.PageID] = m.ID
+		}
+		if n := rdb.Exists(ctx, k.IngestSeen(shard, mustID(t, xs[0].Values))).Val(); n != 1 {
+			t.Fatalf("shard %d: dedupe key not in the shard's slot", shard)
+		}
+	}
+	s, err := st.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Length != int64(len(msgs)) || s.Lag != -1 {
+		t.Fatalf("Stats = %+v, want Length %d over all shards (no group: lag unknown)", s, len(msgs))
+	}
+	for shard := range shards {
+		if err := rdb.XGroupCreateMkStream(ctx, k.IngestShard(shard), k.IngestGroup(), "0").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s, err = st.Stats(ctx); err != nil || s.Lag != int64(len(msgs)) || s.MaxBacklog != int64(slices.Max(perShard)) {
+		t.Fatalf("Stats = %+v, %v; want Lag %d, MaxBacklog %d", s, err, len(msgs), slices.Max(perShard))
+	}
+	for shard := range shards {
+		rdb.XAdd(ctx, &redis.XAddArgs{Stream: k.IngestDead(shard), Values: []any{"entry", fmt.Sprint(shard)}})
+	}
+	dead, err := st.DeadLetters(ctx, 10)
+	if err != nil || len(dead) != shards {
+		t.Fatalf("DeadLetters = %v, %v; want one per shard", dead, err)
+	}
+	if dead, _ := st.DeadLetters(ctx, 2); len(dead) != 2 {
+		t.Fatalf("DeadLetters(2) returned %d", len(dead))
+	}
+}
+
+func mustID(t *testing.T, values map[string]any) string {
+	t.Helper()
+	m, err := redisstore.DecodeEntry(values)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.ID
 }

@@ -24,14 +24,15 @@ import (
 // Messages on a page of no organization are only counted: nobody may see them. One call takes
 // a whole batch of the post's messages (one script run, one transaction in the AOF).
 //
-// KEYS[1] -> {post:P}:classified  (hash message id → intent)
-// KEYS[2] -> {post:P}:intents     (hash intent → count)
-// KEYS[3] -> {post:P}:interests   (sorted set: message id by recording time)
+// Every key is in the organization's slot ({org:O}):
+// KEYS[1] -> {org:O}:post:P:classified  (hash message id → intent)
+// KEYS[2] -> {org:O}:post:P:intents     (hash intent → count)
+// KEYS[3] -> {org:O}:post:P:interests   (sorted set: message id by recording time)
 // KEYS[4] -> {org:O}:events stream (field "data": the event's JSON without its id)
-// KEYS[5] -> org:O:interests      (sorted set: "<conversation>|<message id>" by time)
-// KEYS[6] -> org:O:volunteers     (sorted set: conversation by first interest time)
+// KEYS[5] -> {org:O}:interests      (sorted set: "<conversation>|<message id>" by time)
+// KEYS[6] -> {org:O}:volunteers     (sorted set: conversation by first interest time)
 // KEYS[7] -> {org:O}:daily (hash "<UTC day>|<intent>" → messages that day)
-// KEYS[8...] -> {post:P}:interest:<message id> (hash), one per message to store, in order
+// KEYS[8...] -> {org:O}:post:P:interest:<message id> (hash), one per message to store, in order
 // ARGV[1] -> events stream approximate max length
 // ARGV[2] -> the organization's Pub/Sub channel
 // ARGV[3] -> number of messages; then for each message 10 values and its hash's fields:
@@ -106,7 +107,7 @@ func (s *Store) Record(ctx context.Context, org, postKey string, interests []vol
 		return nil, nil
 	}
 	keys := make([]string, 7, 7+len(interests))
-	keys[0], keys[1], keys[2] = s.keys.PostClassified(postKey), s.keys.PostIntents(postKey), s.keys.PostInterests(postKey)
+	keys[0], keys[1], keys[2] = s.keys.PostClassified(org, postKey), s.keys.PostIntents(org, postKey), s.keys.PostInterests(org, postKey)
 	keys[3], keys[4], keys[5] = s.keys.OrgEvents(org), s.keys.OrgInterests(org), s.keys.OrgVolunteers(org)
 	keys[6] = s.keys.OrgDaily(org)
 	args := make([]any, 0, 3+len(interests)*(10+2*interestHashFields))
@@ -141,7 +142,7 @@ func (s *Store) Record(ctx context.Context, org, postKey string, interests []vol
 		}
 		conv := voluntree.ConversationID(in.PageID, in.SenderID)
 		fields := interestFields(in)
-		keys = append(keys, s.keys.Interest(postKey, in.ID))
+		keys = append(keys, s.keys.Interest(org, postKey, in.ID))
 		args = append(args, in.ID, string(in.Intent), "1", in.RecordedAt.UnixMilli(), event,
 			at.UnixMilli(), conv+"|"+in.ID, conv, day, len(fields))
 		args = append(args, fields...)
@@ -201,11 +202,12 @@ type PostCounts struct {
 	Interests int64
 }
 
-// Counts returns a post's message counts by intent and its number of interests.
-func (s *Store) Counts(ctx context.Context, postKey string) (PostCounts, error) {
+// Counts returns the message counts by intent and the number of interests of a post of
+// organization orgID ("": of a page no organization connected).
+func (s *Store) Counts(ctx context.Context, orgID, postKey string) (PostCounts, error) {
 	pipe := s.rdb.Pipeline()
-	h := pipe.HGetAll(ctx, s.keys.PostIntents(postKey))
-	n := pipe.ZCard(ctx, s.keys.PostInterests(postKey))
+	h := pipe.HGetAll(ctx, s.keys.PostIntents(orgID, postKey))
+	n := pipe.ZCard(ctx, s.keys.PostInterests(orgID, postKey))
 	if _, err := pipe.Exec(ctx); err != nil {
 		return PostCounts{}, fmt.Errorf("redisstore: counts: %w", err)
 	}
@@ -217,22 +219,23 @@ func (s *Store) Counts(ctx context.Context, postKey string) (PostCounts, error) 
 	return pc, nil
 }
 
-// Interests returns a post's interests in recording order, from offset, at most limit.
-func (s *Store) Interests(ctx context.Context, postKey string, offset, limit int64) ([]voluntree.Interest, error) {
+// Interests returns the interests of a post of organization orgID in recording order, from
+// offset, at most limit.
+func (s *Store) Interests(ctx context.Context, orgID, postKey string, offset, limit int64) ([]voluntree.Interest, error) {
 	if limit <= 0 { // ZRANGE offset offset-1 would be the whole index from offset 0
 		return nil, nil
 	}
 	offset = max(offset, 0) // a negative offset would count from the end
-	ids, err := s.rdb.ZRange(ctx, s.keys.PostInterests(postKey), offset, offset+limit-1).Result()
+	ids, err := s.rdb.ZRange(ctx, s.keys.PostInterests(orgID, postKey), offset, offset+limit-1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: interests: %w", err)
 	}
-	return s.interestsByID(ctx, postKey, ids)
+	return s.interestsByID(ctx, orgID, postKey, ids)
 }
 
-// InterestCount returns how many interests a post has.
-func (s *Store) InterestCount(ctx context.Context, postKey string) (int, error) {
-	n, err := s.rdb.ZCard(ctx, s.keys.PostInterests(postKey)).Result()
+// InterestCount returns how many interests a post of organization orgID has.
+func (s *Store) InterestCount(ctx context.Context, orgID, postKey string) (int, error) {
+	n, err := s.rdb.ZCard(ctx, s.keys.PostInterests(orgID, postKey)).Result()
 	if err != nil {
 		return 0, fmt.Errorf("redisstore: interest count: %w", err)
 	}
@@ -240,11 +243,11 @@ func (s *Store) InterestCount(ctx context.Context, postKey string) (int, error) 
 }
 
 // interestsByID loads a post's interests by message id, skipping ids with no interest.
-func (s *Store) interestsByID(ctx context.Context, postKey string, ids []string) ([]voluntree.Interest, error) {
+func (s *Store) interestsByID(ctx context.Context, orgID, postKey string, ids []string) ([]voluntree.Interest, error) {
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.MapStringStringCmd, len(ids))
 	for i, id := range ids {
-		cmds[i] = pipe.HGetAll(ctx, s.keys.Interest(postKey, id))
+		cmds[i] = pipe.HGetAll(ctx, s.keys.Interest(orgID, postKey, id))
 	}
 	if _, err := pipe.Exec(ctx); err != nil && len(ids) > 0 {
 		return nil, fmt.Errorf("redisstore: interests: %w", err)

@@ -74,7 +74,7 @@ func TestRecordIdempotent(t *testing.T) {
 	if n, _ := rdb.XLen(ctx, k.OrgEvents(testOrg)).Result(); n != 1 {
 		t.Fatalf("events stream has %d entries, want 1", n)
 	}
-	if n, _ := rdb.ZCard(ctx, k.PostInterests(post)).Result(); n != 1 {
+	if n, _ := rdb.ZCard(ctx, k.PostInterests(testOrg, post)).Result(); n != 1 {
 		t.Fatalf("interests index has %d members, want 1", n)
 	}
 	// The organization's stats indexes got the interest once, at the time it was written.
@@ -114,7 +114,7 @@ func TestRecordIdempotent(t *testing.T) {
 		t.Fatalf("Record of a counted message with another intent = %+v, want Duplicate", got)
 	}
 
-	counts, err := st.Counts(ctx, post)
+	counts, err := st.Counts(ctx, testOrg, post)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ func TestRecordIdempotent(t *testing.T) {
 		t.Fatalf("events stream has %d entries after the question, want 2 (the interest, the question once)", n)
 	}
 
-	list, err := st.Interests(ctx, post, 0, 10)
+	list, err := st.Interests(ctx, testOrg, post, 0, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,11 +141,11 @@ func TestRecordIdempotent(t *testing.T) {
 	diffInterest(t, list[0], in)
 
 	// Another post is untouched.
-	other, err := st.Counts(ctx, "111_999")
+	other, err := st.Counts(ctx, testOrg, "111_999")
 	if err != nil || len(other.Intents) != 0 || other.Interests != 0 {
 		t.Fatalf("Counts of another post = %+v, %v", other, err)
 	}
-	if l, err := st.Interests(ctx, "111_999", 0, 10); err != nil || len(l) != 0 {
+	if l, err := st.Interests(ctx, testOrg, "111_999", 0, 10); err != nil || len(l) != 0 {
 		t.Fatalf("Interests of another post = %v, %v", l, err)
 	}
 }
@@ -180,7 +180,7 @@ func TestRecordBatch(t *testing.T) {
 		t.Errorf("event ids not in call order: %+v", got)
 	}
 
-	counts, err := st.Counts(ctx, post)
+	counts, err := st.Counts(ctx, testOrg, post)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +189,7 @@ func TestRecordBatch(t *testing.T) {
 	}
 
 	// Interests are listed in recording order (b was recorded before a), paged.
-	all, err := st.Interests(ctx, post, 0, 10)
+	all, err := st.Interests(ctx, testOrg, post, 0, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,15 +200,15 @@ func TestRecordBatch(t *testing.T) {
 	for i := range want {
 		diffInterest(t, all[i], want[i])
 	}
-	page, err := st.Interests(ctx, post, 1, 1)
+	page, err := st.Interests(ctx, testOrg, post, 1, 1)
 	if err != nil || len(page) != 1 || page[0].ID != "a" {
 		t.Fatalf("Interests(1, 1) = %+v, %v; want [a]", page, err)
 	}
-	page, err = st.Interests(ctx, post, 2, 10)
+	page, err = st.Interests(ctx, testOrg, post, 2, 10)
 	if err != nil || len(page) != 1 || page[0].ID != "c" {
 		t.Fatalf("Interests(2, 10) = %+v, %v; want [c]", page, err)
 	}
-	if page, err := st.Interests(ctx, post, 3, 10); err != nil || len(page) != 0 {
+	if page, err := st.Interests(ctx, testOrg, post, 3, 10); err != nil || len(page) != 0 {
 		t.Fatalf("Interests past the end = %+v, %v", page, err)
 	}
 }
@@ -227,7 +227,7 @@ func TestRecordPageInbox(t *testing.T) {
 	if err != nil || got[0].Outcome != redisstore.NewInterest {
 		t.Fatalf("Record = %+v, %v", got, err)
 	}
-	list, err := st.Interests(ctx, inbox, 0, 10)
+	list, err := st.Interests(ctx, testOrg, inbox, 0, 10)
 	if err != nil || len(list) != 1 {
 		t.Fatalf("Interests = %+v, %v", list, err)
 	}
@@ -263,7 +263,7 @@ func TestInterestsLimit(t *testing.T) {
 		{0, -1, nil},
 	}
 	for _, c := range cases {
-		got, err := st.Interests(ctx, post, c.offset, c.limit)
+		got, err := st.Interests(ctx, testOrg, post, c.offset, c.limit)
 		if err != nil {
 			t.Fatalf("Interests(%d, %d): %v", c.offset, c.limit, err)
 		}

@@ -8,11 +8,10 @@ import (
 // Every Redis key and channel Voluntree uses is built here, and keys_test.go pins the
 // strings: renaming one is a data migration, not a refactor.
 //
-// Hash tags ({...}) keep the keys one operation touches in one Redis Cluster slot: the ingest
-// stream with its dedupe and bookkeeping keys, a post with its interests and counts, a
-// conversation alone. The record script (interests.go) also appends to the organization's
-// events stream and indexes, which live in other slots: on Redis Cluster those steps will
-// move out of the script.
+// Hash tags ({...}) keep the keys one operation touches in one Redis Cluster slot: an ingest
+// shard with its dedupe and bookkeeping keys; an organization's events, indexes, daily counts
+// and its posts' recorded messages (the record script); a conversation alone. Keys written
+// before a tag was added are moved by `voluntree migrate` (migrate.go).
 
 // DefaultPrefix starts every key unless a test isolates itself with another prefix.
 const DefaultPrefix = "voluntree"
@@ -28,25 +27,48 @@ func NewKeys(prefix string) Keys {
 	return Keys{prefix: prefix}
 }
 
+// Layout holds the version of the key layout the keys are in (string integer, migrate.go).
+func (k Keys) Layout() string { return k.prefix + ":layout" }
+
 // Prefix returns the prefix every key starts with.
 func (k Keys) Prefix() string { return k.prefix }
 
-// Ingest is the stream every accepted message is appended to (field "m": the JSON message).
-func (k Keys) Ingest() string { return k.prefix + ":{ingest}" }
+// Ingest is shard 0 of the ingest stream (IngestShard(0)): a deployment of one shard keeps
+// the key names it had before sharding.
+func (k Keys) Ingest() string { return k.IngestShard(0) }
 
-// IngestGroup is the consumer group of the ingest stream's readers.
+// IngestShard is one shard of the ingest stream every accepted message is appended to (field
+// "m": the JSON message). A page's messages all go to one shard (Store.ShardOf), so they keep
+// their order; each shard and its dedupe and dead-letter keys share one hash tag ({ingest} for
+// shard 0, {ingest:N} for the others), and the shards spread over a Redis Cluster's slots.
+func (k Keys) IngestShard(shard int) string { return k.prefix + ":" + ingestTag(shard) }
+
+func ingestTag(shard int) string {
+	if shard == 0 {
+		return "{ingest}"
+	}
+	return "{ingest:" + strconv.Itoa(shard) + "}"
+}
+
+// IngestGroup is the consumer group of the ingest streams' readers.
 func (k Keys) IngestGroup() string { return "pipeline" }
 
-// IngestSeen marks a message id as accepted for 36 hours (webhook redelivery dedupe).
-func (k Keys) IngestSeen(messageID string) string { return k.prefix + ":{ingest}:seen:" + messageID }
+// IngestSeen marks a message id as accepted in a shard for 36 hours (webhook redelivery
+// dedupe).
+func (k Keys) IngestSeen(shard int, messageID string) string {
+	return k.IngestShard(shard) + ":seen:" + messageID
+}
 
 // IngestFence is written (INCR) before every WAIT for replicas: WAIT only covers the
 // connection's own writes, and a pipeline of duplicates writes nothing, so without it a
 // retried webhook would pass a WAIT its first attempt failed.
 func (k Keys) IngestFence() string { return k.prefix + ":{ingest}:fence" }
 
-// DeadLetter is the stream of ingest entries that failed too often, with their errors.
-func (k Keys) DeadLetter() string { return k.prefix + ":{ingest}:dead" }
+// DeadLetter is shard 0's stream of ingest entries that failed too often (IngestDead(0)).
+func (k Keys) DeadLetter() string { return k.IngestDead(0) }
+
+// IngestDead is a shard's stream of entries that failed too often, with their errors.
+func (k Keys) IngestDead(shard int) string { return k.IngestShard(shard) + ":dead" }
 
 // IngestRejected is the capped stream of webhook events refused for their own content (fields
 // "reason", "error", "raw", "source", "at"), kept for operators.
@@ -88,23 +110,31 @@ func globEscape(s string) string {
 	return b.String()
 }
 
-// Interest is one stored interest (hash), by post and message id.
-func (k Keys) Interest(postKey, messageID string) string {
-	return k.prefix + ":{post:" + postKey + "}:interest:" + messageID
+// A post's recorded messages are kept in its organization's slot ({org:O}, "" for a page no
+// organization connected): the record script changes them together with the organization's
+// events, indexes and daily counts, in one script on one Redis Cluster slot.
+
+// Interest is one stored interest (hash), by organization, post key and message id.
+func (k Keys) Interest(orgID, postKey, messageID string) string {
+	return k.post(orgID, postKey) + ":interest:" + messageID
+}
+
+func (k Keys) post(orgID, postKey string) string {
+	return k.prefix + ":{org:" + orgID + "}:post:" + postKey
 }
 
 // PostInterests indexes a post's interests by recording time (sorted set of message ids).
-func (k Keys) PostInterests(postKey string) string {
-	return k.prefix + ":{post:" + postKey + "}:interests"
+func (k Keys) PostInterests(orgID, postKey string) string {
+	return k.post(orgID, postKey) + ":interests"
 }
 
 // PostIntents counts a post's classified messages by intent (hash intent → count).
-func (k Keys) PostIntents(postKey string) string { return k.prefix + ":{post:" + postKey + "}:intents" }
+func (k Keys) PostIntents(orgID, postKey string) string { return k.post(orgID, postKey) + ":intents" }
 
 // PostClassified maps each of a post's message ids to its intent (hash): the record of what
 // was counted, which makes counting idempotent.
-func (k Keys) PostClassified(postKey string) string {
-	return k.prefix + ":{post:" + postKey + "}:classified"
+func (k Keys) PostClassified(orgID, postKey string) string {
+	return k.post(orgID, postKey) + ":classified"
 }
 
 // Conversation holds a conversation grain's state (protobuf bytes).
@@ -308,14 +338,14 @@ func (k Keys) OrgDaily(orgID string) string { return k.prefix + ":{org:" + orgID
 // OrgVolunteers records when each volunteer (page:sender) first showed interest in one of
 // the organization's posts (sorted set by unix ms): the stats' volunteers and new volunteers.
 func (k Keys) OrgVolunteers(orgID string) string {
-	return k.prefix + ":org:" + orgID + ":volunteers"
+	return k.prefix + ":{org:" + orgID + "}:volunteers"
 }
 
 // OrgInterests indexes an organization's interests by the time they were expressed, unix ms
 // (sorted set; member "<conversation id>|<message id>"; older members have the post key in
 // between: readers only take the conversation, before the first "|").
 func (k Keys) OrgInterests(orgID string) string {
-	return k.prefix + ":org:" + orgID + ":interests"
+	return k.prefix + ":{org:" + orgID + "}:interests"
 }
 
 // LoginState is a Facebook Login `state` waiting for its callback (JSON, expires).

@@ -62,7 +62,8 @@ func (s *Store) SignupsOverview(ctx context.Context, sus []voluntree.Signup) ([]
 
 // SlotInterests lists the interests of the people booked on a slot, in booking order (a
 // person booked from the web chat has no interest and is left out of the page's items).
-func (s *Store) SlotInterests(ctx context.Context, signupID, slotID string, offset, limit int) (Page[voluntree.Interest], error) {
+func (s *Store) SlotInterests(ctx context.Context, su *voluntree.Signup, slotID string, offset, limit int) (Page[voluntree.Interest], error) {
+	signupID := su.ID
 	key := s.keys.SlotBooked(signupID, slotID)
 	return listIndex(ctx, s, key, offset, limit, func(ctx context.Context, people []string) ([]voluntree.Interest, error) {
 		out := make([]voluntree.Interest, 0, len(people))
@@ -79,7 +80,7 @@ func (s *Store) SlotInterests(ctx context.Context, signupID, slotID string, offs
 			if json.Unmarshal([]byte(str), &rec) != nil || rec.PostKey == "" || rec.Interest == "" {
 				continue
 			}
-			ins, err := s.interestsByID(ctx, rec.PostKey, []string{rec.Interest})
+			ins, err := s.interestsByID(ctx, su.OrgID, rec.PostKey, []string{rec.Interest})
 			if err != nil {
 				return nil, err
 			}

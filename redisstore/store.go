@@ -27,6 +27,10 @@ type Config struct {
 	IngestMaxLen int64         // approximate cap of the ingest stream (MAXLEN ~)
 	EventsMaxLen int64         // approximate cap of each organization's events replay log
 	DedupeTTL    time.Duration // how long an accepted message id is remembered
+	// IngestShards is the number of ingest streams, the pages spread over them (default 1:
+	// the one stream of before). Raise it to spread the ingest over a Redis Cluster's nodes;
+	// lowering it strands the entries of the shards left out.
+	IngestShards int
 	// WaitReplicas, when positive, makes an append to the ingest stream succeed only once
 	// that many replicas have it (WAIT, up to WaitTimeout): a webhook's 200 then survives a
 	// failover to one of them. 0 acknowledges what the master has (asynchronous replication:
@@ -52,7 +56,13 @@ func (c *Config) setDefaults() {
 	if c.WaitTimeout == 0 {
 		c.WaitTimeout = DefaultWaitTimeout
 	}
+	if c.IngestShards == 0 {
+		c.IngestShards = 1
+	}
 }
+
+// MaxIngestShards bounds Config.IngestShards: every node reads every shard.
+const MaxIngestShards = 256
 
 // Validate reports an unusable configuration.
 func (c Config) Validate() error {
@@ -63,6 +73,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("redisstore: ingest max length must be at least 1000, got %d", c.IngestMaxLen)
 	case c.EventsMaxLen < 100:
 		return fmt.Errorf("redisstore: events max length must be at least 100, got %d", c.EventsMaxLen)
+	case c.IngestShards < 1 || c.IngestShards > MaxIngestShards:
+		return fmt.Errorf("redisstore: ingest shards must be 1 to %d, got %d", MaxIngestShards, c.IngestShards)
 	case c.DedupeTTL < time.Second:
 		return fmt.Errorf("redisstore: dedupe TTL must be at least 1s, got %s", c.DedupeTTL)
 	}

@@ -291,6 +291,12 @@ func runAdmin(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 // of dataDir) under prefix, within timeout. A domain error's message is for the user.
 func runOnStore(ctx context.Context, redisCfg redisconn.Config, dataDir, prefix string, timeout time.Duration,
 	run func(ctx context.Context, st *redisstore.Store) error) error {
+	return runOnStoreOf(ctx, redisCfg, dataDir, prefix, timeout, true, run)
+}
+
+// runOnStoreOf is runOnStore; checkLayout false skips the key layout's check (migrate).
+func runOnStoreOf(ctx context.Context, redisCfg redisconn.Config, dataDir, prefix string, timeout time.Duration,
+	checkLayout bool, run func(ctx context.Context, st *redisstore.Store) error) error {
 	rdb, stop, err := adminRedis(ctx, redisCfg, dataDir)
 	if err != nil {
 		return err
@@ -303,6 +309,11 @@ func runOnStore(ctx context.Context, redisCfg redisconn.Config, dataDir, prefix 
 	defer st.Close()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	if checkLayout {
+		if err := st.CheckLayout(ctx); err != nil {
+			return err
+		}
+	}
 	err = run(ctx, st)
 	var ue usageError
 	if err != nil && !errors.As(err, &ue) && voluntree.ErrorCode(err) != voluntree.EINTERNAL {

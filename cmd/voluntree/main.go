@@ -28,6 +28,7 @@ commands:
   evaluate   score the model on labelled JSON-lines files (per-intent precision/recall/F1)
   admin      organizations, pages, admin API tokens, rejected events (voluntree admin help)
   model      the model registry: push, list, promote, rollback, rm (voluntree model help)
+  migrate    move the keys of an older version to this version's layout (voluntree migrate -h)
 
 Run 'voluntree <command> -h' for the flags of a command. The load generator is its own
 command, loadgen (cmd/loadgen).
@@ -65,6 +66,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = runAdmin(ctx, args[1:], stdin, stdout, stderr)
 	case "model":
 		err = runModel(ctx, args[1:], stdout, stderr)
+	case "migrate":
+		err = runMigrate(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -247,8 +247,8 @@ func TestWebhookToWebSocket(t *testing.T) {
 	}
 	// The other intents are counted per post, without events.
 	waitRedis(t, func() bool {
-		q, _ := rdb.HGet(ctx, keys.PostIntents("p1_10"), "question").Int()
-		d, _ := rdb.HGet(ctx, keys.PostIntents("p2_20"), "decline").Int()
+		q, _ := rdb.HGet(ctx, keys.PostIntents("flow", "p1_10"), "question").Int()
+		d, _ := rdb.HGet(ctx, keys.PostIntents("flow", "p2_20"), "decline").Int()
 		return q == 1 && d == 1
 	}, "question and decline counted")
 
@@ -396,7 +396,7 @@ func TestKilledNodeLosesNothing(t *testing.T) {
 	if len(seen) != len(acked) {
 		t.Errorf("%d distinct events for %d acknowledged comments", len(seen), len(acked))
 	}
-	if n, _ := rdb.ZCard(context.Background(), keys.PostInterests("k_1")).Result(); n != int64(len(acked)) {
+	if n, _ := rdb.ZCard(context.Background(), keys.PostInterests("kill", "k_1")).Result(); n != int64(len(acked)) {
 		t.Errorf("%d interests stored for %d acknowledged comments", n, len(acked))
 	}
 	n2.stop(t)

@@ -178,8 +178,8 @@ func TestWebhookAndPollingTakeEffectOnce(t *testing.T) {
 	ctx := context.Background()
 	classified := func() (total, counted int64) {
 		for _, fb := range fbIDs {
-			total += rdb.HLen(ctx, keys.PostClassified(fb)).Val()
-			for _, v := range rdb.HGetAll(ctx, keys.PostIntents(fb)).Val() {
+			total += rdb.HLen(ctx, keys.PostClassified("acme", fb)).Val()
+			for _, v := range rdb.HGetAll(ctx, keys.PostIntents("acme", fb)).Val() {
 				var c int64
 				fmt.Sscan(v, &c)
 				counted += c
@@ -206,7 +206,7 @@ func TestWebhookAndPollingTakeEffectOnce(t *testing.T) {
 		t.Errorf("classified %d distinct comments counted %d times, want %d and %d", total, counted, posts*perPost, posts*perPost)
 	}
 	for _, fb := range fbIDs {
-		interests := rdb.ZCard(ctx, keys.PostInterests(fb)).Val()
+		interests := rdb.ZCard(ctx, keys.PostInterests("acme", fb)).Val()
 		if interests < 1 || interests > perPost {
 			t.Errorf("post %s: %d interests", fb, interests)
 		}

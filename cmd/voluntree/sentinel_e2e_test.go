@@ -138,7 +138,7 @@ func sentinelFailover(t *testing.T, wait bool) (lost, acked, refused int) {
 	var stored map[string]bool
 	last, still := -1, 0
 	for end := time.Now().Add(60 * time.Second); time.Now().Before(end) && still < 20; {
-		ids, err := conns.Primary.ZRange(ctx, keys.PostInterests(page+"_1"), 0, -1).Result()
+		ids, err := conns.Primary.ZRange(ctx, keys.PostInterests("sent", page+"_1"), 0, -1).Result()
 		if err == nil {
 			stored = map[string]bool{}
 			for _, id := range ids {

@@ -147,6 +147,7 @@ func parseServeFlagsWith(env *settings, args []string, stderr io.Writer) (serveC
 	fs.StringVar(&c.Store.Prefix, "redis-prefix", env.str("VOLUNTREE_REDIS_PREFIX", redisstore.DefaultPrefix), "prefix of every Redis key, to share one Redis between deployments (env VOLUNTREE_REDIS_PREFIX)")
 	fs.IntVar(&c.Store.WaitReplicas, "redis-wait-replicas", env.int("VOLUNTREE_REDIS_WAIT_REPLICAS", 0), "a webhook's events are acknowledged only once this many Redis replicas have them (WAIT); 0: once the master has them (env VOLUNTREE_REDIS_WAIT_REPLICAS)")
 	fs.DurationVar(&c.Store.WaitTimeout, "redis-wait-timeout", env.duration("VOLUNTREE_REDIS_WAIT_TIMEOUT", redisstore.DefaultWaitTimeout), "longest wait for those replicas; past it the webhook gets 503 and Facebook retries (env VOLUNTREE_REDIS_WAIT_TIMEOUT)")
+	fs.IntVar(&c.Store.IngestShards, "ingest-shards", env.int("VOLUNTREE_INGEST_SHARDS", 1), fmt.Sprintf("ingest streams the pages are spread over, 1 to %d: more spread the ingest over a Redis Cluster's nodes; every node reads every shard; never lower it on a running deployment (env VOLUNTREE_INGEST_SHARDS)", redisstore.MaxIngestShards))
 	fs.Int64Var(&c.Store.IngestMaxLen, "ingest-max-len", redisstore.DefaultIngestMaxLen, "approximate cap of the ingest stream; webhooks get 503 when the backlog nears it")
 	fs.Int64Var(&c.Store.EventsMaxLen, "events-max-len", redisstore.DefaultEventsMaxLen, "approximate cap of each organization's events replay log")
 	fs.IntVar(&c.SendBuffer, "ws-send-buffer", actors.DefaultSendBuffer, "events queued per WebSocket before the client counts as too slow and is dropped")
@@ -198,6 +199,9 @@ func parseServeFlagsWith(env *settings, args []string, stderr io.Writer) (serveC
 	}
 	if err := checkRedisConfig(c.Redis); err != nil {
 		return c, usageError{err}
+	}
+	if c.Store.IngestShards < 1 || c.Store.IngestShards > redisstore.MaxIngestShards {
+		return c, usageError{fmt.Errorf("-ingest-shards (VOLUNTREE_INGEST_SHARDS) must be 1 to %d, got %d", redisstore.MaxIngestShards, c.Store.IngestShards)}
 	}
 	if c.Store.WaitReplicas < 0 || c.Store.WaitTimeout < time.Millisecond {
 		return c, usageError{fmt.Errorf("-redis-wait-replicas must be 0 or more and -redis-wait-timeout at least 1ms, got %d and %s", c.Store.WaitReplicas, c.Store.WaitTimeout)}
@@ -416,6 +420,13 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer store.Close()
+	// A Redis of an older key layout is migrated first (voluntree migrate): refuse to write to it.
+	lctx, lcancel := context.WithTimeout(ctx, 30*time.Second)
+	err = store.CheckLayout(lctx)
+	lcancel()
+	if err != nil {
+		return err
+	}
 	// The registry's promoted version, once there is one, wins over the file: checked now,
 	// then followed (Pub/Sub and a check every few seconds).
 	models := &modelWatcher{store: store, model: model, m: m, log: logger.With("component", "models"), version: "file",
@@ -487,14 +498,26 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 			log.Error("cluster stop", "action", "shutdown", "error", err)
 		}
 	}
-	consumer, err := actors.NewIngestConsumer(store, cluster.NewRouter(node, batcher, logger), cfg.Ingest, m, logger)
-	if err != nil {
-		return err
-	}
-	// The ingest consumer runs as a supervised reader actor: a failed loop is restarted.
-	ingestReader, err := actors.StartStreamReader(system, "ingest", consumer, logger)
-	if err != nil {
-		return err
+	// One ingest consumer per shard, each a supervised reader actor: a failed loop is
+	// restarted. They share the router, so the shards' messages batch together at the model.
+	router := cluster.NewRouter(node, batcher, logger)
+	ingestReaders := make([]*actors.StreamReader, 0, store.IngestShards())
+	for shard := range store.IngestShards() {
+		icfg := cfg.Ingest
+		icfg.Shard = shard
+		consumer, err := actors.NewIngestConsumer(store, router, icfg, m, logger)
+		if err != nil {
+			return err
+		}
+		name := "ingest"
+		if shard > 0 {
+			name = fmt.Sprintf("ingest-%d", shard)
+		}
+		reader, err := actors.StartStreamReader(system, name, consumer, logger)
+		if err != nil {
+			return err
+		}
+		ingestReaders = append(ingestReaders, reader)
 	}
 	hub, err := actors.NewEventHub(ctx, system, store, actors.EventHubConfig{SendBuffer: cfg.SendBuffer}, m, logger)
 	if err != nil {
@@ -673,8 +696,10 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 			log.Error("stream reader stop", "action", "shutdown", "error", err)
 		}
 	}
-	if err := ingestReader.Stop(sctx); err != nil {
-		log.Error("ingest consumer stop", "action", "shutdown", "error", err)
+	for _, r := range ingestReaders {
+		if err := r.Stop(sctx); err != nil {
+			log.Error("ingest consumer stop", "action", "shutdown", "error", err)
+		}
 	}
 	if err := batcher.Stop(sctx); err != nil {
 		log.Error("batcher stop", "action", "shutdown", "error", err)
@@ -701,8 +726,7 @@ func sampleStreams(ctx context.Context, store *redisstore.Store, m *metrics.Metr
 			m.IngestLag.Set(float64(st.Lag))
 			m.DeadLetterLength.Set(float64(st.DeadLength))
 			m.RejectedLength.Set(float64(st.Rejected))
-			backlog := st.Pending + max(st.Lag, 0)
-			overloaded.Store(backlog > store.IngestMaxLen()*9/10)
+			overloaded.Store(st.MaxBacklog > store.IngestMaxLen()*9/10)
 		}
 		if stages, err := store.ConversationStages(ctx); err == nil {
 			for _, stage := range cluster.Stages() {

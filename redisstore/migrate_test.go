@@ -1,0 +1,150 @@
+package redisstore_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/voluntree/voluntree"
+	"github.com/voluntree/voluntree/redisstore"
+)
+
+// TestCheckLayoutStampsAnEmptyRedis: a Redis with no Voluntree keys is stamped with the
+// current layout; a newer stamp is refused.
+func TestCheckLayoutStampsAnEmptyRedis(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	st, rdb := newStore(t, redisstore.Config{})
+	if err := st.CheckLayout(ctx); err != nil {
+		t.Fatalf("CheckLayout on an empty Redis: %v", err)
+	}
+	if v, _ := rdb.Get(ctx, st.Keys().Layout()).Int(); v != redisstore.Layout {
+		t.Fatalf("layout stamp %d, want %d", v, redisstore.Layout)
+	}
+	if err := st.CheckLayout(ctx); err != nil {
+		t.Fatalf("CheckLayout again: %v", err)
+	}
+	rdb.Set(ctx, st.Keys().Layout(), redisstore.Layout+1, 0)
+	if err := st.CheckLayout(ctx); err == nil || !strings.Contains(err.Error(), "newer") {
+		t.Fatalf("CheckLayout of a newer layout = %v", err)
+	}
+	if _, err := st.Migrate(ctx, nil); err == nil {
+		t.Fatal("Migrate went back from a newer layout")
+	}
+}
+
+// oldLayout writes what a layout-1 Voluntree left: an organization with a page, a post's
+// recorded messages under {post:P}, a page inbox, a post of a page of no organization, and the
+// organization's interest and volunteer indexes under org:O.
+func oldLayout(t *testing.T, ctx context.Context, st *redisstore.Store, rdb *redis.Client) (pre string) {
+	t.Helper()
+	if err := st.CreateOrg(ctx, voluntree.Organization{ID: "acme", Name: "Acme"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SavePage(ctx, voluntree.Page{ID: "111", OrgID: "acme", Name: "Acme page"}); err != nil {
+		t.Fatal(err)
+	}
+	pre = st.Keys().Prefix() + ":"
+	p := rdb.Pipeline()
+	p.HSet(ctx, pre+"{post:111_222}:classified", "c1", "interested", "c2", "question")
+	p.HSet(ctx, pre+"{post:111_222}:intents", "interested", 1, "question", 1)
+	p.ZAdd(ctx, pre+"{post:111_222}:interests", redis.Z{Score: 1, Member: "c1"})
+	p.HSet(ctx, pre+"{post:111_222}:interest:c1", "page_id", "111", "sender_id", "u1", "sender_name", "Ada",
+		"kind", "comment", "text", "count me in", "confidence", "0.9",
+		"created_at", baseTime.Format(time.RFC3339Nano), "received_at", baseTime.Format(time.RFC3339Nano),
+		"recorded_at", baseTime.Format(time.RFC3339Nano))
+	p.HSet(ctx, pre+"{post:page:111}:intents", "thanks", 2)
+	p.HSet(ctx, pre+"{post:999_1}:intents", "interested", 5) // a page nobody connected
+	p.Expire(ctx, pre+"{post:999_1}:intents", time.Hour)
+	p.ZAdd(ctx, pre+"org:acme:interests", redis.Z{Score: 1, Member: "111:u1|c1"})
+	p.ZAdd(ctx, pre+"org:acme:volunteers", redis.Z{Score: 1, Member: "111:u1"})
+	if _, err := p.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return pre
+}
+
+func TestMigrateFromLayout1(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	st, rdb := newStore(t, redisstore.Config{})
+	pre := oldLayout(t, ctx, st, rdb)
+	rdb.Del(ctx, st.Keys().Layout()) // SavePage's store was new: what layout 1 had, no stamp
+	if err := st.CheckLayout(ctx); !errors.Is(err, redisstore.ErrOldLayout) {
+		t.Fatalf("CheckLayout of layout-1 keys = %v, want ErrOldLayout", err)
+	}
+
+	// An interrupted run had copied one key and not deleted the old one.
+	dump := rdb.Dump(ctx, pre+"{post:111_222}:intents").Val()
+	if err := rdb.Restore(ctx, st.Keys().PostIntents("acme", "111_222"), 0, dump).Err(); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := st.Migrate(ctx, nil)
+	if err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	if rep.From != 1 || rep.To != redisstore.Layout || rep.Moved != 7 || rep.Resumed != 1 {
+		t.Fatalf("Migrate = %+v, want 1 → %d, 7 moved, 1 resumed", rep, redisstore.Layout)
+	}
+	if err := st.CheckLayout(ctx); err != nil {
+		t.Fatalf("CheckLayout after Migrate: %v", err)
+	}
+	if left := rdb.Keys(ctx, pre+"{post:*").Val(); len(left) != 0 {
+		t.Fatalf("old keys left: %q", left)
+	}
+	if n := rdb.Exists(ctx, pre+"org:acme:interests", pre+"org:acme:volunteers").Val(); n != 0 {
+		t.Fatalf("%d old organization indexes left", n)
+	}
+	// The data reads back through the store, in the organization's slot.
+	c, err := st.Counts(ctx, "acme", "111_222")
+	if err != nil || c.Intents[voluntree.IntentInterested] != 1 || c.Intents[voluntree.IntentQuestion] != 1 || c.Interests != 1 {
+		t.Fatalf("Counts after Migrate = %+v, %v", c, err)
+	}
+	ins, err := st.Interests(ctx, "acme", "111_222", 0, 10)
+	if err != nil || len(ins) != 1 || ins[0].SenderName != "Ada" || ins[0].PostID != "111_222" {
+		t.Fatalf("Interests after Migrate = %+v, %v", ins, err)
+	}
+	if c, _ := st.Counts(ctx, "acme", redisstore.PageInbox("111")); c.Intents[voluntree.IntentThanks] != 2 {
+		t.Fatalf("page inbox counts after Migrate = %+v", c)
+	}
+	unowned := st.Keys().PostIntents("", "999_1")
+	if c, _ := st.Counts(ctx, "", "999_1"); c.Intents[voluntree.IntentInterested] != 5 {
+		t.Fatalf("unowned post's counts after Migrate = %+v", c)
+	}
+	if ttl := rdb.TTL(ctx, unowned).Val(); ttl <= 0 || ttl > time.Hour {
+		t.Fatalf("expiry of %s after Migrate: %v, want its hour kept", unowned, ttl)
+	}
+	if n := rdb.ZCard(ctx, st.Keys().OrgInterests("acme")).Val(); n != 1 {
+		t.Fatalf("organization interests after Migrate: %d", n)
+	}
+	if n := rdb.ZCard(ctx, st.Keys().OrgVolunteers("acme")).Val(); n != 1 {
+		t.Fatalf("organization volunteers after Migrate: %d", n)
+	}
+
+	// Again: nothing to do.
+	if rep, err := st.Migrate(ctx, nil); err != nil || rep.Moved != 0 || rep.From != redisstore.Layout {
+		t.Fatalf("Migrate again = %+v, %v", rep, err)
+	}
+}
+
+// TestMigrateStopsOnDifferingCopies: when a key exists under both names with different
+// contents (a new node wrote before the migration), Migrate stops and names both.
+func TestMigrateStopsOnDifferingCopies(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	st, rdb := newStore(t, redisstore.Config{})
+	pre := oldLayout(t, ctx, st, rdb)
+	rdb.Del(ctx, st.Keys().Layout())
+	rdb.HSet(ctx, st.Keys().PostIntents("acme", "111_222"), "interested", 9)
+	_, err := st.Migrate(ctx, nil)
+	if err == nil || !strings.Contains(err.Error(), pre+"{post:111_222}:intents") || !strings.Contains(err.Error(), "differ") {
+		t.Fatalf("Migrate with differing copies = %v", err)
+	}
+	if err := st.CheckLayout(ctx); !errors.Is(err, redisstore.ErrOldLayout) {
+		t.Fatalf("CheckLayout after a failed Migrate = %v, want ErrOldLayout", err)
+	}
+}
