@@ -119,11 +119,12 @@ func NewEffects(node *Node, cfg EffectsConfig) *Effects {
 		log: cfg.Logger.With("component", "effects"), now: time.Now}
 }
 
-// StreamConfig is the stream worker configuration of the effects stream for consumer.
-func (x *Effects) StreamConfig(consumer string) streamworker.Config {
+// StreamConfig is the stream worker configuration of consumer of an effects outbox partition
+// (0 to redisstore.ConversationPartitions-1): a node runs at least one per partition.
+func (x *Effects) StreamConfig(consumer string, partition int) streamworker.Config {
 	keys := x.store.Keys()
-	return streamworker.Config{Name: "effects", Stream: keys.Effects(), Group: keys.EffectsGroup(),
-		Consumer: consumer, DeadStream: keys.EffectsDead(), DeleteOnAck: true,
+	return streamworker.Config{Name: "effects", Stream: keys.EffectsPartition(partition), Group: keys.EffectsGroup(),
+		Consumer: consumer, DeadStream: keys.EffectsDead(partition), DeleteOnAck: true,
 		Block: 200 * time.Millisecond, ClaimIdle: time.Minute, MaxAttempts: 12,
 		BaseDelay: 500 * time.Millisecond, MaxDelay: 30 * time.Second, HandleTimeout: 25 * time.Second}
 }

@@ -35,6 +35,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/voluntree/voluntree/internal/fakegraph"
+	"github.com/voluntree/voluntree/redisstore"
 )
 
 const (
@@ -604,14 +605,20 @@ type effects struct{ sent, refused int }
 // effectsDone checks the private replies of one run, given what the fake had seen before it:
 // every reply the nodes sent went to a different comment, none was tried twice (Graph refuses
 // a second private reply to one comment with code 10900: a refused call is a duplicate
-// attempt), and the effects stream holds nothing pending once the run drained.
+// attempt), and the effects outbox's partitions hold nothing pending once the run drained.
 func (s *stack) effectsDone(t testing.TB, before effects) effects {
 	t.Helper()
 	waitFor(t, time.Minute, "the effects stream to have nothing pending", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		p, err := s.rdb.XPending(ctx, "voluntree:{effects}", "effects").Result()
-		return err == nil && p.Count == 0
+		keys := redisstore.NewKeys("")
+		for part := range redisstore.ConversationPartitions {
+			p, err := s.rdb.XPending(ctx, keys.EffectsPartition(part), keys.EffectsGroup()).Result()
+			if err != nil && !strings.Contains(err.Error(), "NOGROUP") || err == nil && p.Count > 0 {
+				return false
+			}
+		}
+		return true
 	})
 	sent := s.graph.SentMessages(pageID)
 	seen := map[string]bool{}

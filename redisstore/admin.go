@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"slices"
 	"strings"
 	"time"
 
@@ -69,6 +70,12 @@ func listIndex[T any](ctx context.Context, s *Store, index string, offset, limit
 		return Page[T]{}, err
 	}
 	return Page[T]{Total: int(total.Val()), Items: items}, nil
+}
+
+// owned keeps the records of organization org: an index is written apart from its records
+// (Redis Cluster), so a list never trusts it alone with what it shows.
+func owned[T any](items []T, org string, orgOf func(T) string) []T {
+	return slices.DeleteFunc(items, func(v T) bool { return orgOf(v) != org })
 }
 
 // jsonRecords returns a loader of JSON records by id for listIndex: one pipelined round trip.
@@ -235,12 +242,13 @@ func (s *Store) CreateAdminToken(ctx context.Context, orgID string, opts TokenOp
 	if opts.TTL > 0 {
 		rec.ExpiresAt = now.Add(opts.TTL)
 	}
-	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, s.keys.AdminToken(h), mustJSON(rec), opts.TTL)
-		p.ZAdd(ctx, s.keys.OrgTokens(orgID), redis.Z{Score: ms(rec.CreatedAt), Member: h})
-		return nil
-	})
-	if err != nil {
+	// Two steps, each on its own slot (Redis Cluster): the organization's index first, then
+	// the token. A token exists only once it is listed, so it can always be revoked; an index
+	// entry whose token was never stored is skipped by the list and removed later.
+	if err := s.rdb.ZAdd(ctx, s.keys.OrgTokens(orgID), redis.Z{Score: ms(rec.CreatedAt), Member: h}).Err(); err != nil {
+		return "", AdminToken{}, fmt.Errorf("redisstore: index token: %w", err)
+	}
+	if err := s.rdb.Set(ctx, s.keys.AdminToken(h), mustJSON(rec), opts.TTL).Err(); err != nil {
 		return "", AdminToken{}, fmt.Errorf("redisstore: store token: %w", err)
 	}
 	return token, rec, nil
@@ -280,9 +288,13 @@ func (s *Store) LookupAdminToken(ctx context.Context, token string) (AdminToken,
 // forgotten.
 func (s *Store) AdminTokens(ctx context.Context, orgID string) ([]AdminToken, error) {
 	index := s.keys.OrgTokens(orgID)
-	hashes, err := s.rdb.ZRange(ctx, index, 0, -1).Result()
+	zs, err := s.rdb.ZRangeWithScores(ctx, index, 0, -1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: tokens of %s: %w", orgID, err)
+	}
+	hashes := make([]string, len(zs))
+	for i, z := range zs {
+		hashes[i], _ = z.Member.(string)
 	}
 	cmds := make([]*redis.StringCmd, len(hashes))
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -298,13 +310,20 @@ func (s *Store) AdminTokens(ctx context.Context, orgID string) ([]AdminToken, er
 	now := time.Now()
 	for i, c := range cmds {
 		raw, err := c.Result()
-		if errors.Is(err, redis.Nil) { // expired: its key is gone
-			_ = s.rdb.ZRem(ctx, index, hashes[i]).Err()
+		if errors.Is(err, redis.Nil) {
+			// Expired (its key is gone), or never stored: forgotten. A token being created
+			// right now is indexed a moment before it is stored: left alone for a minute.
+			if now.Sub(time.UnixMilli(int64(zs[i].Score))) > time.Minute {
+				_ = s.rdb.ZRem(ctx, index, hashes[i]).Err()
+			}
 			continue
 		}
 		rec, err := decodeJSON[AdminToken](raw, "token")
 		if err != nil {
 			return nil, err
+		}
+		if rec.OrgID != orgID {
+			continue
 		}
 		if rec.Expired(now) {
 			continue
@@ -336,13 +355,16 @@ func (s *Store) RevokeAdminToken(ctx context.Context, orgID, id string) (AdminTo
 		if err != nil && voluntree.ErrorCode(err) != voluntree.ENOTFOUND {
 			return AdminToken{}, err
 		}
-		_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			p.Del(ctx, s.keys.AdminToken(h))
-			p.ZRem(ctx, s.keys.OrgTokens(orgID), h)
-			return nil
-		})
-		if err != nil {
+		if err == nil && rec.OrgID != orgID {
+			continue
+		}
+		// The token first (refused from now on), then its index entry (another slot on
+		// Redis Cluster; a list skips an entry whose token is gone).
+		if err := s.rdb.Del(ctx, s.keys.AdminToken(h)).Err(); err != nil {
 			return AdminToken{}, fmt.Errorf("redisstore: revoke token: %w", err)
+		}
+		if err := s.rdb.ZRem(ctx, s.keys.OrgTokens(orgID), h).Err(); err != nil {
+			return AdminToken{}, fmt.Errorf("redisstore: revoke token: index: %w", err)
 		}
 		rec.ID = id
 		return rec, nil
@@ -367,13 +389,24 @@ func (s *Store) SavePage(ctx context.Context, pg voluntree.Page) error {
 		if pg.ConnectedAt.IsZero() {
 			pg.ConnectedAt = time.Now().UTC()
 		}
+		// The organization's index is in another slot (Redis Cluster): written first, apart
+		// (idempotent), so a stored page is always listed; lists check each page's owner.
+		if err := s.rdb.ZAddNX(ctx, s.keys.OrgPages(pg.OrgID), redis.Z{Score: ms(pg.ConnectedAt), Member: pg.ID}).Err(); err != nil {
+			return fmt.Errorf("redisstore: index page: %w", err)
+		}
 		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			p.Set(ctx, key, mustJSON(pg), 0)
-			p.ZAddNX(ctx, s.keys.OrgPages(pg.OrgID), redis.Z{Score: ms(pg.ConnectedAt), Member: pg.ID})
 			return nil
 		})
 		return err
 	}, key)
+	if voluntree.ErrorCode(err) == voluntree.ECONFLICT {
+		// Another organization connected it first (this one's index may have it: removed).
+		if zerr := s.rdb.ZRem(ctx, s.keys.OrgPages(pg.OrgID), pg.ID).Err(); zerr != nil {
+			return fmt.Errorf("%w (and its index entry was not removed: %v)", err, zerr)
+		}
+		return err
+	}
 	if err != nil || pg.DisconnectedAt != nil {
 		return err
 	}
@@ -394,20 +427,20 @@ func (s *Store) Page(ctx context.Context, id string) (voluntree.Page, error) {
 func (s *Store) Pages(ctx context.Context, orgID string, offset, limit int) (Page[voluntree.Page], error) {
 	load := jsonRecords[voluntree.Page](s.keys.Page, "page")
 	return listIndex(ctx, s, s.keys.OrgPages(orgID), offset, limit, func(ctx context.Context, ids []string) ([]voluntree.Page, error) {
-		return load(ctx, s, ids)
+		pages, err := load(ctx, s, ids)
+		return owned(pages, orgID, func(p voluntree.Page) string { return p.OrgID }), err
 	})
 }
 
 // ---- Signups ----
 
-// CreateSignup stores a new, validated signup.
+// CreateSignup stores a new, validated signup: the organization's index first, then the
+// record (two slots on Redis Cluster; a list skips an index entry with no record).
 func (s *Store) CreateSignup(ctx context.Context, su voluntree.Signup) error {
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, s.keys.Signup(su.ID), mustJSON(su), 0)
-		p.ZAdd(ctx, s.keys.OrgSignups(su.OrgID), redis.Z{Score: ms(su.CreatedAt), Member: su.ID})
-		return nil
-	})
-	if err != nil {
+	if err := s.rdb.ZAdd(ctx, s.keys.OrgSignups(su.OrgID), redis.Z{Score: ms(su.CreatedAt), Member: su.ID}).Err(); err != nil {
+		return fmt.Errorf("redisstore: create signup: index: %w", err)
+	}
+	if err := s.rdb.Set(ctx, s.keys.Signup(su.ID), mustJSON(su), 0).Err(); err != nil {
 		return fmt.Errorf("redisstore: create signup: %w", err)
 	}
 	return nil
@@ -422,7 +455,8 @@ func (s *Store) Signup(ctx context.Context, id string) (voluntree.Signup, error)
 func (s *Store) Signups(ctx context.Context, orgID string, offset, limit int) (Page[voluntree.Signup], error) {
 	load := jsonRecords[voluntree.Signup](s.keys.Signup, "signup")
 	return listIndex(ctx, s, s.keys.OrgSignups(orgID), offset, limit, func(ctx context.Context, ids []string) ([]voluntree.Signup, error) {
-		return load(ctx, s, ids)
+		sus, err := load(ctx, s, ids)
+		return owned(sus, orgID, func(su voluntree.Signup) string { return su.OrgID }), err
 	})
 }
 
@@ -504,19 +538,26 @@ func (s *Store) DeleteSignup(ctx context.Context, id string, check func(*voluntr
 
 // ---- Posts ----
 
-// CreatePost stores a new post; a scheduled one joins the publish queue at its PublishAt.
+// CreatePost stores a new post; a scheduled one joins the publish queue at its PublishAt. The
+// keys are in several slots (Redis Cluster): the indexes first, then the record, then the
+// queue, so a stored post is always listed and a queued one always stored (a list skips an
+// index entry with no record).
 func (s *Store) CreatePost(ctx context.Context, p voluntree.Post) error {
-	_, err := s.rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-		pipe.Set(ctx, s.keys.Post(p.ID), mustJSON(p), 0)
+	_, err := s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		pipe.ZAdd(ctx, s.keys.OrgPosts(p.OrgID), redis.Z{Score: ms(p.CreatedAt), Member: p.ID})
 		pipe.ZAdd(ctx, s.keys.SignupPosts(p.SignupID), redis.Z{Score: ms(p.CreatedAt), Member: p.ID})
-		if p.Status == voluntree.PostScheduled && p.PublishAt != nil {
-			pipe.ZAdd(ctx, s.keys.PublishQueue(), redis.Z{Score: ms(*p.PublishAt), Member: p.ID})
-		}
 		return nil
 	})
 	if err != nil {
+		return fmt.Errorf("redisstore: create post: index: %w", err)
+	}
+	if err := s.rdb.Set(ctx, s.keys.Post(p.ID), mustJSON(p), 0).Err(); err != nil {
 		return fmt.Errorf("redisstore: create post: %w", err)
+	}
+	if p.Status == voluntree.PostScheduled && p.PublishAt != nil {
+		if err := s.rdb.ZAdd(ctx, s.keys.PublishQueue(), redis.Z{Score: ms(*p.PublishAt), Member: p.ID}).Err(); err != nil {
+			return fmt.Errorf("redisstore: create post: queue: %w", err)
+		}
 	}
 	return nil
 }
@@ -530,7 +571,8 @@ func (s *Store) Post(ctx context.Context, id string) (voluntree.Post, error) {
 func (s *Store) Posts(ctx context.Context, orgID string, offset, limit int) (Page[voluntree.Post], error) {
 	load := jsonRecords[voluntree.Post](s.keys.Post, "post")
 	return listIndex(ctx, s, s.keys.OrgPosts(orgID), offset, limit, func(ctx context.Context, ids []string) ([]voluntree.Post, error) {
-		return load(ctx, s, ids)
+		posts, err := load(ctx, s, ids)
+		return owned(posts, orgID, func(p voluntree.Post) string { return p.OrgID }), err
 	})
 }
 

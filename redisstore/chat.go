@@ -144,7 +144,7 @@ func (s *Store) AppendChat(ctx context.Context, conversationID string, m ChatMes
 	}
 	dk := ""
 	if dedupe != "" {
-		dk = s.keys.ChatDedupe(dedupe)
+		dk = s.keys.ChatDedupe(conversationID, dedupe)
 	}
 	res, err := appendChatScript.Run(ctx, s.rdb, []string{s.keys.ChatHistory(conversationID), dk},
 		string(b), ChatHistoryMax, s.keys.ChatChannel(conversationID), int64(effectMarkTTL/time.Second)).Result()

@@ -26,13 +26,13 @@ const effectMarkTTL = 7 * 24 * time.Hour
 var ErrStaleConversation = errors.New("redisstore: the conversation was written by another activation since it was read")
 
 // saveConversationScript writes a conversation's state if its version is the one the writer
-// read, appends its effects batch to the outbox, and moves it between stages in the count, in
-// one script (atomic, one round trip).
-// KEYS[1] -> {conv:C} (state), KEYS[2] -> {conv:C}:v (version), KEYS[3] -> {effects} stream,
-// KEYS[4] -> conversations:stages, KEYS[5] -> {signup:S}:people
+// read, appends its effects batch to its partition's outbox, and moves it between stages in
+// the partition's count, in one script (atomic, one round trip). Every key is in the
+// conversation's partition (one Redis Cluster slot).
+// KEYS[1] -> {effects:N}:conv:C (state), KEYS[2] -> {effects:N}:conv:C:v (version),
+// KEYS[3] -> {effects:N} stream, KEYS[4] -> {effects:N}:stages
 // ARGV[1] -> the version read, ARGV[2] -> state, ARGV[3] -> effects batch ("" none),
-// ARGV[4] -> conversation id, ARGV[5] -> from stage, ARGV[6] -> to stage ("" : not counted),
-// ARGV[7] -> "1" to join the signup's people, ARGV[8] -> now (unix ms)
+// ARGV[4] -> conversation id, ARGV[5] -> from stage, ARGV[6] -> to stage ("" : not counted)
 // Returns the new version, or -1 - the stored version when it is not ARGV[1].
 var saveConversationScript = newScript(`
 local v = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -43,7 +43,6 @@ if ARGV[3] ~= '' then
   redis.call('XADD', KEYS[3], '*', 'b', ARGV[3], 'c', ARGV[4])
 end
 if ARGV[5] ~= ARGV[6] then
-  if ARGV[6] ~= '' and ARGV[7] == '1' then redis.call('ZADD', KEYS[5], 'NX', ARGV[8], ARGV[4]) end
   if ARGV[5] ~= '' then redis.call('HINCRBY', KEYS[4], ARGV[5], -1) end
   if ARGV[6] ~= '' then redis.call('HINCRBY', KEYS[4], ARGV[6], 1) end
 end
@@ -56,21 +55,28 @@ return v + 1
 // to in the count of conversations by stage ("" on either side: not counted there), all in one
 // script. It returns the new version.
 //
-// A conversation counted in a stage joins its signup's people (signupID, kept once, by the
-// time it first did): the signup's volunteer list.
+// A conversation counted in a stage is among its signup's people (signupID, kept once, by the
+// time it first did): the signup's volunteer list. That index is in the signup's slot, so it
+// is written right after the script, in the same pipeline; it is idempotent, and written again
+// by every save of a counted conversation, so a save whose connection broke in between is
+// made good by the conversation's next one.
 func (s *Store) SaveConversationEffects(ctx context.Context, conversationID, signupID string, version int64, state, batch []byte, from, to string) (int64, error) {
-	join := "0"
-	if signupID != "" {
-		join = "1"
-	}
-	keys := []string{s.keys.Conversation(conversationID), s.keys.ConversationVersion(conversationID), s.keys.Effects(),
-		s.keys.ConversationStages(), s.keys.SignupPeople(signupID)}
-	args := []any{version, state, batch, conversationID, from, to, join, time.Now().UnixMilli()}
+	part := ConversationPartition(conversationID)
+	keys := []string{s.keys.Conversation(conversationID), s.keys.ConversationVersion(conversationID),
+		s.keys.EffectsPartition(part), s.keys.ConversationStages(part)}
+	args := []any{version, state, batch, conversationID, from, to}
 	if batch == nil {
 		args[2] = ""
 	}
+	join := signupID != "" && to != ""
 	var cmd *redis.Cmd
-	if err := s.co.do(ctx, func(p redis.Pipeliner) { cmd = saveConversationScript.EvalSha(ctx, p, keys, args...) }); err != nil {
+	var people *redis.IntCmd
+	if err := s.co.do(ctx, func(p redis.Pipeliner) {
+		cmd = saveConversationScript.EvalSha(ctx, p, keys, args...)
+		if join {
+			people = p.ZAddNX(ctx, s.keys.SignupPeople(signupID), redis.Z{Score: float64(time.Now().UnixMilli()), Member: conversationID})
+		}
+	}); err != nil {
 		return 0, fmt.Errorf("redisstore: save conversation %s: %w", conversationID, err)
 	}
 	cmds := []*redis.Cmd{cmd}
@@ -84,27 +90,46 @@ func (s *Store) SaveConversationEffects(ctx context.Context, conversationID, sig
 	if v < 0 {
 		return -1 - v, fmt.Errorf("save conversation %s at version %d (stored: %d): %w", conversationID, version, -1-v, ErrStaleConversation)
 	}
+	if people != nil && people.Err() != nil {
+		return 0, fmt.Errorf("redisstore: save conversation %s: the signup's people: %w", conversationID, people.Err())
+	}
 	return v, nil
 }
 
-// ConversationStages returns how many conversations are in each stage.
+// ConversationStages returns how many conversations are in each stage (the sum over the
+// partitions, one round trip).
 func (s *Store) ConversationStages(ctx context.Context) (map[string]int64, error) {
-	h, err := s.rdb.HGetAll(ctx, s.keys.ConversationStages()).Result()
-	if err != nil {
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, ConversationPartitions)
+	for i := range cmds {
+		cmds[i] = pipe.HGetAll(ctx, s.keys.ConversationStages(i))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("redisstore: conversation stages: %w", err)
 	}
-	out := make(map[string]int64, len(h))
-	for k, v := range h {
-		out[k], _ = strconv.ParseInt(v, 10, 64)
+	out := make(map[string]int64)
+	for _, c := range cmds {
+		for k, v := range c.Val() {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			out[k] += n
+		}
 	}
 	return out, nil
 }
 
-// EffectsLength is the number of effect batches in the outbox.
+// EffectsLength is the number of effect batches in the outbox's partitions.
 func (s *Store) EffectsLength(ctx context.Context) (int64, error) {
-	n, err := s.rdb.XLen(ctx, s.keys.Effects()).Result()
-	if err != nil {
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.IntCmd, ConversationPartitions)
+	for i := range cmds {
+		cmds[i] = pipe.XLen(ctx, s.keys.EffectsPartition(i))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !isNoStream(err) {
 		return 0, fmt.Errorf("redisstore: effects length: %w", err)
+	}
+	var n int64
+	for _, c := range cmds {
+		n += c.Val()
 	}
 	return n, nil
 }
@@ -260,9 +285,11 @@ func (s *Store) ConversationAliases(ctx context.Context, ids []string) ([]string
 }
 
 // AppendEffects appends one effects batch to the outbox (an admin's message to a
-// conversation: the effects worker hands it to the conversation's grain).
+// conversation: the effects worker hands it to the conversation's grain), in the partition of
+// key, the conversation.
 func (s *Store) AppendEffects(ctx context.Context, key string, batch []byte) error {
-	if err := s.rdb.XAdd(ctx, &redis.XAddArgs{Stream: s.keys.Effects(), Values: []any{"b", batch, "c", key}}).Err(); err != nil {
+	stream := s.keys.EffectsPartition(ConversationPartition(key))
+	if err := s.rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"b", batch, "c", key}}).Err(); err != nil {
 		return fmt.Errorf("redisstore: append effects: %w", err)
 	}
 	return nil

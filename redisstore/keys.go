@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"hash/fnv"
 	"strconv"
 	"strings"
 )
@@ -137,15 +138,35 @@ func (k Keys) PostClassified(orgID, postKey string) string {
 	return k.post(orgID, postKey) + ":classified"
 }
 
-// Conversation holds a conversation grain's state (protobuf bytes).
+// ConversationPartitions is the number of partitions of the conversations: a conversation's
+// state and the effects its transitions append share a partition's hash tag ({effects} for
+// partition 0, {effects:N} for the others), so a save is one script on one Redis Cluster slot.
+// Fixed: changing it would move every conversation.
+const ConversationPartitions = 16
+
+// ConversationPartition is the partition of a conversation (FNV-1a of its id).
+func ConversationPartition(conversationID string) int {
+	h := fnv.New32a()
+	h.Write([]byte(conversationID))
+	return int(h.Sum32() % ConversationPartitions)
+}
+
+func effectsTag(partition int) string {
+	if partition == 0 {
+		return "{effects}"
+	}
+	return "{effects:" + strconv.Itoa(partition) + "}"
+}
+
+// Conversation holds a conversation grain's state (protobuf bytes), in its partition.
 func (k Keys) Conversation(conversationID string) string {
-	return k.prefix + ":{conv:" + conversationID + "}"
+	return k.prefix + ":" + effectsTag(ConversationPartition(conversationID)) + ":conv:" + conversationID
 }
 
 // ConversationVersion counts the writes of a conversation's state (string integer): a save
 // names the version it read and is refused when another activation wrote since (fencing).
 func (k Keys) ConversationVersion(conversationID string) string {
-	return k.prefix + ":{conv:" + conversationID + "}:v"
+	return k.Conversation(conversationID) + ":v"
 }
 
 // ConversationDelivery is what the effects worker learned about reaching a conversation's
@@ -160,9 +181,11 @@ func (k Keys) ConversationAlias(conversationID string) string {
 	return k.prefix + ":{conv:" + conversationID + "}:alias"
 }
 
-// ConversationStages counts conversations by stage (hash stage → count), kept in the same
-// transaction as each state change.
-func (k Keys) ConversationStages() string { return k.prefix + ":conversations:stages" }
+// ConversationStages counts a partition's conversations by stage (hash stage → count), kept
+// in the same script as each state change; the counts are the sum over the partitions.
+func (k Keys) ConversationStages(partition int) string {
+	return k.prefix + ":" + effectsTag(partition) + ":stages"
+}
 
 // ---- Web chat ----
 
@@ -177,20 +200,27 @@ func (k Keys) ChatHistory(conversationID string) string {
 // ChatChannel is the Pub/Sub channel of a web chat conversation's new messages.
 func (k Keys) ChatChannel(conversationID string) string { return k.prefix + ":chat:" + conversationID }
 
-// ChatDedupe marks a message appended to a chat history once (an effect id; expires).
-func (k Keys) ChatDedupe(id string) string { return k.prefix + ":chat:dedupe:" + id }
+// ChatDedupe marks a message appended to a conversation's chat history once (by an effect
+// id; expires), in the history's slot.
+func (k Keys) ChatDedupe(conversationID, id string) string {
+	return k.prefix + ":{conv:" + conversationID + "}:chat:dedupe:" + id
+}
 
 // ---- Effects: the conversations' outbox ----
 
-// Effects is the outbox stream of conversation effects (field "b": a protobuf EffectBatch;
-// "c": the conversation id).
-func (k Keys) Effects() string { return k.prefix + ":{effects}" }
+// Effects is partition 0 of the effects outbox (EffectsPartition(0)).
+func (k Keys) Effects() string { return k.EffectsPartition(0) }
+
+// EffectsPartition is the outbox stream of a partition's conversation effects (field "b": a
+// protobuf EffectBatch; "c": the conversation id). Partition 0 also takes the signups' and
+// the unparked pages' batches.
+func (k Keys) EffectsPartition(partition int) string { return k.prefix + ":" + effectsTag(partition) }
 
 // EffectsGroup is the consumer group of the effects workers.
 func (k Keys) EffectsGroup() string { return "effects" }
 
-// EffectsDead is the stream of effect batches given up, with their errors.
-func (k Keys) EffectsDead() string { return k.prefix + ":{effects}:dead" }
+// EffectsDead is the stream of a partition's effect batches given up, with their errors.
+func (k Keys) EffectsDead(partition int) string { return k.EffectsPartition(partition) + ":dead" }
 
 // EffectsParked holds the effect batches waiting for a page to be connected again (stream,
 // field "b"): a page whose token Graph refused parks its messages here.

@@ -18,7 +18,9 @@ import (
 //
 //	1: before the layout was versioned (no Keys.Layout key).
 //	2: a post's recorded messages and the organization's interest and volunteer indexes in the
-//	   organization's slot ({org:O}), so the record script touches one Redis Cluster slot.
+//	   organization's slot ({org:O}), so the record script touches one Redis Cluster slot; a
+//	   conversation's state, version and stage count in its partition's slot, with the
+//	   effects outbox ({effects:N}); the web chat's dedupe marks in the conversation's slot.
 const Layout = 2
 
 // ErrOldLayout: the Redis holds keys of an older layout; `voluntree migrate` moves them.
@@ -73,7 +75,7 @@ func (s *Store) layout(ctx context.Context) (int, error) {
 func (s *Store) hasUnversionedData(ctx context.Context) (bool, error) {
 	pipe := s.rdb.Pipeline()
 	cmds := []*redis.IntCmd{pipe.Exists(ctx, s.keys.Orgs()), pipe.Exists(ctx, s.keys.Ingest()),
-		pipe.Exists(ctx, s.keys.ConversationStages())}
+		pipe.Exists(ctx, s.keys.prefix+":conversations:stages")}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return false, fmt.Errorf("redisstore: look for old keys: %w", err)
 	}
@@ -113,6 +115,9 @@ func (s *Store) Migrate(ctx context.Context, progress func(moved int)) (MigrateR
 	}
 	if v < 2 {
 		if err := s.migrateRecordKeys(ctx, &rep, progress); err != nil {
+			return rep, err
+		}
+		if err := s.migrateConversationKeys(ctx, &rep, progress); err != nil {
 			return rep, err
 		}
 	}
@@ -174,6 +179,40 @@ func (s *Store) migrateRecordKeys(ctx context.Context, rep *MigrateReport, progr
 		return err
 	}
 	return s.moveMatching(ctx, globEscape(pre)+"org:*:volunteers", orgIndex, rep, progress)
+}
+
+// migrateConversationKeys is the rest of layout 1 → 2: {conv:C} and {conv:C}:v →
+// {effects:N}:conv:C[:v]; conversations:stages → partition 0's stages (the counts are the sum
+// over the partitions); chat:dedupe:<effect id> → {conv:C}:chat:dedupe:<effect id> (a
+// conversation's effect ids are "<C>:<n>").
+func (s *Store) migrateConversationKeys(ctx context.Context, rep *MigrateReport, progress func(int)) error {
+	pre := s.keys.prefix + ":"
+	conv := func(old string) (string, error) {
+		rest := strings.TrimPrefix(old, pre+"{conv:")
+		switch {
+		case strings.HasSuffix(rest, "}"):
+			return s.keys.Conversation(strings.TrimSuffix(rest, "}")), nil
+		case strings.HasSuffix(rest, "}:v"):
+			return s.keys.ConversationVersion(strings.TrimSuffix(rest, "}:v")), nil
+		}
+		return "", nil // delivery, alias, chat history: their names are unchanged
+	}
+	if err := s.moveMatching(ctx, globEscape(pre)+"{conv:*", conv, rep, progress); err != nil {
+		return err
+	}
+	dedupe := func(old string) (string, error) {
+		id := strings.TrimPrefix(old, pre+"chat:dedupe:")
+		i := strings.LastIndexByte(id, ':')
+		if i <= 0 {
+			return "", nil
+		}
+		return s.keys.ChatDedupe(id[:i], id), nil
+	}
+	if err := s.moveMatching(ctx, globEscape(pre)+"chat:dedupe:*", dedupe, rep, progress); err != nil {
+		return err
+	}
+	stages := func(string) (string, error) { return s.keys.ConversationStages(0), nil }
+	return s.moveMatching(ctx, globEscape(pre)+"conversations:stages", stages, rep, progress)
 }
 
 // moveMatching moves every key matching pattern (on every master) to the name newName gives

@@ -60,6 +60,11 @@ func oldLayout(t *testing.T, ctx context.Context, st *redisstore.Store, rdb *red
 	p.HSet(ctx, pre+"{post:page:111}:intents", "thanks", 2)
 	p.HSet(ctx, pre+"{post:999_1}:intents", "interested", 5) // a page nobody connected
 	p.Expire(ctx, pre+"{post:999_1}:intents", time.Hour)
+	p.Set(ctx, pre+"{conv:111:u1}", "state-bytes", 0)
+	p.Set(ctx, pre+"{conv:111:u1}:v", 3, 0)
+	p.HSet(ctx, pre+"{conv:111:u1}:delivery", "error", "outside_window") // unchanged name
+	p.HSet(ctx, pre+"conversations:stages", "booked", 4, "email", 1)
+	p.Set(ctx, pre+"chat:dedupe:webchat:wc_1:7", 1, time.Hour)
 	p.ZAdd(ctx, pre+"org:acme:interests", redis.Z{Score: 1, Member: "111:u1|c1"})
 	p.ZAdd(ctx, pre+"org:acme:volunteers", redis.Z{Score: 1, Member: "111:u1"})
 	if _, err := p.Exec(ctx); err != nil {
@@ -87,8 +92,8 @@ func TestMigrateFromLayout1(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
-	if rep.From != 1 || rep.To != redisstore.Layout || rep.Moved != 7 || rep.Resumed != 1 {
-		t.Fatalf("Migrate = %+v, want 1 → %d, 7 moved, 1 resumed", rep, redisstore.Layout)
+	if rep.From != 1 || rep.To != redisstore.Layout || rep.Moved != 11 || rep.Resumed != 1 {
+		t.Fatalf("Migrate = %+v, want 1 → %d, 11 moved, 1 resumed", rep, redisstore.Layout)
 	}
 	if err := st.CheckLayout(ctx); err != nil {
 		t.Fatalf("CheckLayout after Migrate: %v", err)
@@ -123,6 +128,24 @@ func TestMigrateFromLayout1(t *testing.T) {
 	}
 	if n := rdb.ZCard(ctx, st.Keys().OrgVolunteers("acme")).Val(); n != 1 {
 		t.Fatalf("organization volunteers after Migrate: %d", n)
+	}
+
+	// The conversation: its state and version in its partition, its stage counts summed.
+	if b, v, err := st.LoadConversationVersion(ctx, "111:u1"); err != nil || string(b) != "state-bytes" || v != 3 {
+		t.Fatalf("conversation after Migrate = %q v%d, %v", b, v, err)
+	}
+	if d, err := st.ConversationDelivery(ctx, "111:u1"); err != nil || d.Error != "outside_window" {
+		t.Fatalf("delivery after Migrate = %+v, %v", d, err)
+	}
+	if stages, err := st.ConversationStages(ctx); err != nil || stages["booked"] != 4 || stages["email"] != 1 {
+		t.Fatalf("stages after Migrate = %v, %v", stages, err)
+	}
+	dk := st.Keys().ChatDedupe("webchat:wc_1", "webchat:wc_1:7")
+	if ttl := rdb.TTL(ctx, dk).Val(); ttl <= 0 {
+		t.Fatalf("chat dedupe mark %s after Migrate: TTL %v", dk, ttl)
+	}
+	if id, err := st.AppendChat(ctx, "webchat:wc_1", redisstore.ChatMessage{From: "page", Text: "hi"}, "webchat:wc_1:7"); err != nil || id != "" {
+		t.Fatalf("AppendChat of an effect appended before the migration = %q, %v; want a no-op", id, err)
 	}
 
 	// Again: nothing to do.

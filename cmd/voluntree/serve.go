@@ -173,7 +173,7 @@ func parseServeFlagsWith(env *settings, args []string, stderr io.Writer) (serveC
 	fs.BoolVar(&c.ActorMetrics, "actor-metrics", env.onOff("VOLUNTREE_ACTOR_METRICS", false), "Proto.Actor's own per-actor metrics as voluntree_protoactor_* (costly: every spawned actor stays in memory; for debugging) (env VOLUNTREE_ACTOR_METRICS=on)")
 	memLimit := fs.String("memory-limit", env.str("VOLUNTREE_MEMORY_LIMIT", ""), "soft limit of the Go heap, like 160MiB or 1GiB; 0: none (default 160MiB, or GOMEMLIMIT when set) (env VOLUNTREE_MEMORY_LIMIT)")
 	fs.IntVar(&c.MaxInflight, "max-inflight-webhooks", env.int("VOLUNTREE_MAX_INFLIGHT_WEBHOOKS", httpapi.DefaultMaxInflightWebhooks), "webhook calls handled at once; past it they are answered 503 with Retry-After (env VOLUNTREE_MAX_INFLIGHT_WEBHOOKS)")
-	fs.IntVar(&c.EffectsWorkers, "effects-workers", env.int("VOLUNTREE_EFFECTS_WORKERS", 8), "readers of the effects stream (Messenger messages, emails, bookings) on this node, each a consumer of its own (env VOLUNTREE_EFFECTS_WORKERS)")
+	fs.IntVar(&c.EffectsWorkers, "effects-workers", env.int("VOLUNTREE_EFFECTS_WORKERS", 8), "readers of the effects outbox (Messenger messages, emails, bookings) on this node, each a consumer of its own; at least one per outbox partition (16) whatever this says (env VOLUNTREE_EFFECTS_WORKERS)")
 	fs.DurationVar(&c.EchoWait, "echo-wait", env.duration("VOLUNTREE_ECHO_WAIT", cluster.DefaultEchoWait), "after an ambiguous Send API failure, how long to wait for the message's echo before sending it again (env VOLUNTREE_ECHO_WAIT)")
 	fs.StringVar(&c.PprofAddr, "pprof", env.str("VOLUNTREE_PPROF", ""), "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); empty: off (env VOLUNTREE_PPROF)")
 	if err := fs.Parse(args); err != nil {
@@ -577,8 +577,11 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		fxCfg.Mail = mq
 	}
 	fx := cluster.NewEffects(node, fxCfg)
-	for i := range cfg.EffectsWorkers {
-		w := streamworker.New(rdb, fx.StreamConfig(fmt.Sprintf("%s-fx%d", cfg.Node, i)), fx, streamMetrics, logger)
+	// At least one reader per outbox partition; reader i reads partition i mod the partitions
+	// (a stable consumer name per partition, so a restart re-reads its own pending batches).
+	for i := range max(cfg.EffectsWorkers, redisstore.ConversationPartitions) {
+		part := i % redisstore.ConversationPartitions
+		w := streamworker.New(rdb, fx.StreamConfig(fmt.Sprintf("%s-fx%d", cfg.Node, i), part), fx, streamMetrics, logger)
 		if err := w.Validate(); err != nil {
 			return err
 		}
