@@ -23,7 +23,7 @@ APT_TESTDATA := python3-torch
 export CGO_ENABLED := 1
 GOTEST_FLAGS ?= -count=1 -timeout 15m
 
-.PHONY: run test build deps deps-test gotch gotch-discover train testdata proto bench loadgen loadgen-ab loadgen-conversations fuzz clean help docker-context docker-image compose-up compose-down compose-test compose-bench model-swap-bench
+.PHONY: run test build deps deps-test gotch gotch-discover train testdata proto bench loadgen loadgen-ab loadgen-cluster loadgen-conversations fuzz clean help docker-context docker-image compose-up compose-down compose-test compose-bench model-swap-bench
 
 help:
 	@echo "make run | make test | make build | make train | make bench | make loadgen | make loadgen-ab REF=<commit> | make loadgen-conversations | make compose-up [LOCAL_IMAGES=1] | make compose-down | make compose-test | make compose-bench | make model-swap-bench [SWAP_RATE=2500] | make fuzz [FUZZTIME=10m] | make testdata | make proto | make clean"
@@ -104,9 +104,14 @@ bench: deps-test gotch
 loadgen: build
 	scripts/loadgen.sh $(RATES)
 
+RATE ?= 2500
+# The pipeline on a local 3-master Redis Cluster against one standalone Redis, interleaved:
+#   make loadgen-cluster [RATE=2500] [ROUNDS=3] [CLUSTER_REPLICAS=0]
+loadgen-cluster: build
+	scripts/loadgen-cluster.sh $(RATE)
+
 # A/B of the live pipeline against an older commit, interleaved in one sitting:
 #   make loadgen-ab REF=0b16356 [RATE=2500] [ROUNDS=3] [DURATION=10s]
-RATE ?= 2500
 loadgen-ab: build
 	@[ -n "$(REF)" ] || { echo "usage: make loadgen-ab REF=<commit> [RATE=2500] [ROUNDS=3]"; exit 2; }
 	scripts/loadgen-ab.sh $(REF) $(RATE)

@@ -4,6 +4,9 @@
 # `loadgen` (cmd/loadgen) at each rate given (default: 2500 and 5000 comments/s), then stops both.
 #   scripts/loadgen.sh [rate...]
 #   env: DURATION (30s), WARMUP (5s), FSYNC (always or everysec), BIN (the server's binary),
+#        REDIS_MODE (standalone, or cluster: a local Redis Cluster of 3 masters, each configured
+#        like the standalone one, plus CLUSTER_REPLICAS replicas per master, default 0; serve
+#        gets a redis-cluster:// URL and INGEST_SHARDS, default 3),
 #        LOADGEN_BIN (the load generator, default bin/loadgen), JSON_DIR (keep each run's JSON report
 #        there), SERVE_ARGS (extra flags of serve), LOADGEN_ARGS (extra flags of loadgen)
 # A server whose live feed needs a ticket gets an organization "loadgen" owning the page the
@@ -19,23 +22,49 @@ SECRET=loadgen-secret
 PAGE=loadgen-page
 DIR=$(mktemp -d /tmp/voluntree-loadgen.XXXXXX)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-REDIS_PORT=$(free_port)
 HTTP_PORT=$(free_port)
-REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+REDIS_MODE=${REDIS_MODE:-standalone}
+PORTS=()
 cleanup() {
   [ -n "${SERVE_PID:-}" ] && kill "$SERVE_PID" 2>/dev/null && wait "$SERVE_PID" 2>/dev/null || true
-  redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+  for p in "${PORTS[@]}"; do redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true; done
   rm -rf "$DIR"
 }
 trap cleanup EXIT
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$DIR" --save "" --appendonly yes \
-  --appendfsync "${FSYNC:-always}" --daemonize yes --logfile "$DIR/redis.log"
-for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
-echo "redis appendfsync ${FSYNC:-always}; machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+start_redis() { # port [extra args]
+  local port=$1; shift
+  mkdir -p "$DIR/$port"
+  redis-server --port "$port" --bind 127.0.0.1 --dir "$DIR/$port" --save "" --appendonly yes \
+    --appendfsync "${FSYNC:-always}" --daemonize yes --logfile "$DIR/$port/redis.log" "$@"
+  for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  PORTS+=("$port")
+}
+case "$REDIS_MODE" in
+standalone)
+  start_redis "$(free_port)"
+  REDIS_URL="redis://127.0.0.1:${PORTS[0]}"
+  ;;
+cluster)
+  replicas=${CLUSTER_REPLICAS:-0}
+  addrs=()
+  for _ in $(seq $((3 * (1 + replicas)))); do
+    start_redis "$(free_port)" --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 5000
+    addrs+=("127.0.0.1:${PORTS[-1]}")
+  done
+  redis-cli --cluster create "${addrs[@]}" --cluster-replicas "$replicas" --cluster-yes >"$DIR/cluster-create.log"
+  for _ in $(seq 100); do
+    redis-cli -p "${PORTS[0]}" cluster info | grep -q 'cluster_state:ok' && break; sleep 0.1
+  done
+  REDIS_URL="redis-cluster://$(IFS=,; echo "${addrs[*]}")"
+  SERVE_ARGS="-ingest-shards ${INGEST_SHARDS:-3} ${SERVE_ARGS:-}"
+  ;;
+*) echo "REDIS_MODE must be standalone or cluster" >&2; exit 2 ;;
+esac
+echo "redis $REDIS_MODE, appendfsync ${FSYNC:-always}; machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 n=0
 for rate in "${RATES[@]}"; do
   n=$((n + 1))
-  redis-cli -p "$REDIS_PORT" flushall >/dev/null
+  for p in "${PORTS[@]}"; do redis-cli -p "$p" flushall >/dev/null 2>&1 || true; done # (a replica refuses: its master's flush reaches it)
   # shellcheck disable=SC2086
   VOLUNTREE_REDIS_URL=$REDIS_URL VOLUNTREE_FB_APP_SECRET=$SECRET VOLUNTREE_LOG_LEVEL=warn \
     "$BIN" serve -addr "127.0.0.1:$HTTP_PORT" ${SERVE_ARGS:-} 2>"$DIR/serve.log" &
@@ -47,6 +76,8 @@ for rate in "${RATES[@]}"; do
     "$BIN" admin add-page -org loadgen -page "$PAGE" -name "Loadgen page" -redis-url "$REDIS_URL" >/dev/null
     token_args=(-token "$token")
   fi
+  redis_args=() # the loadgen reads the ingest lag from a standalone Redis only
+  [ "$REDIS_MODE" = standalone ] && redis_args=(-redis-url "$REDIS_URL")
   echo "== $rate comments/s for $DURATION (+ $WARMUP warmup)"
   json_args=()
   [ -n "${JSON_DIR:-}" ] && json_args=(-json)
@@ -56,7 +87,7 @@ for rate in "${RATES[@]}"; do
       -warmup "$WARMUP" -page "$PAGE" "${token_args[@]}" "${json_args[@]}" ${LOADGEN_ARGS:-} >"$JSON_DIR/run-$n-$rate.json" || status=$?
   else
     "$LOADGEN_BIN" -url "http://127.0.0.1:$HTTP_PORT" -secret $SECRET -rate "$rate" -duration "$DURATION" \
-      -warmup "$WARMUP" -page "$PAGE" "${token_args[@]}" -redis-url "$REDIS_URL" ${LOADGEN_ARGS:-} || status=$?
+      -warmup "$WARMUP" -page "$PAGE" "${token_args[@]}" "${redis_args[@]}" ${LOADGEN_ARGS:-} || status=$?
   fi
   kill "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null || true; SERVE_PID=
 done

@@ -28,7 +28,13 @@ func TestSentinelFailoverUnderLoad(t *testing.T) {
 		wait bool
 	}{{"acknowledged by the master", false}, {"acknowledged by a replica too", true}} {
 		t.Run(tc.name, func(t *testing.T) {
-			lost, acked, refused := sentinelFailover(t, tc.wait)
+			dep := redistest.SentinelFor(t)
+			fc := failoverCase{url: dep.URL(), prefix: "e2e-sentinel", org: "sent", pages: []string{"sp"},
+				failover: func(ctx context.Context) error { _, err := dep.Failover(ctx); return err }}
+			if tc.wait {
+				fc.env = []string{"VOLUNTREE_REDIS_WAIT_REPLICAS=1", "VOLUNTREE_REDIS_WAIT_TIMEOUT=500ms"}
+			}
+			lost, acked, refused := failoverUnderLoad(t, fc)
 			t.Logf("FIGURE sentinel failover wait=%v: %d acknowledged, %d lost, %d refused (503) during the failover", tc.wait, acked, lost, refused)
 			if tc.wait && lost > 0 {
 				t.Errorf("%d of %d acknowledged comments lost with the wait for a replica", lost, acked)
@@ -37,24 +43,52 @@ func TestSentinelFailoverUnderLoad(t *testing.T) {
 	}
 }
 
-func sentinelFailover(t *testing.T, wait bool) (lost, acked, refused int) {
+// A Redis Cluster master failover under load (CLUSTER FAILOVER on the replica of the master
+// holding an ingest shard), with the ingest in three shards over three pages: the pipeline
+// goes on, and a coordinated failover (the master pauses its clients until the replica has
+// caught up) loses nothing acknowledged.
+func TestClusterFailoverUnderLoad(t *testing.T) {
+	cl := redistest.ClusterFor(t)
+	const prefix = "e2e-cluster"
+	lost, acked, refused := failoverUnderLoad(t, failoverCase{url: cl.URL(), prefix: prefix, org: "clu",
+		pages: []string{"cp0", "cp1", "cp2"}, env: []string{"VOLUNTREE_INGEST_SHARDS=3"},
+		failover: func(ctx context.Context) error {
+			from, to, err := cl.Failover(ctx, redisstore.NewKeys(prefix).IngestShard(0))
+			t.Logf("CLUSTER FAILOVER: %s → %s", from, to)
+			return err
+		}})
+	t.Logf("FIGURE cluster failover: %d acknowledged, %d lost, %d refused (503) during the failover", acked, lost, refused)
+	if lost > 0 {
+		t.Errorf("%d of %d acknowledged comments lost in a coordinated cluster failover", lost, acked)
+	}
+}
+
+// failoverCase is a Redis deployment failing over under load.
+type failoverCase struct {
+	url, prefix, org string
+	pages            []string // the comments go to these pages' post _1, in turn
+	env              []string // serve's extra environment
+	failover         func(context.Context) error
+}
+
+// failoverUnderLoad runs serve on the deployment, sends comments from 8 senders (each retrying
+// a refused delivery, as Facebook does), fails the deployment over after 500 acknowledged,
+// requires 500 more after it, then waits for the pipeline to drain and counts the
+// acknowledged comments that were never stored.
+func failoverUnderLoad(t *testing.T, fc failoverCase) (lost, acked, refused int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	dep := redistest.SentinelFor(t)
-	url := dep.URL()
-	const prefix, page = "e2e-sentinel", "sp"
-	flags := []string{"-redis-url", url, "-redis-prefix", prefix}
-	if code, out, errOut := runCLI(t, "", append([]string{"admin", "create-token", "-org", "sent", "-create-org", "Sentinel"}, flags...)...); code != 0 {
-		t.Fatalf("admin create-token over Sentinel: exit %d, %q %q", code, out, errOut)
+	flags := []string{"-redis-url", fc.url, "-redis-prefix", fc.prefix}
+	if code, out, errOut := runCLI(t, "", append([]string{"admin", "create-token", "-org", fc.org, "-create-org", "Failover"}, flags...)...); code != 0 {
+		t.Fatalf("admin create-token on %s: exit %d, %q %q", fc.url, code, out, errOut)
 	}
-	if code, out, errOut := runCLI(t, "", append([]string{"admin", "add-page", "-org", "sent", "-page", page}, flags...)...); code != 0 {
-		t.Fatalf("admin add-page over Sentinel: exit %d, %q %q", code, out, errOut)
+	for _, page := range fc.pages {
+		if code, out, errOut := runCLI(t, "", append([]string{"admin", "add-page", "-org", fc.org, "-page", page}, flags...)...); code != 0 {
+			t.Fatalf("admin add-page on %s: exit %d, %q %q", fc.url, code, out, errOut)
+		}
 	}
-	env := []string{"VOLUNTREE_REDIS_URL=" + url, "VOLUNTREE_REDIS_PREFIX=" + prefix, "VOLUNTREE_FB_APP_SECRET=" + e2eSecret,
-		"VOLUNTREE_CLAIM_IDLE=2s"}
-	if wait {
-		env = append(env, "VOLUNTREE_REDIS_WAIT_REPLICAS=1", "VOLUNTREE_REDIS_WAIT_TIMEOUT=500ms")
-	}
+	env := append([]string{"VOLUNTREE_REDIS_URL=" + fc.url, "VOLUNTREE_REDIS_PREFIX=" + fc.prefix, "VOLUNTREE_FB_APP_SECRET=" + e2eSecret,
+		"VOLUNTREE_CLAIM_IDLE=2s"}, fc.env...)
 	n := startServe(t, env...)
 	defer n.stop(t)
 
@@ -78,6 +112,7 @@ func sentinelFailover(t *testing.T, wait bool) (lost, acked, refused int) {
 				default:
 				}
 				i := seq.Add(1)
+				page := fc.pages[int(i)%len(fc.pages)]
 				id := fmt.Sprintf("%s_1_%d", page, i)
 				b, sig := signed(t, facebook.CommentPayload(page, facebook.ChangeValue{CommentID: id, PostID: page + "_1",
 					From: &facebook.User{ID: fmt.Sprintf("u%d_%d", w, i%40), Name: "Vol"}, Message: "Sign me up for Saturday morning!",
@@ -114,7 +149,7 @@ func sentinelFailover(t *testing.T, wait bool) (lost, acked, refused int) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if _, err := dep.Failover(ctx); err != nil {
+	if err := fc.failover(ctx); err != nil {
 		t.Fatal(err)
 	}
 	atFailover := ackedCount()
@@ -127,23 +162,29 @@ func sentinelFailover(t *testing.T, wait bool) (lost, acked, refused int) {
 	close(stop)
 	wg.Wait()
 
-	conns, err := redisconn.Open(redisconn.Config{URL: url})
+	conns, err := redisconn.Open(redisconn.Config{URL: fc.url})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conns.Close()
-	keys := redisstore.NewKeys(prefix)
+	keys := redisstore.NewKeys(fc.prefix)
 	// The pipeline drains; entries left pending under the old master's bookkeeping are
 	// reclaimed (claim idle 2 s). Lost is what is still missing once the count stops moving.
 	var stored map[string]bool
 	last, still := -1, 0
 	for end := time.Now().Add(60 * time.Second); time.Now().Before(end) && still < 20; {
-		ids, err := conns.Primary.ZRange(ctx, keys.PostInterests("sent", page+"_1"), 0, -1).Result()
-		if err == nil {
-			stored = map[string]bool{}
+		stored = map[string]bool{}
+		var err error
+		for _, page := range fc.pages {
+			var ids []string
+			if ids, err = conns.Primary.ZRange(ctx, keys.PostInterests(fc.org, page+"_1"), 0, -1).Result(); err != nil {
+				break
+			}
 			for _, id := range ids {
 				stored[id] = true
 			}
+		}
+		if ids := stored; err == nil {
 			if len(ids) == last {
 				still++
 			} else {
@@ -159,6 +200,25 @@ func sentinelFailover(t *testing.T, wait bool) (lost, acked, refused int) {
 		if !stored[id] {
 			lost++
 		}
+	}
+	// Nothing was given up on the way (a script refused by the deployment would be).
+	st, err := redisstore.New(conns.Primary, redisstore.Config{Prefix: fc.prefix, IngestShards: len(fc.pages)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	stats, err := st.Stats(ctx)
+	if err != nil || stats.DeadLength != 0 {
+		t.Errorf("ingest on %s: %+v, %v; want no dead letters", fc.url, stats, err)
+	}
+	stages, err := st.ConversationStages(ctx)
+	if err != nil {
+		t.Errorf("conversation stages on %s: %v", fc.url, err)
+	}
+	if fx, err := st.EffectsLength(ctx); err != nil {
+		t.Errorf("effects outbox on %s: %v", fc.url, err)
+	} else {
+		t.Logf("conversations by stage %v, %d effect batches in the outbox", stages, fx)
 	}
 	return lost, len(ackedIDs), int(nRefused.Load())
 }

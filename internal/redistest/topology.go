@@ -108,6 +108,61 @@ func (c *Cluster) URL() string {
 	return "redis-cluster://" + strings.Join(addrs, ",")
 }
 
+// Failover promotes the replica of the master serving key (CLUSTER FAILOVER on the replica:
+// a coordinated failover, the master pauses its clients until the replica has caught up) and
+// waits until every node serves key's slot from the new master. It returns the old and new
+// masters' addresses.
+func (c *Cluster) Failover(ctx context.Context, key string) (from, to string, err error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	seed := redis.NewClient(&redis.Options{Addr: c.Nodes[0].Addr()})
+	defer seed.Close()
+	slot, err := seed.ClusterKeySlot(ctx, key).Result()
+	if err != nil {
+		return "", "", fmt.Errorf("redistest: CLUSTER KEYSLOT: %w", err)
+	}
+	owner := func(rdb *redis.Client) (master, replica string, err error) {
+		slots, err := rdb.ClusterSlots(ctx).Result()
+		if err != nil {
+			return "", "", err
+		}
+		for _, sl := range slots {
+			if int64(sl.Start) <= slot && slot <= int64(sl.End) && len(sl.Nodes) > 0 {
+				master = sl.Nodes[0].Addr
+				if len(sl.Nodes) > 1 {
+					replica = sl.Nodes[1].Addr
+				}
+				return master, replica, nil
+			}
+		}
+		return "", "", fmt.Errorf("slot %d has no master", slot)
+	}
+	from, replica, err := owner(seed)
+	if err != nil || replica == "" {
+		return "", "", fmt.Errorf("redistest: the master of %s has no replica: %v", key, err)
+	}
+	rep := redis.NewClient(&redis.Options{Addr: replica})
+	defer rep.Close()
+	if err := rep.Do(ctx, "CLUSTER", "FAILOVER").Err(); err != nil {
+		return "", "", fmt.Errorf("redistest: CLUSTER FAILOVER on %s: %w", replica, err)
+	}
+	err = waitFor(ctx, func() (bool, error) {
+		for _, n := range c.Nodes {
+			rdb := redis.NewClient(&redis.Options{Addr: n.Addr()})
+			m, _, err := owner(rdb)
+			rdb.Close()
+			if err != nil || m != replica {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		return "", "", fmt.Errorf("redistest: %s did not take over slot %d: %w", replica, slot, err)
+	}
+	return from, replica, nil
+}
+
 // Stop stops every node and removes the directory.
 func (c *Cluster) Stop() {
 	for _, n := range c.Nodes {
