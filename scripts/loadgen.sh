@@ -22,6 +22,19 @@ SECRET=loadgen-secret
 PAGE=loadgen-page
 DIR=$(mktemp -d /tmp/voluntree-loadgen.XXXXXX)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# A cluster node also listens on its port + 10000 (the cluster bus): both must be free.
+free_cluster_port() {
+  python3 -c '
+import random, socket
+while True:
+    p = random.randrange(20000, 55000)
+    try:
+        for q in (p, p + 10000):
+            s = socket.socket(); s.bind(("127.0.0.1", q)); s.close()
+        print(p); break
+    except OSError:
+        pass'
+}
 HTTP_PORT=$(free_port)
 REDIS_MODE=${REDIS_MODE:-standalone}
 PORTS=()
@@ -48,7 +61,7 @@ cluster)
   replicas=${CLUSTER_REPLICAS:-0}
   addrs=()
   for _ in $(seq $((3 * (1 + replicas)))); do
-    start_redis "$(free_port)" --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 5000
+    start_redis "$(free_cluster_port)" --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 5000
     addrs+=("127.0.0.1:${PORTS[-1]}")
   done
   redis-cli --cluster create "${addrs[@]}" --cluster-replicas "$replicas" --cluster-yes >"$DIR/cluster-create.log"
