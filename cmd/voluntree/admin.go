@@ -275,14 +275,8 @@ func runAdmin(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	if fs.NArg() > 0 {
 		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
 	}
-	if err := env.checkConfigFlag(fs); err != nil {
-		return usageError{err}
-	}
-	if err := env.err(serveKeys(), modelKeys()); err != nil {
-		return usageError{err}
-	}
-	if err := checkRedisConfig(redisCfg); err != nil {
-		return usageError{err}
+	if err := env.checkStoreCommand(fs, redisCfg, modelKeys()); err != nil {
+		return err
 	}
 	return runOnStore(ctx, redisCfg, *dataDir, *prefix, 30*time.Second, run)
 }

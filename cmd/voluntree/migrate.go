@@ -41,14 +41,9 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if fs.NArg() > 0 {
 		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
 	}
-	if err := env.checkConfigFlag(fs); err != nil {
-		return usageError{err}
-	}
-	if err := env.err(serveKeys()); err != nil {
-		return usageError{err}
-	}
-	if err := checkRedisConfig(redisCfg); err != nil {
-		return usageError{err}
+	// A config file shared with serve and the model commands is accepted whole.
+	if err := env.checkStoreCommand(fs, redisCfg, modelKeys()); err != nil {
+		return err
 	}
 	return runOnStoreOf(ctx, redisCfg, *dataDir, *prefix, *timeout, false, func(ctx context.Context, st *redisstore.Store) error {
 		rep, err := st.Migrate(ctx, func(n int) { fmt.Fprintf(stdout, "%d keys moved…\n", n) })

@@ -193,14 +193,8 @@ func runModel(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usageError{err}
 	}
 	pos = append(pos, fs.Args()...)
-	if err := env.checkConfigFlag(fs); err != nil {
-		return usageError{err}
-	}
-	if err := env.err(serveKeys()); err != nil {
-		return usageError{err}
-	}
-	if err := checkRedisConfig(redisCfg); err != nil {
-		return usageError{err}
+	if err := env.checkStoreCommand(fs, redisCfg); err != nil {
+		return err
 	}
 	if *minAcc < 0 || *minAcc > 1 {
 		return usageError{fmt.Errorf("-min-accuracy must be between 0 and 1, got %v", *minAcc)}

@@ -278,3 +278,20 @@ func checkRedisConfig(c redisconn.Config) error {
 	}
 	return nil
 }
+
+// checkStoreCommand is the check of a command that works on the store (admin, model,
+// migrate) once its flags are parsed: the -config flag, the settings read (known: the keys
+// besides serve's that a shared config file may hold) and the Redis configuration. Its error
+// is a usageError.
+func (s *settings) checkStoreCommand(fs *flag.FlagSet, redisCfg redisconn.Config, known ...map[string]bool) error {
+	if err := s.checkConfigFlag(fs); err != nil {
+		return usageError{err}
+	}
+	if err := s.err(append([]map[string]bool{serveKeys()}, known...)...); err != nil {
+		return usageError{err}
+	}
+	if err := checkRedisConfig(redisCfg); err != nil {
+		return usageError{err}
+	}
+	return nil
+}
