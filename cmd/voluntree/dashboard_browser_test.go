@@ -4,14 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/csv"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	browserproto "github.com/chromedp/cdproto/browser"
+	cdpruntime "github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"github.com/voluntree/voluntree/internal/fakegithub"
@@ -42,6 +45,73 @@ func artifactDir(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// pageConsole keeps what the page printed to its console and the exceptions it threw.
+type pageConsole struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (c *pageConsole) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return strings.Join(c.lines, "\n")
+}
+
+// watchConsole records the page's console and uncaught exceptions, for browserFailure.
+func watchConsole(t *testing.T, ctx context.Context) *pageConsole {
+	t.Helper()
+	c := &pageConsole{}
+	add := func(s string) {
+		c.mu.Lock()
+		c.lines = append(c.lines, time.Now().Format("15:04:05.000 ")+s)
+		c.mu.Unlock()
+	}
+	err := chromedp.Listen(ctx, func(ev any) {
+		switch ev := ev.(type) {
+		case *cdpruntime.EventConsoleAPICalled:
+			args := make([]string, 0, len(ev.Args))
+			for _, a := range ev.Args {
+				if a.Value != nil {
+					args = append(args, string(a.Value))
+				} else {
+					args = append(args, a.Description)
+				}
+			}
+			add(string(ev.Type) + ": " + strings.Join(args, " "))
+		case *cdpruntime.EventExceptionThrown:
+			d := ev.ExceptionDetails
+			msg := d.Text
+			if d.Exception != nil {
+				msg += " " + d.Exception.Description
+			}
+			add(fmt.Sprintf("exception at %s:%d: %s", d.URL, d.LineNumber+1, msg))
+		}
+	})
+	if err != nil {
+		t.Fatalf("browser, console: %v", err)
+	}
+	return c
+}
+
+// browserFailure leaves what a stuck browser step needs to be understood: a screenshot in the
+// artifacts, and in the test's log the page's console and the tail of the server's log.
+func browserFailure(t *testing.T, ctx context.Context, console *pageConsole, n *node, what string) {
+	t.Helper()
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if img, err := chromedp.Run(sctx, chromedp.FullScreenshot(100)); err == nil {
+		name := filepath.Join(artifactDir(t), "failed-"+regexp.MustCompile(`[^a-z0-9]+`).ReplaceAllString(strings.ToLower(what), "-")+".png")
+		if err := os.WriteFile(name, img, 0o644); err == nil {
+			t.Logf("screenshot of the failed step: %s", name)
+		}
+	}
+	log := n.log()
+	if len(log) > 20000 {
+		log = log[len(log)-20000:]
+	}
+	t.Logf("the page's console:\n%s\nthe server's log (tail):\n%s", console, log)
 }
 
 // TestAdminWalksTheDashboardInABrowser walks the dashboard in Chromium as a newcomer admin
@@ -86,9 +156,15 @@ func TestAdminWalksTheDashboardInABrowser(t *testing.T) {
 	}
 	css := func(sel string) chromedp.CSS { return chromedp.CSS(sel) }
 	xp := func(sel string) chromedp.Search { return chromedp.Search(sel) }
+	console := watchConsole(t, ctx)
+	// A step has its own deadline inside the walk's, so that a stuck one still leaves the
+	// browser alive to say where it stood: a screenshot, the page's console, the server's log.
 	step := func(what string, steps ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
-		if err := chromedp.Do(ctx, steps...); err != nil {
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := chromedp.Do(sctx, steps...); err != nil {
+			browserFailure(t, ctx, console, n, what)
 			t.Fatalf("browser, %s: %v", what, err)
 		}
 	}
@@ -191,22 +267,38 @@ func TestAdminWalksTheDashboardInABrowser(t *testing.T) {
 	small, wide := shot(375, 800), shot(1280, 900)
 
 	// 6. The CSV, downloaded by the browser.
+	// The file is read once the browser says the download completed: the file can exist, still
+	// empty, before that.
 	downloads := t.TempDir()
+	completed := make(chan struct{}, 1)
+	if err := chromedp.ListenBrowser(ctx, func(ev any) {
+		if d, ok := ev.(*browserproto.EventDownloadProgress); ok && d.State == browserproto.DownloadProgressStateCompleted {
+			select {
+			case completed <- struct{}{}:
+			default:
+			}
+		}
+	}); err != nil {
+		t.Fatalf("browser, download events: %v", err)
+	}
+	events := true
 	step("download the CSV", chromedp.EmulateViewport(1280, 900),
 		chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
 			_, err := chromedp.CallBrowser(ctx, browserproto.SetDownloadBehavior, browserproto.SetDownloadBehaviorParams{
-				Behavior: browserproto.SetDownloadBehaviorBehaviorAllow, DownloadPath: downloads})
+				Behavior: browserproto.SetDownloadBehaviorBehaviorAllow, DownloadPath: downloads, EventsEnabled: &events})
 			return err
 		}),
 		chromedp.Click(css("#volunteers-csv")))
-	var csvFile string
-	waitRedis(t, func() bool {
-		m, _ := filepath.Glob(filepath.Join(downloads, "*.csv"))
-		if len(m) == 1 {
-			csvFile = m[0]
-		}
-		return csvFile != ""
-	}, "the CSV downloaded")
+	select {
+	case <-completed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("browser: the CSV download did not complete within 30s")
+	}
+	m, _ := filepath.Glob(filepath.Join(downloads, "*.csv"))
+	if len(m) != 1 {
+		t.Fatalf("downloaded %q, want one CSV", m)
+	}
+	csvFile := m[0]
 	raw, err := os.ReadFile(csvFile)
 	if err != nil {
 		t.Fatal(err)

@@ -24,6 +24,8 @@
     posts: null,     // GET /posts items, kept up to date by the feed's post events
     gen: 0,          // bumped at every sign-in change: stale answers are dropped
     signupsSeq: 0,   // GET /signups requests made
+    postsSeq: 0,     // GET /posts requests made
+    postsDone: 0,    // the newest of them answered (or failed)
   };
 
   const can = (role) => (RANK[st.role] || 0) >= RANK[role];
@@ -352,19 +354,23 @@
 
   const POST_ACTIONS = { draft: ['publish', 'Publish'], scheduled: ['cancel', 'Back to draft'], failed: ['retry', 'Retry'] };
 
+  // loadPosts reads the posts. Only the newest request's answer is used: two loads can overlap
+  // (a save's and a live event's), and the older one may have been served before the change.
   async function loadPosts() {
-    const gen = st.gen;
+    const gen = st.gen, seq = ++st.postsSeq;
     try {
       const [posts, pages, signups] = await Promise.all([api('GET', '/posts?limit=200'), api('GET', '/pages'),
         api('GET', '/signups?limit=200')]);
-      if (gen !== st.gen) return;
+      if (gen !== st.gen || seq !== st.postsSeq) return;
       st.posts = Array.isArray(posts.data.items) ? posts.data.items : [];
       fillSelect($('#post-page'), (pages.data.items || []).map((p) => [p.id, String(p.name || p.id)]));
       fillSelect($('#post-signup'), (signups.data.items || []).map((su) => [su.id, String(su.title || su.id)]));
       $('#post-form').hidden = !can('admin');
       renderPosts();
     } catch (err) {
-      if (gen === st.gen) status('Could not load the posts: ' + message(err), 'error');
+      if (gen === st.gen && seq === st.postsSeq) status('Could not load the posts: ' + message(err), 'error');
+    } finally {
+      if (seq === st.postsSeq) st.postsDone = seq;
     }
   }
 
@@ -449,9 +455,16 @@
   }
 
   // A post's status changes arrive on the live feed (the changed fields: status, error,
-  // attempts, Facebook id): the list follows them; an unknown post reloads the list.
+  // attempts, Facebook id): the list follows them. An unknown post reloads the list, and so
+  // does any change while a load is on its way: that load may have been answered before the
+  // change, and its answer would undo it.
   function onPost(p) {
-    if (!st.posts || !p || typeof p.id !== 'string') return;
+    if (!p || typeof p.id !== 'string') return;
+    if (st.postsDone !== st.postsSeq) {
+      loadPosts();
+      return;
+    }
+    if (!st.posts) return;
     const i = st.posts.findIndex((q) => q.id === p.id);
     if (i < 0) {
       if (!$('#panel-posts').hidden) loadPosts();
