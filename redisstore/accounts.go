@@ -98,6 +98,11 @@ func (s *Store) UserByIdentity(ctx context.Context, provider, externalID string,
 
 // SetMember makes user a member of org with role (a new member, or a role change). Demoting
 // the last owner is ECONFLICT: an organization always keeps an owner.
+//
+// The user's index of organizations and the organization's members are in two slots (Redis
+// Cluster): the index first, then the membership, under an optimistic transaction on the
+// members alone. UserOrgs keeps only the organizations that have the user as a member, so an
+// index entry whose membership was never written (a refused change, a crash) shows nowhere.
 func (s *Store) SetMember(ctx context.Context, orgID, userID string, role voluntree.Role) (voluntree.Member, error) {
 	if !role.Valid() {
 		return voluntree.Member{}, voluntree.FieldErrorf("role", "role must be owner, admin or viewer")
@@ -109,6 +114,9 @@ func (s *Store) SetMember(ctx context.Context, orgID, userID string, role volunt
 		return voluntree.Member{}, err
 	}
 	key := s.keys.OrgMembers(orgID)
+	if err := s.rdb.SAdd(ctx, s.keys.UserOrgs(userID), orgID).Err(); err != nil {
+		return voluntree.Member{}, fmt.Errorf("redisstore: organizations of %s: %w", userID, err)
+	}
 	var out voluntree.Member
 	err := s.watch(ctx, func(tx *redis.Tx) error {
 		all, err := tx.HGetAll(ctx, key).Result()
@@ -128,7 +136,6 @@ func (s *Store) SetMember(ctx context.Context, orgID, userID string, role volunt
 		}
 		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			p.HSet(ctx, key, userID, mustJSON(m))
-			p.SAdd(ctx, s.keys.UserOrgs(userID), orgID)
 			return nil
 		})
 		out = m
@@ -208,7 +215,8 @@ func (s *Store) Members(ctx context.Context, orgID string) ([]voluntree.Member, 
 }
 
 // RemoveMember ends a user's membership of org and signs out their sessions there. Removing
-// the last owner is ECONFLICT; removing a non-member is ENOTFOUND.
+// the last owner is ECONFLICT; removing a non-member is ENOTFOUND. The membership goes first,
+// then the user's index entry (UserOrgs skips an entry left by a crash in between).
 func (s *Store) RemoveMember(ctx context.Context, orgID, userID string) error {
 	key := s.keys.OrgMembers(orgID)
 	err := s.watch(ctx, func(tx *redis.Tx) error {
@@ -225,7 +233,6 @@ func (s *Store) RemoveMember(ctx context.Context, orgID, userID string) error {
 		}
 		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			p.HDel(ctx, key, userID)
-			p.SRem(ctx, s.keys.UserOrgs(userID), orgID)
 			return nil
 		})
 		return err
@@ -233,20 +240,42 @@ func (s *Store) RemoveMember(ctx context.Context, orgID, userID string) error {
 	if err != nil {
 		return err
 	}
+	if err := s.rdb.SRem(ctx, s.keys.UserOrgs(userID), orgID).Err(); err != nil {
+		return fmt.Errorf("redisstore: organizations of %s: %w", userID, err)
+	}
 	if err := s.revokeTokensOf(ctx, orgID, userID, ""); err != nil {
 		return err
 	}
 	return s.revokeSessions(ctx, userID, orgID)
 }
 
-// UserOrgs returns the ids of the organizations a user is a member of, sorted.
+// UserOrgs returns the ids of the organizations a user is a member of, sorted: the user's
+// index, checked against each organization's members (one more round trip).
 func (s *Store) UserOrgs(ctx context.Context, userID string) ([]string, error) {
 	ids, err := s.rdb.SMembers(ctx, s.keys.UserOrgs(userID)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: organizations of %s: %w", userID, err)
 	}
-	slices.Sort(ids)
-	return ids, nil
+	if len(ids) == 0 {
+		return ids, nil
+	}
+	member := make([]*redis.BoolCmd, len(ids))
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			member[i] = p.HExists(ctx, s.keys.OrgMembers(id), userID)
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("redisstore: organizations of %s: %w", userID, err)
+	}
+	out := ids[:0]
+	for i, id := range ids {
+		if member[i].Val() {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 // ---- Sessions ----
@@ -294,13 +323,17 @@ func (s *Store) CreateSessionWith(ctx context.Context, sess Session, idle, absol
 	}
 	now := time.Now().UTC()
 	sess.ID, sess.CSRF, sess.CreatedAt, sess.ExpiresAt = HashToken(token), csrf, now, now.Add(absolute)
+	// The user's index first (revokeSessions forgets the ids of sessions that are gone), then
+	// the session: two slots on Redis Cluster.
 	key := s.keys.Session(sess.ID)
+	if err := s.rdb.SAdd(ctx, s.keys.UserSessions(sess.UserID), sess.ID).Err(); err != nil {
+		return "", Session{}, fmt.Errorf("redisstore: create session: %w", err)
+	}
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, key, "user", sess.UserID, "org", sess.OrgID, "csrf", sess.CSRF, "via", sess.Via,
 			"created", sess.CreatedAt.UnixMilli(), "expires", sess.ExpiresAt.UnixMilli(),
 			"gh", sess.GitHubToken, "checked", sess.CheckedAt.UnixMilli())
 		p.PExpire(ctx, key, min(idle, absolute))
-		p.SAdd(ctx, s.keys.UserSessions(sess.UserID), sess.ID)
 		return nil
 	})
 	if err != nil {
@@ -389,14 +422,12 @@ func (s *Store) MarkSessionChecked(ctx context.Context, sessionID string, at tim
 	return s.setSessionFields(ctx, sessionID, "checked", at.UnixMilli())
 }
 
-// DeleteSession signs a session out.
+// DeleteSession signs a session out: the session, then the user's index entry.
 func (s *Store) DeleteSession(ctx context.Context, sess Session) error {
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, s.keys.Session(sess.ID))
-		p.SRem(ctx, s.keys.UserSessions(sess.UserID), sess.ID)
-		return nil
-	})
-	if err != nil {
+	if err := s.rdb.Del(ctx, s.keys.Session(sess.ID)).Err(); err != nil {
+		return fmt.Errorf("redisstore: delete session: %w", err)
+	}
+	if err := s.rdb.SRem(ctx, s.keys.UserSessions(sess.UserID), sess.ID).Err(); err != nil {
 		return fmt.Errorf("redisstore: delete session: %w", err)
 	}
 	return nil
@@ -422,7 +453,9 @@ func (s *Store) revokeSessions(ctx context.Context, userID, orgID string) error 
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("redisstore: sessions of %s: %w", userID, err)
 	}
-	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	// Each session is deleted before its index entry (one pipeline; the keys are in several
+	// slots on Redis Cluster, and each command is idempotent).
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, id := range ids {
 			org, err := orgs[i].Result()
 			switch {
@@ -524,12 +557,12 @@ func (s *Store) CreateInvitation(ctx context.Context, inv voluntree.Invitation, 
 	}
 	now := time.Now().UTC()
 	inv.ID, inv.CreatedAt, inv.ExpiresAt = HashToken(token), now, now.Add(ttl)
-	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, s.keys.Invitation(inv.ID), mustJSON(inv), ttl)
-		p.ZAdd(ctx, s.keys.OrgInvitations(inv.OrgID), redis.Z{Score: ms(inv.ExpiresAt), Member: inv.ID})
-		return nil
-	})
-	if err != nil {
+	// The organization's index first (it drops entries by expiry, and a list skips one with no
+	// record), then the invitation: two slots on Redis Cluster.
+	if err := s.rdb.ZAdd(ctx, s.keys.OrgInvitations(inv.OrgID), redis.Z{Score: ms(inv.ExpiresAt), Member: inv.ID}).Err(); err != nil {
+		return "", inv, fmt.Errorf("redisstore: create invitation: index: %w", err)
+	}
+	if err := s.rdb.Set(ctx, s.keys.Invitation(inv.ID), mustJSON(inv), ttl).Err(); err != nil {
 		return "", inv, fmt.Errorf("redisstore: create invitation: %w", err)
 	}
 	return token, inv, nil
@@ -554,13 +587,12 @@ func (s *Store) RevokeInvitation(ctx context.Context, orgID, id string) error {
 	if err != nil || inv.OrgID != orgID {
 		return voluntree.Errorf(voluntree.ENOTFOUND, "no open invitation %.16s…", id)
 	}
-	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, s.keys.Invitation(id))
-		p.ZRem(ctx, s.keys.OrgInvitations(orgID), id)
-		return nil
-	})
-	if err != nil {
+	// The invitation, then its index entry (a list skips an entry with no record).
+	if err := s.rdb.Del(ctx, s.keys.Invitation(id)).Err(); err != nil {
 		return fmt.Errorf("redisstore: revoke invitation: %w", err)
+	}
+	if err := s.rdb.ZRem(ctx, s.keys.OrgInvitations(orgID), id).Err(); err != nil {
+		return fmt.Errorf("redisstore: revoke invitation: index: %w", err)
 	}
 	return nil
 }

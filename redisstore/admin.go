@@ -468,10 +468,18 @@ func (s *Store) UpdateSignup(ctx context.Context, id string, fn func(*voluntree.
 
 // UpdateSignupWithEffects is UpdateSignup that also appends, in the same transaction, the
 // effect batches effects returns for the change (telling booked volunteers their slot moved).
+//
+// The batches go to the signup's own outbox, in its slot (Redis Cluster), and are relayed to
+// the effects outbox right after (RelaySignupOutbox): a change is stored with its batches or
+// not at all, and its batches reach the effects workers at least once (each effect is
+// performed once: the workers mark what they did). The signup is listed among the outboxes to
+// relay before the transaction, so that a node dying between the two leaves it to
+// RelaySignupOutboxes.
 func (s *Store) UpdateSignupWithEffects(ctx context.Context, id string, fn func(*voluntree.Signup) error,
 	effects func(old, updated *voluntree.Signup) ([][]byte, error)) (voluntree.Signup, error) {
 	var out voluntree.Signup
-	key := s.keys.Signup(id)
+	var relay bool
+	key, outbox := s.keys.Signup(id), s.keys.SignupOutbox(id)
 	err := s.watch(ctx, func(tx *redis.Tx) error {
 		su, err := getJSON[voluntree.Signup](ctx, tx, key, "signup", id)
 		if err != nil {
@@ -488,52 +496,160 @@ func (s *Store) UpdateSignupWithEffects(ctx context.Context, id string, fn func(
 				return err
 			}
 		}
+		if len(batches) > 0 {
+			if err := s.rdb.SAdd(ctx, s.keys.SignupOutboxes(), id).Err(); err != nil {
+				return fmt.Errorf("redisstore: signup outboxes: %w", err)
+			}
+			relay = true
+		}
 		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			p.Set(ctx, key, mustJSON(su), 0)
 			for _, b := range batches {
-				p.XAdd(ctx, &redis.XAddArgs{Stream: s.keys.Effects(), Values: []any{"b", b, "c", "signup:" + id}})
+				p.XAdd(ctx, &redis.XAddArgs{Stream: outbox, Values: []any{"b", b, "c", "signup:" + id}})
 			}
 			return nil
 		})
 		out = su
 		return err
 	}, key)
-	return out, err
+	if err != nil || !relay {
+		return out, err
+	}
+	// The change is stored: a failed relay is left to RelaySignupOutboxes (which logs what it
+	// moves), not reported as a failed change.
+	_, _ = s.RelaySignupOutbox(ctx, id)
+	return out, nil
+}
+
+// RelaySignupOutbox moves the batches of a signup's outbox to the effects outbox (partition
+// 0), oldest first, and returns how many it moved. Each batch is appended there before it
+// leaves the signup's outbox: a relay cut in between appends it again, and the effects workers
+// perform each effect once. The signup leaves the set of outboxes to relay when its outbox is
+// found empty after that.
+func (s *Store) RelaySignupOutbox(ctx context.Context, signupID string) (int, error) {
+	outbox := s.keys.SignupOutbox(signupID)
+	moved := 0
+	for {
+		msgs, err := s.rdb.XRangeN(ctx, outbox, "-", "+", 100).Result()
+		if err != nil {
+			return moved, fmt.Errorf("redisstore: relay signup outbox %s: %w", signupID, err)
+		}
+		if len(msgs) == 0 {
+			break
+		}
+		ids := make([]string, len(msgs))
+		if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, m := range msgs {
+				p.XAdd(ctx, &redis.XAddArgs{Stream: s.keys.Effects(), Values: []any{"b", m.Values["b"], "c", m.Values["c"]}})
+				ids[i] = m.ID
+			}
+			return nil
+		}); err != nil {
+			return moved, fmt.Errorf("redisstore: relay signup outbox %s: %w", signupID, err)
+		}
+		if err := s.rdb.XDel(ctx, outbox, ids...).Err(); err != nil {
+			return moved, fmt.Errorf("redisstore: relay signup outbox %s: %w", signupID, err)
+		}
+		moved += len(msgs)
+	}
+	// Leave the set, then look again: a change stored meanwhile is relayed by its own call,
+	// or, if that one is cut short, found here.
+	if err := s.rdb.SRem(ctx, s.keys.SignupOutboxes(), signupID).Err(); err != nil {
+		return moved, fmt.Errorf("redisstore: signup outboxes: %w", err)
+	}
+	if n, err := s.rdb.XLen(ctx, outbox).Result(); err != nil || n > 0 {
+		if err := s.rdb.SAdd(ctx, s.keys.SignupOutboxes(), signupID).Err(); err != nil {
+			return moved, fmt.Errorf("redisstore: signup outboxes: %w", err)
+		}
+	}
+	return moved, nil
+}
+
+// RelaySignupOutboxes relays every listed signup outbox (what a node dying between a signup
+// change and its relay left) and returns how many batches it moved. Every node runs it now and
+// then (serve); it is cheap when the set is empty.
+func (s *Store) RelaySignupOutboxes(ctx context.Context) (int, error) {
+	ids, err := s.rdb.SMembers(ctx, s.keys.SignupOutboxes()).Result()
+	if err != nil {
+		return 0, fmt.Errorf("redisstore: signup outboxes: %w", err)
+	}
+	moved := 0
+	for _, id := range ids {
+		n, err := s.RelaySignupOutbox(ctx, id)
+		moved += n
+		if err != nil {
+			return moved, err
+		}
+	}
+	return moved, nil
 }
 
 // DeleteSignup removes a signup that has no post beyond draft; ECONFLICT otherwise (its posts
 // are on Facebook and its interests refer to it). check sees the signup first (ownership).
+//
+// The signup and its posts' index (one slot) go in one optimistic transaction, which a post
+// created or published meanwhile aborts (CreatePost indexes a post before storing it; the
+// posts are read again on the retry). Its draft posts and the organization's index entries,
+// in other slots on Redis Cluster, go after (lists skip entries with no record).
 func (s *Store) DeleteSignup(ctx context.Context, id string, check func(*voluntree.Signup) error) error {
 	key, postsKey := s.keys.Signup(id), s.keys.SignupPosts(id)
-	return s.watch(ctx, func(tx *redis.Tx) error {
-		su, err := getJSON[voluntree.Signup](ctx, tx, key, "signup", id)
+	var su voluntree.Signup
+	var postIDs []string
+	err := s.watch(ctx, func(tx *redis.Tx) error {
+		var err error
+		su, err = getJSON[voluntree.Signup](ctx, tx, key, "signup", id)
 		if err != nil {
 			return err
 		}
 		if err := check(&su); err != nil {
 			return err
 		}
-		postIDs, err := tx.ZRange(ctx, postsKey, 0, -1).Result()
+		postIDs, err = tx.ZRange(ctx, postsKey, 0, -1).Result()
 		if err != nil {
 			return fmt.Errorf("redisstore: signup posts: %w", err)
 		}
-		for _, pid := range postIDs {
-			p, err := getJSON[voluntree.Post](ctx, tx, s.keys.Post(pid), "post", pid)
-			if err == nil && p.Status != voluntree.PostDraft {
+		posts := make([]*redis.StringCmd, len(postIDs))
+		if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, pid := range postIDs {
+				posts[i] = p.Get(ctx, s.keys.Post(pid))
+			}
+			return nil
+		}); err != nil && !errors.Is(err, redis.Nil) {
+			return fmt.Errorf("redisstore: signup posts: %w", err)
+		}
+		for i, pid := range postIDs {
+			var p voluntree.Post
+			if b, err := posts[i].Bytes(); err == nil && json.Unmarshal(b, &p) == nil && p.Status != voluntree.PostDraft {
 				return voluntree.Errorf(voluntree.ECONFLICT, "signup %s has a %s post (%s): disable it instead", id, p.Status, pid)
 			}
 		}
 		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			p.Del(ctx, key, postsKey)
-			p.ZRem(ctx, s.keys.OrgSignups(su.OrgID), id)
-			for _, pid := range postIDs {
-				p.Del(ctx, s.keys.Post(pid))
-				p.ZRem(ctx, s.keys.OrgPosts(su.OrgID), pid)
-			}
 			return nil
 		})
 		return err
 	}, key, postsKey)
+	if err != nil {
+		return err
+	}
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, pid := range postIDs {
+			p.Del(ctx, s.keys.Post(pid))
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("redisstore: delete signup %s: its posts: %w", id, err)
+	}
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.ZRem(ctx, s.keys.OrgSignups(su.OrgID), id)
+		for _, pid := range postIDs {
+			p.ZRem(ctx, s.keys.OrgPosts(su.OrgID), pid)
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("redisstore: delete signup %s: indexes: %w", id, err)
+	}
+	return nil
 }
 
 // ---- Posts ----
@@ -592,11 +708,19 @@ type QueueOp struct {
 	Remove bool      // leave the queue
 }
 
-// UpdatePost changes a post with fn under an optimistic transaction, applying the queue
-// operation fn returns in the same transaction. A published post also gets indexed by its
-// Facebook id and joins the polled posts.
+// UpdatePost changes a post with fn under an optimistic transaction on the post, and applies
+// the queue operation fn returns. A published post also gets indexed by its Facebook id and
+// joins the polled posts.
+//
+// The queue and the indexes are in other slots (Redis Cluster), so they are written around
+// the post's transaction in the order that never loses a post: what adds (queueing, the
+// Facebook id, the polled posts) before the post is stored, what removes (leaving the queue)
+// after. A crash or a retried transaction can only leave a post queued that is not scheduled
+// any more, which the publisher drops when it claims it, or indexed a moment before its record
+// says published.
 func (s *Store) UpdatePost(ctx context.Context, id string, fn func(*voluntree.Post) (QueueOp, error)) (voluntree.Post, error) {
 	var out voluntree.Post
+	var remove bool
 	key := s.keys.Post(id)
 	err := s.watch(ctx, func(tx *redis.Tx) error {
 		p, err := getJSON[voluntree.Post](ctx, tx, key, "post", id)
@@ -609,13 +733,9 @@ func (s *Store) UpdatePost(ctx context.Context, id string, fn func(*voluntree.Po
 			return err
 		}
 		p.UpdatedAt = time.Now().UTC()
-		_, err = tx.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-			pipe.Set(ctx, key, mustJSON(p), 0)
-			switch {
-			case op.Add:
+		if _, err := s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+			if op.Add {
 				pipe.ZAdd(ctx, s.keys.PublishQueue(), redis.Z{Score: ms(op.At), Member: id})
-			case op.Remove:
-				pipe.ZRem(ctx, s.keys.PublishQueue(), id)
 			}
 			if p.Status == voluntree.PostPublished && before != voluntree.PostPublished && p.FacebookPostID != "" {
 				pipe.HSet(ctx, s.keys.PostsByFacebookID(), p.FacebookPostID, id)
@@ -626,11 +746,23 @@ func (s *Store) UpdatePost(ctx context.Context, id string, fn func(*voluntree.Po
 				pipe.ZAdd(ctx, s.keys.PublishedPosts(), redis.Z{Score: ms(at), Member: id})
 			}
 			return nil
+		}); err != nil {
+			return fmt.Errorf("redisstore: update post %s: queue and indexes: %w", id, err)
+		}
+		_, err = tx.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+			pipe.Set(ctx, key, mustJSON(p), 0)
+			return nil
 		})
-		out = p
+		out, remove = p, op.Remove && !op.Add
 		return err
 	}, key)
-	return out, err
+	if err != nil || !remove {
+		return out, err
+	}
+	if err := s.rdb.ZRem(ctx, s.keys.PublishQueue(), id).Err(); err != nil {
+		return out, fmt.Errorf("redisstore: update post %s: leave the queue: %w", id, err)
+	}
+	return out, nil
 }
 
 // claimDueScript moves up to ARGV[3] posts due by ARGV[1] (unix ms) to ARGV[2] (the end of

@@ -22,11 +22,9 @@ type coalescer struct {
 	quit    chan struct{}
 	wg      sync.WaitGroup
 	maxCmds int
-	// waitReplicas > 0 ends every pipeline with WAIT: its callers succeed only once that many
+	// wait, when set, ends every pipeline with WAIT: its callers succeed only once that many
 	// replicas have the pipeline's writes (set before the first do).
-	waitReplicas int
-	waitTimeout  time.Duration
-	fence        string // the key written before the WAIT (Keys.IngestFence)
+	wait *replicaWait
 }
 
 // ErrNotReplicated: the writes are on the master, but fewer replicas than asked for
@@ -34,16 +32,81 @@ type coalescer struct {
 // acknowledge them (a retry is deduplicated and waits again).
 var ErrNotReplicated = errors.New("redisstore: fewer replicas than required acknowledged the write")
 
-// queueWait adds the WAIT that follows a pipeline's writes, or returns nil when none is asked
-// for. WAIT covers the connection's own writes: a write to fence first makes it cover a
-// pipeline that wrote nothing (duplicates) too, and what the master had before, since a
-// replica's offset only goes forward.
-func queueWait(ctx context.Context, pipe redis.Pipeliner, fence string, replicas int, timeout time.Duration) *redis.Cmd {
-	if replicas <= 0 {
+// replicaWait makes writes wait until enough replicas have them (Config.WaitReplicas). WAIT
+// covers the connection's own writes: a write to a fence key first makes it cover a pipeline
+// that wrote nothing (duplicates) too, and what the master had before, since a replica's
+// offset only goes forward.
+//
+// On one server (or Sentinel's master) the fence and the WAIT end the pipeline, on its
+// connection. A Redis Cluster spreads a pipeline over its masters, and WAIT has no key to be
+// routed by: after the pipeline, each master holding an ingest shard gets its own fence (in
+// that shard's slot) and WAIT on one of its connections, all at once. Its fence is written
+// after the pipeline's writes there, so the WAIT covers them.
+type replicaWait struct {
+	rdb      redis.UniversalClient
+	replicas int
+	timeout  time.Duration
+	fences   []string // one per ingest shard (Keys.IngestShardFence)
+}
+
+// queue adds the fence and WAIT to a pipeline (one server), or returns nil.
+func (w *replicaWait) queue(ctx context.Context, pipe redis.Pipeliner) *redis.Cmd {
+	if w == nil || w.replicas <= 0 {
 		return nil
 	}
-	pipe.Incr(ctx, fence)
-	return pipe.Do(ctx, "WAIT", replicas, timeout.Milliseconds())
+	if _, ok := w.rdb.(*redis.ClusterClient); ok {
+		return nil
+	}
+	pipe.Incr(ctx, w.fences[0])
+	return pipe.Do(ctx, "WAIT", w.replicas, w.timeout.Milliseconds())
+}
+
+// done reads the WAIT queue added (one server), or waits on every master of the ingest
+// shards (Redis Cluster).
+func (w *replicaWait) done(ctx context.Context, queued *redis.Cmd) error {
+	if w == nil || w.replicas <= 0 {
+		return nil
+	}
+	cc, ok := w.rdb.(*redis.ClusterClient)
+	if !ok {
+		return waitErr(queued, w.replicas)
+	}
+	masters := map[string]string{} // master address → a fence it holds
+	clients := map[string]*redis.Client{}
+	for _, f := range w.fences {
+		c, err := cc.MasterForKey(ctx, f)
+		if err != nil {
+			return fmt.Errorf("%w: the master of %s: %w", ErrNotReplicated, f, err)
+		}
+		addr := c.Options().Addr
+		if _, ok := masters[addr]; !ok {
+			masters[addr], clients[addr] = f, c
+		}
+	}
+	errs := make(chan error, len(masters))
+	for addr, f := range masters {
+		go func() {
+			var cmd *redis.Cmd
+			_, err := clients[addr].Pipelined(ctx, func(p redis.Pipeliner) error {
+				p.Incr(ctx, f)
+				cmd = p.Do(ctx, "WAIT", w.replicas, w.timeout.Milliseconds())
+				return nil
+			})
+			if err != nil && cmd.Err() == nil {
+				err = fmt.Errorf("%w: fence on %s: %w", ErrNotReplicated, addr, err)
+			} else {
+				err = waitErr(cmd, w.replicas)
+			}
+			errs <- err
+		}()
+	}
+	var first error
+	for range masters {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // waitErr reads a WAIT's answer (nil when there was none).
@@ -122,12 +185,12 @@ func (c *coalescer) work() {
 		for _, op := range batch {
 			op.queue(pipe)
 		}
-		w := queueWait(ctx, pipe, c.fence, c.waitReplicas, c.waitTimeout)
+		w := c.wait.queue(ctx, pipe)
 		// Each command carries its own error (redis.Nil, a script error, or the connection's
 		// failure): callers read them. Exec's own return is the first of those.
 		_, _ = pipe.Exec(ctx)
+		err := c.wait.done(ctx, w)
 		cancel()
-		err := waitErr(w, c.waitReplicas)
 		for _, op := range batch {
 			op.done <- err
 		}

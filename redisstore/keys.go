@@ -63,7 +63,11 @@ func (k Keys) IngestSeen(shard int, messageID string) string {
 // IngestFence is written (INCR) before every WAIT for replicas: WAIT only covers the
 // connection's own writes, and a pipeline of duplicates writes nothing, so without it a
 // retried webhook would pass a WAIT its first attempt failed.
-func (k Keys) IngestFence() string { return k.prefix + ":{ingest}:fence" }
+func (k Keys) IngestFence() string { return k.IngestShardFence(0) }
+
+// IngestShardFence is an ingest shard's fence: on Redis Cluster, each master holding a shard
+// is fenced and waited on apart.
+func (k Keys) IngestShardFence(shard int) string { return k.IngestShard(shard) + ":fence" }
 
 // DeadLetter is shard 0's stream of ingest entries that failed too often (IngestDead(0)).
 func (k Keys) DeadLetter() string { return k.IngestDead(0) }
@@ -247,8 +251,9 @@ func (k Keys) EffectAmbiguous(effectID string) string {
 // Orgs indexes every organization id (sorted set by creation time).
 func (k Keys) Orgs() string { return k.prefix + ":orgs" }
 
-// Org is one organization (JSON).
-func (k Keys) Org(orgID string) string { return k.prefix + ":org:" + orgID }
+// Org is one organization (JSON), in the organization's slot with its pending email
+// verification (one transaction changes both).
+func (k Keys) Org(orgID string) string { return k.prefix + ":{org:" + orgID + "}" }
 
 // AdminToken maps the SHA-256 (hex) of an admin API token to its record (JSON).
 func (k Keys) AdminToken(tokenHash string) string { return k.prefix + ":token:" + tokenHash }
@@ -297,8 +302,9 @@ func (k Keys) Page(pageID string) string { return k.prefix + ":page:" + pageID }
 // OrgPages lists an organization's page ids (sorted set by connection time).
 func (k Keys) OrgPages(orgID string) string { return k.prefix + ":org:" + orgID + ":pages" }
 
-// Signup is one signup (JSON) by id.
-func (k Keys) Signup(signupID string) string { return k.prefix + ":signup:" + signupID }
+// Signup is one signup (JSON) by id, in the signup's slot with its posts' index, its outbox
+// and its booking keys.
+func (k Keys) Signup(signupID string) string { return k.prefix + ":{signup:" + signupID + "}" }
 
 // OrgSignups lists an organization's signup ids (sorted set by creation time).
 func (k Keys) OrgSignups(orgID string) string { return k.prefix + ":org:" + orgID + ":signups" }
@@ -311,8 +317,18 @@ func (k Keys) OrgPosts(orgID string) string { return k.prefix + ":org:" + orgID 
 
 // SignupPosts lists a signup's post ids (sorted set by creation time).
 func (k Keys) SignupPosts(signupID string) string {
-	return k.prefix + ":signup:" + signupID + ":posts"
+	return k.prefix + ":{signup:" + signupID + "}:posts"
 }
+
+// SignupOutbox holds the effect batches of a signup change (stream, fields "b" and "c" as in
+// the effects outbox), written in the transaction that stores the change, until they are
+// relayed to the effects outbox (another slot on Redis Cluster).
+func (k Keys) SignupOutbox(signupID string) string {
+	return k.prefix + ":{signup:" + signupID + "}:outbox"
+}
+
+// SignupOutboxes is the set of signups whose outbox may hold batches not relayed yet.
+func (k Keys) SignupOutboxes() string { return k.prefix + ":signups:outboxes" }
 
 // PostsByFacebookID maps a Facebook post id to the admin post it came from (hash).
 func (k Keys) PostsByFacebookID() string { return k.prefix + ":posts:facebook" }
@@ -382,7 +398,7 @@ func (k Keys) OrgInterests(orgID string) string {
 func (k Keys) LoginState(state string) string { return k.prefix + ":fblogin:" + state }
 
 // EmailCode is the pending email verification of an organization (JSON, expires).
-func (k Keys) EmailCode(orgID string) string { return k.prefix + ":org:" + orgID + ":emailcode" }
+func (k Keys) EmailCode(orgID string) string { return k.Org(orgID) + ":emailcode" }
 
 // ---- Email ----
 

@@ -20,7 +20,9 @@ import (
 //	2: a post's recorded messages and the organization's interest and volunteer indexes in the
 //	   organization's slot ({org:O}), so the record script touches one Redis Cluster slot; a
 //	   conversation's state, version and stage count in its partition's slot, with the
-//	   effects outbox ({effects:N}); the web chat's dedupe marks in the conversation's slot.
+//	   effects outbox ({effects:N}); the web chat's dedupe marks in the conversation's slot;
+//	   an organization's record with its pending email verification ({org:O}); a signup's
+//	   record with its posts' index and its outbox ({signup:S}).
 const Layout = 2
 
 // ErrOldLayout: the Redis holds keys of an older layout; `voluntree migrate` moves them.
@@ -120,6 +122,9 @@ func (s *Store) Migrate(ctx context.Context, progress func(moved int)) (MigrateR
 		if err := s.migrateConversationKeys(ctx, &rep, progress); err != nil {
 			return rep, err
 		}
+		if err := s.migrateAdminKeys(ctx, &rep, progress); err != nil {
+			return rep, err
+		}
 	}
 	if err := s.rdb.Set(ctx, s.keys.Layout(), Layout, 0).Err(); err != nil {
 		return rep, fmt.Errorf("redisstore: stamp the key layout: %w", err)
@@ -213,6 +218,40 @@ func (s *Store) migrateConversationKeys(ctx context.Context, rep *MigrateReport,
 	}
 	stages := func(string) (string, error) { return s.keys.ConversationStages(0), nil }
 	return s.moveMatching(ctx, globEscape(pre)+"conversations:stages", stages, rep, progress)
+}
+
+// migrateAdminKeys is the last part of layout 1 → 2: org:O and org:O:emailcode → {org:O} and
+// {org:O}:emailcode, for every organization of the index (an organization id may hold a
+// colon, so the names are not parsed); signup:S and signup:S:posts → {signup:S} and
+// {signup:S}:posts (signup ids hold none).
+func (s *Store) migrateAdminKeys(ctx context.Context, rep *MigrateReport, progress func(int)) error {
+	pre := s.keys.prefix + ":"
+	orgs, err := s.rdb.ZRange(ctx, s.keys.Orgs(), 0, -1).Result()
+	if err != nil {
+		return fmt.Errorf("redisstore: migrate: organizations: %w", err)
+	}
+	for _, org := range orgs {
+		if err := s.moveKey(ctx, pre+"org:"+org, s.keys.Org(org), rep); err != nil {
+			return err
+		}
+		if err := s.moveKey(ctx, pre+"org:"+org+":emailcode", s.keys.EmailCode(org), rep); err != nil {
+			return err
+		}
+		if progress != nil && (rep.Moved+rep.Resumed)%1000 == 0 {
+			progress(rep.Moved + rep.Resumed)
+		}
+	}
+	signup := func(old string) (string, error) {
+		rest := strings.TrimPrefix(old, pre+"signup:")
+		if id, ok := strings.CutSuffix(rest, ":posts"); ok && !strings.Contains(id, ":") {
+			return s.keys.SignupPosts(id), nil
+		}
+		if rest != "" && !strings.Contains(rest, ":") {
+			return s.keys.Signup(rest), nil
+		}
+		return "", nil
+	}
+	return s.moveMatching(ctx, globEscape(pre)+"signup:*", signup, rep, progress)
 }
 
 // moveMatching moves every key matching pattern (on every master) to the name newName gives

@@ -49,7 +49,13 @@ func oldLayout(t *testing.T, ctx context.Context, st *redisstore.Store, rdb *red
 		t.Fatal(err)
 	}
 	pre = st.Keys().Prefix() + ":"
+	if err := rdb.Rename(ctx, st.Keys().Org("acme"), pre+"org:acme").Err(); err != nil { // layout 1's name
+		t.Fatal(err)
+	}
 	p := rdb.Pipeline()
+	p.Set(ctx, pre+"org:acme:emailcode", `{"email":"team@acme.example","code_hash":"h","attempts":1}`, time.Hour)
+	p.Set(ctx, pre+"signup:su_1", `{"id":"su_1","org_id":"acme","title":"Beach cleanup"}`, 0)
+	p.ZAdd(ctx, pre+"signup:su_1:posts", redis.Z{Score: 1, Member: "po_1"})
 	p.HSet(ctx, pre+"{post:111_222}:classified", "c1", "interested", "c2", "question")
 	p.HSet(ctx, pre+"{post:111_222}:intents", "interested", 1, "question", 1)
 	p.ZAdd(ctx, pre+"{post:111_222}:interests", redis.Z{Score: 1, Member: "c1"})
@@ -92,8 +98,8 @@ func TestMigrateFromLayout1(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
-	if rep.From != 1 || rep.To != redisstore.Layout || rep.Moved != 11 || rep.Resumed != 1 {
-		t.Fatalf("Migrate = %+v, want 1 → %d, 11 moved, 1 resumed", rep, redisstore.Layout)
+	if rep.From != 1 || rep.To != redisstore.Layout || rep.Moved != 15 || rep.Resumed != 1 {
+		t.Fatalf("Migrate = %+v, want 1 → %d, 15 moved, 1 resumed", rep, redisstore.Layout)
 	}
 	if err := st.CheckLayout(ctx); err != nil {
 		t.Fatalf("CheckLayout after Migrate: %v", err)
@@ -146,6 +152,27 @@ func TestMigrateFromLayout1(t *testing.T) {
 	}
 	if id, err := st.AppendChat(ctx, "webchat:wc_1", redisstore.ChatMessage{From: "page", Text: "hi"}, "webchat:wc_1:7"); err != nil || id != "" {
 		t.Fatalf("AppendChat of an effect appended before the migration = %q, %v; want a no-op", id, err)
+	}
+
+	// The organization with its pending email verification, the signup with its posts.
+	v, err := st.EmailVerification(ctx, "acme")
+	if err != nil || v.Org.Name != "Acme" || v.Challenge == nil || v.Challenge.Email != "team@acme.example" {
+		t.Fatalf("email verification after Migrate = %+v, %v", v, err)
+	}
+	if ttl := rdb.TTL(ctx, st.Keys().EmailCode("acme")).Val(); ttl <= 0 || ttl > time.Hour {
+		t.Fatalf("expiry of the email code after Migrate: %v", ttl)
+	}
+	if su, err := st.Signup(ctx, "su_1"); err != nil || su.Title != "Beach cleanup" {
+		t.Fatalf("signup after Migrate = %+v, %v", su, err)
+	}
+	if ids, err := st.SignupPostIDs(ctx, "su_1"); err != nil || len(ids) != 1 || ids[0] != "po_1" {
+		t.Fatalf("signup posts after Migrate = %q, %v", ids, err)
+	}
+	if n := rdb.Exists(ctx, pre+"org:acme", pre+"org:acme:emailcode", pre+"signup:su_1", pre+"signup:su_1:posts").Val(); n != 0 {
+		t.Fatalf("%d old organization or signup keys left", n)
+	}
+	if n := rdb.Exists(ctx, pre+"org:acme:pages").Val(); n != 1 {
+		t.Fatal("the organization's page index (unchanged name) was moved")
 	}
 
 	// Again: nothing to do.

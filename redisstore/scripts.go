@@ -41,13 +41,15 @@ func (s *Store) retryNoScript(ctx context.Context, sc *script, cmds []*redis.Cmd
 	}
 	var w *redis.Cmd
 	if sc == enqueueScript { // the ingest appends wait for replicas as the coalescer's do
-		w = queueWait(ctx, pipe, s.keys.IngestFence(), s.cfg.WaitReplicas, s.cfg.WaitTimeout)
+		w = s.wait.queue(ctx, pipe)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errorsAreReplies(again) {
 		return err
 	}
-	if err := waitErr(w, s.cfg.WaitReplicas); err != nil {
-		return err
+	if sc == enqueueScript {
+		if err := s.wait.done(ctx, w); err != nil {
+			return err
+		}
 	}
 	for j, i := range retry {
 		cmds[i] = again[j]

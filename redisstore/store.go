@@ -89,6 +89,7 @@ type Store struct {
 	cfg  Config
 	co   *coalescer // grains' commands share pipelines
 	in   *coalescer // webhook appends, apart: their latency is the webhook's answer time
+	wait *replicaWait
 }
 
 // Coalescing: workers running pipelines at once, and commands per pipeline at most.
@@ -113,7 +114,11 @@ func New(rdb redis.UniversalClient, cfg Config, opts ...Option) (*Store, error) 
 	s := &Store{rdb: rdb, ro: rdb, keys: NewKeys(cfg.Prefix), cfg: cfg,
 		co: newCoalescer(rdb, coalesceWorkers, coalesceMax),
 		in: newCoalescer(rdb, coalesceWorkers, coalesceMax)}
-	s.in.waitReplicas, s.in.waitTimeout, s.in.fence = cfg.WaitReplicas, cfg.WaitTimeout, s.keys.IngestFence()
+	s.wait = &replicaWait{rdb: rdb, replicas: cfg.WaitReplicas, timeout: cfg.WaitTimeout}
+	for n := range cfg.IngestShards {
+		s.wait.fences = append(s.wait.fences, s.keys.IngestShardFence(n))
+	}
+	s.in.wait = s.wait
 	for _, o := range opts {
 		o(s)
 	}

@@ -51,7 +51,10 @@ func TestClusterFailoverUnderLoad(t *testing.T) {
 	cl := redistest.ClusterFor(t)
 	const prefix = "e2e-cluster"
 	lost, acked, refused := failoverUnderLoad(t, failoverCase{url: cl.URL(), prefix: prefix, org: "clu",
-		pages: []string{"cp0", "cp1", "cp2"}, env: []string{"VOLUNTREE_INGEST_SHARDS=3"},
+		pages: []string{"cp0", "cp1", "cp2"},
+		// Waiting for a replica on every shard's master, as an operator who cannot lose an
+		// acknowledged comment runs it.
+		env: []string{"VOLUNTREE_INGEST_SHARDS=3", "VOLUNTREE_REDIS_WAIT_REPLICAS=1", "VOLUNTREE_REDIS_WAIT_TIMEOUT=500ms"},
 		failover: func(ctx context.Context) error {
 			from, to, err := cl.Failover(ctx, redisstore.NewKeys(prefix).IngestShard(0))
 			t.Logf("CLUSTER FAILOVER: %s → %s", from, to)

@@ -206,11 +206,6 @@ func parseServeFlagsWith(env *settings, args []string, stderr io.Writer) (serveC
 	if c.Store.WaitReplicas < 0 || c.Store.WaitTimeout < time.Millisecond {
 		return c, usageError{fmt.Errorf("-redis-wait-replicas must be 0 or more and -redis-wait-timeout at least 1ms, got %d and %s", c.Store.WaitReplicas, c.Store.WaitTimeout)}
 	}
-	if c.Store.WaitReplicas > 0 && c.Redis.URL != "" {
-		if t, _ := redisconn.Parse(c.Redis.URL); t.Mode == redisconn.Cluster {
-			return c, usageError{errors.New("-redis-wait-replicas is not supported on a Redis Cluster yet: use it with a standalone master and its replicas, or Sentinel")}
-		}
-	}
 	if c.Store.WaitReplicas > 0 {
 		// The WAIT is read like any reply: the client's read timeout must outlast it, or a
 		// slow WAIT becomes a timeout that go-redis retries.
@@ -606,6 +601,10 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	} else {
 		log.Info("VOLUNTREE_FB_APP_ID or VOLUNTREE_FB_APP_SECRET is not set: pages cannot be connected", "action", "configure")
 	}
+	// A signup change's effect batches left in its outbox by a node that died before relaying
+	// them (UpdateSignupWithEffects) are handed to the effects outbox by whichever node looks
+	// first.
+	loops.Go(func() { relaySignupOutboxes(loopCtx, store, 15*time.Second, log) })
 	if cfg.PollInterval > 0 {
 		poller := facebook.NewPoller(store, commentSource, m, facebook.PollerConfig{Interval: cfg.PollInterval, Node: cfg.Node}, logger)
 		loops.Go(func() { poller.Run(loopCtx) })
@@ -708,6 +707,26 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		log.Error("batcher stop", "action", "shutdown", "error", err)
 	}
 	return exitErr
+}
+
+// relaySignupOutboxes relays the signups' outboxes at start and then every interval.
+func relaySignupOutboxes(ctx context.Context, store *redisstore.Store, interval time.Duration, log *slog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		n, err := store.RelaySignupOutboxes(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Warn("relay signup outboxes", "action", "relay_signup_outboxes", "error", err)
+		case n > 0:
+			log.Info("relayed signup changes' effects left by a node", "action", "relay_signup_outboxes", "batches", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // sampleStreams reads the streams' lengths, pending count and lag into gauges every second,
