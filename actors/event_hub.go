@@ -13,6 +13,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/voluntree/voluntree"
 	"github.com/voluntree/voluntree/metrics"
 	"github.com/voluntree/voluntree/redisstore"
 )
@@ -34,6 +35,15 @@ type EventHubConfig struct {
 	Name       string // hub actor name, default "events"
 }
 
+// EventSource is what the hub reads: every organization's events channel (one Redis Pub/Sub
+// pattern subscription, whose channels name their organization) and, to catch up, each
+// organization's replay log (voluntree.EventReplayer). redisstore.Store implements it.
+type EventSource interface {
+	voluntree.EventReplayer
+	SubscribeAllEvents(ctx context.Context) *redis.PubSub
+	OrgOfChannel(channel string) (string, bool)
+}
+
 // EventHub fans events out to this node's WebSocket connections. A loop (outside any actor)
 // reads every organization's events channel (one pattern subscription) and sends each event,
 // with its organization, to the hub actor, which forwards it to the connection actors of that
@@ -42,7 +52,7 @@ type EventHubConfig struct {
 type EventHub struct {
 	system  *actor.ActorSystem
 	pid     *actor.PID
-	store   *redisstore.Store
+	store   EventSource
 	cfg     EventHubConfig
 	metrics *metrics.Metrics
 	log     *slog.Logger
@@ -56,7 +66,7 @@ type EventHub struct {
 }
 
 // NewEventHub spawns the hub actor and starts the Pub/Sub loop; it returns once subscribed.
-func NewEventHub(ctx context.Context, system *actor.ActorSystem, store *redisstore.Store, cfg EventHubConfig, m *metrics.Metrics, logger *slog.Logger) (*EventHub, error) {
+func NewEventHub(ctx context.Context, system *actor.ActorSystem, store EventSource, cfg EventHubConfig, m *metrics.Metrics, logger *slog.Logger) (*EventHub, error) {
 	if cfg.SendBuffer == 0 {
 		cfg.SendBuffer = DefaultSendBuffer
 	}

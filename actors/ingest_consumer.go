@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/voluntree/voluntree"
 	"github.com/voluntree/voluntree/internal/streamworker"
 	"github.com/voluntree/voluntree/metrics"
@@ -104,8 +106,16 @@ type IngestConsumer struct {
 	started bool
 }
 
+// IngestStream is the ingest stream's Redis side (redisstore.Store implements it): the client
+// and key names the stream worker reads with, and how many shards the stream has.
+type IngestStream interface {
+	Client() redis.UniversalClient
+	Keys() redisstore.Keys
+	IngestShards() int
+}
+
 // NewIngestConsumer returns a consumer; Run (or Start) runs it.
-func NewIngestConsumer(store *redisstore.Store, proc Processor, cfg IngestConfig, m *metrics.Metrics, logger *slog.Logger) (*IngestConsumer, error) {
+func NewIngestConsumer(store IngestStream, proc Processor, cfg IngestConfig, m *metrics.Metrics, logger *slog.Logger) (*IngestConsumer, error) {
 	cfg.setDefaults()
 	if cfg.Consumer == "" {
 		return nil, errors.New("actors: ingest consumer name is required")

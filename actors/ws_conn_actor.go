@@ -95,7 +95,7 @@ func (h *EventHub) Subscribe(ctx context.Context, opts SubscribeOptions) (*Subsc
 // an interest or message event must be of the post and (message events) of an intent asked
 // for. The organization's other events (posts' statuses, bookings, notices, volunteers) pass:
 // the dashboard's management views follow them whatever the feed shows.
-func (o SubscribeOptions) Wants(h redisstore.EventHeader) bool {
+func (o SubscribeOptions) Wants(h voluntree.EventHeader) bool {
 	if !isMessage(h) {
 		return true
 	}
@@ -109,13 +109,13 @@ func (o SubscribeOptions) Wants(h redisstore.EventHeader) bool {
 }
 
 // isMessage reports the events of a message: an interest, or a message of another intent.
-func isMessage(h redisstore.EventHeader) bool {
+func isMessage(h voluntree.EventHeader) bool {
 	return h.Type == voluntree.EventInterest || h.Type == voluntree.EventMessage
 }
 
 // tailMatch says which events a tail counts: the messages the feed shows (its other events
 // since the N-th last of those come along).
-func (o SubscribeOptions) tailMatch(h redisstore.EventHeader) bool { return isMessage(h) && o.Wants(h) }
+func (o SubscribeOptions) tailMatch(h voluntree.EventHeader) bool { return isMessage(h) && o.Wants(h) }
 
 // ValidateSubscribe checks options before a socket is upgraded.
 func ValidateSubscribe(opts SubscribeOptions) error {
@@ -138,7 +138,7 @@ func ValidateSubscribe(opts SubscribeOptions) error {
 type (
 	eventPublished struct {
 		org   string
-		hdr   redisstore.EventHeader
+		hdr   voluntree.EventHeader
 		frame []byte
 	}
 	registerConn struct {
@@ -271,7 +271,7 @@ func (a *connActor) startReplay(ctx actor.Context, after string, first bool) {
 		const page = 500
 		start := after
 		for {
-			var r redisstore.Replay
+			var r voluntree.Replay
 			err := read(func() (err error) {
 				r, err = store.EventsAfter(rctx, opts.Org, after, page)
 				return err
@@ -314,7 +314,7 @@ func (a *connActor) onReplay(ctx actor.Context, p *replayPage) {
 			continue
 		}
 		a.replayed++
-		a.send(ctx, redisstore.EventHeader{ID: ev.ID, Type: ev.Type, PostID: ev.PostID, Intent: ev.Intent}, frame)
+		a.send(ctx, voluntree.EventHeader{ID: ev.ID, Type: ev.Type, PostID: ev.PostID, Intent: ev.Intent}, frame)
 	}
 	if !p.final {
 		select {
@@ -340,7 +340,7 @@ func (a *connActor) onReplay(ctx actor.Context, p *replayPage) {
 }
 
 // send queues an event frame unless it is not newer than the last one or filtered out.
-func (a *connActor) send(ctx actor.Context, h redisstore.EventHeader, frame []byte) {
+func (a *connActor) send(ctx actor.Context, h voluntree.EventHeader, frame []byte) {
 	if a.last != "" && redisstore.CompareIDs(h.ID, a.last) <= 0 {
 		return
 	}

@@ -5,7 +5,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/voluntree/voluntree/redisstore"
+	"github.com/voluntree/voluntree"
 )
 
 // A commenter's Messenger id (PSID) can differ from their id on comments. The private reply's
@@ -20,7 +20,7 @@ const (
 )
 
 type aliasCache struct {
-	store *redisstore.Store
+	store voluntree.AliasStore
 	now   func() time.Time
 
 	mu    sync.Mutex
@@ -32,7 +32,7 @@ type cachedAlias struct {
 	expires time.Time
 }
 
-func newAliasCache(store *redisstore.Store) *aliasCache {
+func newAliasCache(store voluntree.AliasStore) *aliasCache {
 	return &aliasCache{store: store, now: time.Now, cache: map[string]cachedAlias{}}
 }
 

@@ -17,7 +17,6 @@ import (
 	"github.com/voluntree/voluntree"
 	"github.com/voluntree/voluntree/cluster/grainpb"
 	"github.com/voluntree/voluntree/metrics"
-	"github.com/voluntree/voluntree/redisstore"
 )
 
 // recentIDs is how many handled message ids a conversation remembers, so that a redelivered
@@ -27,7 +26,7 @@ const recentIDs = 64
 
 // grainDeps is what every grain of this node shares.
 type grainDeps struct {
-	store     *redisstore.Store
+	store     Store
 	metrics   *metrics.Metrics
 	timeout   time.Duration
 	log       *slog.Logger
@@ -169,7 +168,7 @@ func (g *conversationGrain) Handle(req *grainpb.ConversationRequest, _ protoclus
 			from = "" // a conversation saved for the first time
 		}
 		version, err := g.deps.store.SaveConversationEffects(ctx, g.id, next.SignupId, g.version, b, batch, from, to)
-		if errors.Is(err, redisstore.ErrStaleConversation) {
+		if errors.Is(err, voluntree.ErrStaleConversation) {
 			// Another activation (this grain on another node, during a topology change) wrote
 			// since this one read: drop what this one holds; the messages are redelivered and
 			// applied to the stored state.

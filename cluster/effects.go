@@ -59,15 +59,15 @@ type ChatSink interface {
 
 // storeChat delivers web chat messages into the conversation's history, which its open
 // sockets follow (redisstore.AppendChat publishes each one).
-type storeChat struct{ store *redisstore.Store }
+type storeChat struct{ store voluntree.ChatAppender }
 
 // NewChatSink returns the web chat sink on store.
-func NewChatSink(store *redisstore.Store) ChatSink { return storeChat{store: store} }
+func NewChatSink(store voluntree.ChatAppender) ChatSink { return storeChat{store: store} }
 
 func (c storeChat) Deliver(ctx context.Context, conversationID string, e *grainpb.Effect) error {
-	m := redisstore.ChatMessage{From: e.From, Text: e.Text}
+	m := voluntree.ChatMessage{From: e.From, Text: e.Text}
 	for _, o := range e.Options {
-		m.Options = append(m.Options, redisstore.ChatOption{Title: o.Title, Payload: o.Payload})
+		m.Options = append(m.Options, voluntree.ChatOption{Title: o.Title, Payload: o.Payload})
 	}
 	if e.AskEmail {
 		m.Options = nil // the page has a text box for it
@@ -95,7 +95,7 @@ type EffectsConfig struct {
 // Effects is the effects stream's handler.
 type Effects struct {
 	node    *Node
-	store   *redisstore.Store
+	store   Store
 	metrics *metrics.Metrics
 	cfg     EffectsConfig
 	log     *slog.Logger
@@ -458,8 +458,8 @@ func (x *Effects) book(ctx context.Context, e *grainpb.Effect) (string, int, err
 			capacity = sl.Required
 		}
 	}
-	rec := redisstore.BookingRecord{Name: e.PersonName, Channel: e.Channel}
-	res := redisstore.BookResult{Status: redisstore.Waitlisted}
+	rec := voluntree.BookingRecord{Name: e.PersonName, Channel: e.Channel}
+	res := voluntree.BookResult{Status: voluntree.Waitlisted}
 	if capacity > 0 {
 		if res, err = x.store.Book(ctx, e.SignupId, e.SlotId, capacity, e.ConversationId, rec, x.cfg.HoldFor); err != nil {
 			return "", 0, err
@@ -473,7 +473,7 @@ func (x *Effects) book(ctx context.Context, e *grainpb.Effect) (string, int, err
 	change := e.PreviousSlotId != "" && e.PreviousSlotId != e.SlotId
 	var payload, outcome string
 	switch {
-	case res.Status == redisstore.Booked:
+	case res.Status == voluntree.Booked:
 		payload, outcome = sysBooked+e.SlotId, "booked"
 		for _, old := range []string{e.PreviousSlotId, e.ReleaseSlotId} {
 			if old != "" && old != "-" && old != e.SlotId {

@@ -22,6 +22,7 @@ import (
 	"github.com/asynkron/protoactor-go/eventstream"
 	"github.com/asynkron/protoactor-go/remote"
 
+	"github.com/voluntree/voluntree"
 	"github.com/voluntree/voluntree/cluster/grainpb"
 	"github.com/voluntree/voluntree/metrics"
 	"github.com/voluntree/voluntree/redisstore"
@@ -37,6 +38,13 @@ const (
 	DefaultStoreTimeout   = 3 * time.Second
 )
 
+// Store is what a cluster member needs of the store: the records of its grains, publisher and
+// effects worker (voluntree.GrainStore), and the Redis keys of the effects streams (Keys).
+type Store interface {
+	voluntree.GrainStore
+	Keys() redisstore.Keys
+}
+
 // Config configures a cluster member.
 type Config struct {
 	Name           string        // cluster name
@@ -50,7 +58,7 @@ type Config struct {
 	Refresh        time.Duration // membership polling period
 	StoreTimeout   time.Duration // one Redis operation of a grain
 
-	Store   *redisstore.Store
+	Store   Store
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
 

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/voluntree/voluntree"
-	"github.com/voluntree/voluntree/redisstore"
 )
 
 // How long a page's organization is remembered. A page connected a moment ago is found within
@@ -20,7 +19,7 @@ const (
 // that organization's feed, and a page of none has no feed. One cache per node, shared by its
 // post grains, so a busy page costs one Redis read per orgHitTTL.
 type pageOrgs struct {
-	store *redisstore.Store
+	store voluntree.PageReader
 	now   func() time.Time
 
 	mu    sync.Mutex
@@ -32,7 +31,7 @@ type pageOrg struct {
 	expires time.Time
 }
 
-func newPageOrgs(store *redisstore.Store) *pageOrgs {
+func newPageOrgs(store voluntree.PageReader) *pageOrgs {
 	return &pageOrgs{store: store, now: time.Now, cache: make(map[string]pageOrg)}
 }
 

@@ -7,7 +7,6 @@ import (
 
 	"github.com/voluntree/voluntree"
 	"github.com/voluntree/voluntree/cluster/grainpb"
-	"github.com/voluntree/voluntree/redisstore"
 )
 
 // postGrain is one post (or a page's inbox, for Messenger interests with no post). It records
@@ -55,7 +54,7 @@ func (g *postGrain) Record(req *grainpb.RecordRequest, _ protocluster.GrainConte
 		}
 		orgs[i] = org
 	}
-	res := make([]redisstore.Recorded, len(interests))
+	res := make([]voluntree.Recorded, len(interests))
 	for _, grp := range groupBy(len(interests), func(i int) string { return "o" + orgs[i] }) {
 		org := orgs[grp.idx[0]]
 		part, err := g.deps.store.Record(ctx, org, g.key, pick(interests, grp.idx))
@@ -71,16 +70,16 @@ func (g *postGrain) Record(req *grainpb.RecordRequest, _ protocluster.GrainConte
 	for i, r := range res {
 		in := interests[i]
 		switch r.Outcome {
-		case redisstore.Duplicate:
+		case voluntree.RecordDuplicate:
 			resp.Duplicates++
 			continue
-		case redisstore.NewInterest:
+		case voluntree.RecordNewInterest:
 			resp.Interests++
 			g.deps.metrics.Interests.Inc()
 			if !in.ReceivedAt.IsZero() {
 				g.deps.metrics.EndToEnd.Observe(published.Sub(in.ReceivedAt).Seconds())
 			}
-		case redisstore.Counted:
+		case voluntree.RecordCounted:
 			resp.Counted++
 		}
 		if orgs[i] == "" {

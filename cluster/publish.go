@@ -12,7 +12,6 @@ import (
 	"github.com/voluntree/voluntree/cluster/grainpb"
 	"github.com/voluntree/voluntree/facebook"
 	"github.com/voluntree/voluntree/metrics"
-	"github.com/voluntree/voluntree/redisstore"
 )
 
 // Publishing. An admin post waits in the publish queue (a Redis sorted set by due time). The
@@ -66,7 +65,7 @@ func (c *PublishConfig) setDefaults() {
 
 // publisher publishes admin posts for the post grains of one node.
 type publisher struct {
-	store   *redisstore.Store
+	store   Store
 	graph   Graph
 	metrics *metrics.Metrics
 	cfg     PublishConfig
@@ -134,16 +133,16 @@ func (p *publisher) publish(id string) (*grainpb.PublishResponse, error) {
 	// Record the attempt before making it: if this node dies during the call, the next
 	// attempt knows it may have happened.
 	attempt := p.now().UTC()
-	marked, err := p.store.UpdatePost(ctx, id, func(q *voluntree.Post) (redisstore.QueueOp, error) {
+	marked, err := p.store.UpdatePost(ctx, id, func(q *voluntree.Post) (voluntree.QueueOp, error) {
 		if q.Status != voluntree.PostScheduled && q.Status != voluntree.PostPublishing {
-			return redisstore.QueueOp{}, voluntree.Errorf(voluntree.ECONFLICT, "post %s is %s", id, q.Status)
+			return voluntree.QueueOp{}, voluntree.Errorf(voluntree.ECONFLICT, "post %s is %s", id, q.Status)
 		}
 		q.Status = voluntree.PostPublishing
 		q.Attempts++
 		q.LastAttemptAt = &attempt
 		q.PublishedText = content.Message
 		q.Unconfirmed = true
-		return redisstore.QueueOp{}, nil
+		return voluntree.QueueOp{}, nil
 	})
 	if voluntree.ErrorCode(err) == voluntree.ECONFLICT {
 		return &grainpb.PublishResponse{Status: string(post.Status)}, nil // canceled meanwhile
@@ -173,13 +172,13 @@ func (p *publisher) publish(id string) (*grainpb.PublishResponse, error) {
 
 func (p *publisher) succeed(ctx context.Context, id, fbID, outcome string) (*grainpb.PublishResponse, error) {
 	now := p.now().UTC()
-	post, err := p.store.UpdatePost(ctx, id, func(q *voluntree.Post) (redisstore.QueueOp, error) {
+	post, err := p.store.UpdatePost(ctx, id, func(q *voluntree.Post) (voluntree.QueueOp, error) {
 		q.Status = voluntree.PostPublished
 		q.FacebookPostID = fbID
 		q.PublishedAt = &now
 		q.Unconfirmed = false
 		q.Error, q.ErrorCode = "", 0
-		return redisstore.QueueOp{Remove: true}, nil
+		return voluntree.QueueOp{Remove: true}, nil
 	})
 	if err != nil {
 		// The post exists on Facebook but is not marked: it stays unconfirmed, and the next
@@ -197,19 +196,19 @@ func (p *publisher) succeed(ctx context.Context, id, fbID, outcome string) (*gra
 
 func (p *publisher) retry(ctx context.Context, id string, cause error, unconfirmed bool) (*grainpb.PublishResponse, error) {
 	var at time.Time
-	post, err := p.store.UpdatePost(ctx, id, func(q *voluntree.Post) (redisstore.QueueOp, error) {
+	post, err := p.store.UpdatePost(ctx, id, func(q *voluntree.Post) (voluntree.QueueOp, error) {
 		first := q.CreatedAt
 		if q.PublishAt != nil && q.PublishAt.After(first) {
 			first = *q.PublishAt
 		}
 		if p.now().Sub(first) > p.cfg.RetryFor {
 			q.Status, q.Error, q.Unconfirmed = voluntree.PostFailed, "gave up after "+p.cfg.RetryFor.String()+": "+cause.Error(), false
-			return redisstore.QueueOp{Remove: true}, nil
+			return voluntree.QueueOp{Remove: true}, nil
 		}
 		q.Unconfirmed = q.Unconfirmed || unconfirmed
 		q.Error = cause.Error()
 		at = p.now().Add(facebook.Backoff(q.Attempts, p.cfg.BaseDelay, p.cfg.MaxDelay, rand.Float64))
-		return redisstore.QueueOp{Add: true, At: at}, nil
+		return voluntree.QueueOp{Add: true, At: at}, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: requeue post %s: %w", id, err)
@@ -226,9 +225,9 @@ func (p *publisher) retry(ctx context.Context, id string, cause error, unconfirm
 }
 
 func (p *publisher) fail(ctx context.Context, id string, code int, msg string) (*grainpb.PublishResponse, error) {
-	post, err := p.store.UpdatePost(ctx, id, func(q *voluntree.Post) (redisstore.QueueOp, error) {
+	post, err := p.store.UpdatePost(ctx, id, func(q *voluntree.Post) (voluntree.QueueOp, error) {
 		q.Status, q.Error, q.ErrorCode, q.Unconfirmed = voluntree.PostFailed, msg, code, false
-		return redisstore.QueueOp{Remove: true}, nil
+		return voluntree.QueueOp{Remove: true}, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: mark post %s failed: %w", id, err)

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/voluntree/voluntree"
-	"github.com/voluntree/voluntree/redisstore"
 )
 
 // How long the node remembers which signup a Facebook post is for, and a signup itself (with
@@ -19,7 +18,7 @@ const (
 
 // signupCache finds the signup a conversation is about, for the node's conversation grains.
 type signupCache struct {
-	store     *redisstore.Store
+	store     Store
 	featurize Featurizer
 	now       func() time.Time
 
@@ -39,7 +38,7 @@ type cachedSignup struct {
 	expires time.Time
 }
 
-func newSignupCache(store *redisstore.Store, fz Featurizer) *signupCache {
+func newSignupCache(store Store, fz Featurizer) *signupCache {
 	return &signupCache{store: store, featurize: fz, now: time.Now,
 		posts: map[string]cachedPost{}, signups: map[string]cachedSignup{}}
 }

@@ -9,7 +9,6 @@ import (
 
 	"github.com/voluntree/voluntree"
 	"github.com/voluntree/voluntree/metrics"
-	"github.com/voluntree/voluntree/redisstore"
 )
 
 // The comment poller is the safety net under the webhook: Facebook drops webhook calls now and
@@ -66,7 +65,7 @@ func (c *PollerConfig) setDefaults() {
 // Poller fetches the comments of published posts and enqueues the unseen ones. Every node may
 // run one: a per-post lock makes one node poll a post per round.
 type Poller struct {
-	store   *redisstore.Store
+	store   voluntree.CommentPollStore
 	graph   CommentSource
 	metrics *metrics.Metrics
 	cfg     PollerConfig
@@ -82,7 +81,7 @@ type pageBackoff struct {
 }
 
 // NewPoller returns a poller.
-func NewPoller(store *redisstore.Store, graph CommentSource, m *metrics.Metrics, cfg PollerConfig, log *slog.Logger) *Poller {
+func NewPoller(store voluntree.CommentPollStore, graph CommentSource, m *metrics.Metrics, cfg PollerConfig, log *slog.Logger) *Poller {
 	cfg.setDefaults()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

@@ -10,7 +10,6 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/voluntree/voluntree"
-	"github.com/voluntree/voluntree/redisstore"
 )
 
 // Principal is who an admin request acts for: an organization, with a role, and how it was
@@ -23,7 +22,7 @@ type Principal struct {
 	TokenID string // the token's id; "" for a session
 	// TokenExpires is the token's expiry (zero: never); a token it makes expires no later.
 	TokenExpires time.Time
-	Session      *redisstore.Session
+	Session      *voluntree.Session
 }
 
 // How a Principal was authenticated.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gofiber/contrib/websocket"
 	"github.com/gofiber/fiber/v2"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/voluntree/voluntree"
 	"github.com/voluntree/voluntree/redisstore"
@@ -74,7 +75,7 @@ func (s *Server) createChatSession(c *fiber.Ctx) error {
 	if su.Disabled {
 		return voluntree.Errorf(voluntree.ENOTFOUND, "signup %s is closed", su.ID)
 	}
-	token, sess, err := s.cfg.Store.CreateChatSession(ctx, redisstore.ChatSession{SignupID: su.ID, OrgID: su.OrgID, Name: req.Name})
+	token, sess, err := s.cfg.Store.CreateChatSession(ctx, voluntree.ChatSession{SignupID: su.ID, OrgID: su.OrgID, Name: req.Name})
 	if err != nil {
 		return err
 	}
@@ -144,7 +145,7 @@ func (s *Server) chatHistory(c *fiber.Ctx) error {
 }
 
 // chatMessage puts a web chat message into the ingest stream (durable once it returns).
-func (s *Server) chatMessage(ctx context.Context, sess redisstore.ChatSession, id, text, payload string) error {
+func (s *Server) chatMessage(ctx context.Context, sess voluntree.ChatSession, id, text, payload string) error {
 	now := time.Now()
 	m := voluntree.Message{ID: "wc." + sess.ID + "." + id, Kind: voluntree.KindMessage, Source: voluntree.SourceWebChat,
 		PageID: voluntree.WebChatPage, SenderID: sess.ID, SenderName: sess.Name, Text: text, Payload: payload,
@@ -268,7 +269,7 @@ func (s *Server) wsChat(conn *websocket.Conn) {
 
 // chatReader reads the person's frames: each message goes to the pipeline and the history;
 // past the session's rate, an error frame.
-func (s *Server) chatReader(ctx context.Context, conn *websocket.Conn, sess redisstore.ChatSession, write func([]byte) error) {
+func (s *Server) chatReader(ctx context.Context, conn *websocket.Conn, sess voluntree.ChatSession, write func([]byte) error) {
 	for {
 		_, data, err := conn.ReadMessage()
 		if err != nil {
@@ -303,7 +304,7 @@ func (s *Server) chatReader(ctx context.Context, conn *websocket.Conn, sess redi
 			continue
 		}
 		if _, err := s.cfg.Store.AppendChat(ctx, sess.ConversationID(),
-			redisstore.ChatMessage{From: "volunteer", Text: shown, ClientID: f.ID}, "wc."+sess.ID+"."+id); err != nil {
+			voluntree.ChatMessage{From: "volunteer", Text: shown, ClientID: f.ID}, "wc."+sess.ID+"."+id); err != nil {
 			fail("could not take the message; send it again")
 		}
 	}
@@ -364,10 +365,17 @@ func streamIDAfter(a, b string) bool {
 	return aseq > bseq
 }
 
+// chatFeed is the Redis Pub/Sub of the web chat channels (redisstore.Store): one subscription
+// to them all, and the conversation a channel is of.
+type chatFeed interface {
+	SubscribeChats(ctx context.Context) *redis.PubSub
+	ConversationOfChatChannel(channel string) (string, bool)
+}
+
 // chatHub follows every web chat channel with one subscription per node and hands each new
 // message to the sockets of its conversation on this node.
 type chatHub struct {
-	store *redisstore.Store
+	store chatFeed
 	log   *slog.Logger
 
 	mu   sync.Mutex
@@ -381,7 +389,7 @@ type chatEvent struct {
 	frame []byte
 }
 
-func newChatHub(store *redisstore.Store, log *slog.Logger) *chatHub {
+func newChatHub(store chatFeed, log *slog.Logger) *chatHub {
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &chatHub{store: store, log: log, subs: map[string]map[chan chatEvent]struct{}{}, stop: cancel, done: make(chan struct{})}
 	go h.run(ctx)

@@ -24,6 +24,7 @@ import (
 	"github.com/voluntree/voluntree/internal/fakegraph"
 	"github.com/voluntree/voluntree/internal/smtpsink"
 	"github.com/voluntree/voluntree/mail"
+	"github.com/voluntree/voluntree/redisstore"
 )
 
 // movableClock is a clock tests move forward.
@@ -62,7 +63,8 @@ func newConnectEnv(t *testing.T, adjust func(*httpapi.Config)) *connectEnv {
 	clock := &movableClock{}
 	e := newAdminEnv(t, func(c *httpapi.Config) {
 		c.Now = clock.Now
-		c.Mail = mail.NewQueue(c.Store.Client(), c.Store.Keys())
+		st := c.Store.(*redisstore.Store) // newAdminEnv's store
+		c.Mail = mail.NewQueue(st.Client(), st.Keys())
 		c.Facebook = graph
 		if adjust != nil {
 			adjust(c)
@@ -244,7 +246,10 @@ func TestExpiredEmailCodeRefused(t *testing.T) {
 }
 
 func TestOutboxShowsOwnMail(t *testing.T) {
-	e := newConnectEnv(t, func(c *httpapi.Config) { c.Outbox = mail.NewQueue(c.Store.Client(), c.Store.Keys()) })
+	e := newConnectEnv(t, func(c *httpapi.Config) {
+		st := c.Store.(*redisstore.Store)
+		c.Outbox = mail.NewQueue(st.Client(), st.Keys())
+	})
 	a, b := e.org(t, "oa"), e.org(t, "ob")
 	outbox := mail.NewOutboxSender(e.rdb, e.store.Keys())
 	for _, m := range []mail.Email{

@@ -22,21 +22,21 @@ type Conversations interface {
 
 // conversationView is a conversation as an admin sees it.
 type conversationView struct {
-	ID            string                   `json:"id"`
-	Name          string                   `json:"name,omitempty"`
-	Channel       string                   `json:"channel"`
-	Stage         string                   `json:"stage"`
-	Asking        string                   `json:"asking,omitempty"`
-	SignupID      string                   `json:"signup_id,omitempty"`
-	SlotID        string                   `json:"slot_id,omitempty"`
-	Email         string                   `json:"email,omitempty"`
-	EmailVerified bool                     `json:"email_verified"`
-	Handoff       bool                     `json:"handoff"` // waiting for an admin; the bot is silent
-	LastInbound   *time.Time               `json:"last_inbound,omitempty"`
-	WindowOpen    bool                     `json:"window_open"` // automated Messenger messages can reach the person
-	Messages      int64                    `json:"messages"`
-	Delivery      *redisstore.Delivery     `json:"delivery,omitempty"`
-	History       []redisstore.ChatMessage `json:"history,omitempty"` // web chat
+	ID            string                  `json:"id"`
+	Name          string                  `json:"name,omitempty"`
+	Channel       string                  `json:"channel"`
+	Stage         string                  `json:"stage"`
+	Asking        string                  `json:"asking,omitempty"`
+	SignupID      string                  `json:"signup_id,omitempty"`
+	SlotID        string                  `json:"slot_id,omitempty"`
+	Email         string                  `json:"email,omitempty"`
+	EmailVerified bool                    `json:"email_verified"`
+	Handoff       bool                    `json:"handoff"` // waiting for an admin; the bot is silent
+	LastInbound   *time.Time              `json:"last_inbound,omitempty"`
+	WindowOpen    bool                    `json:"window_open"` // automated Messenger messages can reach the person
+	Messages      int64                   `json:"messages"`
+	Delivery      *voluntree.Delivery     `json:"delivery,omitempty"`
+	History       []voluntree.ChatMessage `json:"history,omitempty"` // web chat
 }
 
 // conversation loads a conversation of the caller's organization (404 otherwise: another

@@ -10,7 +10,6 @@ import (
 
 	"github.com/voluntree/voluntree"
 	"github.com/voluntree/voluntree/mail"
-	"github.com/voluntree/voluntree/redisstore"
 )
 
 // Email verification: an organization proves its email address before it connects a page.
@@ -44,7 +43,7 @@ type pendingEmail struct {
 	Expired      bool      `json:"expired"`
 }
 
-func (s *Server) emailViewOf(v redisstore.EmailVerification) emailView {
+func (s *Server) emailViewOf(v voluntree.EmailVerification) emailView {
 	out := emailView{Email: v.Org.Email, VerifiedAt: v.Org.EmailVerifiedAt}
 	if ch := v.Challenge; ch != nil && (!ch.Locked() || s.now().Before(ch.ExpiresAt)) {
 		out.Pending = &pendingEmail{Email: ch.Email, SentAt: ch.SentAt, ExpiresAt: ch.ExpiresAt,
@@ -80,7 +79,7 @@ func (s *Server) sendEmailCode(c *fiber.Ctx) error {
 	}
 	var prev *voluntree.EmailChallenge
 	var sent *voluntree.EmailChallenge
-	v, err := s.cfg.Store.UpdateEmailVerification(ctx, orgID, func(v *redisstore.EmailVerification) (bool, error) {
+	v, err := s.cfg.Store.UpdateEmailVerification(ctx, orgID, func(v *voluntree.EmailVerification) (bool, error) {
 		prev, sent = v.Challenge, nil
 		email := in.Email
 		if email == "" {
@@ -119,7 +118,7 @@ func (s *Server) sendEmailCode(c *fiber.Ctx) error {
 		// The code never left (or, after a timeout, may have: its email then carries a dead
 		// code): restore the previous challenge, so the send does not count against the
 		// limits and the previous code (if any) still works.
-		_, rerr := s.cfg.Store.UpdateEmailVerification(context.WithoutCancel(ctx), orgID, func(v *redisstore.EmailVerification) (bool, error) {
+		_, rerr := s.cfg.Store.UpdateEmailVerification(context.WithoutCancel(ctx), orgID, func(v *voluntree.EmailVerification) (bool, error) {
 			if v.Challenge == nil || v.Challenge.CodeHash != sent.CodeHash {
 				return false, nil
 			}
@@ -145,7 +144,7 @@ func (s *Server) verifyEmail(c *fiber.Ctx) error {
 		return err
 	}
 	orgID, now := principal(c).OrgID, s.now()
-	v, err := s.cfg.Store.UpdateEmailVerification(c.UserContext(), orgID, func(v *redisstore.EmailVerification) (bool, error) {
+	v, err := s.cfg.Store.UpdateEmailVerification(c.UserContext(), orgID, func(v *voluntree.EmailVerification) (bool, error) {
 		if v.Challenge == nil {
 			return false, voluntree.Errorf(voluntree.ECONFLICT, "no code is pending: ask for one (POST /api/v1/me/email)")
 		}

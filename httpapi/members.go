@@ -8,7 +8,6 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/voluntree/voluntree"
-	"github.com/voluntree/voluntree/redisstore"
 )
 
 // An organization's people and credentials: members with their roles, and admin API tokens.
@@ -74,16 +73,16 @@ func (s *Server) listTokens(c *fiber.Ctx) error {
 
 // parseTokenBody reads the body of POST /api/v1/tokens ({"label", "role", "expires_in"}
 // seconds, 0: never) for a caller of role caller: no token gets more power than its maker.
-func parseTokenBody(body []byte, caller voluntree.Role) (redisstore.TokenOptions, error) {
+func parseTokenBody(body []byte, caller voluntree.Role) (voluntree.TokenOptions, error) {
 	var in struct {
 		Label     string `json:"label"`
 		Role      string `json:"role"`
 		ExpiresIn int64  `json:"expires_in"`
 	}
 	if err := decodeJSON(body, &in); err != nil {
-		return redisstore.TokenOptions{}, err
+		return voluntree.TokenOptions{}, err
 	}
-	opts := redisstore.TokenOptions{Label: in.Label, Role: voluntree.RoleAdmin}
+	opts := voluntree.TokenOptions{Label: in.Label, Role: voluntree.RoleAdmin}
 	if in.Role != "" {
 		r, err := voluntree.ParseRole("role", in.Role)
 		if err != nil {

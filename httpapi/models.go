@@ -1,23 +1,16 @@
 package httpapi
 
 import (
-	"context"
-
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/voluntree/voluntree"
 	"github.com/voluntree/voluntree/redisstore"
 )
 
-// ModelRegistry is the model registry as the admin API uses it: Promote checks the version
-// (it loads and scores on the shipped validation set) before promoting it.
-type ModelRegistry interface {
-	Versions(ctx context.Context) ([]redisstore.ModelVersion, error)
-	Nodes(ctx context.Context) ([]redisstore.ModelNode, error)
-	Promote(ctx context.Context, tag string) (previous string, err error)
-	Rollback(ctx context.Context) (string, error)
-	Remove(ctx context.Context, tag string) error
-}
+// ModelRegistry is the model registry as the admin API uses it (voluntree.ModelRegistry):
+// Promote checks the version (it loads and scores on the shipped validation set) before
+// promoting it.
+type ModelRegistry = voluntree.ModelRegistry
 
 // operatorOnly lets through the owners of the operator organization (requireRole has checked
 // the role): the model registry serves every organization, so no other may change it.
@@ -34,8 +27,8 @@ func (s *Server) operatorOnly(h fiber.Handler) fiber.Handler {
 }
 
 type modelsResponse struct {
-	Versions []redisstore.ModelVersion `json:"versions"`
-	Nodes    []redisstore.ModelNode    `json:"nodes"`
+	Versions []voluntree.ModelVersion `json:"versions"`
+	Nodes    []voluntree.ModelNode    `json:"nodes"`
 }
 
 // listModels: GET /api/v1/models → the versions, newest first, and the version each node

@@ -21,7 +21,6 @@ import (
 
 	"github.com/voluntree/voluntree"
 	"github.com/voluntree/voluntree/facebook"
-	"github.com/voluntree/voluntree/redisstore"
 )
 
 // Pages and connecting them: POST /api/v1/pages/connect starts a Facebook Login (the
@@ -149,7 +148,7 @@ func (s *Server) connectPage(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	ls := redisstore.LoginState{OrgID: orgID, NonceHash: hashNonce(nonce), RedirectURI: s.callbackURL(), CreatedAt: now, ExpiresAt: now.Add(LoginStateTTL)}
+	ls := voluntree.LoginState{OrgID: orgID, NonceHash: hashNonce(nonce), RedirectURI: s.callbackURL(), CreatedAt: now, ExpiresAt: now.Add(LoginStateTTL)}
 	if err := s.cfg.Store.SaveLoginState(ctx, state, ls, LoginStateTTL); err != nil {
 		return err
 	}

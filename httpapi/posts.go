@@ -9,7 +9,6 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/voluntree/voluntree"
-	"github.com/voluntree/voluntree/redisstore"
 )
 
 // Posts of the admin API: create, list, get, publish, cancel, retry; publishing itself is
@@ -195,15 +194,15 @@ func (s *Server) getPost(c *fiber.Ctx) error {
 
 // changePost applies a status change to the post of the path in one transaction, after the
 // ownership check, then announces it.
-func (s *Server) changePost(c *fiber.Ctx, action string, change func(*voluntree.Post) (redisstore.QueueOp, error)) error {
+func (s *Server) changePost(c *fiber.Ctx, action string, change func(*voluntree.Post) (voluntree.QueueOp, error)) error {
 	id, err := pathID(c, "id", "post")
 	if err != nil {
 		return err
 	}
 	ctx := c.UserContext()
-	p, err := s.cfg.Store.UpdatePost(ctx, id, func(p *voluntree.Post) (redisstore.QueueOp, error) {
+	p, err := s.cfg.Store.UpdatePost(ctx, id, func(p *voluntree.Post) (voluntree.QueueOp, error) {
 		if err := s.ownedBy(c, "post", p.OrgID); err != nil {
-			return redisstore.QueueOp{}, err
+			return voluntree.QueueOp{}, err
 		}
 		return change(p)
 	})
@@ -230,12 +229,12 @@ func (s *Server) publishPost(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return s.changePost(c, "scheduled", func(p *voluntree.Post) (redisstore.QueueOp, error) {
+	return s.changePost(c, "scheduled", func(p *voluntree.Post) (voluntree.QueueOp, error) {
 		if p.Status != voluntree.PostDraft {
-			return redisstore.QueueOp{}, voluntree.Errorf(voluntree.ECONFLICT, "post %s is %s: only a draft can be published", p.ID, p.Status)
+			return voluntree.QueueOp{}, voluntree.Errorf(voluntree.ECONFLICT, "post %s is %s: only a draft can be published", p.ID, p.Status)
 		}
 		if _, err := s.activeSignup(c, p.SignupID); err != nil {
-			return redisstore.QueueOp{}, err
+			return voluntree.QueueOp{}, err
 		}
 		when := s.now()
 		switch {
@@ -245,7 +244,7 @@ func (s *Server) publishPost(c *fiber.Ctx) error {
 			when = *p.PublishAt
 		}
 		p.Status, p.PublishAt = voluntree.PostScheduled, &when
-		return redisstore.QueueOp{Add: true, At: when}, nil
+		return voluntree.QueueOp{Add: true, At: when}, nil
 	})
 }
 
@@ -254,21 +253,21 @@ func (s *Server) cancelPost(c *fiber.Ctx) error {
 	if err := decodeOptionalJSON(c.Body(), &struct{}{}); err != nil {
 		return err
 	}
-	return s.changePost(c, "canceled", func(p *voluntree.Post) (redisstore.QueueOp, error) {
+	return s.changePost(c, "canceled", func(p *voluntree.Post) (voluntree.QueueOp, error) {
 		switch p.Status {
 		case voluntree.PostScheduled:
 			p.Status = voluntree.PostDraft
-			return redisstore.QueueOp{Remove: true}, nil
+			return voluntree.QueueOp{Remove: true}, nil
 		case voluntree.PostDraft:
-			return redisstore.QueueOp{}, voluntree.Errorf(voluntree.ECONFLICT, "post %s is a draft already: nothing to cancel", p.ID)
+			return voluntree.QueueOp{}, voluntree.Errorf(voluntree.ECONFLICT, "post %s is a draft already: nothing to cancel", p.ID)
 		case voluntree.PostPublishing:
-			return redisstore.QueueOp{}, voluntree.Errorf(voluntree.ECONFLICT, "post %s is being published to the page: it can no longer be canceled", p.ID)
+			return voluntree.QueueOp{}, voluntree.Errorf(voluntree.ECONFLICT, "post %s is being published to the page: it can no longer be canceled", p.ID)
 		case voluntree.PostPublished:
-			return redisstore.QueueOp{}, voluntree.Errorf(voluntree.ECONFLICT, "post %s is published on Facebook (%s): remove it on the page", p.ID, p.FacebookPostID)
+			return voluntree.QueueOp{}, voluntree.Errorf(voluntree.ECONFLICT, "post %s is published on Facebook (%s): remove it on the page", p.ID, p.FacebookPostID)
 		case voluntree.PostFailed:
-			return redisstore.QueueOp{}, voluntree.Errorf(voluntree.ECONFLICT, "post %s failed and is not queued: retry it or leave it", p.ID)
+			return voluntree.QueueOp{}, voluntree.Errorf(voluntree.ECONFLICT, "post %s failed and is not queued: retry it or leave it", p.ID)
 		}
-		return redisstore.QueueOp{}, voluntree.Errorf(voluntree.ECONFLICT, "post %s is %s: only a scheduled post can be canceled", p.ID, p.Status)
+		return voluntree.QueueOp{}, voluntree.Errorf(voluntree.ECONFLICT, "post %s is %s: only a scheduled post can be canceled", p.ID, p.Status)
 	})
 }
 
@@ -277,16 +276,16 @@ func (s *Server) retryPost(c *fiber.Ctx) error {
 	if err := decodeOptionalJSON(c.Body(), &struct{}{}); err != nil {
 		return err
 	}
-	return s.changePost(c, "retried", func(p *voluntree.Post) (redisstore.QueueOp, error) {
+	return s.changePost(c, "retried", func(p *voluntree.Post) (voluntree.QueueOp, error) {
 		if p.Status != voluntree.PostFailed {
-			return redisstore.QueueOp{}, voluntree.Errorf(voluntree.ECONFLICT, "post %s is %s: only a failed post can be retried", p.ID, p.Status)
+			return voluntree.QueueOp{}, voluntree.Errorf(voluntree.ECONFLICT, "post %s is %s: only a failed post can be retried", p.ID, p.Status)
 		}
 		if _, err := s.activeSignup(c, p.SignupID); err != nil {
-			return redisstore.QueueOp{}, err
+			return voluntree.QueueOp{}, err
 		}
 		now := s.now()
 		p.Status, p.PublishAt = voluntree.PostScheduled, &now
 		p.Error, p.ErrorCode, p.Attempts, p.Unconfirmed = "", 0, 0, false
-		return redisstore.QueueOp{Add: true, At: now}, nil
+		return voluntree.QueueOp{Add: true, At: now}, nil
 	})
 }

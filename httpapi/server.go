@@ -22,7 +22,6 @@ import (
 	"github.com/voluntree/voluntree"
 	"github.com/voluntree/voluntree/actors"
 	"github.com/voluntree/voluntree/metrics"
-	"github.com/voluntree/voluntree/redisstore"
 )
 
 //go:embed static
@@ -51,6 +50,13 @@ const (
 type HealthCheck struct {
 	Name  string
 	Check func(ctx context.Context) error
+}
+
+// Store is what the API needs of the store: the admin records, accounts and web chat
+// (voluntree.AdminStore), and the node's one subscription to the web chat channels.
+type Store interface {
+	voluntree.AdminStore
+	chatFeed
 }
 
 // Config wires the API to the rest of the node.
@@ -97,7 +103,7 @@ type Config struct {
 
 	// Admin data: organizations, pages, signups, posts. nil: the admin API (/api/v1/me,
 	// signups, posts, pages, interests, stats) is not registered.
-	Store *redisstore.Store
+	Store Store
 	// SlotChanges turns a signup's update into the effect batches that tell its booked
 	// volunteers (cluster.SlotChangeEffects); nil: nobody is told.
 	SlotChanges func(old, updated *voluntree.Signup) ([][]byte, error)

@@ -11,7 +11,7 @@ import (
 	"github.com/voluntree/voluntree/redisstore"
 )
 
-// Signing in. A browser holds a server-side session (redisstore.Session) through an opaque
+// Signing in. A browser holds a server-side session (voluntree.Session) through an opaque
 // cookie: HttpOnly, SameSite=Lax, Secure when the public URL is https; it ends after
 // SessionIdle without use, after SessionMax in all, at logout, and when its member is removed.
 

@@ -74,5 +74,5 @@ func (s *Server) facebookSignInCallback(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return s.finishSignIn(ctx, c, redisstore.Session{UserID: user.ID, Via: redisstore.ProviderFacebook}, st.Invitation)
+	return s.finishSignIn(ctx, c, voluntree.Session{UserID: user.ID, Via: redisstore.ProviderFacebook}, st.Invitation)
 }

@@ -75,7 +75,7 @@ func (s *Server) startOAuth(c *fiber.Ctx, provider string, dialog func(state str
 	if err != nil {
 		return err
 	}
-	state, err := s.cfg.Store.CreateOAuthState(c.UserContext(), redisstore.OAuthState{
+	state, err := s.cfg.Store.CreateOAuthState(c.UserContext(), voluntree.OAuthState{
 		Provider: provider, Browser: hashNonce(nonce), Invitation: inv}, SignInStateTTL)
 	if err != nil {
 		return err
@@ -87,7 +87,7 @@ func (s *Server) startOAuth(c *fiber.Ctx, provider string, dialog func(state str
 
 // checkOAuth spends a callback's state and checks it was started by this browser, for
 // provider, and that the person did not cancel; msg says why not.
-func (s *Server) checkOAuth(ctx context.Context, c *fiber.Ctx, provider, name string) (st redisstore.OAuthState, msg string, err error) {
+func (s *Server) checkOAuth(ctx context.Context, c *fiber.Ctx, provider, name string) (st voluntree.OAuthState, msg string, err error) {
 	nonce := c.Cookies(signinCookie)
 	c.Cookie(s.signinCookie("", -1))
 	st, err = s.cfg.Store.UseOAuthState(ctx, c.Query("state"))
@@ -146,7 +146,7 @@ func (s *Server) githubCallback(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return s.finishSignIn(ctx, c, redisstore.Session{UserID: user.ID, Via: redisstore.ProviderGitHub,
+	return s.finishSignIn(ctx, c, voluntree.Session{UserID: user.ID, Via: redisstore.ProviderGitHub,
 		GitHubToken: token, CheckedAt: s.now()}, st.Invitation)
 }
 
@@ -154,7 +154,7 @@ func (s *Server) githubCallback(c *fiber.Ctx) error {
 // has the user, the provider and, for GitHub, the token). With an invitation it is the
 // invitation's organization, whose gate is checked before the invitation is accepted;
 // otherwise the first of the person's organizations whose gate lets them in.
-func (s *Server) finishSignIn(ctx context.Context, c *fiber.Ctx, sess redisstore.Session, invitation string) error {
+func (s *Server) finishSignIn(ctx context.Context, c *fiber.Ctx, sess voluntree.Session, invitation string) error {
 	var candidates []string
 	if invitation != "" {
 		inv, err := s.cfg.Store.Invitation(ctx, invitation)
@@ -209,7 +209,7 @@ func (s *Server) finishSignIn(ctx context.Context, c *fiber.Ctx, sess redisstore
 }
 
 // gateAtSignIn checks orgID's GitHub gate for a sign-in: "" lets it in, else why not.
-func (s *Server) gateAtSignIn(ctx context.Context, sess redisstore.Session, orgID string) (string, error) {
+func (s *Server) gateAtSignIn(ctx context.Context, sess voluntree.Session, orgID string) (string, error) {
 	org, err := s.cfg.Store.Org(ctx, orgID)
 	if err != nil {
 		return "", err
@@ -240,7 +240,7 @@ func (s *Server) githubUser(ctx context.Context, gu github.User) (voluntree.User
 
 // recheckGate checks a GitHub session's membership of its organization's GitHub gate again
 // once GateRecheck has passed; false: the session must end.
-func (s *Server) recheckGate(ctx context.Context, sess redisstore.Session) (bool, error) {
+func (s *Server) recheckGate(ctx context.Context, sess voluntree.Session) (bool, error) {
 	org, err := s.cfg.Store.Org(ctx, sess.OrgID)
 	if err != nil {
 		return false, err

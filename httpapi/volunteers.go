@@ -13,7 +13,6 @@ import (
 
 	"github.com/voluntree/voluntree"
 	"github.com/voluntree/voluntree/cluster/grainpb"
-	"github.com/voluntree/voluntree/redisstore"
 )
 
 // A signup's volunteers: the people who entered its conversation flow (Messenger or web chat),
@@ -21,7 +20,7 @@ import (
 
 // volunteerOf is the view of one person of a signup (the one the live feed's volunteer
 // events carry).
-func volunteerOf(p redisstore.SignupPerson) voluntree.Volunteer {
+func volunteerOf(p voluntree.SignupPerson) voluntree.Volunteer {
 	v := voluntree.Volunteer{ConversationID: p.ConversationID, JoinedAt: p.JoinedAt}
 	st := &grainpb.ConversationState{}
 	if p.State != nil && proto.Unmarshal(p.State, st) == nil {

@@ -13,20 +13,16 @@ import (
 
 	"github.com/voluntree/voluntree"
 	"github.com/voluntree/voluntree/facebook"
-	"github.com/voluntree/voluntree/redisstore"
 )
 
 // MaxWebhookBody is the largest webhook call accepted (Facebook batches stay far below).
 const MaxWebhookBody = 1 << 20
 
-// Ingester appends accepted messages to the ingest stream (redisstore.Store implements it):
-// one outcome per message — its entry id, "" for a message accepted before (a redelivery),
-// or an error of its own — and an error only when the stream cannot be written. It keeps the
-// events refused for their own content in the rejected-events stream.
-type Ingester interface {
-	Enqueue(ctx context.Context, msgs []voluntree.Message) ([]redisstore.Enqueued, error)
-	Reject(ctx context.Context, rs []redisstore.Rejection) error
-}
+// Ingester appends accepted messages to the ingest stream (voluntree.Ingester; redisstore.Store
+// implements it): one outcome per message — its entry id, "" for a message accepted before (a
+// redelivery), or an error of its own — and an error only when the stream cannot be written.
+// It keeps the events refused for their own content in the rejected-events stream.
+type Ingester = voluntree.Ingester
 
 // webhookVerify answers Facebook's subscription handshake: GET with hub.mode=subscribe, the
 // verify token we configured, and a challenge to echo.
@@ -91,9 +87,9 @@ func (s *Server) webhookReceive(c *fiber.Ctx) error {
 	if err := s.recordEchoes(c.UserContext(), body); err != nil {
 		return err
 	}
-	rs := make([]redisstore.Rejection, 0, len(rejected))
+	rs := make([]voluntree.Rejection, 0, len(rejected))
 	for _, r := range rejected { // left out, so that the call's other events are not lost
-		rs = append(rs, redisstore.Rejection{Reason: r.Reason, Error: voluntree.ErrorMessage(r.Err),
+		rs = append(rs, voluntree.Rejection{Reason: r.Reason, Error: voluntree.ErrorMessage(r.Err),
 			Source: voluntree.SourceWebhook, Raw: string(r.Raw), At: received})
 	}
 	res, err := s.accept(c.UserContext(), msgs, rs)
@@ -134,7 +130,7 @@ func (s *Server) recordEchoes(ctx context.Context, body []byte) error {
 // rejected-events stream: the one way in for the webhook and the demo channel alike. Its
 // error is for our side failing (503); a message refused for its own content is counted in
 // the response, never an error of the call.
-func (s *Server) accept(ctx context.Context, msgs []voluntree.Message, rejected []redisstore.Rejection) (webhookResponse, error) {
+func (s *Server) accept(ctx context.Context, msgs []voluntree.Message, rejected []voluntree.Rejection) (webhookResponse, error) {
 	if s.cfg.Ingest == nil {
 		return webhookResponse{}, voluntree.Errorf(voluntree.EUNAVAILABLE, "ingest is not available on this node")
 	}
@@ -158,7 +154,7 @@ func (s *Server) accept(ctx context.Context, msgs []voluntree.Message, rejected 
 			m := msgs[i]
 			m.CreatedAt, m.ReceivedAt = time.Time{}, time.Time{}
 			b, _ := json.Marshal(m)
-			rejected = append(rejected, redisstore.Rejection{Reason: "unencodable_event", Error: voluntree.ErrorMessage(r.Err),
+			rejected = append(rejected, voluntree.Rejection{Reason: "unencodable_event", Error: voluntree.ErrorMessage(r.Err),
 				Source: msgs[i].Source, Raw: string(b)})
 		case r.ID == "":
 			out.Duplicates++

@@ -3,7 +3,6 @@ package redisstore
 import (
 	"cmp"
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -280,27 +279,6 @@ func (s *Store) UserOrgs(ctx context.Context, userID string) ([]string, error) {
 
 // ---- Sessions ----
 
-// Session is a signed-in browser's server-side session. Its cookie carries a random token;
-// only the token's SHA-256 (ID) is stored.
-type Session struct {
-	ID        string    `json:"-"`
-	UserID    string    `json:"user_id"`
-	OrgID     string    `json:"org_id"` // the organization it acts for
-	CSRF      string    `json:"-"`      // what cookie-authenticated changes send as X-CSRF-Token
-	Via       string    `json:"via"`    // github, facebook or link
-	CreatedAt time.Time `json:"created_at"`
-	ExpiresAt time.Time `json:"expires_at"` // absolute: signed out then, however active
-	// GitHubToken is the access token of a GitHub sign-in, kept to re-check the
-	// organization's GitHub gate; CheckedAt is when it was last checked.
-	GitHubToken string    `json:"-"`
-	CheckedAt   time.Time `json:"-"`
-}
-
-// CheckCSRF reports whether token is the session's CSRF token (in constant time).
-func (s Session) CheckCSRF(token string) bool {
-	return token != "" && subtle.ConstantTimeCompare([]byte(token), []byte(s.CSRF)) == 1
-}
-
 // CreateSession starts a session for user acting for org, valid for idle without use and
 // absolute in all, and returns its cookie token: the only time it is seen.
 func (s *Store) CreateSession(ctx context.Context, userID, orgID, via string, idle, absolute time.Duration) (string, Session, error) {
@@ -476,12 +454,6 @@ func (s *Store) revokeSessions(ctx context.Context, userID, orgID string) error 
 
 // ---- One-time sign-in links ----
 
-// LoginLink is what a one-time sign-in link signs in as.
-type LoginLink struct {
-	UserID string `json:"user_id"`
-	OrgID  string `json:"org_id"`
-}
-
 // CreateLoginLink issues a token that signs user in, acting for org, once within ttl.
 func (s *Store) CreateLoginLink(ctx context.Context, l LoginLink, ttl time.Duration) (string, error) {
 	return s.createSingleUse(ctx, LoginLinkPrefix, s.keys.LoginLink, l, ttl, "sign-in link")
@@ -506,16 +478,6 @@ func (s *Store) UseLoginLink(ctx context.Context, token string) (LoginLink, erro
 }
 
 // ---- OAuth state ----
-
-// OAuthState is a sign-in in progress at a provider: Browser is the SHA-256 of a random
-// value in a cookie of the browser that started it, so that the callback is accepted only in
-// that browser; Invitation carries an invitation token through the sign-in.
-type OAuthState struct {
-	Provider   string `json:"provider"`
-	Browser    string `json:"browser"`
-	ReturnTo   string `json:"return_to,omitempty"`
-	Invitation string `json:"invitation,omitempty"`
-}
 
 // CreateOAuthState stores a sign-in in progress and returns its state parameter.
 func (s *Store) CreateOAuthState(ctx context.Context, st OAuthState, ttl time.Duration) (string, error) {

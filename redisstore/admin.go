@@ -25,12 +25,6 @@ import (
 // maxTxRetries bounds the optimistic transaction retries of one change.
 const maxTxRetries = 20
 
-// Page of a list.
-type Page[T any] struct {
-	Items []T `json:"items"`
-	Total int `json:"total"`
-}
-
 func getJSON[T any](ctx context.Context, c redis.Cmdable, key, what, id string) (T, error) {
 	var v T
 	b, err := c.Get(ctx, key).Bytes()
@@ -175,24 +169,6 @@ func (s *Store) watch(ctx context.Context, fn func(*redis.Tx) error, keys ...str
 
 // ---- Admin API tokens ----
 
-// AdminToken is the stored record of an admin API token (the token itself is never stored:
-// its SHA-256 is the key).
-type AdminToken struct {
-	ID        string         `json:"id"` // the first characters of the token's SHA-256: names it in lists
-	OrgID     string         `json:"org_id"`
-	Label     string         `json:"label,omitempty"`
-	Hint      string         `json:"hint"`                 // the token's first characters, to tell tokens apart
-	Role      voluntree.Role `json:"role"`                 // what it may do; tokens from before roles act as owners
-	CreatedBy string         `json:"created_by,omitempty"` // user id; "" from the CLI
-	CreatedAt time.Time      `json:"created_at"`
-	ExpiresAt time.Time      `json:"expires_at,omitzero"` // zero: never
-}
-
-// Expired reports whether the token has expired at now.
-func (t AdminToken) Expired(now time.Time) bool {
-	return !t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt)
-}
-
 // TokenPrefix starts every admin API token.
 const TokenPrefix = "vt_"
 
@@ -203,14 +179,6 @@ const tokenIDLen = 12
 func HashToken(token string) string {
 	sum := sha256.Sum256([]byte(token))
 	return hex.EncodeToString(sum[:])
-}
-
-// TokenOptions describe a new admin API token.
-type TokenOptions struct {
-	Label     string
-	Role      voluntree.Role // default owner
-	TTL       time.Duration  // 0: never expires
-	CreatedBy string
 }
 
 // CreateAdminToken makes a new token for an existing organization and returns it: this is the
@@ -699,13 +667,6 @@ func (s *Store) SignupPostIDs(ctx context.Context, signupID string) ([]string, e
 		return nil, fmt.Errorf("redisstore: signup posts: %w", err)
 	}
 	return ids, nil
-}
-
-// QueueOp says what a post change does to the publish queue.
-type QueueOp struct {
-	Add    bool      // (re)queue at At
-	At     time.Time // due time when Add
-	Remove bool      // leave the queue
 }
 
 // UpdatePost changes a post with fn under an optimistic transaction on the post, and applies

@@ -23,32 +23,6 @@ import (
 // the first people waiting are offered one (a hold of HoldFor). Who got an offer is returned,
 // for the caller to tell them.
 
-// BookingRecord is what the signup's bookings hash keeps of a person's booking.
-type BookingRecord struct {
-	SlotID   string    `json:"slot_id"`
-	Name     string    `json:"name,omitempty"`
-	Channel  string    `json:"channel,omitempty"` // messenger, webchat
-	PostKey  string    `json:"post_key,omitempty"`
-	Interest string    `json:"interest_id,omitempty"`
-	At       time.Time `json:"at"`
-}
-
-// BookingStatus is the outcome of Book.
-type BookingStatus string
-
-// Outcomes of Book.
-const (
-	Booked     BookingStatus = "booked"
-	Waitlisted BookingStatus = "waitlisted"
-)
-
-// BookResult is what Book did.
-type BookResult struct {
-	Status   BookingStatus
-	Position int      // on the waitlist, from 1
-	Offered  []string // people offered a freed place by the sweep (see Booking above)
-}
-
 // DefaultHoldFor is how long a place offered from the waitlist is kept for that person.
 const DefaultHoldFor = 2 * time.Hour
 
@@ -185,11 +159,6 @@ func strs(vals []any) []string {
 		}
 	}
 	return out
-}
-
-// SlotCounts is a slot's booked, held and waiting people.
-type SlotCounts struct {
-	Booked, Held, Waiting int
 }
 
 // SlotBookingCounts reads the counts of every slot of a signup.

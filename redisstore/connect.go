@@ -19,12 +19,6 @@ import (
 // past the code's validity, for the hourly send limit.
 const EmailChallengeRetention = 2 * time.Hour
 
-// EmailVerification is an organization with its pending email verification.
-type EmailVerification struct {
-	Org       voluntree.Organization
-	Challenge *voluntree.EmailChallenge // nil: none pending
-}
-
 // UpdateEmailVerification runs fn on an organization and its pending verification in one
 // optimistic transaction (retried when either changes under it, so two concurrent guesses
 // count as two attempts). When fn returns commit, the organization and the challenge as fn
@@ -73,15 +67,6 @@ func (s *Store) UpdateEmailVerification(ctx context.Context, orgID string, fn fu
 // EmailVerification returns an organization with its pending verification.
 func (s *Store) EmailVerification(ctx context.Context, orgID string) (EmailVerification, error) {
 	return s.UpdateEmailVerification(ctx, orgID, func(*EmailVerification) (bool, error) { return false, nil })
-}
-
-// LoginState is a started Facebook Login, waiting for its callback.
-type LoginState struct {
-	OrgID       string    `json:"org_id"`
-	NonceHash   string    `json:"nonce_hash"`   // SHA-256 of the cookie set in the browser that started it
-	RedirectURI string    `json:"redirect_uri"` // given to the dialog; the code exchange repeats it
-	CreatedAt   time.Time `json:"created_at"`
-	ExpiresAt   time.Time `json:"expires_at"`
 }
 
 // SaveLoginState stores a new login state for ttl; ECONFLICT if the state exists.

@@ -49,14 +49,6 @@ func (s *Store) SaveConversation(ctx context.Context, conversationID string, sta
 	return nil
 }
 
-// SignupPerson is one person of a signup's conversation flow: their conversation's state
-// (protobuf, nil when gone) and when they joined.
-type SignupPerson struct {
-	ConversationID string
-	JoinedAt       time.Time
-	State          []byte
-}
-
 // SignupPeople returns a page of a signup's people, oldest first, with their states (one
 // round trip for the page) and how many there are.
 func (s *Store) SignupPeople(ctx context.Context, signupID string, offset, limit int) ([]SignupPerson, int, error) {

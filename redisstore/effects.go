@@ -21,10 +21,6 @@ import (
 // entry after a few minutes of attempts) and than Messenger's echo delay.
 const effectMarkTTL = 7 * 24 * time.Hour
 
-// ErrStaleConversation refuses a conversation save whose version is not the stored one:
-// another activation of the grain (a topology change) wrote the state since this one read it.
-var ErrStaleConversation = errors.New("redisstore: the conversation was written by another activation since it was read")
-
 // saveConversationScript writes a conversation's state if its version is the one the writer
 // read, appends its effects batch to its partition's outbox, and moves it between stages in
 // the partition's count, in one script (atomic, one round trip). Every key is in the
@@ -208,14 +204,6 @@ func (s *Store) ClearAttempt(ctx context.Context, effectID string) error {
 		return fmt.Errorf("redisstore: clear attempt: %w", err)
 	}
 	return nil
-}
-
-// Delivery is what the effects worker learned about reaching a person (hash fields).
-type Delivery struct {
-	Error   string    `json:"error,omitempty"`   // the last failure that stops messages (outside_window, unavailable)
-	Code    int       `json:"code,omitempty"`    // its Graph error code
-	At      time.Time `json:"at,omitzero"`       // when
-	Dropped int64     `json:"dropped,omitempty"` // automated messages dropped outside the 24-hour window
 }
 
 // MarkUndeliverable records why a conversation's person could not be reached.

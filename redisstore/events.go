@@ -27,14 +27,6 @@ func DecodeEvent(payload string) (voluntree.Event, error) {
 	return ev, nil
 }
 
-// Replay is a page of an events replay log read after some id.
-type Replay struct {
-	Events []voluntree.Event
-	// Gap is true when events after the requested id were trimmed from the capped log
-	// before they could be read: the reader missed some and should reload.
-	Gap bool
-}
-
 // EventsAfter returns up to count of org's events with ids greater than after, oldest first.
 // after "" reads from the beginning of the log.
 func (s *Store) EventsAfter(ctx context.Context, org, after string, count int64) (Replay, error) {
@@ -160,14 +152,6 @@ func (s *Store) EventIDBeforeLastMatching(ctx context.Context, org string, n int
 			return "", nil // the whole log
 		}
 	}
-}
-
-// EventHeader is what routing an event needs: its id, type, post and (message events) intent.
-type EventHeader struct {
-	ID     string              `json:"id"`
-	Type   voluntree.EventType `json:"type"`
-	PostID string              `json:"post_id"`
-	Intent voluntree.Intent    `json:"intent"`
 }
 
 // DecodeEventHeader reads only the header of a published event: the hub forwards the payload

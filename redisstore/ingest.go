@@ -34,12 +34,6 @@ end
 return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'm', ARGV[3])
 `)
 
-// Enqueued is the outcome of one message of Enqueue.
-type Enqueued struct {
-	ID  string // the stream entry id; "" for a duplicate or a refused message
-	Err error  // EINVALID: this message cannot be stored for its own content (refused alone)
-}
-
 // Enqueue appends msgs to the ingest stream in one round trip, skipping ids accepted before
 // (within the dedupe TTL). It returns each message's outcome; its error is for the store
 // failing (Redis down), never for one message. When it returns no error, every message with

@@ -78,22 +78,6 @@ end
 return out
 `)
 
-// Outcome says what recording a classified message did.
-type Outcome int
-
-// Outcomes of Record.
-const (
-	Duplicate   Outcome = iota // recorded before: nothing changed
-	Counted                    // a new message of another intent, or of no organization: counted
-	NewInterest                // a new interest: stored, indexed, event published
-)
-
-// Recorded is the outcome of one message of Record.
-type Recorded struct {
-	Outcome Outcome
-	EventID string // NewInterest, and Counted when a message event was published
-}
-
 // PageInbox is the post key of interests that came through Messenger from someone whose
 // conversation never named a post: they are kept per page.
 func PageInbox(pageID string) string { return "page:" + pageID }

@@ -33,20 +33,6 @@ const MaxModelSize = 64 << 20
 // ErrModelChecksum: a version's stored file does not match its SHA-256 (damaged).
 var ErrModelChecksum = errors.New("redisstore: model file damaged")
 
-// ModelVersion describes one pushed version.
-type ModelVersion struct {
-	Tag     string          `json:"tag"`
-	SHA256  string          `json:"sha256"`
-	Size    int64           `json:"size"`
-	Kind    string          `json:"kind"` // native or torchscript
-	Note    string          `json:"note,omitempty"`
-	Created time.Time       `json:"created"`
-	Scores  json.RawMessage `json:"scores,omitempty"` // the validation report (ml.Report)
-	// Expires is when an unpromoted version is deleted (zero: kept, once promoted).
-	Expires  time.Time `json:"expires,omitzero"`
-	Promoted bool      `json:"promoted"`
-}
-
 var modelTagRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
 // ValidModelTag reports whether tag can name a version: letters, digits, ._- (at most 64).
@@ -310,15 +296,6 @@ func (s *Store) ModelVersions(ctx context.Context) ([]ModelVersion, error) {
 		out = append(out, v)
 	}
 	return out, nil
-}
-
-// ModelNode is the version one node serves, as it last reported.
-type ModelNode struct {
-	Node    string    `json:"node"`
-	Version string    `json:"version"` // a tag, or "file" before any promotion
-	SHA256  string    `json:"sha256,omitempty"`
-	Since   time.Time `json:"since"` // when it started serving it
-	Seen    time.Time `json:"seen"`  // its last report
 }
 
 // ModelNodeTTL is how long a node that stopped reporting is still listed.

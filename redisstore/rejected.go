@@ -19,17 +19,6 @@ const (
 	MaxRejectedRaw = 16 << 10
 )
 
-// Rejection is one refused event.
-type Rejection struct {
-	ID     string    `json:"id,omitempty"` // the stream entry id (set when read back)
-	Reason string    `json:"reason"`       // malformed_event, invalid_event, unencodable_event
-	Error  string    `json:"error"`
-	Source string    `json:"source"` // webhook, poll, demo
-	Raw    string    `json:"raw"`    // the event's JSON as received, cut at MaxRejectedRaw bytes
-	Cut    bool      `json:"truncated,omitempty"`
-	At     time.Time `json:"at"`
-}
-
 // Reject appends refused events to the rejected-events stream in one round trip.
 func (s *Store) Reject(ctx context.Context, rs []Rejection) error {
 	if len(rs) == 0 {

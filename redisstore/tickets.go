@@ -26,12 +26,6 @@ const (
 	ticketLen    = len(TicketPrefix) + 43 // 32 random bytes, base64url without padding
 )
 
-// WSTicket is what a ticket opens.
-type WSTicket struct {
-	OrgID     string    `json:"org_id"`
-	ExpiresAt time.Time `json:"expires_at"`
-}
-
 // CreateWSTicket issues a ticket for org's live feed, valid for ttl (at most MaxTicketTTL).
 func (s *Store) CreateWSTicket(ctx context.Context, org string, ttl time.Duration) (string, WSTicket, error) {
 	if org == "" {
