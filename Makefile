@@ -21,6 +21,11 @@ APT_TEST := $(APT_RUN) prometheus chromium
 APT_TESTDATA := python3-torch
 
 export CGO_ENABLED := 1
+# The pipeline's end-to-end tests that `make test` also runs on a Redis Cluster and on Sentinel
+# (the whole cmd/voluntree suite runs on one server): webhook to live feed, a killed node, the
+# publisher across a restart, webhook and poller together, web chat and Messenger to a booking
+# (the admin's walk in the browser).
+DEPLOYMENT_E2E := ^(TestWebhookToWebSocket|TestKilledNodeLosesNothing|TestScheduledPostPublishedOnceAcrossRestart|TestWebhookAndPollingTakeEffectOnce|TestWebChatToBookedSlot|TestAdminWalksTheDashboardInABrowser)$$
 GOTEST_FLAGS ?= -count=1 -timeout 15m
 
 .PHONY: run test build deps deps-test gotch gotch-discover train testdata proto bench loadgen loadgen-ab loadgen-cluster loadgen-conversations fuzz clean help docker-context docker-image compose-up compose-down compose-test compose-bench model-swap-bench
@@ -41,6 +46,11 @@ test: deps-test gotch
 	@echo "== go vet"; $(GO) vet ./...
 	@echo "== go test"; $(GO) test $(GOTEST_FLAGS) ./...
 	@echo "== go test -race (concurrent packages)"; $(GO) test -race $(GOTEST_FLAGS) ./actors ./cluster ./redisstore ./facebook ./httpapi ./mail ./internal/...
+	@for d in cluster sentinel; do \
+	  echo "== the store's suite and the pipeline's end-to-end suite on Redis $$d"; \
+	  VOLUNTREE_TEST_REDIS=$$d $(GO) test $(GOTEST_FLAGS) ./redisstore && \
+	  VOLUNTREE_TEST_REDIS=$$d $(GO) test $(GOTEST_FLAGS) -run '$(DEPLOYMENT_E2E)' ./cmd/voluntree || exit 1; \
+	done
 	@$(MAKE) --no-print-directory compose-test
 
 # Installs the listed Debian packages that are not installed yet (apt-get update only then).

@@ -13,13 +13,14 @@ import (
 	"github.com/voluntree/voluntree/redisstore"
 )
 
-// redisSrv is this package's private redis-server.
-var redisSrv *redistest.Server
+// redisSrv is this package's private Redis: one server, or the Redis Cluster or Sentinel
+// deployment $VOLUNTREE_TEST_REDIS names (`make test` runs the suite on each).
+var redisSrv *redistest.Deployment
 
-func TestMain(m *testing.M) { redistest.Main(m, &redisSrv) }
+func TestMain(m *testing.M) { redistest.MainDeployment(m, &redisSrv) }
 
 // newStore returns a Store isolated under the test's own key prefix, and its client.
-func newStore(t *testing.T, cfg redisstore.Config) (*redisstore.Store, *redis.Client) {
+func newStore(t *testing.T, cfg redisstore.Config) (*redisstore.Store, redis.UniversalClient) {
 	t.Helper()
 	rdb, prefix := redisSrv.Client(t)
 	cfg.Prefix = strings.TrimSuffix(prefix, ":")

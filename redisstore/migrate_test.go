@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,10 +38,58 @@ func TestCheckLayoutStampsAnEmptyRedis(t *testing.T) {
 	}
 }
 
+// moveTo renames a key, on any deployment (RENAME is refused across Redis Cluster slots).
+func moveTo(t *testing.T, ctx context.Context, rdb redis.UniversalClient, from, to string) {
+	t.Helper()
+	dump, err := rdb.Dump(ctx, from).Result()
+	if err == nil {
+		err = rdb.Restore(ctx, to, 0, dump).Err()
+	}
+	if err == nil {
+		err = rdb.Del(ctx, from).Err()
+	}
+	if err != nil {
+		t.Fatalf("move %s to %s: %v", from, to, err)
+	}
+}
+
+// existing counts the keys that exist (one at a time: they are in several slots).
+func existing(ctx context.Context, rdb redis.UniversalClient, keys ...string) int {
+	n := 0
+	for _, k := range keys {
+		n += int(rdb.Exists(ctx, k).Val())
+	}
+	return n
+}
+
+// keysMatching returns the keys matching pattern, on every master of a cluster.
+func keysMatching(t *testing.T, ctx context.Context, rdb redis.UniversalClient, pattern string) []string {
+	t.Helper()
+	var mu sync.Mutex
+	var out []string
+	scan := func(ctx context.Context, c *redis.Client) error {
+		ks, err := c.Keys(ctx, pattern).Result()
+		mu.Lock()
+		out = append(out, ks...)
+		mu.Unlock()
+		return err
+	}
+	var err error
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, scan)
+	} else {
+		err = scan(ctx, rdb.(*redis.Client))
+	}
+	if err != nil {
+		t.Fatalf("keys %s: %v", pattern, err)
+	}
+	return out
+}
+
 // oldLayout writes what a layout-1 Voluntree left: an organization with a page, a post's
 // recorded messages under {post:P}, a page inbox, a post of a page of no organization, and the
 // organization's interest and volunteer indexes under org:O.
-func oldLayout(t *testing.T, ctx context.Context, st *redisstore.Store, rdb *redis.Client) (pre string) {
+func oldLayout(t *testing.T, ctx context.Context, st *redisstore.Store, rdb redis.UniversalClient) (pre string) {
 	t.Helper()
 	if err := st.CreateOrg(ctx, voluntree.Organization{ID: "acme", Name: "Acme"}); err != nil {
 		t.Fatal(err)
@@ -49,9 +98,7 @@ func oldLayout(t *testing.T, ctx context.Context, st *redisstore.Store, rdb *red
 		t.Fatal(err)
 	}
 	pre = st.Keys().Prefix() + ":"
-	if err := rdb.Rename(ctx, st.Keys().Org("acme"), pre+"org:acme").Err(); err != nil { // layout 1's name
-		t.Fatal(err)
-	}
+	moveTo(t, ctx, rdb, st.Keys().Org("acme"), pre+"org:acme") // layout 1's name
 	p := rdb.Pipeline()
 	p.Set(ctx, pre+"org:acme:emailcode", `{"email":"team@acme.example","code_hash":"h","attempts":1}`, time.Hour)
 	p.Set(ctx, pre+"signup:su_1", `{"id":"su_1","org_id":"acme","title":"Beach cleanup"}`, 0)
@@ -104,10 +151,10 @@ func TestMigrateFromLayout1(t *testing.T) {
 	if err := st.CheckLayout(ctx); err != nil {
 		t.Fatalf("CheckLayout after Migrate: %v", err)
 	}
-	if left := rdb.Keys(ctx, pre+"{post:*").Val(); len(left) != 0 {
+	if left := keysMatching(t, ctx, rdb, pre+"{post:*"); len(left) != 0 {
 		t.Fatalf("old keys left: %q", left)
 	}
-	if n := rdb.Exists(ctx, pre+"org:acme:interests", pre+"org:acme:volunteers").Val(); n != 0 {
+	if n := existing(ctx, rdb, pre+"org:acme:interests", pre+"org:acme:volunteers"); n != 0 {
 		t.Fatalf("%d old organization indexes left", n)
 	}
 	// The data reads back through the store, in the organization's slot.
@@ -168,10 +215,10 @@ func TestMigrateFromLayout1(t *testing.T) {
 	if ids, err := st.SignupPostIDs(ctx, "su_1"); err != nil || len(ids) != 1 || ids[0] != "po_1" {
 		t.Fatalf("signup posts after Migrate = %q, %v", ids, err)
 	}
-	if n := rdb.Exists(ctx, pre+"org:acme", pre+"org:acme:emailcode", pre+"signup:su_1", pre+"signup:su_1:posts").Val(); n != 0 {
+	if n := existing(ctx, rdb, pre+"org:acme", pre+"org:acme:emailcode", pre+"signup:su_1", pre+"signup:su_1:posts"); n != 0 {
 		t.Fatalf("%d old organization or signup keys left", n)
 	}
-	if n := rdb.Exists(ctx, pre+"org:acme:pages").Val(); n != 1 {
+	if n := existing(ctx, rdb, pre+"org:acme:pages"); n != 1 {
 		t.Fatal("the organization's page index (unchanged name) was moved")
 	}
 

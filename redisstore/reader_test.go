@@ -45,8 +45,12 @@ func TestReportsReadFromReplicas(t *testing.T) {
 // the master has it; on a master with a replica it succeeds.
 func TestEnqueueWaitsForReplicas(t *testing.T) {
 	ctx := testCtx(t)
-	// The package's server has no replica.
-	st, rdb := newStore(t, redisstore.Config{WaitReplicas: 1, WaitTimeout: 20 * time.Millisecond})
+	// One more replica than the package's deployment has (a standalone server has none).
+	want := 1
+	if redisSrv.Mode != "standalone" {
+		want = 2
+	}
+	st, rdb := newStore(t, redisstore.Config{WaitReplicas: want, WaitTimeout: 20 * time.Millisecond})
 	_, err := st.Enqueue(ctx, []voluntree.Message{comment("w1")})
 	if !errors.Is(err, redisstore.ErrNotReplicated) {
 		t.Fatalf("Enqueue without a replica = %v, want ErrNotReplicated", err)

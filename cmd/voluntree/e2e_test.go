@@ -22,7 +22,9 @@ import (
 )
 
 var (
-	redisSrv *redistest.Server
+	// redisSrv is the package's Redis: one server, or the Redis Cluster or Sentinel deployment
+	// $VOLUNTREE_TEST_REDIS names (`make test` runs the pipeline's suite on each).
+	redisSrv *redistest.Deployment
 	binary   string // bin/voluntree built for these tests
 	loadgen  string // bin/loadgen (cmd/loadgen), next to it
 )
@@ -43,7 +45,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "build loadgen: %v\n%s", err, out)
 		os.Exit(1)
 	}
-	redisSrv = redistest.Start()
+	redisSrv = redistest.StartDeployment()
 	code := m.Run()
 	redisSrv.Stop()
 	os.RemoveAll(dir)

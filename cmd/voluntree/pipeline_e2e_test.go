@@ -25,7 +25,7 @@ const e2eSecret = "e2e-app-secret"
 
 // pipelineNode starts serve on the package's Redis with its own key prefix and a webhook
 // secret, and returns it with a client for checking what landed in Redis.
-func pipelineNode(t testing.TB, prefix string, extra ...string) (*node, *redis.Client, redisstore.Keys) {
+func pipelineNode(t testing.TB, prefix string, extra ...string) (*node, redis.UniversalClient, redisstore.Keys) {
 	t.Helper()
 	rdb, _ := redisSrv.Client(t)
 	env := append([]string{"VOLUNTREE_REDIS_URL=" + redisSrv.URL(t), "VOLUNTREE_REDIS_PREFIX=" + prefix,

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -324,6 +325,9 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	logger := logging.New(stderr, cfg.LogLevel, cfg.Node)
 	log := logger.With("component", "serve")
+	// go-redis logs (Sentinel's master changes, pool troubles) through a process-wide logger:
+	// made a JSON record like every other line.
+	redis.SetLogger(logging.Printf{L: logger.With("component", "redis")})
 	if _, set := os.LookupEnv("GOGC"); !set {
 		// The pipeline allocates per message; with the default (100) the collector took a
 		// fifth of the CPU at 5,000 comments/s and the node fell behind (BENCHMARKS.md).

@@ -7,6 +7,7 @@ package logging
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -71,4 +72,18 @@ func slug(msg string) string {
 		return "log"
 	}
 	return strings.Join(words, "_")
+}
+
+// Printf is a logger for libraries that log through a Printf method (go-redis's
+// redis.SetLogger): each message becomes a record of l, a warning when it tells of a failure.
+type Printf struct{ L *slog.Logger }
+
+// Printf logs one message.
+func (p Printf) Printf(ctx context.Context, format string, v ...any) {
+	msg := strings.TrimSpace(fmt.Sprintf(format, v...))
+	level := slog.LevelInfo
+	if low := strings.ToLower(msg); strings.Contains(low, "fail") || strings.Contains(low, "error") {
+		level = slog.LevelWarn
+	}
+	p.L.Log(ctx, level, msg)
 }
