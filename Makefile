@@ -31,7 +31,7 @@ GOTEST_FLAGS ?= -count=1 -timeout 15m
 .PHONY: run test build deps deps-test gotch gotch-discover train testdata proto bench loadgen loadgen-ab loadgen-cluster loadgen-conversations fuzz clean help docker-context docker-image compose-up compose-down compose-test compose-bench model-swap-bench
 
 help:
-	@echo "make run | make test | make build | make train | make bench | make loadgen | make loadgen-ab REF=<commit> | make loadgen-conversations | make compose-up [LOCAL_IMAGES=1] | make compose-down | make compose-test | make compose-bench | make model-swap-bench [SWAP_RATE=2500] | make fuzz [FUZZTIME=10m] | make testdata | make proto | make clean"
+	@echo "make run | make test | make build | make train | make bench | make loadgen | make loadgen-ab REF=<commit> | make loadgen-conversations | make compose-up [LOCAL_IMAGES=1] | make compose-down | make compose-test | make compose-bench | make model-swap-bench [SWAP_RATE=2500] [SWAP_NODES=3] | make fuzz [FUZZTIME=10m] | make testdata | make proto | make clean"
 
 run: build
 	./$(BIN) serve
@@ -181,8 +181,9 @@ compose-bench:
 # The model registry's hot swap under the loadgen (BENCHMARKS.md): promote, promote, rollback
 # while comments arrive at SWAP_RATE a second; make test runs it at 500/s.
 SWAP_RATE ?= 2500
+SWAP_NODES ?= 1
 model-swap-bench: deps-test gotch
-	VOLUNTREE_SWAP_RATE=$(SWAP_RATE) $(GO) test -count=1 -v -run TestModelSwapUnderLoad ./cmd/voluntree
+	VOLUNTREE_SWAP_RATE=$(SWAP_RATE) VOLUNTREE_SWAP_NODES=$(SWAP_NODES) $(GO) test -count=1 -v -run TestModelSwapUnderLoad ./cmd/voluntree
 
 # Every fuzz target for FUZZTIME each (make test replays their corpora as plain tests).
 FUZZTIME ?= 1m

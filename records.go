@@ -110,6 +110,21 @@ type ModelVersion struct {
 	Promoted bool      `json:"promoted"`
 }
 
+// ModelUpload is a push of a model file through the admin API, in chunks, in progress: the
+// client declares the file (tag, size, SHA-256), sends its chunks in any order (again after
+// a failure), then completes it; the file is checked as `voluntree model push` checks it.
+type ModelUpload struct {
+	ID        string    `json:"id"`
+	Tag       string    `json:"tag"`
+	Note      string    `json:"note,omitempty"`
+	Size      int64     `json:"size"`
+	SHA256    string    `json:"sha256"`
+	ChunkSize int       `json:"chunk_size"`
+	Chunks    int       `json:"chunks"`
+	Received  []int     `json:"received"` // the chunks stored, ascending
+	Expires   time.Time `json:"expires"`  // an upload not completed by then is forgotten
+}
+
 // ModelNode is the version one node serves, as it last reported.
 type ModelNode struct {
 	Node    string    `json:"node"`

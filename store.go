@@ -321,4 +321,10 @@ type ModelRegistry interface {
 	Promote(ctx context.Context, tag string) (previous string, err error)
 	Rollback(ctx context.Context) (string, error)
 	Remove(ctx context.Context, tag string) error
+	// A push in chunks (ModelUpload): Complete checks the file (it loads and scores it on the
+	// shipped validation set against the floor) and pushes it as the upload's tag.
+	CreateUpload(ctx context.Context, u ModelUpload) (ModelUpload, error)
+	Upload(ctx context.Context, id string) (ModelUpload, error)
+	PutUploadChunk(ctx context.Context, id string, n int, data []byte) (ModelUpload, error)
+	CompleteUpload(ctx context.Context, id string) (ModelVersion, error)
 }

@@ -256,3 +256,30 @@ func FuzzCSVCell(f *testing.F) {
 		}
 	})
 }
+
+// FuzzModelUpload: a model upload's declaration and its path (id, chunk number) are taken or
+// refused with a 4xx, never a panic; a declaration taken is one the store accepts.
+func FuzzModelUpload(f *testing.F) {
+	f.Add([]byte(`{"tag":"v2","size":4201594,"sha256":"`+strings.Repeat("ab", 32)+`","note":"retrained"}`), "mu_0123456789abcdef0123", "3")
+	f.Add([]byte(`{"tag":"../x","size":-1,"sha256":"AB"}`), "mu_zz", "-1")
+	f.Add([]byte(`{"tag":"v","size":99999999999,"sha256":""}`), "", "01")
+	f.Add([]byte(`[]`), "mu_0123456789abcdef0123", "99999999999999999999")
+	f.Fuzz(func(t *testing.T, body []byte, id, n string) {
+		u, err := parseUpload(body)
+		if err != nil && !is4xx(err) {
+			t.Fatalf("declaration: error %v maps to %d, want a 4xx", err, statusOf[voluntree.ErrorCode(err)])
+		}
+		if err == nil && (u.Size < 1 || u.Size > redisstore.MaxModelSize || redisstore.ValidModelTag(u.Tag) != nil) {
+			t.Fatalf("declaration %q taken as %+v", body, u)
+		}
+		for _, chunk := range []bool{false, true} {
+			_, i, err := uploadRef(id, n, chunk)
+			if err != nil && !is4xx(err) {
+				t.Fatalf("path %q %q: error %v maps to %d, want a 4xx", id, n, err, statusOf[voluntree.ErrorCode(err)])
+			}
+			if err == nil && chunk && (i < 0 || i > redisstore.MaxModelSize/redisstore.ModelChunkSize) {
+				t.Fatalf("chunk %q taken as %d", n, i)
+			}
+		}
+	})
+}

@@ -327,6 +327,10 @@ func (s *Server) adminRoutes(api fiber.Router) {
 	r(get, "/orgs/:org/stats", viewer, s.orgStats)
 
 	r(get, "/models", owner, s.operatorOnly(s.listModels))
+	r(post, "/models/uploads", owner, s.operatorOnly(s.createModelUpload))
+	r(get, "/models/uploads/:id", owner, s.operatorOnly(s.modelUpload))
+	r(fiber.MethodPut, "/models/uploads/:id/chunks/:n", owner, s.operatorOnly(s.putModelUploadChunk))
+	r(post, "/models/uploads/:id/complete", owner, s.operatorOnly(s.completeModelUpload))
 	r(post, "/models/rollback", owner, s.operatorOnly(s.rollbackModel))
 	r(post, "/models/:tag/promote", owner, s.operatorOnly(s.promoteModel))
 	r(fiber.MethodDelete, "/models/:tag", owner, s.operatorOnly(s.removeModel))

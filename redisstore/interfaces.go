@@ -32,6 +32,7 @@ type (
 	EmailVerification = voluntree.EmailVerification
 	ModelVersion      = voluntree.ModelVersion
 	ModelNode         = voluntree.ModelNode
+	ModelUpload       = voluntree.ModelUpload
 )
 
 // Outcomes of Book.

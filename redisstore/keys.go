@@ -436,6 +436,18 @@ func (k Keys) ModelChunk(tag string, i int) string {
 // ModelTags indexes the pushed versions by push time, unix ms (sorted set of tags).
 func (k Keys) ModelTags() string { return k.prefix + ":{models}:tags" }
 
+// ModelUpload is a push through the admin API in progress (hash: tag, note, size, sha256,
+// chunks; expires).
+func (k Keys) ModelUpload(id string) string { return k.prefix + ":{models}:upload:" + id }
+
+// ModelUploadChunk is the n-th chunk an upload received (string; expires with the upload).
+func (k Keys) ModelUploadChunk(id string, n int) string {
+	return k.ModelUpload(id) + ":chunk:" + strconv.Itoa(n)
+}
+
+// ModelUploadReceived is the set of the chunk numbers an upload received.
+func (k Keys) ModelUploadReceived(id string) string { return k.ModelUpload(id) + ":received" }
+
 // ModelPromoted names the version every node serves (hash: tag, sha256, at).
 func (k Keys) ModelPromoted() string { return k.prefix + ":{models}:promoted" }
 

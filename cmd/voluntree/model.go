@@ -219,6 +219,7 @@ func checkModel(ctx context.Context, path string, floor float64) (string, modelS
 type checkedRegistry struct {
 	store *redisstore.Store
 	floor float64
+	ttl   time.Duration // an unpromoted version pushed through the API expires (0: never)
 }
 
 func (r checkedRegistry) Versions(ctx context.Context) ([]redisstore.ModelVersion, error) {
@@ -257,6 +258,49 @@ func (r checkedRegistry) Promote(ctx context.Context, tag string) (string, error
 		return "", voluntree.Errorf(voluntree.EINVALID, "model %s: %v", tag, err)
 	}
 	return r.store.PromoteModel(ctx, v.Tag, v.SHA256)
+}
+
+func (r checkedRegistry) CreateUpload(ctx context.Context, u redisstore.ModelUpload) (redisstore.ModelUpload, error) {
+	return r.store.CreateModelUpload(ctx, u)
+}
+
+func (r checkedRegistry) Upload(ctx context.Context, id string) (redisstore.ModelUpload, error) {
+	return r.store.ModelUpload(ctx, id)
+}
+
+func (r checkedRegistry) PutUploadChunk(ctx context.Context, id string, n int, data []byte) (redisstore.ModelUpload, error) {
+	return r.store.PutModelUploadChunk(ctx, id, n, data)
+}
+
+// CompleteUpload reads the upload's file back (its size and checksum checked), loads and
+// scores it as `voluntree model push` does, and pushes it. A file that fails the check is
+// EINVALID with the reason, and the upload is forgotten; missing or damaged chunks leave it to
+// be completed after they are sent again.
+func (r checkedRegistry) CompleteUpload(ctx context.Context, id string) (redisstore.ModelVersion, error) {
+	u, data, err := r.store.ModelUploadFile(ctx, id)
+	if err != nil {
+		return redisstore.ModelVersion{}, err
+	}
+	dir, err := os.MkdirTemp("", "voluntree-model-")
+	if err != nil {
+		return redisstore.ModelVersion{}, err
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, u.Tag)
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return redisstore.ModelVersion{}, err
+	}
+	kind, scores, err := checkModel(ctx, path, r.floor)
+	if err != nil {
+		_ = r.store.DeleteModelUpload(ctx, id, u.Chunks)
+		return redisstore.ModelVersion{}, voluntree.Errorf(voluntree.EINVALID, "model %s: %v", u.Tag, err)
+	}
+	raw, _ := json.Marshal(scores)
+	v, err := r.store.PushModel(ctx, redisstore.ModelVersion{Tag: u.Tag, Kind: kind, Note: u.Note, Scores: raw}, data, r.ttl)
+	if err != nil {
+		return v, err
+	}
+	return v, r.store.DeleteModelUpload(ctx, id, u.Chunks)
 }
 
 // modelKeys are the settings only the model commands read: serve and admin accept them in a

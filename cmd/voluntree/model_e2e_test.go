@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -202,13 +203,21 @@ func (n *node) serves(t *testing.T, version string) bool {
 }
 
 // TestModelSwapUnderLoad promotes, promotes again and rolls back while the loadgen posts
-// comments at VOLUNTREE_SWAP_RATE a second (default 500; `make model-swap-bench` runs 2,500):
-// every acknowledged comment is classified and delivered exactly once, no batch is refused
-// or fails, and each switch is served within 5 s.
+// comments at VOLUNTREE_SWAP_RATE a second (default 500; `make model-swap-bench` runs 2,500)
+// to a cluster of VOLUNTREE_SWAP_NODES nodes (default 1; the bench runs 1 and 3): every
+// acknowledged comment is classified and delivered exactly once, no batch is refused or
+// fails, and every node serves each switch within 5 s.
 func TestModelSwapUnderLoad(t *testing.T) {
 	rate := os.Getenv("VOLUNTREE_SWAP_RATE")
 	if rate == "" {
 		rate = "500"
+	}
+	nodes := 1
+	if v := os.Getenv("VOLUNTREE_SWAP_NODES"); v != "" {
+		var err error
+		if nodes, err = strconv.Atoi(v); err != nil || nodes < 1 {
+			t.Fatalf("VOLUNTREE_SWAP_NODES=%q: want a count", v)
+		}
 	}
 	const prefix, page = "e2e-swapload", "swp"
 	token := orgWithPages(t, prefix, "swapload", page)
@@ -222,10 +231,28 @@ func TestModelSwapUnderLoad(t *testing.T) {
 	for _, tag := range []string{"v2", "v3"} {
 		model("push", "../../ml/models/intent.vtm", "-tag", tag)
 	}
-	n, _, _ := pipelineNode(t, prefix)
-	defer n.stop(t)
+	var ns []*node
+	if nodes == 1 {
+		n, _, _ := pipelineNode(t, prefix)
+		ns = []*node{n}
+	} else {
+		ns, _ = clusterNodes(t, prefix, nodes)
+	}
+	defer func() {
+		for _, n := range ns {
+			n.stop(t)
+		}
+	}()
+	n := ns[0] // the loadgen's webhooks go to the first node; every node classifies
 	done := startLoadgen(t, n, token, page, "-rate", rate, "-duration", "15s", "-warmup", "2s", "-posts", "3")
-	classified := func() float64 { return metricSum(t, n, "voluntree_batcher_items_total") }
+	sum := func(name string, labels ...string) float64 {
+		total := 0.0
+		for _, nd := range ns {
+			total += metricSum(t, nd, name, labels...)
+		}
+		return total
+	}
+	classified := func() float64 { return sum("voluntree_batcher_items_total") }
 	for _, step := range []struct {
 		want string
 		args []string
@@ -235,21 +262,32 @@ func TestModelSwapUnderLoad(t *testing.T) {
 		start := time.Now()
 		model(step.args...)
 		deadline := start.Add(5 * time.Second)
-		for !n.serves(t, step.want) {
-			if time.Now().After(deadline) {
-				t.Fatalf("the node does not serve %s 5 s after `model %s` under load", step.want, strings.Join(step.args, " "))
+		served := make([]time.Duration, len(ns))
+		for left := len(ns); left > 0; {
+			for i, nd := range ns {
+				if served[i] == 0 && nd.serves(t, step.want) {
+					served[i] = time.Since(start)
+					left--
+				}
+			}
+			if left > 0 && time.Now().After(deadline) {
+				t.Fatalf("nodes serving %s 5 s after `model %s` under load: %v (0: not yet)", step.want, strings.Join(step.args, " "), served)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		t.Logf("FIGURE swap under %s/s: model %s served after %d ms", rate, strings.Join(step.args, " "), time.Since(start).Milliseconds())
+		ms := make([]string, len(served))
+		for i, d := range served {
+			ms[i] = strconv.FormatInt(d.Milliseconds(), 10)
+		}
+		t.Logf("FIGURE swap under %s/s on %d node(s): model %s served after [%s] ms", rate, len(ns), strings.Join(step.args, " "), strings.Join(ms, ", "))
 	}
 	rep := loadgenResult(t, done, 1000)
-	if r := metricSum(t, n, "voluntree_batcher_rejected_items_total"); r != 0 {
-		t.Fatalf("%v texts refused by the batcher during the switches", r)
+	if r := sum("voluntree_batcher_rejected_items_total"); r != 0 {
+		t.Fatalf("%v texts refused by the batchers during the switches", r)
 	}
-	if f := metricSum(t, n, "voluntree_model_swaps_total", `result="failed"`); f != 0 {
+	if f := sum("voluntree_model_swaps_total", `result="failed"`); f != 0 {
 		t.Fatalf("%v switches failed", f)
 	}
-	t.Logf("FIGURE swap under %s/s: %d sent, %d acknowledged, 0 lost, 0 duplicated, 0 refused; e2e p99 %.1f ms",
-		rate, rep.Total.Sent, rep.Total.Acked, rep.E2E.P99)
+	t.Logf("FIGURE swap under %s/s on %d node(s): %d sent, %d acknowledged, 0 lost, 0 duplicated, 0 refused; e2e p99 %.1f ms",
+		rate, len(ns), rep.Total.Sent, rep.Total.Acked, rep.E2E.P99)
 }

@@ -64,6 +64,7 @@ type serveConfig struct {
 	ModelPath string
 	// ModelMinAccuracy is the registry's promote floor; OperatorOrg's owners manage it.
 	ModelMinAccuracy float64
+	ModelTTL         time.Duration // an unpromoted version pushed through the API expires
 	OperatorOrg      string
 	Node             string
 	Threads          int
@@ -124,6 +125,7 @@ func parseServeFlagsWith(env *settings, args []string, stderr io.Writer) (serveC
 	redisFlags(fs, env, &c.Redis, "empty starts a private redis-server under -data")
 	fs.StringVar(&c.DataDir, "data", env.str("VOLUNTREE_DATA_DIR", "./data"), "data directory of the embedded redis-server (env VOLUNTREE_DATA_DIR)")
 	fs.StringVar(&c.Fsync, "redis-fsync", env.str("VOLUNTREE_REDIS_FSYNC", "always"), "AOF fsync of the embedded redis-server: always (acknowledged = on disk) or everysec (env VOLUNTREE_REDIS_FSYNC)")
+	fs.DurationVar(&c.ModelTTL, "model-ttl", env.duration("VOLUNTREE_MODEL_TTL", 7*24*time.Hour), "a model version pushed through the admin API is deleted after this long unless promoted; 0: never (env VOLUNTREE_MODEL_TTL)")
 	fs.Float64Var(&c.ModelMinAccuracy, "model-min-accuracy", env.float("VOLUNTREE_MODEL_MIN_ACCURACY", defaultModelMinAccuracy), "the model registry's promote (admin API) refuses a version scoring below this accuracy on the shipped validation set (env VOLUNTREE_MODEL_MIN_ACCURACY)")
 	fs.StringVar(&c.OperatorOrg, "operator-org", env.str("VOLUNTREE_OPERATOR_ORG", ""), "the organization whose owners manage the model registry through the admin API; empty: nobody does (env VOLUNTREE_OPERATOR_ORG)")
 	fs.StringVar(&c.ModelPath, "model", env.str("VOLUNTREE_MODEL", ""), "intent model file; empty uses the shipped model (env VOLUNTREE_MODEL)")
@@ -223,6 +225,9 @@ func parseServeFlagsWith(env *settings, args []string, stderr io.Writer) (serveC
 	}
 	if c.Redis.URL == "" && c.Redis.ReplicaReads {
 		return c, usageError{errors.New("-redis-replica-reads needs a Sentinel or Cluster -redis-url: the embedded redis-server has no replica")}
+	}
+	if c.ModelTTL < 0 {
+		return c, usageError{fmt.Errorf("-model-ttl must be 0 (never) or positive, got %s", c.ModelTTL)}
 	}
 	if c.ModelMinAccuracy < 0 || c.ModelMinAccuracy > 1 {
 		return c, usageError{fmt.Errorf("-model-min-accuracy must be between 0 and 1, got %v", c.ModelMinAccuracy)}
@@ -642,7 +647,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		PublicURL:           cfg.PublicURL,
 		GitHub:              ghSignIn,
 		FacebookSignIn:      fbSignIn,
-		Models:              checkedRegistry{store: store, floor: cfg.ModelMinAccuracy},
+		Models:              checkedRegistry{store: store, floor: cfg.ModelMinAccuracy, ttl: cfg.ModelTTL},
 		OperatorOrg:         cfg.OperatorOrg,
 		ModelVersion:        model.Version,
 		SessionIdle:         cfg.SessionIdle,
