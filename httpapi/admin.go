@@ -144,6 +144,8 @@ func (s *Server) getMe(c *fiber.Ctx) error {
 		"facebook_login": s.cfg.Facebook != nil,
 		"email":          s.cfg.Mail != nil,
 		"outbox":         s.cfg.Outbox != nil,
+		// The model registry, for the owners of the operator organization.
+		"models": s.cfg.Models != nil && s.cfg.OperatorOrg != "" && p.OrgID == s.cfg.OperatorOrg && p.Role == voluntree.RoleOwner,
 	}}
 	if p.Session != nil {
 		ctx := c.UserContext()

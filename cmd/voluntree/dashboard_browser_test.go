@@ -95,6 +95,11 @@ func watchConsole(t *testing.T, ctx context.Context) *pageConsole {
 	return c
 }
 
+// context30 is a browser step's own deadline inside the test's.
+func context30(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, 30*time.Second)
+}
+
 // browserFailure leaves what a stuck browser step needs to be understood: a screenshot in the
 // artifacts, and in the test's log the page's console and the tail of the server's log.
 func browserFailure(t *testing.T, ctx context.Context, console *pageConsole, n *node, what string) {
@@ -161,7 +166,7 @@ func TestAdminWalksTheDashboardInABrowser(t *testing.T) {
 	// browser alive to say where it stood: a screenshot, the page's console, the server's log.
 	step := func(what string, steps ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
-		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		sctx, cancel := context30(ctx)
 		defer cancel()
 		if err := chromedp.Do(sctx, steps...); err != nil {
 			browserFailure(t, ctx, console, n, what)

@@ -795,7 +795,10 @@
       headers.Authorization = 'Bearer ' + token;
     }
     const init = { method, headers, cache: 'no-store', credentials: 'same-origin' };
-    if (body !== undefined) {
+    if (body instanceof Blob || body instanceof ArrayBuffer) { // a model chunk: raw bytes
+      headers['Content-Type'] = 'application/octet-stream';
+      init.body = body;
+    } else if (body !== undefined) {
       headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body);
     }

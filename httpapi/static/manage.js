@@ -44,8 +44,10 @@
 
   // ---------------------------------------------------------------- tabs
 
+  const TABS = ['signups', 'posts', 'stats', 'people', 'models'];
+
   function selectTab(name, focus) {
-    for (const t of ['signups', 'posts', 'stats', 'people']) {
+    for (const t of TABS) {
       const tab = $('#tab-' + t), on = t === name;
       tab.setAttribute('aria-selected', on ? 'true' : 'false');
       tab.tabIndex = on ? 0 : -1;
@@ -55,17 +57,19 @@
     if (name === 'people') loadPeople();
     if (name === 'stats') loadStats();
     if (name === 'posts') loadPosts();
+    if (name === 'models') loadModels();
   }
 
   function initTabs() {
-    const names = ['signups', 'posts', 'stats', 'people'];
-    names.forEach((n, i) => {
+    TABS.forEach((n) => {
       const tab = $('#tab-' + n);
       tab.addEventListener('click', () => selectTab(n, false));
       tab.addEventListener('keydown', (e) => {
         if (e.key !== 'ArrowRight' && e.key !== 'ArrowLeft') return;
         e.preventDefault();
-        selectTab(names[(i + (e.key === 'ArrowRight' ? 1 : names.length - 1)) % names.length], true);
+        const shown = TABS.filter((t) => !$('#tab-' + t).hidden); // the Model tab is the operator's
+        const i = shown.indexOf(n);
+        selectTab(shown[(i + (e.key === 'ArrowRight' ? 1 : shown.length - 1)) % shown.length], true);
       });
     });
   }
@@ -579,6 +583,148 @@
     box.append(el('p', 'muted small', (Number(f.waitlisted) || 0) + ' waitlisted, ' + (Number(f.declined) || 0) + ' declined or cancelled.'));
   }
 
+  // ---------------------------------------------------------------- the model registry
+
+  // The registry's versions and the nodes' versions; the panel follows a switch for a while
+  // after an action (nodes report every 5 s).
+  let modelsTimer = 0;
+  async function loadModels(followFor) {
+    const gen = st.gen;
+    clearTimeout(modelsTimer);
+    try {
+      const { data } = await api('GET', '/models');
+      if (gen !== st.gen) return;
+      renderModels(Array.isArray(data.versions) ? data.versions : [], Array.isArray(data.nodes) ? data.nodes : []);
+    } catch (err) {
+      if (gen === st.gen) status('Could not load the model registry: ' + message(err), 'error');
+    }
+    if (followFor > 0 && !$('#panel-models').hidden) modelsTimer = setTimeout(() => loadModels(followFor - 1), 1000);
+  }
+
+  function bytes(n) {
+    n = Number(n) || 0;
+    return n >= 1 << 20 ? (n / (1 << 20)).toFixed(1) + ' MB' : n >= 1024 ? Math.round(n / 1024) + ' kB' : n + ' B';
+  }
+
+  function renderModels(versions, nodes) {
+    const body = $('#models-table tbody');
+    body.replaceChildren();
+    if (versions.length === 0) {
+      const tr = el('tr');
+      const td = el('td', 'muted', 'No version pushed: every node serves the model file it started with.');
+      td.colSpan = 6;
+      tr.append(td);
+      body.append(tr);
+    }
+    for (const v of versions) {
+      const tr = el('tr');
+      tr.dataset.tag = String(v.tag || '');
+      const acc = v.scores && typeof v.scores.accuracy === 'number' ? v.scores.accuracy.toFixed(3) : '—';
+      const what = el('td');
+      what.append(el('div', null, String(v.tag || '')));
+      if (v.note) what.append(el('div', 'muted small', String(v.note)));
+      const state = v.promoted ? 'promoted' : v.expires ? 'expires ' + new Date(v.expires).toLocaleDateString() : 'kept';
+      const act = el('td');
+      if (!v.promoted) {
+        const p = el('button', 'small-button', 'Promote');
+        p.type = 'button';
+        p.setAttribute('aria-label', 'Promote ' + String(v.tag));
+        p.addEventListener('click', () => modelAction(p, 'POST', '/models/' + encodeURIComponent(v.tag) + '/promote', 'Promoting ' + v.tag + ' (checked first)…', (d) => v.tag + ' promoted' + (d.previous ? ' (was ' + d.previous + ')' : '') + ': the nodes switch within seconds.'));
+        const r = el('button', 'secondary small-button', 'Remove');
+        r.type = 'button';
+        r.setAttribute('aria-label', 'Remove ' + String(v.tag));
+        r.addEventListener('click', () => {
+          if (window.confirm('Remove model version ' + v.tag + '?')) modelAction(r, 'DELETE', '/models/' + encodeURIComponent(v.tag), 'Removing ' + v.tag + '…', () => v.tag + ' removed.');
+        });
+        act.append(p, r);
+      }
+      tr.append(what, el('td', null, acc), el('td', null, bytes(v.size)),
+        el('td', 'small', v.created ? new Date(v.created).toLocaleString() : ''), el('td', 'model-state ' + (v.promoted ? 'promoted' : ''), state), act);
+      body.append(tr);
+    }
+    const nb = $('#model-nodes tbody');
+    nb.replaceChildren();
+    for (const n of nodes) {
+      const tr = el('tr');
+      tr.dataset.node = String(n.node || '');
+      tr.append(el('td', null, String(n.node || '')), el('td', 'node-version', String(n.version || '')),
+        el('td', 'small', n.since ? new Date(n.since).toLocaleTimeString() : ''), el('td', 'small', n.seen ? new Date(n.seen).toLocaleTimeString() : ''));
+      nb.append(tr);
+    }
+  }
+
+  async function modelAction(button, method, path, doing, done) {
+    const out = $('#model-push-status');
+    button.disabled = true;
+    out.className = 'small';
+    out.textContent = doing;
+    try {
+      const { data } = await api(method, path);
+      out.className = 'small ok';
+      out.textContent = done(data || {});
+    } catch (err) {
+      out.className = 'small form-error';
+      out.textContent = message(err);
+    } finally {
+      button.disabled = false;
+    }
+    loadModels(15);
+  }
+
+  function hex(buf) {
+    return [...new Uint8Array(buf)].map((b) => b.toString(16).padStart(2, '0')).join('');
+  }
+
+  // pushModel sends the chosen file in the API's chunks (declare, chunks, complete), retrying a
+  // failed chunk a few times; the server checks the file before it becomes a version.
+  async function pushModel(e) {
+    e.preventDefault();
+    const out = $('#model-push-status'), bar = $('#model-push-progress'), button = $('#model-push-button');
+    const file = $('#model-file').files[0], tag = $('#model-tag').value.trim(), note = $('#model-note').value.trim();
+    out.className = 'small form-error';
+    if (!file) { out.textContent = 'Choose a model file (.vtm, or a TorchScript .pt).'; return; }
+    if (!tag) { out.textContent = 'Give the version a tag.'; $('#model-tag').focus(); return; }
+    if (!window.crypto || !window.crypto.subtle) { out.textContent = 'This browser cannot checksum the file here (it needs HTTPS): use `voluntree model push`.'; return; }
+    button.disabled = true;
+    bar.hidden = false;
+    bar.value = 0;
+    out.className = 'small';
+    try {
+      out.textContent = 'Reading ' + file.name + '…';
+      const sha256 = hex(await window.crypto.subtle.digest('SHA-256', await file.arrayBuffer()));
+      const { data: up } = await api('POST', '/models/uploads', { tag, note, size: file.size, sha256 });
+      for (let n = 0; n < up.chunks; n++) {
+        const part = file.slice(n * up.chunk_size, Math.min((n + 1) * up.chunk_size, file.size));
+        for (let attempt = 1; ; attempt++) {
+          try {
+            await api('PUT', '/models/uploads/' + encodeURIComponent(up.id) + '/chunks/' + n, part);
+            break;
+          } catch (err) {
+            if (attempt >= 3 || (err.status >= 400 && err.status < 500)) throw err;
+            await new Promise((r) => setTimeout(r, 500 * attempt));
+          }
+        }
+        bar.value = (n + 1) / (up.chunks + 1);
+        out.textContent = 'Sent ' + bytes(Math.min((n + 1) * up.chunk_size, file.size)) + ' of ' + bytes(file.size) + '…';
+      }
+      out.textContent = 'Checking ' + tag + ' (loading and scoring it on the validation set)…';
+      const { data: v } = await api('POST', '/models/uploads/' + encodeURIComponent(up.id) + '/complete');
+      bar.value = 1;
+      out.className = 'small ok';
+      const acc = v.scores && typeof v.scores.accuracy === 'number' ? ', accuracy ' + v.scores.accuracy.toFixed(3) : '';
+      out.textContent = v.tag + ' pushed' + acc + '. Promote it to serve it.';
+      $('#model-tag').value = '';
+      $('#model-note').value = '';
+    } catch (err) {
+      out.className = 'small form-error';
+      out.textContent = 'Not pushed: ' + message(err);
+    } finally {
+      button.disabled = false;
+      bar.hidden = true;
+    }
+    loadModels(0);
+  }
+
   // ---------------------------------------------------------------- people
 
   async function loadPeople() {
@@ -729,6 +875,7 @@
     if (!me) return;
     $('#signup-new').hidden = !can('admin');
     $('#owner-only').hidden = !can('owner');
+    $('#tab-models').hidden = !(me.features && me.features.models === true);
     selectTab('signups', false);
     loadSignups();
   }
@@ -748,6 +895,8 @@
     $('#token-create').addEventListener('submit', createToken);
     $('#stats-range').addEventListener('submit', (e) => { e.preventDefault(); loadStats(); });
     $('#post-form').addEventListener('submit', savePost);
+    $('#model-push').addEventListener('submit', pushModel);
+    $('#model-rollback').addEventListener('click', (e) => modelAction(e.currentTarget, 'POST', '/models/rollback', 'Rolling back…', (d) => 'Rolled back: ' + d.promoted + ' is promoted.'));
     document.addEventListener('voluntree:post', (e) => onPost(e.detail));
     document.addEventListener('voluntree:booking', (e) => onBooking(e.detail));
     document.addEventListener('voluntree:volunteer', (e) => onVolunteer(e.detail));
