@@ -150,9 +150,11 @@ func TestAdminRoutesRefuseOtherOrganizations(t *testing.T) {
 	}
 	invA, invB := e.invite(t, ownerA, "viewer"), e.invite(t, ownerB, "viewer")
 	idsA := map[string]string{"signups": suA.ID, "posts": poA.ID, "slot": suA.Slots[0].ID, "conversations": "1001:someone",
-		"org": "org_a", "members": usersA[2].ID, "tokens": tokensA.Items[0].ID, "invitations": invA, "models": "v1"}
+		"org": "org_a", "members": usersA[2].ID, "tokens": tokensA.Items[0].ID, "invitations": invA, "models": "v1",
+		"uploads": "mu_0123456789abcdef0123", "chunks": "0"}
 	idsB := map[string]string{"signups": suB.ID, "posts": poB.ID, "slot": suB.Slots[0].ID, "conversations": "2002:someone",
-		"org": "org_b", "members": usersB[1].ID, "tokens": tokensB.Items[0].ID, "invitations": invB, "models": "v1"}
+		"org": "org_b", "members": usersB[1].ID, "tokens": tokensB.Items[0].ID, "invitations": invB, "models": "v1",
+		"uploads": "mu_0123456789abcdef0123", "chunks": "0"}
 	param := regexp.MustCompile(`:[a-z]+`)
 	fill := func(path string, ids map[string]string) string {
 		parts := strings.Split(path, "/")

@@ -143,6 +143,10 @@ func (s *Store) SetMember(ctx context.Context, orgID, userID string, role volunt
 	if err != nil {
 		return out, err
 	}
+	// Again after: a RemoveMember running meanwhile may have taken the entry out.
+	if err := s.rdb.SAdd(ctx, s.keys.UserOrgs(userID), orgID).Err(); err != nil {
+		return out, fmt.Errorf("redisstore: organizations of %s: %w", userID, err)
+	}
 	// Tokens the member made keep no more power than the member has now.
 	return out, s.revokeTokensOf(ctx, orgID, userID, role)
 }
@@ -239,8 +243,15 @@ func (s *Store) RemoveMember(ctx context.Context, orgID, userID string) error {
 	if err != nil {
 		return err
 	}
+	// The index entry, unless the user became a member again meanwhile (SetMember writes the
+	// entry before the membership: then it goes back).
 	if err := s.rdb.SRem(ctx, s.keys.UserOrgs(userID), orgID).Err(); err != nil {
 		return fmt.Errorf("redisstore: organizations of %s: %w", userID, err)
+	}
+	if again, err := s.rdb.HExists(ctx, key, userID).Result(); err == nil && again {
+		if err := s.rdb.SAdd(ctx, s.keys.UserOrgs(userID), orgID).Err(); err != nil {
+			return fmt.Errorf("redisstore: organizations of %s: %w", userID, err)
+		}
 	}
 	if err := s.revokeTokensOf(ctx, orgID, userID, ""); err != nil {
 		return err

@@ -446,7 +446,7 @@ func (s *Store) UpdateSignup(ctx context.Context, id string, fn func(*voluntree.
 func (s *Store) UpdateSignupWithEffects(ctx context.Context, id string, fn func(*voluntree.Signup) error,
 	effects func(old, updated *voluntree.Signup) ([][]byte, error)) (voluntree.Signup, error) {
 	var out voluntree.Signup
-	var relay bool
+	var added []*redis.StringCmd // the outbox entries of the committed change
 	key, outbox := s.keys.Signup(id), s.keys.SignupOutbox(id)
 	err := s.watch(ctx, func(tx *redis.Tx) error {
 		su, err := getJSON[voluntree.Signup](ctx, tx, key, "signup", id)
@@ -468,74 +468,123 @@ func (s *Store) UpdateSignupWithEffects(ctx context.Context, id string, fn func(
 			if err := s.rdb.SAdd(ctx, s.keys.SignupOutboxes(), id).Err(); err != nil {
 				return fmt.Errorf("redisstore: signup outboxes: %w", err)
 			}
-			relay = true
 		}
+		cmds := make([]*redis.StringCmd, len(batches))
 		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			p.Set(ctx, key, mustJSON(su), 0)
-			for _, b := range batches {
-				p.XAdd(ctx, &redis.XAddArgs{Stream: outbox, Values: []any{"b", b, "c", "signup:" + id}})
+			for i, b := range batches {
+				cmds[i] = p.XAdd(ctx, &redis.XAddArgs{Stream: outbox, Values: []any{"b", b, "c", "signup:" + id}})
 			}
 			return nil
 		})
-		out = su
+		out, added = su, cmds
 		return err
 	}, key)
-	if err != nil || !relay {
+	if err != nil || len(added) == 0 {
 		return out, err
 	}
-	// The change is stored: a failed relay is left to RelaySignupOutboxes (which logs what it
-	// moves), not reported as a failed change.
-	_, _ = s.RelaySignupOutbox(ctx, id)
+	// The change is stored. Listed again (a sweep may have found the outbox empty and taken it
+	// off the list just before the transaction), then its own batches relayed; a failure is
+	// left to RelaySignupOutboxes (which logs what it moves), not reported as a failed change.
+	if err := s.rdb.SAdd(ctx, s.keys.SignupOutboxes(), id).Err(); err != nil {
+		return out, nil
+	}
+	ids := make([]string, 0, len(added))
+	for _, c := range added {
+		ids = append(ids, c.Val())
+	}
+	if err := s.relaySignupEntries(ctx, id, ids); err == nil {
+		_ = s.unlistIfEmpty(ctx, id)
+	}
 	return out, nil
 }
 
-// RelaySignupOutbox moves the batches of a signup's outbox to the effects outbox (partition
-// 0), oldest first, and returns how many it moved. Each batch is appended there before it
-// leaves the signup's outbox: a relay cut in between appends it again, and the effects workers
-// perform each effect once. The signup leaves the set of outboxes to relay when its outbox is
-// found empty after that.
-func (s *Store) RelaySignupOutbox(ctx context.Context, signupID string) (int, error) {
+// relaySignupEntries moves the given entries of a signup's outbox to the effects outbox, in
+// order, then deletes them from the signup's outbox.
+func (s *Store) relaySignupEntries(ctx context.Context, signupID string, ids []string) error {
 	outbox := s.keys.SignupOutbox(signupID)
+	var msgs []redis.XMessage
+	for _, id := range ids {
+		m, err := s.rdb.XRange(ctx, outbox, id, id).Result()
+		if err != nil {
+			return fmt.Errorf("redisstore: relay signup outbox %s: %w", signupID, err)
+		}
+		msgs = append(msgs, m...)
+	}
+	return s.relayMessages(ctx, signupID, msgs)
+}
+
+func (s *Store) relayMessages(ctx context.Context, signupID string, msgs []redis.XMessage) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	ids := make([]string, len(msgs))
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, m := range msgs {
+			p.XAdd(ctx, &redis.XAddArgs{Stream: s.keys.Effects(), Values: []any{"b", m.Values["b"], "c", m.Values["c"]}})
+			ids[i] = m.ID
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("redisstore: relay signup outbox %s: %w", signupID, err)
+	}
+	if err := s.rdb.XDel(ctx, s.keys.SignupOutbox(signupID), ids...).Err(); err != nil {
+		return fmt.Errorf("redisstore: relay signup outbox %s: %w", signupID, err)
+	}
+	return nil
+}
+
+// SignupOutboxGrace is how old an entry of a signup's outbox must be before a sweep relays it:
+// until then it is its change's own to relay, and two relays of one entry would hand a
+// volunteer's message to two workers at once.
+const SignupOutboxGrace = 30 * time.Second
+
+// RelaySignupOutbox moves the batches of a signup's outbox older than olderThan to the
+// effects outbox (partition 0), oldest first, and returns how many it moved. Each batch is
+// appended there before it leaves the signup's outbox: a relay cut in between appends it
+// again, and the effects workers perform each effect once. The signup leaves the set of
+// outboxes to relay when its outbox is found empty after that.
+func (s *Store) RelaySignupOutbox(ctx context.Context, signupID string, olderThan time.Duration) (int, error) {
+	outbox := s.keys.SignupOutbox(signupID)
+	end := "+"
+	if olderThan > 0 {
+		end = strconv.FormatInt(time.Now().Add(-olderThan).UnixMilli(), 10)
+	}
 	moved := 0
 	for {
-		msgs, err := s.rdb.XRangeN(ctx, outbox, "-", "+", 100).Result()
+		msgs, err := s.rdb.XRangeN(ctx, outbox, "-", end, 100).Result()
 		if err != nil {
 			return moved, fmt.Errorf("redisstore: relay signup outbox %s: %w", signupID, err)
 		}
 		if len(msgs) == 0 {
 			break
 		}
-		ids := make([]string, len(msgs))
-		if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, m := range msgs {
-				p.XAdd(ctx, &redis.XAddArgs{Stream: s.keys.Effects(), Values: []any{"b", m.Values["b"], "c", m.Values["c"]}})
-				ids[i] = m.ID
-			}
-			return nil
-		}); err != nil {
-			return moved, fmt.Errorf("redisstore: relay signup outbox %s: %w", signupID, err)
-		}
-		if err := s.rdb.XDel(ctx, outbox, ids...).Err(); err != nil {
-			return moved, fmt.Errorf("redisstore: relay signup outbox %s: %w", signupID, err)
+		if err := s.relayMessages(ctx, signupID, msgs); err != nil {
+			return moved, err
 		}
 		moved += len(msgs)
 	}
-	// Leave the set, then look again: a change stored meanwhile is relayed by its own call,
-	// or, if that one is cut short, found here.
-	if err := s.rdb.SRem(ctx, s.keys.SignupOutboxes(), signupID).Err(); err != nil {
-		return moved, fmt.Errorf("redisstore: signup outboxes: %w", err)
-	}
-	if n, err := s.rdb.XLen(ctx, outbox).Result(); err != nil || n > 0 {
-		if err := s.rdb.SAdd(ctx, s.keys.SignupOutboxes(), signupID).Err(); err != nil {
-			return moved, fmt.Errorf("redisstore: signup outboxes: %w", err)
-		}
-	}
-	return moved, nil
+	return moved, s.unlistIfEmpty(ctx, signupID)
 }
 
-// RelaySignupOutboxes relays every listed signup outbox (what a node dying between a signup
-// change and its relay left) and returns how many batches it moved. Every node runs it now and
-// then (serve); it is cheap when the set is empty.
+// unlistIfEmpty takes a signup off the outboxes to relay, then looks at its outbox again and
+// lists it back if it holds a batch: a change stored meanwhile lists it itself after its
+// transaction, so a listed outbox is never left unlisted.
+func (s *Store) unlistIfEmpty(ctx context.Context, signupID string) error {
+	if err := s.rdb.SRem(ctx, s.keys.SignupOutboxes(), signupID).Err(); err != nil {
+		return fmt.Errorf("redisstore: signup outboxes: %w", err)
+	}
+	if n, err := s.rdb.XLen(ctx, s.keys.SignupOutbox(signupID)).Result(); err != nil || n > 0 {
+		if err := s.rdb.SAdd(ctx, s.keys.SignupOutboxes(), signupID).Err(); err != nil {
+			return fmt.Errorf("redisstore: signup outboxes: %w", err)
+		}
+	}
+	return nil
+}
+
+// RelaySignupOutboxes relays the batches older than SignupOutboxGrace of every listed signup
+// outbox (what a node dying between a signup change and its relay left) and returns how many
+// it moved. Every node runs it now and then (serve); it is cheap when the set is empty.
 func (s *Store) RelaySignupOutboxes(ctx context.Context) (int, error) {
 	ids, err := s.rdb.SMembers(ctx, s.keys.SignupOutboxes()).Result()
 	if err != nil {
@@ -543,7 +592,7 @@ func (s *Store) RelaySignupOutboxes(ctx context.Context) (int, error) {
 	}
 	moved := 0
 	for _, id := range ids {
-		n, err := s.RelaySignupOutbox(ctx, id)
+		n, err := s.RelaySignupOutbox(ctx, id, SignupOutboxGrace)
 		moved += n
 		if err != nil {
 			return moved, err
@@ -556,9 +605,11 @@ func (s *Store) RelaySignupOutboxes(ctx context.Context) (int, error) {
 // are on Facebook and its interests refer to it). check sees the signup first (ownership).
 //
 // The signup and its posts' index (one slot) go in one optimistic transaction, which a post
-// created or published meanwhile aborts (CreatePost indexes a post before storing it; the
-// posts are read again on the retry). Its draft posts and the organization's index entries,
-// in other slots on Redis Cluster, go after (lists skip entries with no record).
+// created meanwhile aborts (CreatePost indexes a post before storing it; the posts are read
+// again on the retry); a draft published in the moment between the read and the transaction
+// is not seen (as before the layout change: the posts were never watched). Its draft posts
+// and the organization's index entries, in other slots on Redis Cluster, go after: a crash in
+// between leaves the drafts listed without their signup.
 func (s *Store) DeleteSignup(ctx context.Context, id string, check func(*voluntree.Signup) error) error {
 	key, postsKey := s.keys.Signup(id), s.keys.SignupPosts(id)
 	var su voluntree.Signup
@@ -678,10 +729,12 @@ func (s *Store) SignupPostIDs(ctx context.Context, signupID string) ([]string, e
 // Facebook id, the polled posts) before the post is stored, what removes (leaving the queue)
 // after. A crash or a retried transaction can only leave a post queued that is not scheduled
 // any more, which the publisher drops when it claims it, or indexed a moment before its record
-// says published.
+// says published. A post queued is queued again once stored: the publisher may have claimed
+// the early entry, read the record not scheduled yet, and dropped it.
 func (s *Store) UpdatePost(ctx context.Context, id string, fn func(*voluntree.Post) (QueueOp, error)) (voluntree.Post, error) {
 	var out voluntree.Post
 	var remove bool
+	var add *QueueOp
 	key := s.keys.Post(id)
 	err := s.watch(ctx, func(tx *redis.Tx) error {
 		p, err := getJSON[voluntree.Post](ctx, tx, key, "post", id)
@@ -714,14 +767,23 @@ func (s *Store) UpdatePost(ctx context.Context, id string, fn func(*voluntree.Po
 			pipe.Set(ctx, key, mustJSON(p), 0)
 			return nil
 		})
-		out, remove = p, op.Remove && !op.Add
+		out, remove, add = p, op.Remove && !op.Add, nil
+		if op.Add {
+			add = &op
+		}
 		return err
 	}, key)
-	if err != nil || !remove {
+	switch {
+	case err != nil:
 		return out, err
-	}
-	if err := s.rdb.ZRem(ctx, s.keys.PublishQueue(), id).Err(); err != nil {
-		return out, fmt.Errorf("redisstore: update post %s: leave the queue: %w", id, err)
+	case add != nil:
+		if err := s.rdb.ZAdd(ctx, s.keys.PublishQueue(), redis.Z{Score: ms(add.At), Member: id}).Err(); err != nil {
+			return out, fmt.Errorf("redisstore: update post %s: queue: %w", id, err)
+		}
+	case remove:
+		if err := s.rdb.ZRem(ctx, s.keys.PublishQueue(), id).Err(); err != nil {
+			return out, fmt.Errorf("redisstore: update post %s: leave the queue: %w", id, err)
+		}
 	}
 	return out, nil
 }

@@ -1,6 +1,7 @@
 package redisstore_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -50,9 +51,17 @@ func TestSignupChangeEffects(t *testing.T) {
 		t.Fatalf("effects outbox after a change without effects: %d", n)
 	}
 
-	// A node died between the transaction and the relay: the next relay hands the batch over.
-	rdb.SAdd(ctx, k.SignupOutboxes(), "su1")
-	rdb.XAdd(ctx, &redis.XAddArgs{Stream: k.SignupOutbox("su1"), Values: []any{"b", "b3", "c", "signup:su1"}})
+	// A node died between another signup's transaction and its relay, a minute ago: the sweep
+	// hands the batch over. A batch younger than the grace is its change's own: the sweep
+	// leaves it, and the signup stays listed.
+	old := time.Now().Add(-time.Minute).UnixMilli()
+	rdb.SAdd(ctx, k.SignupOutboxes(), "su2")
+	if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: k.SignupOutbox("su2"), ID: fmt.Sprintf("%d-0", old), Values: []any{"b", "b3", "c", "signup:su2"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: k.SignupOutbox("su2"), Values: []any{"b", "young", "c", "signup:su2"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
 	n, err := st.RelaySignupOutboxes(ctx)
 	if err != nil || n != 1 {
 		t.Fatalf("RelaySignupOutboxes = %d, %v; want 1", n, err)
@@ -60,6 +69,10 @@ func TestSignupChangeEffects(t *testing.T) {
 	if fx := rdb.XRange(ctx, k.Effects(), "-", "+").Val(); len(fx) != 3 || fx[2].Values["b"] != "b3" {
 		t.Fatalf("effects outbox after the relay: %+v", fx)
 	}
+	if n := rdb.SCard(ctx, k.SignupOutboxes()).Val(); n != 1 {
+		t.Fatal("the signup left the list with a batch still in its outbox")
+	}
+	rdb.Del(ctx, k.SignupOutbox("su2"))
 	if n, err := st.RelaySignupOutboxes(ctx); err != nil || n != 0 {
 		t.Fatalf("RelaySignupOutboxes again = %d, %v; want 0", n, err)
 	}

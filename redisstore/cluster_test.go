@@ -99,14 +99,30 @@ func TestStoreOnRedisCluster(t *testing.T) {
 	must("DeadLetters", err)
 	// Waiting for replicas: every master of an ingest shard is fenced and waited on apart (each
 	// has one replica here: asking for two fails, after the wait, with ErrNotReplicated).
+	// Only the master of the shard written is waited on.
+	waits := func() map[string]int {
+		out := map[string]int{}
+		for _, n := range cl.Nodes {
+			out[n.Addr()] = redistest.CommandCalls(t, n.Addr(), "wait")
+		}
+		return out
+	}
 	for _, want := range []int{1, 2} {
 		ws, err := redisstore.New(rdb, redisstore.Config{IngestShards: 4, WaitReplicas: want, WaitTimeout: 300 * time.Millisecond})
 		must("New", err)
 		m := comment(fmt.Sprintf("w%d", want))
+		master, err := rdb.MasterForKey(ctx, st.Keys().IngestShard(ws.ShardOf(m.PageID)))
+		must("MasterForKey", err)
+		before := waits()
 		_, err = idsOf(ws.Enqueue(ctx, []voluntree.Message{m}))
 		ws.Close()
 		if replicated := !errors.Is(err, redisstore.ErrNotReplicated); replicated != (want == 1) || (want == 1 && err != nil) {
 			t.Fatalf("Enqueue waiting for %d replicas = %v", want, err)
+		}
+		for addr, n := range waits() {
+			if d := n - before[addr]; d != 0 && addr != master.Options().Addr || addr == master.Options().Addr && d < 1 {
+				t.Errorf("WAITs on %s (the shard's master: %v): %d", addr, addr == master.Options().Addr, d)
+			}
 		}
 	}
 	in := interest("u1", 0)

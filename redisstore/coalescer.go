@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -39,9 +40,10 @@ var ErrNotReplicated = errors.New("redisstore: fewer replicas than required ackn
 //
 // On one server (or Sentinel's master) the fence and the WAIT end the pipeline, on its
 // connection. A Redis Cluster spreads a pipeline over its masters, and WAIT has no key to be
-// routed by: after the pipeline, each master holding an ingest shard gets its own fence (in
-// that shard's slot) and WAIT on one of its connections, all at once. Its fence is written
-// after the pipeline's writes there, so the WAIT covers them.
+// routed by: after the pipeline, each master holding an ingest shard the pipeline wrote to gets
+// its own fence (in that shard's slot) and WAIT on one of its connections, all at once. Its
+// fence is written after the pipeline's writes there, so the WAIT covers them; a master whose
+// replica is down fails only the webhooks of its own shards.
 type replicaWait struct {
 	rdb      redis.UniversalClient
 	replicas int
@@ -61,9 +63,9 @@ func (w *replicaWait) queue(ctx context.Context, pipe redis.Pipeliner) *redis.Cm
 	return pipe.Do(ctx, "WAIT", w.replicas, w.timeout.Milliseconds())
 }
 
-// done reads the WAIT queue added (one server), or waits on every master of the ingest
-// shards (Redis Cluster).
-func (w *replicaWait) done(ctx context.Context, queued *redis.Cmd) error {
+// done reads the WAIT queue added (one server), or waits on the masters of fences, the fences
+// of the shards written (Redis Cluster; nil: every shard's).
+func (w *replicaWait) done(ctx context.Context, queued *redis.Cmd, fences []string) error {
 	if w == nil || w.replicas <= 0 {
 		return nil
 	}
@@ -71,9 +73,12 @@ func (w *replicaWait) done(ctx context.Context, queued *redis.Cmd) error {
 	if !ok {
 		return waitErr(queued, w.replicas)
 	}
+	if fences == nil {
+		fences = w.fences
+	}
 	masters := map[string]string{} // master address → a fence it holds
 	clients := map[string]*redis.Client{}
-	for _, f := range w.fences {
+	for _, f := range fences {
 		c, err := cc.MasterForKey(ctx, f)
 		if err != nil {
 			return fmt.Errorf("%w: the master of %s: %w", ErrNotReplicated, f, err)
@@ -125,8 +130,9 @@ func waitErr(w *redis.Cmd, replicas int) error {
 }
 
 type pipeOp struct {
-	queue func(redis.Pipeliner)
-	done  chan error
+	queue  func(redis.Pipeliner)
+	fences []string // the ingest shards' fences of the keys queue writes (replicaWait)
+	done   chan error
 }
 
 // errClosed is returned by calls after Close.
@@ -144,7 +150,13 @@ func newCoalescer(rdb redis.UniversalClient, workers, maxCmds int) *coalescer {
 // do queues commands through queue and waits until the pipeline carrying them has run. The
 // caller reads each command's own result and error; do returns only ctx's or Close's error.
 func (c *coalescer) do(ctx context.Context, queue func(redis.Pipeliner)) error {
-	op := &pipeOp{queue: queue, done: make(chan error, 1)}
+	return c.doFenced(ctx, nil, queue)
+}
+
+// doFenced is do for writes to the ingest shards whose fences are given: on Redis Cluster,
+// only their masters are waited on for replicas.
+func (c *coalescer) doFenced(ctx context.Context, fences []string, queue func(redis.Pipeliner)) error {
+	op := &pipeOp{queue: queue, fences: fences, done: make(chan error, 1)}
 	select {
 	case c.ops <- op:
 	case <-ctx.Done():
@@ -186,15 +198,35 @@ func (c *coalescer) work() {
 			op.queue(pipe)
 		}
 		w := c.wait.queue(ctx, pipe)
+		var fences []string
+		if c.wait != nil && c.wait.replicas > 0 {
+			fences = batchFences(batch)
+		}
 		// Each command carries its own error (redis.Nil, a script error, or the connection's
 		// failure): callers read them. Exec's own return is the first of those.
 		_, _ = pipe.Exec(ctx)
-		err := c.wait.done(ctx, w)
+		err := c.wait.done(ctx, w, fences)
 		cancel()
 		for _, op := range batch {
 			op.done <- err
 		}
 	}
+}
+
+// batchFences is the union of a batch's fences (nil when an op did not name its own: all).
+func batchFences(batch []*pipeOp) []string {
+	var out []string
+	for _, op := range batch {
+		if op.fences == nil {
+			return nil
+		}
+		for _, f := range op.fences {
+			if !slices.Contains(out, f) {
+				out = append(out, f)
+			}
+		}
+	}
+	return out
 }
 
 func (c *coalescer) close() {

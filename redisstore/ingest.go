@@ -56,7 +56,7 @@ func (s *Store) Enqueue(ctx context.Context, msgs []voluntree.Message) ([]Enqueu
 		args[i] = b
 	}
 	cmds := make([]*redis.Cmd, len(msgs))
-	err := s.in.do(ctx, func(pipe redis.Pipeliner) {
+	err := s.in.doFenced(ctx, s.fencesOf(msgs), func(pipe redis.Pipeliner) {
 		for i, m := range msgs {
 			if args[i] != nil {
 				cmds[i] = enqueueScript.EvalSha(ctx, pipe, s.enqueueKeys(m), ttl, maxLen, args[i])
@@ -99,6 +99,20 @@ func (s *Store) Enqueue(ctx context.Context, msgs []voluntree.Message) ([]Enqueu
 func (s *Store) enqueueKeys(m voluntree.Message) []string {
 	shard := s.ShardOf(m.PageID)
 	return []string{s.keys.IngestSeen(shard, m.ID), s.keys.IngestShard(shard)}
+}
+
+// fencesOf returns the fences of the shards msgs go to (nil unless replicas are waited for).
+func (s *Store) fencesOf(msgs []voluntree.Message) []string {
+	if s.cfg.WaitReplicas <= 0 {
+		return nil
+	}
+	out := make([]string, 0, 1)
+	for _, m := range msgs {
+		if f := s.keys.IngestShardFence(s.ShardOf(m.PageID)); !slices.Contains(out, f) {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // IngestShards is the number of ingest stream shards (Config.IngestShards).

@@ -20,10 +20,10 @@ import (
 //	2: a post's recorded messages and the organization's interest and volunteer indexes in the
 //	   organization's slot ({org:O}), so the record script touches one Redis Cluster slot; a
 //	   conversation's state, version and stage count in its partition's slot, with the
-//	   effects outbox ({effects:N}); the web chat's dedupe marks in the conversation's slot;
-//	   an organization's record with its pending email verification ({org:O}); a signup's
+//	   effects outbox ({effects:N}); the web chat's dedupe marks in the conversation's slot.
+//	3: an organization's record with its pending email verification ({org:O}); a signup's
 //	   record with its posts' index and its outbox ({signup:S}).
-const Layout = 2
+const Layout = 3
 
 // ErrOldLayout: the Redis holds keys of an older layout; `voluntree migrate` moves them.
 var ErrOldLayout = errors.New("this Redis holds keys of an older Voluntree version: run `voluntree migrate` (with the same Redis settings) before starting this version")
@@ -122,6 +122,8 @@ func (s *Store) Migrate(ctx context.Context, progress func(moved int)) (MigrateR
 		if err := s.migrateConversationKeys(ctx, &rep, progress); err != nil {
 			return rep, err
 		}
+	}
+	if v < 3 {
 		if err := s.migrateAdminKeys(ctx, &rep, progress); err != nil {
 			return rep, err
 		}
@@ -220,7 +222,7 @@ func (s *Store) migrateConversationKeys(ctx context.Context, rep *MigrateReport,
 	return s.moveMatching(ctx, globEscape(pre)+"conversations:stages", stages, rep, progress)
 }
 
-// migrateAdminKeys is the last part of layout 1 → 2: org:O and org:O:emailcode → {org:O} and
+// migrateAdminKeys is layout 2 → 3: org:O and org:O:emailcode → {org:O} and
 // {org:O}:emailcode, for every organization of the index (an organization id may hold a
 // colon, so the names are not parsed); signup:S and signup:S:posts → {signup:S} and
 // {signup:S}:posts (signup ids hold none).

@@ -245,3 +245,37 @@ func TestMigrateStopsOnDifferingCopies(t *testing.T) {
 		t.Fatalf("CheckLayout after a failed Migrate = %v, want ErrOldLayout", err)
 	}
 }
+
+// TestMigrateFromLayout2: a Redis stamped 2 (organizations and signups under their untagged
+// names) is refused until migrated; Migrate moves only what layout 3 changed.
+func TestMigrateFromLayout2(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	st, rdb := newStore(t, redisstore.Config{})
+	if err := st.CreateOrg(ctx, voluntree.Organization{ID: "acme", Name: "Acme"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateSignup(ctx, voluntree.Signup{ID: "su_1", OrgID: "acme", Title: "Beach", CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	pre := st.Keys().Prefix() + ":"
+	moveTo(t, ctx, rdb, st.Keys().Org("acme"), pre+"org:acme")
+	moveTo(t, ctx, rdb, st.Keys().Signup("su_1"), pre+"signup:su_1")
+	rdb.Set(ctx, st.Keys().Layout(), 2, 0)
+	if err := st.CheckLayout(ctx); !errors.Is(err, redisstore.ErrOldLayout) {
+		t.Fatalf("CheckLayout of layout 2 = %v, want ErrOldLayout", err)
+	}
+	rep, err := st.Migrate(ctx, nil)
+	if err != nil || rep.From != 2 || rep.To != redisstore.Layout || rep.Moved != 2 {
+		t.Fatalf("Migrate from 2 = %+v, %v; want 2 keys moved", rep, err)
+	}
+	if o, err := st.Org(ctx, "acme"); err != nil || o.Name != "Acme" {
+		t.Fatalf("organization after Migrate = %+v, %v", o, err)
+	}
+	if su, err := st.Signup(ctx, "su_1"); err != nil || su.Title != "Beach" {
+		t.Fatalf("signup after Migrate = %+v, %v", su, err)
+	}
+	if err := st.CheckLayout(ctx); err != nil {
+		t.Fatalf("CheckLayout after Migrate: %v", err)
+	}
+}

@@ -24,7 +24,7 @@ func (s *Store) Reject(ctx context.Context, rs []Rejection) error {
 	if len(rs) == 0 {
 		return nil
 	}
-	err := s.in.do(ctx, func(pipe redis.Pipeliner) {
+	err := s.in.doFenced(ctx, []string{s.keys.IngestFence()}, func(pipe redis.Pipeliner) { // {ingest}'s slot
 		for _, r := range rs {
 			raw, cut := r.Raw, r.Cut
 			if len(raw) > MaxRejectedRaw {

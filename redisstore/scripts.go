@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"slices"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -47,7 +48,14 @@ func (s *Store) retryNoScript(ctx context.Context, sc *script, cmds []*redis.Cmd
 		return err
 	}
 	if sc == enqueueScript {
-		if err := s.wait.done(ctx, w); err != nil {
+		var fences []string
+		for _, i := range retry {
+			keys, _ := call(i)
+			if f := keys[1] + ":fence"; !slices.Contains(fences, f) { // the shard's stream + ":fence"
+				fences = append(fences, f)
+			}
+		}
+		if err := s.wait.done(ctx, w, fences); err != nil {
 			return err
 		}
 	}

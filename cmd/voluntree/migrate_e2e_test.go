@@ -35,7 +35,7 @@ func TestMigrateCommand(t *testing.T) {
 		t.Fatalf("admin on an older layout: exit %d, %q %q; want a refusal naming voluntree migrate", code, out, errOut)
 	}
 	code, out, errOut = runCLI(t, "", append([]string{"migrate"}, flags...)...)
-	if code != 0 || !strings.Contains(out, "key layout 1 → 2: 2 keys moved") {
+	if code != 0 || !strings.Contains(out, "key layout 1 → 3: 2 keys moved") {
 		t.Fatalf("migrate: exit %d, %q %q", code, out, errOut)
 	}
 	if n := rdb.HGet(ctx, prefix+":{org:}:post:111_2:intents", "question").Val(); n != "3" {

@@ -220,6 +220,9 @@ type checkedRegistry struct {
 	store *redisstore.Store
 	floor float64
 	ttl   time.Duration // an unpromoted version pushed through the API expires (0: never)
+	// checks holds one check at a time on this node (a file of up to 64 MiB, its copies and a
+	// libtorch load each): a second completion waits its turn.
+	checks chan struct{}
 }
 
 func (r checkedRegistry) Versions(ctx context.Context) ([]redisstore.ModelVersion, error) {
@@ -277,6 +280,14 @@ func (r checkedRegistry) PutUploadChunk(ctx context.Context, id string, n int, d
 // EINVALID with the reason, and the upload is forgotten; missing or damaged chunks leave it to
 // be completed after they are sent again.
 func (r checkedRegistry) CompleteUpload(ctx context.Context, id string) (redisstore.ModelVersion, error) {
+	if r.checks != nil {
+		select {
+		case r.checks <- struct{}{}:
+			defer func() { <-r.checks }()
+		case <-ctx.Done():
+			return redisstore.ModelVersion{}, voluntree.Errorf(voluntree.EUNAVAILABLE, "another model is being checked on this node: complete the upload again")
+		}
+	}
 	u, data, err := r.store.ModelUploadFile(ctx, id)
 	if err != nil {
 		return redisstore.ModelVersion{}, err
@@ -292,6 +303,9 @@ func (r checkedRegistry) CompleteUpload(ctx context.Context, id string) (redisst
 	}
 	kind, scores, err := checkModel(ctx, path, r.floor)
 	if err != nil {
+		if ctx.Err() != nil { // not the file's fault: the upload stays, to complete again
+			return redisstore.ModelVersion{}, voluntree.Errorf(voluntree.EUNAVAILABLE, "model %s: the check did not finish in time: complete the upload again", u.Tag)
+		}
 		_ = r.store.DeleteModelUpload(ctx, id, u.Chunks)
 		return redisstore.ModelVersion{}, voluntree.Errorf(voluntree.EINVALID, "model %s: %v", u.Tag, err)
 	}
@@ -300,7 +314,8 @@ func (r checkedRegistry) CompleteUpload(ctx context.Context, id string) (redisst
 	if err != nil {
 		return v, err
 	}
-	return v, r.store.DeleteModelUpload(ctx, id, u.Chunks)
+	_ = r.store.DeleteModelUpload(ctx, id, u.Chunks) // pushed; an upload left behind expires within the hour
+	return v, nil
 }
 
 // modelKeys are the settings only the model commands read: serve and admin accept them in a

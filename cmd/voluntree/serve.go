@@ -647,7 +647,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		PublicURL:           cfg.PublicURL,
 		GitHub:              ghSignIn,
 		FacebookSignIn:      fbSignIn,
-		Models:              checkedRegistry{store: store, floor: cfg.ModelMinAccuracy, ttl: cfg.ModelTTL},
+		Models:              checkedRegistry{store: store, floor: cfg.ModelMinAccuracy, ttl: cfg.ModelTTL, checks: make(chan struct{}, 1)},
 		OperatorOrg:         cfg.OperatorOrg,
 		ModelVersion:        model.Version,
 		SessionIdle:         cfg.SessionIdle,

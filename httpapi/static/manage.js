@@ -24,8 +24,8 @@
     posts: null,     // GET /posts items, kept up to date by the feed's post events
     gen: 0,          // bumped at every sign-in change: stale answers are dropped
     signupsSeq: 0,   // GET /signups requests made
-    postsSeq: 0,     // GET /posts requests made
-    postsDone: 0,    // the newest of them answered (or failed)
+    postsLoading: null, // the GET /posts on its way (a promise), or null
+    postsDirty: false,  // something changed since that one was sent: load again after it
   };
 
   const can = (role) => (RANK[st.role] || 0) >= RANK[role];
@@ -358,23 +358,37 @@
 
   const POST_ACTIONS = { draft: ['publish', 'Publish'], scheduled: ['cancel', 'Back to draft'], failed: ['retry', 'Retry'] };
 
-  // loadPosts reads the posts. Only the newest request's answer is used: two loads can overlap
-  // (a save's and a live event's), and the older one may have been served before the change.
-  async function loadPosts() {
-    const gen = st.gen, seq = ++st.postsSeq;
+  // loadPosts reads the posts, one load at a time: asked while one is on its way (a save's, a
+  // live event's), it loads once more after it, since that one may have been answered before
+  // the change. It resolves when the list is up to date.
+  function loadPosts() {
+    if (st.postsLoading) {
+      st.postsDirty = true;
+      return st.postsLoading;
+    }
+    st.postsLoading = (async () => {
+      do {
+        st.postsDirty = false;
+        await loadPostsOnce();
+      } while (st.postsDirty);
+      st.postsLoading = null;
+    })();
+    return st.postsLoading;
+  }
+
+  async function loadPostsOnce() {
+    const gen = st.gen;
     try {
       const [posts, pages, signups] = await Promise.all([api('GET', '/posts?limit=200'), api('GET', '/pages'),
         api('GET', '/signups?limit=200')]);
-      if (gen !== st.gen || seq !== st.postsSeq) return;
+      if (gen !== st.gen) return;
       st.posts = Array.isArray(posts.data.items) ? posts.data.items : [];
       fillSelect($('#post-page'), (pages.data.items || []).map((p) => [p.id, String(p.name || p.id)]));
       fillSelect($('#post-signup'), (signups.data.items || []).map((su) => [su.id, String(su.title || su.id)]));
       $('#post-form').hidden = !can('admin');
       renderPosts();
     } catch (err) {
-      if (gen === st.gen && seq === st.postsSeq) status('Could not load the posts: ' + message(err), 'error');
-    } finally {
-      if (seq === st.postsSeq) st.postsDone = seq;
+      if (gen === st.gen) status('Could not load the posts: ' + message(err), 'error');
     }
   }
 
@@ -464,8 +478,8 @@
   // change, and its answer would undo it.
   function onPost(p) {
     if (!p || typeof p.id !== 'string') return;
-    if (st.postsDone !== st.postsSeq) {
-      loadPosts();
+    if (st.postsLoading) {
+      loadPosts(); // marks the load in flight dirty: one more after it
       return;
     }
     if (!st.posts) return;
@@ -587,9 +601,9 @@
 
   // The registry's versions and the nodes' versions; the panel follows a switch for a while
   // after an action (nodes report every 5 s).
-  let modelsTimer = 0;
+  let modelsTimer = 0, modelsRun = 0;
   async function loadModels(followFor) {
-    const gen = st.gen;
+    const gen = st.gen, run = ++modelsRun; // a newer call ends an older one's follow-up
     clearTimeout(modelsTimer);
     try {
       const { data } = await api('GET', '/models');
@@ -598,7 +612,7 @@
     } catch (err) {
       if (gen === st.gen) status('Could not load the model registry: ' + message(err), 'error');
     }
-    if (followFor > 0 && !$('#panel-models').hidden) modelsTimer = setTimeout(() => loadModels(followFor - 1), 1000);
+    if (followFor > 0 && run === modelsRun && !$('#panel-models').hidden) modelsTimer = setTimeout(() => loadModels(followFor - 1), 1000);
   }
 
   function bytes(n) {
