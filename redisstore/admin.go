@@ -499,17 +499,13 @@ func (s *Store) UpdateSignupWithEffects(ctx context.Context, id string, fn func(
 	return out, nil
 }
 
-// relaySignupEntries moves the given entries of a signup's outbox to the effects outbox, in
-// order, then deletes them from the signup's outbox.
+// relaySignupEntries moves the entries one transaction appended to a signup's outbox (ids, in
+// order: contiguous, since a MULTI runs alone) to the effects outbox, then deletes them from
+// the signup's outbox.
 func (s *Store) relaySignupEntries(ctx context.Context, signupID string, ids []string) error {
-	outbox := s.keys.SignupOutbox(signupID)
-	var msgs []redis.XMessage
-	for _, id := range ids {
-		m, err := s.rdb.XRange(ctx, outbox, id, id).Result()
-		if err != nil {
-			return fmt.Errorf("redisstore: relay signup outbox %s: %w", signupID, err)
-		}
-		msgs = append(msgs, m...)
+	msgs, err := s.rdb.XRange(ctx, s.keys.SignupOutbox(signupID), ids[0], ids[len(ids)-1]).Result()
+	if err != nil {
+		return fmt.Errorf("redisstore: relay signup outbox %s: %w", signupID, err)
 	}
 	return s.relayMessages(ctx, signupID, msgs)
 }
