@@ -95,9 +95,20 @@ func watchConsole(t *testing.T, ctx context.Context) *pageConsole {
 	return c
 }
 
-// context30 is a browser step's own deadline inside the test's.
-func context30(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, 30*time.Second)
+// browserSteps returns the step runner of a browser test: a step has its own 30 s deadline
+// inside the test's, so that a stuck one still leaves the browser alive to say where it stood
+// (browserFailure: a screenshot, the page's console, the server's log).
+func browserSteps(t *testing.T, ctx context.Context, n *node) func(what string, steps ...chromedp.Action[chromedp.Void]) {
+	console := watchConsole(t, ctx)
+	return func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := chromedp.Do(sctx, steps...); err != nil {
+			browserFailure(t, ctx, console, n, what)
+			t.Fatalf("browser, %s: %v", what, err)
+		}
+	}
 }
 
 // browserFailure leaves what a stuck browser step needs to be understood: a screenshot in the
@@ -161,18 +172,7 @@ func TestAdminWalksTheDashboardInABrowser(t *testing.T) {
 	}
 	css := func(sel string) chromedp.CSS { return chromedp.CSS(sel) }
 	xp := func(sel string) chromedp.Search { return chromedp.Search(sel) }
-	console := watchConsole(t, ctx)
-	// A step has its own deadline inside the walk's, so that a stuck one still leaves the
-	// browser alive to say where it stood: a screenshot, the page's console, the server's log.
-	step := func(what string, steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		sctx, cancel := context30(ctx)
-		defer cancel()
-		if err := chromedp.Do(sctx, steps...); err != nil {
-			browserFailure(t, ctx, console, n, what)
-			t.Fatalf("browser, %s: %v", what, err)
-		}
-	}
+	step := browserSteps(t, ctx, n)
 	text := func(sel string) string {
 		t.Helper()
 		s, err := chromedp.Run(ctx, chromedp.Text(css(sel)))

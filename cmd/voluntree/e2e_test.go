@@ -154,6 +154,26 @@ func (n *node) post(t *testing.T, path, body string) (int, map[string]any) {
 	return resp.StatusCode, out
 }
 
+// api calls the admin API with a bearer token: body raw (contentType, "" for JSON) or nil. It
+// returns the status and the JSON answer (nil when there is none).
+func (n *node) api(t testing.TB, method, path, token string, body []byte, contentType string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(method, n.base+path, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	if contentType == "" {
+		contentType = "application/json"
+	}
+	req.Header.Set("Content-Type", contentType)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
 func TestServeEndToEnd(t *testing.T) {
 	n := startServe(t, "VOLUNTREE_REDIS_URL="+redisSrv.URL(t))
 

@@ -220,8 +220,7 @@ type checkedRegistry struct {
 	store *redisstore.Store
 	floor float64
 	ttl   time.Duration // an unpromoted version pushed through the API expires (0: never)
-	// checks holds one check at a time on this node (a file of up to 64 MiB, its copies and a
-	// libtorch load each): a second completion waits its turn.
+	// checks holds one check at a time on this node (check): a second one waits its turn.
 	checks chan struct{}
 }
 
@@ -248,19 +247,41 @@ func (r checkedRegistry) Promote(ctx context.Context, tag string) (string, error
 	if err != nil {
 		return "", err
 	}
-	dir, err := os.MkdirTemp("", "voluntree-model-")
-	if err != nil {
+	if _, _, err := r.check(ctx, v.Tag, data); err != nil {
 		return "", err
-	}
-	defer os.RemoveAll(dir)
-	path := filepath.Join(dir, v.Tag)
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		return "", err
-	}
-	if _, _, err := checkModel(ctx, path, r.floor); err != nil {
-		return "", voluntree.Errorf(voluntree.EINVALID, "model %s: %v", tag, err)
 	}
 	return r.store.PromoteModel(ctx, v.Tag, v.SHA256)
+}
+
+// check loads and scores a model file against the floor, one check at a time on this node (a
+// file of up to 64 MiB and a libtorch load each): EINVALID with the reason when the file
+// fails, EUNAVAILABLE when the check could not run or finish in time (not the file's fault).
+func (r checkedRegistry) check(ctx context.Context, tag string, data []byte) (string, modelScores, error) {
+	if r.checks != nil {
+		select {
+		case r.checks <- struct{}{}:
+			defer func() { <-r.checks }()
+		case <-ctx.Done():
+			return "", modelScores{}, voluntree.Errorf(voluntree.EUNAVAILABLE, "another model is being checked on this node: try again")
+		}
+	}
+	dir, err := os.MkdirTemp("", "voluntree-model-")
+	if err != nil {
+		return "", modelScores{}, err
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, tag)
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return "", modelScores{}, err
+	}
+	kind, scores, err := checkModel(ctx, path, r.floor)
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return "", modelScores{}, voluntree.Errorf(voluntree.EUNAVAILABLE, "model %s: the check did not finish in time: try again", tag)
+	case err != nil:
+		return "", modelScores{}, voluntree.Errorf(voluntree.EINVALID, "model %s: %v", tag, err)
+	}
+	return kind, scores, nil
 }
 
 func (r checkedRegistry) CreateUpload(ctx context.Context, u redisstore.ModelUpload) (redisstore.ModelUpload, error) {
@@ -277,37 +298,19 @@ func (r checkedRegistry) PutUploadChunk(ctx context.Context, id string, n int, d
 
 // CompleteUpload reads the upload's file back (its size and checksum checked), loads and
 // scores it as `voluntree model push` does, and pushes it. A file that fails the check is
-// EINVALID with the reason, and the upload is forgotten; missing or damaged chunks leave it to
-// be completed after they are sent again.
+// EINVALID with the reason, and the upload is forgotten; missing or damaged chunks, or a check
+// that could not finish, leave it to be completed again.
 func (r checkedRegistry) CompleteUpload(ctx context.Context, id string) (redisstore.ModelVersion, error) {
-	if r.checks != nil {
-		select {
-		case r.checks <- struct{}{}:
-			defer func() { <-r.checks }()
-		case <-ctx.Done():
-			return redisstore.ModelVersion{}, voluntree.Errorf(voluntree.EUNAVAILABLE, "another model is being checked on this node: complete the upload again")
-		}
-	}
 	u, data, err := r.store.ModelUploadFile(ctx, id)
 	if err != nil {
 		return redisstore.ModelVersion{}, err
 	}
-	dir, err := os.MkdirTemp("", "voluntree-model-")
+	kind, scores, err := r.check(ctx, u.Tag, data)
 	if err != nil {
-		return redisstore.ModelVersion{}, err
-	}
-	defer os.RemoveAll(dir)
-	path := filepath.Join(dir, u.Tag)
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		return redisstore.ModelVersion{}, err
-	}
-	kind, scores, err := checkModel(ctx, path, r.floor)
-	if err != nil {
-		if ctx.Err() != nil { // not the file's fault: the upload stays, to complete again
-			return redisstore.ModelVersion{}, voluntree.Errorf(voluntree.EUNAVAILABLE, "model %s: the check did not finish in time: complete the upload again", u.Tag)
+		if voluntree.ErrorCode(err) == voluntree.EINVALID {
+			_ = r.store.DeleteModelUpload(ctx, id, u.Chunks)
 		}
-		_ = r.store.DeleteModelUpload(ctx, id, u.Chunks)
-		return redisstore.ModelVersion{}, voluntree.Errorf(voluntree.EINVALID, "model %s: %v", u.Tag, err)
+		return redisstore.ModelVersion{}, err
 	}
 	raw, _ := json.Marshal(scores)
 	v, err := r.store.PushModel(ctx, redisstore.ModelVersion{Tag: u.Tag, Kind: kind, Note: u.Note, Scores: raw}, data, r.ttl)

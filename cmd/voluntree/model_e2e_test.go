@@ -133,16 +133,7 @@ func TestModelRegistryHotSwap(t *testing.T) {
 	// The admin API, for the operator organization's owners only.
 	call := func(method, path, tok string) (int, map[string]any) {
 		t.Helper()
-		req, _ := http.NewRequest(method, n.base+path, nil)
-		req.Header.Set("Authorization", "Bearer "+tok)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var out map[string]any
-		json.NewDecoder(resp.Body).Decode(&out)
-		return resp.StatusCode, out
+		return n.api(t, method, path, tok, nil, "")
 	}
 	if code, out := call("GET", "/api/v1/models", otherToken); code != 403 || out["error"] == nil {
 		t.Fatalf("GET /api/v1/models by another organization's owner: %d %v", code, out)

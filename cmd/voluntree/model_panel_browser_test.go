@@ -18,11 +18,8 @@ func TestModelPanelInABrowser(t *testing.T) {
 	browser := requireChromium(t)
 	const prefix = "e2e-modelpanel"
 	flags := []string{"-redis-url", redisSrv.URL(t), "-redis-prefix", prefix}
-	for _, org := range []string{"ops", "other"} {
-		if code, _, errOut := runCLI(t, "", append([]string{"admin", "create-token", "-org", org, "-create-org", "Org " + org}, flags...)...); code != 0 {
-			t.Fatalf("create-token %s: exit %d, %q", org, code, errOut)
-		}
-	}
+	orgWithPages(t, prefix, "ops")
+	orgWithPages(t, prefix, "other")
 	n := startServe(t, "VOLUNTREE_REDIS_URL="+redisSrv.URL(t), "VOLUNTREE_REDIS_PREFIX="+prefix, "VOLUNTREE_OPERATOR_ORG=ops")
 	defer n.stop(t)
 	link := func(org string) string {
@@ -39,18 +36,9 @@ func TestModelPanelInABrowser(t *testing.T) {
 	}
 
 	ctx := browserCtx(t, browser)
-	console := watchConsole(t, ctx)
 	css := func(sel string) chromedp.CSS { return chromedp.CSS(sel) }
 	xp := func(sel string) chromedp.Search { return chromedp.Search(sel) }
-	step := func(what string, steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		sctx, cancel := context30(ctx)
-		defer cancel()
-		if err := chromedp.Do(sctx, steps...); err != nil {
-			browserFailure(t, ctx, console, n, what)
-			t.Fatalf("browser, %s: %v", what, err)
-		}
-	}
+	step := browserSteps(t, ctx, n)
 	step("sign in as the operator's owner", chromedp.Navigate(link("ops")),
 		chromedp.WaitVisible(css("#manage")), chromedp.WaitVisible(css("#tab-models")),
 		chromedp.Click(css("#tab-models")),

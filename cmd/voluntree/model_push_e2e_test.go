@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -21,36 +20,16 @@ import (
 // file that is no model, an incomplete upload, and another organization's owner are refused.
 func TestModelPushThroughTheAPI(t *testing.T) {
 	const prefix = "e2e-modelpush"
-	flags := []string{"-redis-url", redisSrv.URL(t), "-redis-prefix", prefix}
-	token := func(org string) string {
-		t.Helper()
-		code, out, errOut := runCLI(t, "", append([]string{"admin", "create-token", "-org", org, "-create-org", "Org " + org}, flags...)...)
-		if code != 0 {
-			t.Fatalf("create-token %s: exit %d, %q", org, code, errOut)
-		}
-		return strings.TrimSpace(out)
-	}
-	ops, other := token("ops"), token("other")
+	ops, other := orgWithPages(t, prefix, "ops"), orgWithPages(t, prefix, "other")
 	n := startServe(t, "VOLUNTREE_REDIS_URL="+redisSrv.URL(t), "VOLUNTREE_REDIS_PREFIX="+prefix, "VOLUNTREE_OPERATOR_ORG=ops",
 		"VOLUNTREE_MODEL_TTL=2h")
 	defer n.stop(t)
 	call := func(method, path, tok string, body []byte) (int, map[string]any) {
 		t.Helper()
-		req, _ := http.NewRequest(method, n.base+path, bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+tok)
-		if method == "PUT" {
-			req.Header.Set("Content-Type", "application/octet-stream")
-		} else {
-			req.Header.Set("Content-Type", "application/json")
+		if method == "PUT" { // a chunk: raw bytes
+			return n.api(t, method, path, tok, body, "application/octet-stream")
 		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var out map[string]any
-		json.NewDecoder(resp.Body).Decode(&out)
-		return resp.StatusCode, out
+		return n.api(t, method, path, tok, body, "")
 	}
 	declare := func(tok, tag string, data []byte) (int, map[string]any) {
 		t.Helper()

@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -58,22 +55,11 @@ func newPublishEnv(t *testing.T, prefix string, extra ...string) *publishEnv {
 // api calls the admin API with the environment's token.
 func (e *publishEnv) api(t *testing.T, n *node, method, path string, body any) (int, map[string]any) {
 	t.Helper()
-	var r io.Reader
+	var b []byte
 	if body != nil {
-		b, _ := json.Marshal(body)
-		r = bytes.NewReader(b)
+		b, _ = json.Marshal(body)
 	}
-	req, _ := http.NewRequest(method, n.base+path, r)
-	req.Header.Set("Authorization", "Bearer "+e.token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out map[string]any
-	json.NewDecoder(resp.Body).Decode(&out)
-	return resp.StatusCode, out
+	return n.api(t, method, path, e.token, b, "")
 }
 
 func (e *publishEnv) createSignup(t *testing.T, n *node) string {

@@ -21,12 +21,12 @@ const DeploymentEnv = "VOLUNTREE_TEST_REDIS"
 // Deployment is the Redis a package's suite runs on, as $VOLUNTREE_TEST_REDIS says, or the
 // reason there is none.
 type Deployment struct {
-	Mode string // standalone, cluster or sentinel
-	srv  *Server
+	Mode string  // standalone, cluster or sentinel
+	srv  *Server // standalone: its Client
 	cl   *Cluster
 	se   *Sentinel
 	err  error
-	seq  atomic.Int64
+	seq  atomic.Int64 // the cluster's and Sentinel's test prefixes
 }
 
 // StartDeployment starts the deployment $VOLUNTREE_TEST_REDIS names.
@@ -83,6 +83,9 @@ func (d *Deployment) URL(t testing.TB) string {
 func (d *Deployment) Client(t testing.TB) (redis.UniversalClient, string) {
 	t.Helper()
 	d.require(t)
+	if d.srv != nil {
+		return d.srv.Client(t)
+	}
 	var rdb redis.UniversalClient
 	switch {
 	case d.cl != nil:
@@ -97,8 +100,6 @@ func (d *Deployment) Client(t testing.TB) (redis.UniversalClient, string) {
 			addrs = append(addrs, s.Addr())
 		}
 		rdb = redis.NewFailoverClient(&redis.FailoverOptions{MasterName: SentinelMaster, SentinelAddrs: addrs})
-	default:
-		rdb = redis.NewClient(&redis.Options{Addr: d.srv.srv.Addr()})
 	}
 	prefix := fmt.Sprintf("test:%s:%d:", strings.ReplaceAll(t.Name(), "/", "."), d.seq.Add(1))
 	t.Cleanup(func() {
