@@ -65,15 +65,23 @@ func typo(rng *rand.Rand, w string) string {
 }
 
 // dropFeatures removes each feature with probability p, keeping at least one.
-func dropFeatures(rng *rand.Rand, f []int64, p float64) []int64 {
-	out := make([]int64, 0, len(f))
-	for _, x := range f {
-		if rng.Float64() >= p {
-			out = append(out, x)
+func dropFeatures(rng *rand.Rand, b bag, p float64) bag {
+	out := bag{idx: make([]int64, 0, len(b.idx))}
+	keep := func(i int) {
+		out.idx = append(out.idx, b.idx[i])
+		for k := range b.ends {
+			if i < b.ends[k] {
+				out.ends[k]++
+			}
 		}
 	}
-	if len(out) == 0 {
-		out = append(out, f[rng.IntN(len(f))])
+	for i := range b.idx {
+		if rng.Float64() >= p {
+			keep(i)
+		}
+	}
+	if len(out.idx) == 0 {
+		keep(rng.IntN(len(b.idx)))
 	}
 	return out
 }

@@ -53,6 +53,20 @@ func (c FeaturizerConfig) Validate() error {
 // Normalisation makes casing, elongation ("sooo"), curly apostrophes and inner apostrophes
 // ("can't" = "cant") irrelevant. An empty or symbol-only text still yields shape features.
 func (c FeaturizerConfig) Featurize(text string) []int64 {
+	f, _ := c.FeaturizeBlocks(text)
+	return f
+}
+
+// Feature blocks, in the order Featurize emits them.
+const (
+	BlockWords = iota // tokens, bigrams, shape
+	BlockChars        // character n-grams of words
+	blocks
+)
+
+// FeaturizeBlocks is Featurize that also says where each block of features ends: block b is
+// feats[ends[b-1]:ends[b]] (from 0 for the first).
+func (c FeaturizerConfig) FeaturizeBlocks(text string) (feats []int64, ends [blocks]int) {
 	toks := tokenize(text)
 	f := newFeatureSet(c, len(text))
 	defer f.release()
@@ -72,6 +86,7 @@ func (c FeaturizerConfig) Featurize(text string) []int64 {
 			f.add("b:", toks.words[i-1]+" "+w)
 		}
 	}
+	ends[BlockWords] = len(f.out)
 	var starts []int // byte offset of each rune of "<word>", plus the end
 	for _, w := range toks.words {
 		if !isWord(w) {
@@ -90,7 +105,8 @@ func (c FeaturizerConfig) Featurize(text string) []int64 {
 			}
 		}
 	}
-	return f.out
+	ends[BlockChars] = len(f.out)
+	return f.out, ends
 }
 
 // featureSet collects distinct feature indices in first-seen order. Hashing is FNV-1a 64 of

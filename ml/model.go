@@ -137,12 +137,11 @@ func (m *Native) Predict(ctx context.Context, texts []string) ([]voluntree.Predi
 }
 
 // forwardFeatures runs featurized texts through libtorch and returns probabilities.
-func (m *Native) forwardFeatures(feats [][]int64) ([][]float32, error) {
+func (m *Native) forwardFeatures(bags []bag) ([][]float32, error) {
 	return withoutGrad(func() ([][]float32, error) {
-		flat, offsets := bagInputs(feats)
-		defer flat.MustDrop()
-		defer offsets.MustDrop()
-		logits, err := m.net.forward(flat, offsets)
+		in := bagInputs(bags, m.net.idf)
+		defer in.drop()
+		logits, err := m.net.forward(in)
 		if err != nil {
 			return nil, err
 		}
@@ -173,7 +172,7 @@ func (m *Native) Save(path string) error {
 func (m *Native) header() fileHeader {
 	h := fileHeader{Labels: m.info.Labels, Featurizer: m.feat, Dims: m.net.dims, Training: m.info.Training}
 	shapes := m.net.dims.shapes()
-	for _, name := range tensorNames {
+	for _, name := range m.net.dims.tensorNames() {
 		h.Tensors = append(h.Tensors, tensorEntry{Name: name, Shape: shapes[name]})
 	}
 	return h
@@ -193,10 +192,10 @@ func (m *Native) Close() error {
 // featurizeAll featurizes texts; each text yields at least one feature (a shape feature).
 // (Splitting large batches over cores was measured slower: the featurizer's allocations
 // already keep the other core busy with GC.)
-func featurizeAll(cfg FeaturizerConfig, texts []string) [][]int64 {
-	out := make([][]int64, len(texts))
+func featurizeAll(cfg FeaturizerConfig, texts []string) []bag {
+	out := make([]bag, len(texts))
 	for i, t := range texts {
-		out[i] = cfg.Featurize(t)
+		out[i].idx, out[i].ends = cfg.FeaturizeBlocks(t)
 	}
 	return out
 }

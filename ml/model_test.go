@@ -255,27 +255,34 @@ func TestTrainIsDeterministicAndLearns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := TrainConfig{Seed: 3, Epochs: 3, Embed: 16, Hidden: 16}
-	var epochs []int
-	a, err := Train(context.Background(), cfg, train, valid, func(p Progress) { epochs = append(epochs, p.Epoch) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := Train(context.Background(), cfg, train, valid, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	if !slices.Equal(epochs, []int{1, 2, 3}) {
-		t.Fatalf("progress reported epochs %v", epochs)
-	}
-	ra, rb := a.Info().Training.Validation, b.Info().Training.Validation
-	if ra.Accuracy != rb.Accuracy || !slices.EqualFunc(ra.Confusion, rb.Confusion, slices.Equal) {
-		t.Fatalf("same seed, different models: %.4f vs %.4f", ra.Accuracy, rb.Accuracy)
-	}
-	if ra.Accuracy < 0.6 {
-		t.Fatalf("3 epochs reach %.3f validation accuracy, want >= 0.6 (chance is 0.17)", ra.Accuracy)
+	for _, arch := range []string{ArchLinear, ArchMLP} {
+		t.Run(arch, func(t *testing.T) {
+			cfg := TrainConfig{Arch: arch, Seed: 3, Epochs: 3, Embed: 16, Hidden: 16}
+			var epochs []int
+			a, err := Train(context.Background(), cfg, train, valid, func(p Progress) { epochs = append(epochs, p.Epoch) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			b, err := Train(context.Background(), cfg, train, valid, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			if !slices.Equal(epochs, []int{1, 2, 3}) {
+				t.Fatalf("progress reported epochs %v", epochs)
+			}
+			if got := a.Info().Training.Arch; got != arch {
+				t.Fatalf("model file says architecture %q", got)
+			}
+			ra, rb := a.Info().Training.Validation, b.Info().Training.Validation
+			if ra.Accuracy != rb.Accuracy || !slices.EqualFunc(ra.Confusion, rb.Confusion, slices.Equal) {
+				t.Fatalf("same seed, different models: %.4f vs %.4f", ra.Accuracy, rb.Accuracy)
+			}
+			if ra.Accuracy < 0.6 {
+				t.Fatalf("3 epochs reach %.3f validation accuracy, want >= 0.6 (chance is 0.17)", ra.Accuracy)
+			}
+		})
 	}
 }
 
@@ -311,7 +318,9 @@ func TestLoadRejectsHostileHeaders(t *testing.T) {
 		"negative shape": func(h *fileHeader) { h.Tensors[1].Shape = []int64{-1, 64} },
 		"huge dims":      func(h *fileHeader) { h.Dims.Buckets = 1 << 40; h.Featurizer.Buckets = 1 << 40 },
 		"shape not dims": func(h *fileHeader) { h.Tensors[0].Shape = []int64{2, 2} },
-		"missing tensor": func(h *fileHeader) { h.Tensors = h.Tensors[:4] },
+		"missing tensor": func(h *fileHeader) { h.Tensors = h.Tensors[:len(h.Tensors)-1] },
+		"hidden layer":   func(h *fileHeader) { h.Dims.Hidden = 3 },
+		"pooling":        func(h *fileHeader) { h.Dims.Pooling = "max" },
 		"wrong labels":   func(h *fileHeader) { h.Labels[0], h.Labels[1] = h.Labels[1], h.Labels[0] },
 	}
 	for name, edit := range cases {

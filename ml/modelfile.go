@@ -34,11 +34,14 @@ type tensorEntry struct {
 
 // TrainingInfo records how a model file was made and how it scored on validation.
 type TrainingInfo struct {
-	Seed       uint64    `json:"seed"`
-	Epochs     int       `json:"epochs"`
-	TrainedAt  time.Time `json:"trained_at"`
-	TrainItems int       `json:"train_items"`
-	Validation *Report   `json:"validation,omitempty"`
+	Arch string `json:"arch,omitempty"` // ArchLinear or ArchMLP ("" in the first models: mlp)
+	// Calibration is the factor the scores were scaled by to calibrate them (0 or 1: none).
+	Calibration float64   `json:"calibration,omitempty"`
+	Seed        uint64    `json:"seed"`
+	Epochs      int       `json:"epochs"`
+	TrainedAt   time.Time `json:"trained_at"`
+	TrainItems  int       `json:"train_items"`
+	Validation  *Report   `json:"validation,omitempty"`
 }
 
 func writeModel(w io.Writer, h fileHeader, vals map[string][]float32) error {
@@ -107,9 +110,10 @@ func readModel(r io.Reader, size int64) (fileHeader, map[string][]float32, error
 // network's tensors with the shapes its dims imply, and that their data fits in the file.
 func checkTensors(h fileHeader, dataBytes int64) error {
 	d := h.Dims
-	if d.Buckets < 2 || d.Embed < 1 || d.Hidden < 1 || d.Classes < 1 || d.Buckets > 1<<26 || d.Embed > 4096 || d.Hidden > 4096 {
-		return fmt.Errorf("ml: implausible model dims %+v", d)
+	if err := d.check(); err != nil {
+		return err
 	}
+	tensorNames := d.tensorNames()
 	if len(h.Tensors) != len(tensorNames) {
 		return fmt.Errorf("ml: model has %d tensors, want %d", len(h.Tensors), len(tensorNames))
 	}

@@ -7,13 +7,12 @@ import (
 )
 
 // smallModelFile is a valid native model file with tiny dims, as writeModel writes it.
-func smallModelFile(tb testing.TB) []byte {
+func smallModelFile(tb testing.TB, d Dims) []byte {
 	tb.Helper()
-	d := Dims{Buckets: 4, Embed: 2, Hidden: 3, Classes: 6}
 	h := fileHeader{Labels: []string{"interested", "question", "donate", "decline", "thanks", "other"},
 		Featurizer: DefaultFeaturizerConfig(), Dims: d}
 	vals := map[string][]float32{}
-	for _, name := range tensorNames {
+	for _, name := range d.tensorNames() {
 		shape := d.shapes()[name]
 		h.Tensors = append(h.Tensors, tensorEntry{Name: name, Shape: shape})
 		vals[name] = make([]float32, numel(shape))
@@ -30,8 +29,9 @@ func smallModelFile(tb testing.TB) []byte {
 // header declares — never a panic, and never an allocation the file's own size does not
 // back (the header is read only up to 1 MiB, the tensors only once their size matches).
 func FuzzModelFile(f *testing.F) {
-	valid := smallModelFile(f)
+	valid := smallModelFile(f, Dims{Buckets: 4, Embed: 2, Hidden: 3, Classes: 6})
 	f.Add(valid)
+	f.Add(smallModelFile(f, Dims{Buckets: 4, Embed: 6, Hidden: 0, Classes: 6, Pooling: PoolTFIDF}))
 	f.Add([]byte(modelMagic))
 	f.Add(append([]byte(modelMagic), 0xff, 0xff, 0xff, 0xff))
 	f.Add([]byte("PK\x03\x04 torchscript"))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"runtime"
 	"time"
@@ -13,48 +14,77 @@ import (
 	"github.com/voluntree/voluntree"
 )
 
-// TrainConfig sets up a training run. Zero fields take the defaults below.
+// Model architectures Train fits.
+const (
+	// ArchLinear, the shipped model's: a linear model over TF-IDF pooled features (PoolTFIDF),
+	// trained with the one-vs-rest squared hinge loss of a linear SVM, its scores then scaled
+	// to calibrated probabilities. 5-fold cross-validation on the training split: 0.912.
+	ArchLinear = "linear"
+	// ArchMLP, the first models': the mean of 16-wide feature embeddings through a 64-unit
+	// hidden layer, trained with cross-entropy. Cross-validation: 0.892.
+	ArchMLP = "mlp"
+)
+
+// TrainConfig sets up a training run. Zero fields take the architecture's defaults below.
 type TrainConfig struct {
+	Arch           string // ArchLinear or ArchMLP
 	Seed           uint64
 	Epochs         int
 	BatchSize      int
 	LearningRate   float64
-	WeightDecay    float64
-	Embed, Hidden  int64
+	WeightDecay    float64 // AdamW's decoupled weight decay: the linear model's regulariser
+	Embed, Hidden  int64   // ArchMLP only
 	FeatureDropout float64 // share of features dropped per training item
 	AugmentProb    float64 // share of training items replaced by a noisy variant each epoch
-	Featurizer     FeaturizerConfig
+	// CalibrationFolds, when 2 or more, fits the scale of the scores on out-of-fold predictions
+	// of the training texts (k more trainings): a confidence of 0.8 is then right about 80 %
+	// of the time. 0 leaves the scores as trained.
+	CalibrationFolds int
+	Featurizer       FeaturizerConfig
 }
 
-// Training defaults, chosen on the training split by cross-checking generalisation to texts
-// outside the dataset (see README), not by tuning on the validation split.
+// Training defaults, chosen by cross-validation on the training split (voluntree train -cv),
+// never by scores on the validation split.
 const (
-	DefaultSeed           = 7
-	DefaultEpochs         = 20
-	DefaultBatchSize      = 32
-	DefaultLearningRate   = 0.002
-	DefaultWeightDecay    = 1e-4
-	DefaultEmbed          = 16
-	DefaultHidden         = 64
-	DefaultFeatureDropout = 0.2
-	DefaultAugmentProb    = 0.5
+	DefaultSeed             = 7
+	DefaultBatchSize        = 32
+	DefaultFeatureDropout   = 0.2
+	DefaultAugmentProb      = 0.5
+	DefaultCalibrationFolds = 5
+
+	DefaultLinearEpochs       = 40
+	DefaultLinearLearningRate = 0.005
+	DefaultLinearWeightDecay  = 0.3
+
+	DefaultMLPEpochs       = 20
+	DefaultMLPLearningRate = 0.002
+	DefaultMLPWeightDecay  = 1e-4
+	DefaultEmbed           = 16
+	DefaultHidden          = 64
 )
 
 func (c *TrainConfig) setDefaults() {
+	if c.Arch == "" {
+		c.Arch = ArchLinear
+	}
+	epochs, lr, wd := DefaultLinearEpochs, DefaultLinearLearningRate, DefaultLinearWeightDecay
+	if c.Arch == ArchMLP {
+		epochs, lr, wd = DefaultMLPEpochs, DefaultMLPLearningRate, DefaultMLPWeightDecay
+	}
 	if c.Seed == 0 {
 		c.Seed = DefaultSeed
 	}
 	if c.Epochs == 0 {
-		c.Epochs = DefaultEpochs
+		c.Epochs = epochs
 	}
 	if c.BatchSize == 0 {
 		c.BatchSize = DefaultBatchSize
 	}
 	if c.LearningRate == 0 {
-		c.LearningRate = DefaultLearningRate
+		c.LearningRate = lr
 	}
 	if c.WeightDecay == 0 {
-		c.WeightDecay = DefaultWeightDecay
+		c.WeightDecay = wd
 	}
 	if c.Embed == 0 {
 		c.Embed = DefaultEmbed
@@ -73,13 +103,29 @@ func (c *TrainConfig) setDefaults() {
 	}
 }
 
+// dims are the network's sizes for this configuration.
+func (c TrainConfig) dims() Dims {
+	classes := int64(len(voluntree.Intents()))
+	d := Dims{Buckets: int64(c.Featurizer.Buckets), Classes: classes}
+	if c.Arch == ArchMLP {
+		d.Embed, d.Hidden, d.Pooling = c.Embed, c.Hidden, PoolMean
+	} else {
+		d.Embed, d.Hidden, d.Pooling = classes, 0, PoolTFIDF
+	}
+	return d
+}
+
 // Validate reports settings that cannot train.
 func (c TrainConfig) Validate() error {
 	switch {
+	case c.Arch != ArchLinear && c.Arch != ArchMLP:
+		return fmt.Errorf("ml: unknown architecture %q (want %s or %s)", c.Arch, ArchLinear, ArchMLP)
 	case c.Epochs < 1 || c.BatchSize < 1:
 		return errors.New("ml: epochs and batch size must be positive")
 	case c.LearningRate <= 0:
 		return errors.New("ml: learning rate must be positive")
+	case c.CalibrationFolds < 0 || c.CalibrationFolds == 1:
+		return errors.New("ml: calibration needs 2 or more folds (0: none)")
 	case c.FeatureDropout < 0 || c.FeatureDropout >= 1 || c.AugmentProb < 0 || c.AugmentProb > 1:
 		return errors.New("ml: dropout must be in [0,1) and augment probability in [0,1]")
 	}
@@ -108,11 +154,31 @@ func Train(ctx context.Context, cfg TrainConfig, train, valid []Example, progres
 	for i, in := range intents {
 		col[in] = int64(i)
 	}
-	dims := Dims{Buckets: int64(cfg.Featurizer.Buckets), Embed: cfg.Embed, Hidden: cfg.Hidden, Classes: int64(len(intents))}
-
+	dims := cfg.dims()
+	if err := dims.check(); err != nil {
+		return nil, err
+	}
+	scale := 1.0
+	if cfg.CalibrationFolds > 0 {
+		var err error
+		if scale, err = calibrationScale(ctx, cfg, train, cfg.CalibrationFolds); err != nil {
+			return nil, err
+		}
+	}
 	vals, err := fit(ctx, cfg, dims, train, col, progress)
 	if err != nil {
 		return nil, err
+	}
+	// The logits are linear in the last layer's weights and bias: scaling them scales the
+	// logits, at no cost when serving.
+	last := "w2"
+	if dims.Hidden == 0 {
+		last = "emb"
+	}
+	for _, name := range []string{last, "b2"} {
+		for i := range vals[name] {
+			vals[name][i] *= float32(scale)
+		}
 	}
 	net, err := newNetwork(dims, vals)
 	if err != nil {
@@ -124,7 +190,7 @@ func Train(ctx context.Context, cfg TrainConfig, train, valid []Example, progres
 	}
 	m := &Native{
 		info: Info{Kind: "native", Labels: labels, Featurizer: cfg.Featurizer, Dims: &dims,
-			Training: &TrainingInfo{Seed: cfg.Seed, Epochs: cfg.Epochs, TrainedAt: time.Now().UTC(), TrainItems: len(train)}},
+			Training: &TrainingInfo{Arch: cfg.Arch, Calibration: scale, Seed: cfg.Seed, Epochs: cfg.Epochs, TrainedAt: time.Now().UTC(), TrainItems: len(train)}},
 		feat: cfg.Featurizer,
 		net:  net,
 	}
@@ -151,9 +217,16 @@ func fit(ctx context.Context, cfg TrainConfig, dims Dims, train []Example, col m
 	net := &network{dims: dims}
 	defer net.drop()
 	init := initialValues(dims, cfg.Seed)
+	if dims.Pooling == PoolTFIDF {
+		net.idf = inverseDocFreq(cfg.Featurizer, train)
+		net.idfCol = ts.MustOfSlice(net.idf).MustView([]int64{dims.Buckets, 1}, true)
+	}
 	shapes := dims.shapes()
-	params := make([]ts.Tensor, 0, len(tensorNames))
-	for _, name := range tensorNames {
+	var params []ts.Tensor
+	for _, name := range dims.tensorNames() {
+		if !trainable(name) {
+			continue
+		}
 		p, err := ts.MustOfSlice(init[name]).MustView(shapes[name], true).SetRequiresGrad(true, true)
 		if err != nil {
 			return nil, fmt.Errorf("ml: parameter %s: %w", name, err)
@@ -185,17 +258,17 @@ func fit(ctx context.Context, cfg TrainConfig, dims Dims, train []Example, col m
 				return nil, err
 			}
 			ids := order[b:min(b+cfg.BatchSize, len(order))]
-			feats := make([][]int64, len(ids))
+			bags := make([]bag, len(ids))
 			targets := make([]int64, len(ids))
 			for i, id := range ids {
 				text := train[id].Text
 				if rng.Float64() < cfg.AugmentProb {
 					text = augment(rng, text)
 				}
-				feats[i] = dropFeatures(rng, cfg.Featurizer.Featurize(text), cfg.FeatureDropout)
+				bags[i] = dropFeatures(rng, featurize(cfg.Featurizer, text), cfg.FeatureDropout)
 				targets[i] = col[train[id].Intent]
 			}
-			loss, err := step(net, opt, feats, targets)
+			loss, err := step(net, opt, bags, targets)
 			if err != nil {
 				return nil, err
 			}
@@ -209,19 +282,47 @@ func fit(ctx context.Context, cfg TrainConfig, dims Dims, train []Example, col m
 	return net.values(), nil
 }
 
+func featurize(cfg FeaturizerConfig, text string) bag {
+	var b bag
+	b.idx, b.ends = cfg.FeaturizeBlocks(text)
+	return b
+}
+
+// inverseDocFreq counts in how many training texts each feature appears and returns its
+// smoothed inverse document frequency, ln((1+n)/(1+df)) + 1: a feature no text had weighs
+// the most, one in every text 1.
+func inverseDocFreq(cfg FeaturizerConfig, train []Example) []float32 {
+	df := make([]int32, cfg.Buckets)
+	for _, ex := range train {
+		for _, i := range cfg.Featurize(ex.Text) { // distinct features
+			df[i]++
+		}
+	}
+	n := float64(len(train))
+	idf := make([]float32, cfg.Buckets)
+	for i, d := range df {
+		idf[i] = float32(math.Log((1+n)/(1+float64(d))) + 1)
+	}
+	return idf
+}
+
 // step runs one optimisation step on a batch and returns its loss.
-func step(net *network, opt *ts.COptimizer, feats [][]int64, targets []int64) (float64, error) {
-	flat, offsets := bagInputs(feats)
-	defer flat.MustDrop()
-	defer offsets.MustDrop()
+func step(net *network, opt *ts.COptimizer, bags []bag, targets []int64) (float64, error) {
+	in := bagInputs(bags, net.idf)
+	defer in.drop()
 	tgt := ts.MustOfSlice(targets)
 	defer tgt.MustDrop()
-	logits, err := net.forward(flat, offsets)
+	logits, err := net.forward(in)
 	if err != nil {
 		return 0, err
 	}
 	defer logits.MustDrop()
-	loss := crossEntropy(logits, tgt)
+	var loss *ts.Tensor
+	if net.dims.Hidden == 0 {
+		loss = squaredHinge(logits, targets, int(net.dims.Classes))
+	} else {
+		loss = crossEntropy(logits, tgt)
+	}
 	defer loss.MustDrop()
 	if err := opt.ZeroGrad(); err != nil {
 		return 0, fmt.Errorf("ml: zero grad: %w", err)
@@ -244,4 +345,28 @@ func crossEntropy(logits, targets *ts.Tensor) *ts.Tensor {
 	noWeight := ts.NewTensor()
 	defer noWeight.MustDrop()
 	return logp.MustNllLoss(targets, noWeight, 1, -100, true)
+}
+
+// squaredHinge is the one-vs-rest squared hinge loss of a linear SVM (liblinear's default),
+// which cross-validated better for the linear model than cross-entropy (0.912 against 0.907):
+// for every class, max(0, 1 - y*s)^2 with y = +1 for the target and -1 otherwise, summed over
+// classes and averaged over the batch.
+func squaredHinge(logits *ts.Tensor, targets []int64, classes int) *ts.Tensor {
+	y := make([]float32, len(targets)*classes)
+	for i, t := range targets {
+		for c := range classes {
+			y[i*classes+c] = -1
+		}
+		y[i*classes+int(t)] = 1
+	}
+	yt := ts.MustOfSlice(y).MustView([]int64{int64(len(targets)), int64(classes)}, true)
+	defer yt.MustDrop()
+	one := ts.FloatScalar(1)
+	defer one.MustDrop()
+	n := ts.FloatScalar(float64(len(targets)))
+	defer n.MustDrop()
+	m := logits.MustMul(yt, false).MustNeg(true).MustAddScalar(one, true).MustRelu(true)
+	sq := m.MustMul(m, false)
+	m.MustDrop()
+	return sq.MustSum(gotch.Float, true).MustDivScalar(n, true)
 }
