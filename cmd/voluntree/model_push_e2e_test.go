@@ -100,7 +100,7 @@ func TestModelPushThroughTheAPI(t *testing.T) {
 	if code != 201 || v["tag"] != "api1" || v["sha256"] != hex.EncodeToString(sum[:]) || v["kind"] != "native" || v["expires"] == nil {
 		t.Fatalf("complete: %d %v", code, v)
 	}
-	if scores, _ := v["scores"].(map[string]any); scores == nil || scores["accuracy"].(float64) < 0.88 {
+	if scores, _ := v["scores"].(map[string]any); scores == nil || scores["accuracy"].(float64) < defaultModelMinAccuracy {
 		t.Fatalf("the pushed version's scores: %v", v["scores"])
 	}
 	if code, out := call("GET", "/api/v1/models/uploads/"+id, ops, nil); code != 404 {
