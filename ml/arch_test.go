@@ -1,10 +1,13 @@
 package ml
 
 import (
+	"bytes"
 	"context"
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/voluntree/voluntree"
 )
 
 // The TF-IDF pooling runs as a bag per block over the idf-scaled table; this checks it against
@@ -19,6 +22,9 @@ func TestTFIDFPoolingIsTheDefinition(t *testing.T) {
 		for i := range v {
 			v[i] = float32(rng.Float64())
 		}
+	}
+	for i := range vals["idf"] {
+		vals["idf"][i] = 1 + 5*vals["idf"][i] // an idf is at least 1
 	}
 	net, err := newNetwork(d, vals)
 	if err != nil {
@@ -60,39 +66,125 @@ func TestTFIDFPoolingIsTheDefinition(t *testing.T) {
 	}
 }
 
-// Models written before the TF-IDF architecture name no pooling: they still load and serve.
+// Models written before the TF-IDF architecture name no pooling: they still load and serve
+// the first network, the mean of the features' rows through a ReLU layer (computed here in Go).
 func TestModelFilesOfTheFirstFormatLoad(t *testing.T) {
-	data := tamper(t, smallModelFile(t, Dims{Buckets: 4, Embed: 2, Hidden: 3, Classes: 6}),
-		func(h *fileHeader) { h.Featurizer.Buckets = 4 })
-	m, err := LoadNative("first.vtm", data)
+	cfg := DefaultFeaturizerConfig()
+	d := Dims{Buckets: int64(cfg.Buckets), Embed: 3, Hidden: 4, Classes: 6}
+	h := fileHeader{Labels: []string{"interested", "question", "donate", "decline", "thanks", "other"}, Featurizer: cfg, Dims: d}
+	rng := rand.New(rand.NewPCG(3, 4))
+	vals := map[string][]float32{}
+	for _, name := range d.tensorNames() {
+		shape := d.shapes()[name]
+		h.Tensors = append(h.Tensors, tensorEntry{Name: name, Shape: shape})
+		vals[name] = make([]float32, numel(shape))
+		for i := range vals[name] {
+			vals[name][i] = float32(rng.Float64()*2 - 1)
+		}
+	}
+	var file bytes.Buffer
+	if err := writeModel(&file, h, vals); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(file.Bytes(), []byte("pooling")) {
+		t.Fatal("the header names a pooling: not the first format")
+	}
+	m, err := LoadNative("first.vtm", file.Bytes())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	if m.net.dims.Pooling != "" || m.net.table != nil {
-		t.Fatalf("dims %+v", m.net.dims)
-	}
-	preds, err := m.Predict(context.Background(), []string{"hi", "count me in"})
+	texts := []string{"count me in!", "where do I park?", "🔥"}
+	preds, err := m.Predict(context.Background(), texts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// All weights are zero: every intent equally likely.
-	for _, p := range preds {
-		for in, s := range p.Scores {
-			if math.Abs(float64(s)-1.0/6) > 1e-6 {
-				t.Fatalf("%s scored %v, want 1/6", in, s)
+	for i, text := range texts {
+		idx := cfg.Featurize(text)
+		mean := make([]float64, d.Embed)
+		for _, f := range idx {
+			for e := range mean {
+				mean[e] += float64(vals["emb"][f*d.Embed+int64(e)]) / float64(len(idx))
+			}
+		}
+		hidden := make([]float64, d.Hidden)
+		for j := range hidden {
+			x := float64(vals["b1"][j])
+			for e := range mean {
+				x += mean[e] * float64(vals["w1"][int64(e)*d.Hidden+int64(j)])
+			}
+			hidden[j] = max(x, 0)
+		}
+		logits := make([]float64, d.Classes)
+		var z float64
+		for c := range logits {
+			x := float64(vals["b2"][c])
+			for j := range hidden {
+				x += hidden[j] * float64(vals["w2"][int64(j)*d.Classes+int64(c)])
+			}
+			logits[c] = math.Exp(x)
+			z += logits[c]
+		}
+		for c, in := range voluntree.Intents() {
+			if got := preds[i].Scores[in]; math.Abs(float64(got)-logits[c]/z) > 1e-5 {
+				t.Fatalf("%q: %s scored %.6f, want %.6f", text, in, got, logits[c]/z)
 			}
 		}
 	}
 }
 
-func TestLoadRejectsBadIDF(t *testing.T) {
+// A file's values are bounded so that a forward pass stays finite: a hostile file that loads
+// would otherwise serve NaN confidences.
+func TestLoadRejectsValuesOutOfBounds(t *testing.T) {
 	d := Dims{Buckets: 4, Embed: 6, Classes: 6, Pooling: PoolTFIDF}
-	for _, bad := range []float32{float32(math.NaN()), -1, float32(math.Inf(1))} {
-		vals := map[string][]float32{"emb": make([]float32, 24), "b2": make([]float32, 6), "idf": {1, 1, bad, 1}}
+	nan, inf := float32(math.NaN()), float32(math.Inf(1))
+	for _, bad := range []struct {
+		tensor string
+		v      float32
+	}{{"idf", nan}, {"idf", -1}, {"idf", inf}, {"idf", 1e-45}, {"idf", 0.5}, {"idf", 1e38}, {"emb", nan}, {"emb", -1e30}, {"b2", inf}} {
+		vals := map[string][]float32{"emb": make([]float32, 24), "b2": make([]float32, 6), "idf": {1, 1, 1, 1}}
+		vals[bad.tensor][2] = bad.v
 		if net, err := newNetwork(d, vals); err == nil {
 			net.drop()
-			t.Fatalf("idf %v accepted", bad)
+			t.Fatalf("%s holding %v accepted", bad.tensor, bad.v)
+		}
+	}
+	vals := map[string][]float32{"emb": make([]float32, 24), "b2": make([]float32, 6), "idf": {1, 2, 3, 64}}
+	net, err := newNetwork(d, vals)
+	if err != nil {
+		t.Fatalf("in-bounds values refused: %v", err)
+	}
+	net.drop()
+}
+
+// Blocks survive the feature cap and feature dropout: the cap cuts the last block first, and
+// a dropped bag keeps each feature in the block it came from.
+func TestBlocksUnderTheCapAndDropout(t *testing.T) {
+	cfg := DefaultFeaturizerConfig()
+	text := "count me in for the morning shift please"
+	all, allEnds := cfg.FeaturizeBlocks(text)
+	if allEnds[BlockWords] == 0 || allEnds[BlockChars] != len(all) || allEnds[BlockChars] <= allEnds[BlockWords] {
+		t.Fatalf("ends %v for %d features", allEnds, len(all))
+	}
+	cfg.MaxFeatures = allEnds[BlockWords] + 3
+	capped, ends := cfg.FeaturizeBlocks(text)
+	if len(capped) != cfg.MaxFeatures || ends != [blocks]int{allEnds[BlockWords], cfg.MaxFeatures} {
+		t.Fatalf("capped at %d: %d features, ends %v (uncapped %v)", cfg.MaxFeatures, len(capped), ends, allEnds)
+	}
+	inChars := map[int64]bool{}
+	for i, f := range all {
+		inChars[f] = i >= allEnds[BlockWords]
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 50 {
+		b := dropFeatures(rng, bag{idx: all, ends: allEnds}, 0.5)
+		if b.ends[BlockChars] != len(b.idx) {
+			t.Fatalf("dropped bag ends %v for %d features", b.ends, len(b.idx))
+		}
+		for i, f := range b.idx {
+			if got := i >= b.ends[BlockWords]; got != inChars[f] {
+				t.Fatalf("feature %d moved across blocks", f)
+			}
 		}
 	}
 }
@@ -143,6 +235,9 @@ func TestCrossValidateScoresEveryFold(t *testing.T) {
 	}
 	if _, err := CrossValidate(context.Background(), TrainConfig{}, train[:10], 1); err == nil {
 		t.Fatal("1 fold accepted")
+	}
+	if _, err := CrossValidate(context.Background(), TrainConfig{}, train[:10], 10); err == nil {
+		t.Fatal("10 folds of 10 texts accepted: some are empty")
 	}
 }
 

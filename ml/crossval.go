@@ -21,6 +21,11 @@ func CrossValidate(ctx context.Context, cfg TrainConfig, train []Example, k int)
 	}
 	cfg.CalibrationFolds = 0 // a scale changes no prediction
 	folds := splitFolds(train, k)
+	for i, f := range folds {
+		if len(f) == 0 {
+			return nil, fmt.Errorf("ml: cross-validation fold %d of %d is empty: use fewer folds", i+1, k)
+		}
+	}
 	scores := make([]float64, k)
 	for i := range folds {
 		m, err := Train(ctx, cfg, allBut(folds, i), folds[i], nil)

@@ -60,7 +60,11 @@ func Evaluate(ctx context.Context, m Model, examples []Example) (*Report, error)
 		}
 		for i, p := range preds {
 			conf[col[batch[i].Intent]][col[p.Intent]]++
-			b := &bins[min(int(p.Confidence*10), 9)]
+			bin := 9
+			if c := p.Confidence; c >= 0 && c < 1 { // NaN takes the last bin rather than an index out of range
+				bin = int(c * 10)
+			}
+			b := &bins[bin]
 			b.n++
 			b.conf += float64(p.Confidence)
 			if p.Intent == batch[i].Intent {

@@ -131,13 +131,17 @@ func buildNetwork(d Dims, vals map[string][]float32) (*network, error) {
 			n.drop()
 			return nil, fmt.Errorf("ml: tensor %s has %d values, want %d", name, len(v), want)
 		}
+		lo, hi := float32(-maxWeight), float32(maxWeight)
 		if !trainable(name) {
-			for _, w := range v {
-				if w < 0 || math.IsNaN(float64(w)) || math.IsInf(float64(w), 0) {
-					n.drop()
-					return nil, fmt.Errorf("ml: tensor %s holds %v, want finite weights ≥ 0", name, w)
-				}
+			lo, hi = 1, maxIDF
+		}
+		for _, w := range v {
+			if !(w >= lo && w <= hi) { // NaN fails both
+				n.drop()
+				return nil, fmt.Errorf("ml: tensor %s holds %v, want values in [%g, %g]", name, w, lo, hi)
 			}
+		}
+		if !trainable(name) {
 			n.idf = slices.Clone(v)
 			continue
 		}
@@ -149,17 +153,31 @@ func buildNetwork(d Dims, vals map[string][]float32) (*network, error) {
 		*n.params()[name] = t.MustView(shape, true)
 	}
 	if d.Pooling == PoolTFIDF {
-		col := ts.MustOfSlice(n.idf).MustView([]int64{d.Buckets, 1}, true)
-		table, err := n.emb.Mul(col, false)
-		col.MustDrop()
+		emb := vals["emb"]
+		scaled := make([]float32, len(emb))
+		for i := range scaled {
+			scaled[i] = emb[i] * n.idf[int64(i)/d.Embed]
+		}
+		t, err := ts.OfSlice(scaled)
+		if err == nil {
+			n.table, err = t.View([]int64{d.Buckets, d.Embed}, true)
+		}
 		if err != nil {
 			n.drop()
 			return nil, fmt.Errorf("ml: idf table: %w", err)
 		}
-		n.table = table
 	}
 	return n, nil
 }
+
+// Bounds on a model file's values. Trained weights stay far inside ±maxWeight; the bound
+// keeps every sum of a forward pass finite in float32, so a hostile or corrupt file is refused
+// at load instead of serving NaN. An idf is ln((1+n)/(1+df))+1: at least 1, and 64 would take
+// 10^27 training texts.
+const (
+	maxWeight = 1e6
+	maxIDF    = 64
+)
 
 func numel(shape []int64) int64 {
 	n := int64(1)
