@@ -98,6 +98,29 @@ func watchConsole(t *testing.T, ctx context.Context) *pageConsole {
 // browserSteps returns the step runner of a browser test: a step has its own 30 s deadline
 // inside the test's, so that a stuck one still leaves the browser alive to say where it stood
 // (browserFailure: a screenshot, the page's console, the server's log).
+// clickTab selects a dashboard tab and waits for its panel. chromedp clicks at the tab's
+// coordinates: when the layout moves as the click is sent (a list above re-rendering, a status
+// line appearing), the click can land beside the tab and the panel never shows, so it clicks
+// again until the tab says it is selected.
+func clickTab(name string) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		for {
+			if _, err := chromedp.Click(chromedp.CSS("#tab-"+name))(ctx, t); err != nil {
+				return chromedp.Void{}, err
+			}
+			wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_, err := chromedp.WaitVisible(chromedp.CSS("#panel-"+name))(wctx, t)
+			if err == nil {
+				_, err = chromedp.WaitReady(chromedp.CSS(`#tab-`+name+`[aria-selected="true"]`))(wctx, t)
+			}
+			cancel()
+			if err == nil || ctx.Err() != nil {
+				return chromedp.Void{}, ctx.Err()
+			}
+		}
+	}
+}
+
 func browserSteps(t *testing.T, ctx context.Context, n *node) func(what string, steps ...chromedp.Action[chromedp.Void]) {
 	console := watchConsole(t, ctx)
 	return func(what string, steps ...chromedp.Action[chromedp.Void]) {
@@ -230,7 +253,7 @@ func TestAdminWalksTheDashboardInABrowser(t *testing.T) {
 	suID := signupID(t, ctx, title)
 
 	// 3. A post on the organization's page, published now through the Graph API.
-	step("write and publish a post", chromedp.Click(css("#tab-posts")),
+	step("write and publish a post", clickTab("posts"),
 		chromedp.WaitReady(xp(`//select[@id="post-signup"]/option[normalize-space()="`+title+`"]`)), // options have no box: ready, not visible
 		chromedp.WaitReady(xp(`//select[@id="post-page"]/option[@value="`+e.page+`"]`)),
 		chromedp.SetValue(css("#post-signup"), suID),
@@ -248,7 +271,7 @@ func TestAdminWalksTheDashboardInABrowser(t *testing.T) {
 	// its author in the signup's volunteers.
 	v := &messengerVolunteer{t: t, n: n, e: e, psid: "psid-grace"}
 	v.comment(fbPost, "Grace Hopper")
-	step("the comment in the live feed", chromedp.Click(css("#tab-signups")),
+	step("the comment in the live feed", clickTab("signups"),
 		chromedp.WaitVisible(xp(`//ol[@id="signups"]/li[.//span[contains(@class,"name")][normalize-space()="Grace Hopper"]]`)))
 	vrow := `//table[@id="volunteers-table"]//tr[td[1][normalize-space()="Grace Hopper"]]`
 	step("the volunteer in the list", chromedp.Click(xp(`//button[normalize-space()="`+title+`"]`)),
@@ -318,13 +341,13 @@ func TestAdminWalksTheDashboardInABrowser(t *testing.T) {
 	}
 
 	// The stats and the people.
-	step("stats", chromedp.Click(css("#tab-stats")),
+	step("stats", clickTab("stats"),
 		chromedp.WaitVisible(css("#stats-chart svg")),
 		chromedp.WaitVisible(xp(`//div[@data-step="booked"][contains(., "Booked: 1")]`)))
 	if caption := text("#stats-caption"); !strings.Contains(caption, "1 bookings") || !strings.Contains(caption, "over 30 days") {
 		t.Errorf("stats caption %q", caption)
 	}
-	step("people", chromedp.Click(css("#tab-people")),
+	step("people", clickTab("people"),
 		chromedp.WaitVisible(xp(`//table[@id="members-table"]//td[contains(., "Ada Admin (@ada)")]`)))
 	members := text("#members-table")
 	for _, want := range []string{title, "2 slots", "Afternoon: 0 of 5", "0 of 3"} {

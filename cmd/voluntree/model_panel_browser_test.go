@@ -41,7 +41,7 @@ func TestModelPanelInABrowser(t *testing.T) {
 	step := browserSteps(t, ctx, n)
 	step("sign in as the operator's owner", chromedp.Navigate(link("ops")),
 		chromedp.WaitVisible(css("#manage")), chromedp.WaitVisible(css("#tab-models")),
-		chromedp.Click(css("#tab-models")),
+		clickTab("models"),
 		chromedp.WaitVisible(xp(`//table[@id="models-table"]//td[contains(., "No version pushed")]`)))
 	step("push the model file",
 		chromedp.SetUploadFiles(css("#model-file"), []string{file}),
