@@ -195,9 +195,16 @@ func (m *Native) Close() error {
 func featurizeAll(cfg FeaturizerConfig, texts []string) []bag {
 	out := make([]bag, len(texts))
 	for i, t := range texts {
-		out[i].idx, out[i].ends = cfg.FeaturizeBlocks(t)
+		out[i] = featurize(cfg, t)
 	}
 	return out
+}
+
+// featurize is one text's bag.
+func featurize(cfg FeaturizerConfig, text string) bag {
+	var b bag
+	b.idx, b.ends = cfg.FeaturizeBlocks(text)
+	return b
 }
 
 func predictions(rows [][]float32) []voluntree.Prediction {

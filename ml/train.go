@@ -282,12 +282,6 @@ func fit(ctx context.Context, cfg TrainConfig, dims Dims, train []Example, col m
 	return net.values(), nil
 }
 
-func featurize(cfg FeaturizerConfig, text string) bag {
-	var b bag
-	b.idx, b.ends = cfg.FeaturizeBlocks(text)
-	return b
-}
-
 // inverseDocFreq counts in how many training texts each feature appears and returns its
 // smoothed inverse document frequency, ln((1+n)/(1+df)) + 1: a feature no text had weighs
 // the most, one in every text 1.
